@@ -1,0 +1,79 @@
+"""Shared fixtures: the Stripe simulator (from the package's pytest plugin) and a browser.
+
+Tests that need PostgreSQL or a browser are skipped with a reason when the machine
+cannot run them. ``WCB_REQUIRE=browser,postgres`` (set by ``.ci/run``) turns those
+skips into failures, so CI can never pass with them silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
+
+# Playwright's sync API runs an event loop in the test thread; Django would then refuse
+# ORM calls from that thread although nothing runs concurrently.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+REQUIRED = {item.strip() for item in os.environ.get("WCB_REQUIRE", "").split(",") if item}
+
+
+def _unavailable(capability: str, reason: str) -> None:
+    if capability in REQUIRED:
+        pytest.fail(f"{capability} tests are required here (WCB_REQUIRE) but: {reason}")
+    pytest.skip(reason)
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (Playwright's own browser download does not work offline)."""
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _unavailable("postgres", "needs PostgreSQL: run with DATABASE_URL=postgres://...")
+    if item.get_closest_marker("browser") and not chromium_path():
+        _unavailable("browser", "needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """A headless Debian chromium driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("browser", "needs the playwright Python package")
+    path = chromium_path()
+    if not path:
+        _unavailable("browser", "needs Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=path,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    """A fresh browser tab (own cookies) per test."""
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

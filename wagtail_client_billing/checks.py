@@ -1,0 +1,73 @@
+"""System checks with stable ids (``wagtail_client_billing.E001`` ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import SETTING_NAME, billing_settings, setting_key, unknown_keys
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """Validate ``WAGTAIL_CLIENT_BILLING`` and the services the app depends on."""
+    messages: list = []
+    try:
+        conf = billing_settings()
+    except ImproperlyConfigured as error:
+        return [
+            Error(
+                str(error),
+                hint=f"Fix {SETTING_NAME} in your settings.",
+                id="wagtail_client_billing.E001",
+            )
+        ]
+    for key in unknown_keys():
+        messages.append(
+            Warning(
+                f"{setting_key(key)} is not a setting of wagtail-client-billing.",
+                hint="Check the spelling against the configuration reference.",
+                id="wagtail_client_billing.W001",
+            )
+        )
+    if not (conf.stripe_test_secret_key or conf.stripe_live_secret_key):
+        messages.append(
+            Warning(
+                "No Stripe secret key is configured: billing requests cannot be sent.",
+                hint=f"Set {setting_key('STRIPE_TEST_SECRET_KEY')} (sk_test_...) "
+                f"or {setting_key('STRIPE_LIVE_SECRET_KEY')} (sk_live_...).",
+                id="wagtail_client_billing.W002",
+            )
+        )
+    for mode in ("test", "live"):
+        if conf.secret_key(mode) and not conf.webhook_secrets(mode):
+            name = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
+            messages.append(
+                Warning(
+                    f"A {mode}-mode Stripe key is set but no {mode}-mode webhook secret: "
+                    "statuses will only be updated by the reconciliation task.",
+                    hint=f"Set {setting_key(name)} to the endpoint's whsec_... secret.",
+                    id="wagtail_client_billing.W003",
+                )
+            )
+    if not apps.is_installed("django_q"):
+        messages.append(
+            Error(
+                "django-q2 is not installed: emails and expiry cannot run.",
+                hint="Add 'django_q' to INSTALLED_APPS.",
+                id="wagtail_client_billing.E002",
+            )
+        )
+    elif not getattr(settings, "Q_CLUSTER", None):
+        messages.append(
+            Warning(
+                "Q_CLUSTER is not set: django-q2 falls back to its defaults.",
+                hint="Set Q_CLUSTER (for example {'name': 'billing', 'orm': 'default'}).",
+                id="wagtail_client_billing.W004",
+            )
+        )
+    return messages

@@ -1,0 +1,179 @@
+"""The one reader of the ``WAGTAIL_CLIENT_BILLING`` settings dict.
+
+Every value the app reads from settings goes through :func:`billing_settings`, so that
+defaults, validation and error messages live in one place. Errors are
+``ImproperlyConfigured`` and name the exact key to set.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+SETTING_NAME = "WAGTAIL_CLIENT_BILLING"
+STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
+
+# Stripe Checkout accepts an ``expires_at`` between 30 minutes and 24 hours from now.
+REQUEST_TTL_MIN = 30 * 60
+REQUEST_TTL_MAX = 24 * 60 * 60
+
+DEFAULTS: dict[str, Any] = {
+    "STRIPE_TEST_SECRET_KEY": "",
+    "STRIPE_LIVE_SECRET_KEY": "",
+    "STRIPE_TEST_WEBHOOK_SECRET": (),
+    "STRIPE_LIVE_WEBHOOK_SECRET": (),
+    "STRIPE_API_BASE": STRIPE_API_BASE_DEFAULT,
+    "STRIPE_MAX_NETWORK_RETRIES": 2,
+    "STRIPE_TIMEOUT": 30,
+    "REQUEST_TTL": REQUEST_TTL_MAX,
+    "ENCRYPTION_KEYS": (),
+}
+
+SECRET_KEY_PREFIXES = {
+    "test": ("sk_test_", "rk_test_"),
+    "live": ("sk_live_", "rk_live_"),
+}
+
+
+def setting_key(name: str) -> str:
+    """Spell a key the way a user writes it in settings.py."""
+    return f"{SETTING_NAME}[{name!r}]"
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """The validated ``WAGTAIL_CLIENT_BILLING`` settings."""
+
+    stripe_test_secret_key: str
+    stripe_live_secret_key: str
+    stripe_test_webhook_secrets: tuple[str, ...]
+    stripe_live_webhook_secrets: tuple[str, ...]
+    stripe_api_base: str
+    stripe_max_network_retries: int
+    stripe_timeout: float
+    request_ttl: int
+    encryption_keys: tuple[str, ...]
+
+    def secret_key(self, mode: str) -> str:
+        """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
+        return self.stripe_live_secret_key if mode == "live" else self.stripe_test_secret_key
+
+    def webhook_secrets(self, mode: str) -> tuple[str, ...]:
+        """Every webhook signing secret configured for ``mode`` (several during rotation)."""
+        if mode == "live":
+            return self.stripe_live_webhook_secrets
+        return self.stripe_test_webhook_secrets
+
+
+def _raw() -> dict[str, Any]:
+    value = getattr(settings, SETTING_NAME, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME} must be a dict, got {type(value).__name__}. "
+            f"Set {SETTING_NAME} = {{...}} in your settings."
+        )
+    return value
+
+
+def _string(raw: dict[str, Any], name: str) -> str:
+    value = raw.get(name, DEFAULTS[name])
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"{setting_key(name)} must be a string.")
+    return value.strip()
+
+
+def _strings(raw: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = raw.get(name, DEFAULTS[name])
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ImproperlyConfigured(
+            f"{setting_key(name)} must be a string or a list of strings."
+        )
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _number(raw: dict[str, Any], name: str, minimum: float, maximum: float) -> Any:
+    value = raw.get(name, DEFAULTS[name])
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImproperlyConfigured(f"{setting_key(name)} must be a number.")
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(
+            f"{setting_key(name)} must be between {minimum} and {maximum}, got {value}."
+        )
+    return value
+
+
+def _secret_key(raw: dict[str, Any], mode: str) -> str:
+    name = f"STRIPE_{mode.upper()}_SECRET_KEY"
+    value = _string(raw, name)
+    if value and not value.startswith(SECRET_KEY_PREFIXES[mode]):
+        prefixes = " or ".join(SECRET_KEY_PREFIXES[mode])
+        # Never echo the key itself: it is a secret.
+        raise ImproperlyConfigured(
+            f"{setting_key(name)} must be a {mode}-mode Stripe secret key starting with "
+            f"{prefixes}."
+        )
+    return value
+
+
+def _webhook_secrets(raw: dict[str, Any], mode: str) -> tuple[str, ...]:
+    name = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
+    values = _strings(raw, name)
+    for value in values:
+        if not value.startswith("whsec_"):
+            raise ImproperlyConfigured(
+                f"{setting_key(name)} must hold webhook signing secrets starting with whsec_."
+            )
+    return values
+
+
+def _api_base(raw: dict[str, Any]) -> str:
+    value = _string(raw, "STRIPE_API_BASE") or STRIPE_API_BASE_DEFAULT
+    if not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            f"{setting_key('STRIPE_API_BASE')} must be an http(s) URL such as "
+            f"{STRIPE_API_BASE_DEFAULT}."
+        )
+    return value.rstrip("/")
+
+
+@functools.cache
+def billing_settings() -> BillingSettings:
+    """Read and validate ``WAGTAIL_CLIENT_BILLING``; raise ``ImproperlyConfigured`` if wrong."""
+    raw = _raw()
+    return BillingSettings(
+        stripe_test_secret_key=_secret_key(raw, "test"),
+        stripe_live_secret_key=_secret_key(raw, "live"),
+        stripe_test_webhook_secrets=_webhook_secrets(raw, "test"),
+        stripe_live_webhook_secrets=_webhook_secrets(raw, "live"),
+        stripe_api_base=_api_base(raw),
+        stripe_max_network_retries=int(_number(raw, "STRIPE_MAX_NETWORK_RETRIES", 0, 10)),
+        stripe_timeout=float(_number(raw, "STRIPE_TIMEOUT", 1, 600)),
+        request_ttl=int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX)),
+        encryption_keys=_strings(raw, "ENCRYPTION_KEYS"),
+    )
+
+
+def unknown_keys() -> list[str]:
+    """Keys in ``WAGTAIL_CLIENT_BILLING`` that the app does not know (likely typos)."""
+    return sorted(set(_raw()) - set(DEFAULTS))
+
+
+def _clear_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        billing_settings.cache_clear()
+
+
+setting_changed.connect(_clear_cache)
