@@ -1,0 +1,274 @@
+"""Stripe's currency facts: minor units, minimum and maximum charges, conversions.
+
+Money is an integer in the currency's *minor unit* as Stripe's API counts it, plus a
+lower-case ISO 4217 code. Stripe's minor unit is not always ISO 4217's
+(https://docs.stripe.com/currencies):
+
+* zero-decimal currencies (JPY, KRW, ...) are sent as whole units;
+* three-decimal currencies (BHD JOD KWD OMR TND) are sent in thousandths, but the last
+  digit must be 0, so in practice they have two significant decimals;
+* ISK and UGX became zero-decimal, yet Stripe still reads them as two-decimal values
+  whose decimals are always ``00`` (5 ISK is ``500``): whole units only;
+* HUF and TWD are zero-decimal for payouts only; charges are ordinary two-decimal.
+
+This module is pure Python (no Django) because the Stripe simulator uses it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+__all__ = [
+    "CURRENCIES",
+    "AmountTooLarge",
+    "AmountTooSmall",
+    "Currency",
+    "InvalidAmount",
+    "MoneyError",
+    "TooManyDecimals",
+    "UnknownCurrency",
+    "check_amount",
+    "format_amount",
+    "get_currency",
+    "to_major",
+    "to_minor",
+]
+
+
+class MoneyError(ValueError):
+    """Base class of every error raised by this module."""
+
+
+class UnknownCurrency(MoneyError):
+    """The code is not a currency Stripe accepts for card payments."""
+
+    def __init__(self, code: object) -> None:
+        self.code = code
+        super().__init__(f"Unknown or unsupported currency: {code!r}.")
+
+
+class InvalidAmount(MoneyError):
+    """The amount cannot be charged in this currency."""
+
+
+class TooManyDecimals(InvalidAmount):
+    """The amount has more decimals than Stripe accepts for the currency."""
+
+    def __init__(self, message: str, *, currency: Currency, amount: object) -> None:
+        self.currency = currency
+        self.amount = amount
+        super().__init__(message)
+
+
+class AmountTooSmall(InvalidAmount):
+    """The amount is under Stripe's minimum charge; ``limit`` is that minimum (minor units)."""
+
+    def __init__(self, currency: Currency, amount: int) -> None:
+        self.currency = currency
+        self.amount = amount
+        self.limit = currency.minimum
+        super().__init__(
+            f"Amount must be at least {format_amount(self.limit, currency.code)} "
+            f"(Stripe's minimum charge)."
+        )
+
+
+class AmountTooLarge(InvalidAmount):
+    """The amount is over Stripe's maximum charge; ``limit`` is that maximum (minor units)."""
+
+    def __init__(self, currency: Currency, amount: int) -> None:
+        self.currency = currency
+        self.amount = amount
+        self.limit = currency.maximum
+        super().__init__(
+            f"Amount must be no more than {format_amount(self.limit, currency.code)} "
+            f"(Stripe's maximum charge)."
+        )
+
+
+@dataclass(frozen=True)
+class Currency:
+    """One currency as Stripe's API sees it.
+
+    ``minimum`` and ``maximum`` are in minor units; an amount must also be a multiple
+    of ``step`` minor units (10 for three-decimal currencies, 100 for ISK and UGX).
+    """
+
+    code: str
+    exponent: int
+    minimum: int
+    maximum: int
+    step: int = 1
+
+    @property
+    def quantum(self) -> Decimal:
+        """The smallest chargeable amount in major units (0.01 USD, 1 JPY, 0.010 KWD)."""
+        return Decimal(self.step).scaleb(-self.exponent)
+
+    @property
+    def display_decimals(self) -> int:
+        """How many decimals to show: none when only whole units can be charged."""
+        return 0 if self.step == 10**self.exponent else self.exponent
+
+
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf vnd vuv xaf xof xpf".split())
+THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+# Zero-decimal in fact, two-decimal on the wire with "00" decimals (Stripe's special
+# cases). UGX is also on Stripe's zero-decimal list; the special case is the rule that
+# governs charges, so it wins.
+WHOLE_UNITS_AS_TWO_DECIMAL = frozenset({"isk", "ugx"})
+
+# Stripe's published minimum charge per settlement currency, in major units.
+STRIPE_MINIMUMS: dict[str, str] = {
+    "usd": "0.50", "aed": "2.00", "aud": "0.50", "bgn": "1.00", "brl": "0.50",
+    "cad": "0.50", "chf": "0.50", "czk": "15.00", "dkk": "2.50", "eur": "0.50",
+    "gbp": "0.30", "hkd": "4.00", "huf": "175.00", "inr": "0.50", "jpy": "50",
+    "mxn": "10", "myr": "2", "nok": "3.00", "nzd": "0.50", "pln": "2.00",
+    "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
+}  # fmt: skip
+
+# Every other presentment currency must convert to about USD 0.50. These are rough
+# units-per-USD rates, only used to derive that equivalent minimum (rounded up to a
+# round figure); they are not meant for conversion.
+APPROX_UNITS_PER_USD: dict[str, str] = {
+    "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915",
+    "ars": "1200", "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2",
+    "bdt": "122", "bhd": "0.376", "bif": "2950", "bmd": "1", "bnd": "1.32",
+    "bob": "6.9", "bsd": "1", "bwp": "13.5", "byn": "3.3", "bzd": "2",
+    "cdf": "2850", "clp": "950", "cny": "7.2", "cop": "4100", "crc": "505",
+    "cve": "97", "djf": "178", "dop": "62", "dzd": "132", "egp": "49",
+    "etb": "130", "fjd": "2.25", "fkp": "0.76", "gel": "2.7", "gip": "0.76",
+    "gmd": "72", "gnf": "8650", "gtq": "7.7", "gyd": "209", "hnl": "26",
+    "htg": "131", "idr": "16500", "ils": "3.6", "isk": "125", "jmd": "160",
+    "jod": "0.709", "kes": "129", "kgs": "87", "khr": "4000", "kmf": "430",
+    "krw": "1400", "kwd": "0.307", "kyd": "0.83", "kzt": "520", "lak": "21600",
+    "lbp": "89500", "lkr": "300", "lrd": "200", "lsl": "18", "mad": "9.1",
+    "mdl": "17", "mga": "4500", "mkd": "54", "mmk": "2100", "mnt": "3580",
+    "mop": "8", "mur": "46", "mvr": "15.4", "mwk": "1735", "mzn": "64",
+    "nad": "18", "ngn": "1530", "nio": "36.8", "npr": "139", "omr": "0.385",
+    "pab": "1", "pen": "3.6", "pgk": "4.1", "php": "57", "pkr": "282",
+    "pyg": "7500", "qar": "3.64", "rsd": "103", "rub": "80", "rwf": "1440",
+    "sar": "3.75", "sbd": "8.4", "scr": "14", "shp": "0.76", "sle": "22.7",
+    "sos": "571", "srd": "38", "std": "22300", "szl": "18", "tjs": "10.5",
+    "tnd": "2.95", "top": "2.37", "try": "40", "ttd": "6.8", "twd": "31",
+    "tzs": "2600", "uah": "41.5", "ugx": "3650", "uyu": "40", "uzs": "12500",
+    "vnd": "26000", "vuv": "120", "wst": "2.75", "xaf": "575", "xcd": "2.7",
+    "xcg": "1.79", "xof": "575", "xpf": "105", "yer": "240", "zar": "18",
+    "zmw": "24",
+}  # fmt: skip
+
+# "The amount value supports up to 8 digits", except IDR (12) and INR (9). Stripe
+# allows more for some currencies on card payments only; Checkout may offer other
+# methods, so the general limit is the safe one.
+MAX_DIGITS = {"idr": 12, "inr": 9}
+DEFAULT_MAX_DIGITS = 8
+
+_ROUND_MANTISSAS = tuple(Decimal(m) for m in ("1", "1.5", "2", "2.5", "3", "4", "5", "6", "7.5"))
+
+
+def _round_up_nicely(value: Decimal) -> Decimal:
+    """The smallest "round" figure (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 x 10^n) >= value."""
+    magnitude = Decimal(1).scaleb(value.adjusted())
+    for mantissa in (*_ROUND_MANTISSAS, Decimal(10)):
+        candidate = mantissa * magnitude
+        if candidate >= value:
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _build_currency(code: str) -> Currency:
+    if code in ZERO_DECIMAL:
+        exponent, step = 0, 1
+    elif code in THREE_DECIMAL:
+        exponent, step = 3, 10
+    elif code in WHOLE_UNITS_AS_TWO_DECIMAL:
+        exponent, step = 2, 100
+    else:
+        exponent, step = 2, 1
+    if code in STRIPE_MINIMUMS:
+        minimum_major = Decimal(STRIPE_MINIMUMS[code])
+    else:
+        minimum_major = _round_up_nicely(Decimal("0.50") * Decimal(APPROX_UNITS_PER_USD[code]))
+    minimum = int((minimum_major.scaleb(exponent)).to_integral_value(ROUND_CEILING))
+    minimum = max(step, -(-minimum // step) * step)  # a multiple of step, at least one step
+    maximum = 10 ** MAX_DIGITS.get(code, DEFAULT_MAX_DIGITS) - 1
+    maximum -= maximum % step
+    return Currency(code=code, exponent=exponent, minimum=minimum, maximum=maximum, step=step)
+
+
+CURRENCIES: dict[str, Currency] = {
+    code: _build_currency(code) for code in sorted({*STRIPE_MINIMUMS, *APPROX_UNITS_PER_USD})
+}
+
+
+def get_currency(code: str) -> Currency:
+    """The Stripe currency for an ISO 4217 code (any case), or raise UnknownCurrency."""
+    if not isinstance(code, str):
+        raise UnknownCurrency(code)
+    try:
+        return CURRENCIES[code.strip().lower()]
+    except KeyError:
+        raise UnknownCurrency(code) from None
+
+
+def to_minor(amount: Decimal | int | str, code: str) -> int:
+    """Convert a major-unit amount (Decimal("12.50")) to Stripe's integer minor units."""
+    currency = get_currency(code)
+    try:
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
+    except InvalidOperation:
+        raise InvalidAmount(f"{amount!r} is not a number.") from None
+    if isinstance(amount, float) or not value.is_finite():
+        # Floats carry binary rounding errors; money must arrive as Decimal, int or str.
+        raise InvalidAmount(f"{amount!r} is not a valid amount; pass a Decimal.")
+    minor = value.scaleb(currency.exponent)
+    if minor != minor.to_integral_value() or int(minor) % currency.step:
+        upper = currency.code.upper()
+        places = currency.display_decimals
+        if places == 0:
+            detail = f"{upper} amounts must be whole numbers"
+        elif currency.step > 1:
+            detail = (
+                f"{upper} amounts can have at most {places - 1} decimal places "
+                f"(Stripe requires the last of the {places} decimals to be 0)"
+            )
+        else:
+            detail = f"{upper} amounts can have at most {places} decimal places"
+        raise TooManyDecimals(f"{detail}; got {value}.", currency=currency, amount=amount)
+    return int(minor)
+
+
+def to_major(minor: int, code: str) -> Decimal:
+    """Convert Stripe's integer minor units back to a Decimal in major units."""
+    currency = get_currency(code)
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise InvalidAmount(f"{minor!r} is not an integer amount in minor units.")
+    return Decimal(minor).scaleb(-currency.exponent).quantize(Decimal(1).scaleb(-currency.exponent))
+
+
+def format_amount(minor: int, code: str) -> str:
+    """Human-readable amount such as "1,234.50 USD" or "50 JPY" (not localised)."""
+    currency = get_currency(code)
+    major = to_major(minor, code)
+    places = currency.display_decimals
+    return f"{major:,.{places}f} {currency.code.upper()}"
+
+
+def check_amount(minor: int, code: str) -> Currency:
+    """Raise AmountTooSmall/AmountTooLarge/InvalidAmount unless Stripe can charge it."""
+    currency = get_currency(code)
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise InvalidAmount(f"{minor!r} is not an integer amount in minor units.")
+    if minor < currency.minimum:
+        raise AmountTooSmall(currency, minor)
+    if minor > currency.maximum:
+        raise AmountTooLarge(currency, minor)
+    if minor % currency.step:
+        raise TooManyDecimals(
+            f"{currency.code.upper()} amounts in minor units must be a multiple of "
+            f"{currency.step}; got {minor}.",
+            currency=currency,
+            amount=minor,
+        )
+    return currency
