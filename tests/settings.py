@@ -4,10 +4,10 @@ import os
 
 os.environ.setdefault("DJANGO_DEBUG", "0")
 
-from example_project.settings.base import *  # noqa: E402, F403
-from example_project.settings.base import DATABASES, Q_CLUSTER  # noqa: E402
+from example_project.settings.base import *  # noqa: F403
+from example_project.settings.base import Q_CLUSTER
 
-SECRET_KEY = "tests-only-secret-key-not-for-production"  # noqa: S105
+SECRET_KEY = "tests-only-secret-key-not-for-production"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
@@ -16,10 +16,6 @@ STORAGES = {
 }
 # Tasks run in the calling process in unit tests; the end-to-end tests start a cluster.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file, not :memory:, so that live-server threads and the test share one database.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("WCB_TEST_SQLITE", "")}
 
 WAGTAIL_CLIENT_BILLING = {
     "STRIPE_TEST_SECRET_KEY": "sk_test_suite",

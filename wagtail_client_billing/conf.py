@@ -98,9 +98,7 @@ def _strings(raw: dict[str, Any], name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ImproperlyConfigured(
-            f"{setting_key(name)} must be a string or a list of strings."
-        )
+        raise ImproperlyConfigured(f"{setting_key(name)} must be a string or a list of strings.")
     return tuple(v.strip() for v in value if v.strip())
 
 
@@ -122,8 +120,7 @@ def _secret_key(raw: dict[str, Any], mode: str) -> str:
         prefixes = " or ".join(SECRET_KEY_PREFIXES[mode])
         # Never echo the key itself: it is a secret.
         raise ImproperlyConfigured(
-            f"{setting_key(name)} must be a {mode}-mode Stripe secret key starting with "
-            f"{prefixes}."
+            f"{setting_key(name)} must be a {mode}-mode Stripe secret key starting with {prefixes}."
         )
     return value
 
