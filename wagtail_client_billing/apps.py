@@ -12,3 +12,9 @@ class WagtailClientBillingConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .compat import register_policy
+        from .models import WebhookEvent
+        from .views.events import webhook_event_policy
+
+        # Before Wagtail creates fallback policies, which it does on first use.
+        register_policy(WebhookEvent, webhook_event_policy)

@@ -54,6 +54,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                     id="wagtail_client_billing.W003",
                 )
             )
+    if not apps.is_installed("django_countries"):
+        messages.append(
+            Error(
+                "django-countries is not installed: the country list cannot be shown.",
+                hint="Add 'django_countries' to INSTALLED_APPS.",
+                id="wagtail_client_billing.E003",
+            )
+        )
     if not apps.is_installed("django_q"):
         messages.append(
             Error(

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_TIMEOUT": 30,
     "REQUEST_TTL": REQUEST_TTL_MAX,
     "ENCRYPTION_KEYS": (),
+    "STRIPE_CONNECT": True,
 }
 
 SECRET_KEY_PREFIXES = {
@@ -58,6 +59,7 @@ class BillingSettings:
     stripe_timeout: float
     request_ttl: int
     encryption_keys: tuple[str, ...]
+    direct: bool
 
     def secret_key(self, mode: str) -> str:
         """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
@@ -100,6 +102,13 @@ def _strings(raw: dict[str, Any], name: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ImproperlyConfigured(f"{setting_key(name)} must be a string or a list of strings.")
     return tuple(v.strip() for v in value if v.strip())
+
+
+def _boolean(raw: dict[str, Any], name: str) -> bool:
+    value = raw.get(name, DEFAULTS[name])
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{setting_key(name)} must be True or False.")
+    return value
 
 
 def _number(raw: dict[str, Any], name: str, minimum: float, maximum: float) -> Any:
@@ -160,6 +169,7 @@ def billing_settings() -> BillingSettings:
         stripe_timeout=float(_number(raw, "STRIPE_TIMEOUT", 1, 600)),
         request_ttl=int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX)),
         encryption_keys=_strings(raw, "ENCRYPTION_KEYS"),
+        direct=not _boolean(raw, "STRIPE_CONNECT"),
     )
 
 

@@ -1,7 +1,11 @@
 """Public URLs: include with ``path("billing/", include("wagtail_client_billing.urls"))``."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import webhooks
 
 app_name = "wagtail_client_billing"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
+]

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "example_project.home",
     "wagtail_client_billing",
     "django_q",
+    "django_countries",
     "anymail",
     "wagtail.contrib.forms",
     "wagtail.contrib.redirects",

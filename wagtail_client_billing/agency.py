@@ -1,0 +1,200 @@
+"""Domain operations on the agency's Stripe connection: connect, refresh, unlink.
+
+Views, webhook handlers and commands call these; each writes Wagtail's audit log for
+the changes a person would want to find later.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from wagtail.log_actions import log
+
+from . import stripe_api
+from .models import AgencyBillingSettings, StripeConnection
+
+logger = logging.getLogger(__name__)
+
+ACTION_CONNECT = "wagtail_client_billing.connect"
+ACTION_ONBOARDED = "wagtail_client_billing.onboarding_completed"
+ACTION_UNLINK = "wagtail_client_billing.unlink"
+ACTION_SWITCH_MODE = "wagtail_client_billing.switch_mode"
+
+
+def active_mode() -> str:
+    """The mode ("test" or "live") that new billing requests use."""
+    return AgencyBillingSettings.load().active_mode
+
+
+def linked_connection(mode: str | None = None) -> StripeConnection | None:
+    """The linked connection for ``mode`` (default: the active mode), if any."""
+    mode = mode or active_mode()
+    return StripeConnection.objects.filter(mode=mode, unlinked_at__isnull=True).first()
+
+
+def new_idempotency_nonce() -> str:
+    """A nonce for a form, so that a double-submitted Connect makes one account only."""
+    return uuid.uuid4().hex
+
+
+def connect(
+    *,
+    mode: str,
+    country: str,
+    privacy_policy_url: str,
+    terms_of_service_url: str,
+    site_url: str,
+    nonce: str,
+    user: Any = None,
+) -> StripeConnection:
+    """Create the connected account at Stripe, then store it as the mode's connection.
+
+    Stripe is called first and nothing is saved if it fails; the idempotency key comes
+    from the form's nonce so a resubmitted form returns the same account.
+    """
+    if linked_connection(mode):
+        raise stripe_api.StripeRefused(
+            "A client billing account is already linked for this mode; unlink it first."
+        )
+    state = stripe_api.create_connected_account(
+        mode,
+        country=country,
+        site_url=site_url,
+        metadata={
+            "wagtail_client_billing": "agency",
+            "install": getattr(settings, "WAGTAIL_SITE_NAME", "") or "wagtail",
+            "site_url": site_url,
+        },
+        idempotency_key=f"wcb-connect-{mode}-{nonce}",
+    )
+    with transaction.atomic():
+        connection = StripeConnection.objects.create(
+            mode=mode,
+            account_id=state.id,
+            country=country,
+            privacy_policy_url=privacy_policy_url,
+            terms_of_service_url=terms_of_service_url,
+        )
+        _store_state(connection, state)
+        settings_row = AgencyBillingSettings.load()
+        settings_row.active_mode = mode
+        settings_row.save(update_fields=["active_mode"])
+        log(connection, ACTION_CONNECT, user=user, data={"mode": mode, "account": state.id})
+    return connection
+
+
+def connect_direct(
+    *, mode: str, privacy_policy_url: str, terms_of_service_url: str, user: Any = None
+) -> StripeConnection:
+    """Use the platform's own account (no Connect) after checking the key by reading it."""
+    if linked_connection(mode):
+        raise stripe_api.StripeRefused(
+            "A client billing account is already linked for this mode; unlink it first."
+        )
+    state = stripe_api.retrieve_account(mode)
+    with transaction.atomic():
+        connection = StripeConnection.objects.create(
+            mode=mode,
+            account_id=state.id,
+            direct=True,
+            country=state.country,
+            privacy_policy_url=privacy_policy_url,
+            terms_of_service_url=terms_of_service_url,
+        )
+        _store_state(connection, state)
+        settings_row = AgencyBillingSettings.load()
+        settings_row.active_mode = mode
+        settings_row.save(update_fields=["active_mode"])
+        log(
+            connection,
+            ACTION_CONNECT,
+            user=user,
+            data={"mode": mode, "account": state.id, "direct": True},
+        )
+    return connection
+
+
+def onboarding_link(connection: StripeConnection, *, refresh_url: str, return_url: str) -> str:
+    """A fresh onboarding link for the connection's account."""
+    return stripe_api.create_onboarding_link(
+        connection.mode, connection.account_id, refresh_url=refresh_url, return_url=return_url
+    )
+
+
+def refresh(connection: StripeConnection, *, user: Any = None) -> StripeConnection:
+    """Re-read the account at Stripe and store what it says."""
+    state = stripe_api.retrieve_account(
+        connection.mode, None if connection.direct else connection.account_id
+    )
+    return apply_account_state(connection, state, user=user)
+
+
+def apply_account_state(
+    connection: StripeConnection, state: stripe_api.AccountState, *, user: Any = None
+) -> StripeConnection:
+    """Store an account's state (from the API or an ``account.updated`` event)."""
+    with transaction.atomic():
+        # Lock the row so that a webhook and the return URL cannot both log onboarding.
+        connection = StripeConnection.objects.select_for_update().get(pk=connection.pk)
+        became_ready = state.charges_enabled and connection.onboarded_at is None
+        _store_state(connection, state)
+        if became_ready:
+            connection.onboarded_at = timezone.now()
+            connection.save(update_fields=["onboarded_at"])
+            log(connection, ACTION_ONBOARDED, user=user, data={"account": connection.account_id})
+    return connection
+
+
+def _store_state(connection: StripeConnection, state: stripe_api.AccountState) -> None:
+    connection.details_submitted = state.details_submitted
+    connection.charges_enabled = state.charges_enabled
+    connection.payouts_enabled = state.payouts_enabled
+    connection.requirements_due = state.requirements_due
+    connection.disabled_reason = state.disabled_reason
+    connection.refreshed_at = timezone.now()
+    connection.save(
+        update_fields=[
+            "details_submitted",
+            "charges_enabled",
+            "payouts_enabled",
+            "requirements_due",
+            "disabled_reason",
+            "refreshed_at",
+        ]
+    )
+
+
+def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") -> bool:
+    """Detach the connection locally (a live account cannot always be deleted at Stripe).
+
+    Returns False if it was already unlinked (a second click, or a webhook racing a
+    person): the audit log gets one entry.
+    """
+    with transaction.atomic():
+        updated = StripeConnection.objects.filter(
+            pk=connection.pk, unlinked_at__isnull=True
+        ).update(unlinked_at=timezone.now())
+        if updated:
+            connection.refresh_from_db()
+            log(
+                connection,
+                ACTION_UNLINK,
+                user=user,
+                data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
+            )
+    return bool(updated)
+
+
+def switch_mode(mode: str, *, user: Any = None) -> None:
+    """Make ``mode`` the one new billing requests use."""
+    with transaction.atomic():
+        settings_row = AgencyBillingSettings.load()
+        if settings_row.active_mode != mode:
+            settings_row.active_mode = mode
+            settings_row.save(update_fields=["active_mode"])
+            log(settings_row, ACTION_SWITCH_MODE, user=user, data={"mode": mode})

@@ -1,0 +1,97 @@
+"""The agency's Stripe account: one connection per mode, and which mode is active."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+MODE_CHOICES = [("test", _("Test mode")), ("live", _("Live mode"))]
+
+
+class StripeConnection(models.Model):
+    """A Stripe account connected for one mode (test or live).
+
+    Unlinking keeps the row (``unlinked_at`` set) so that history, and webhooks that
+    arrive later for that account, can still be explained; at most one *linked*
+    connection exists per mode.
+    """
+
+    class Status(models.TextChoices):
+        ONBOARDING = "onboarding", _("Onboarding incomplete")
+        RESTRICTED = "restricted", _("Restricted")
+        READY = "ready", _("Ready to charge")
+
+    mode = models.CharField(_("mode"), max_length=4, choices=MODE_CHOICES)
+    account_id = models.CharField(_("Stripe account"), max_length=255)
+    direct = models.BooleanField(
+        _("direct mode"),
+        default=False,
+        help_text=_("The platform's own Stripe account takes the payments (no Connect)."),
+    )
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    privacy_policy_url = models.URLField(_("privacy policy URL"), max_length=500, blank=True)
+    terms_of_service_url = models.URLField(_("terms of service URL"), max_length=500, blank=True)
+
+    details_submitted = models.BooleanField(default=False)
+    charges_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    requirements_due = models.JSONField(default=list, blank=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    connected_at = models.DateTimeField(auto_now_add=True)
+    onboarded_at = models.DateTimeField(null=True, blank=True)
+    unlinked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("client billing account")
+        verbose_name_plural = _("client billing accounts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mode"],
+                condition=models.Q(unlinked_at__isnull=True),
+                name="wcb_one_linked_connection_per_mode",
+            )
+        ]
+        permissions = [
+            ("manage_agency_billing", _("Can manage the agency's client billing account")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} ({self.mode})"
+
+    @property
+    def status(self) -> str:
+        """Onboarding incomplete, restricted or ready to charge, as Stripe last said."""
+        if self.charges_enabled:
+            return self.Status.READY
+        if self.details_submitted:
+            return self.Status.RESTRICTED
+        return self.Status.ONBOARDING
+
+    def get_status_display(self) -> str:
+        return self.Status(self.status).label
+
+    @property
+    def is_linked(self) -> bool:
+        return self.unlinked_at is None
+
+
+class AgencyBillingSettings(models.Model):
+    """The agency's billing settings (one row): which mode billing requests use."""
+
+    active_mode = models.CharField(
+        _("active mode"), max_length=4, choices=MODE_CHOICES, default="test"
+    )
+
+    class Meta:
+        verbose_name = _("agency billing settings")
+
+    def __str__(self) -> str:
+        return str(self._meta.verbose_name)
+
+    @classmethod
+    def load(cls) -> AgencyBillingSettings:
+        """The single settings row, created on first use."""
+        settings, _created = cls.objects.get_or_create(pk=1)
+        return settings

@@ -1,0 +1,43 @@
+"""Stripe webhook events, stored once under their id before they are applied."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class WebhookEvent(models.Model):
+    """One Stripe event as received, and what applying it did."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored")
+        FAILED = "failed", _("Failed")
+
+    stripe_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=255, db_index=True)
+    account = models.CharField(_("account"), max_length=255, blank=True, db_index=True)
+    livemode = models.BooleanField(_("live mode"), default=False)
+    api_version = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RECEIVED
+    )
+    note = models.TextField(_("note"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe event")
+        verbose_name_plural = _("Stripe events")
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_id}"
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.livemode else "test"

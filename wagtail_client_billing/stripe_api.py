@@ -1,0 +1,217 @@
+"""The only module that talks to Stripe.
+
+One ``StripeClient`` per mode and configuration, with explicit network retries and a
+timeout, pointed at ``STRIPE_API_BASE`` (the simulator in tests and the demo). Stripe's
+exceptions are turned into this package's own, each carrying a message in plain words
+for the person at the keyboard.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from django.utils.translation import gettext_lazy as _
+
+from .conf import billing_settings
+
+
+class StripeFailure(Exception):
+    """Stripe could not do what was asked; ``user_message`` says why in plain words."""
+
+    def __init__(self, user_message: str, *, param: str | None = None) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.param = param
+
+
+class StripeNotConfigured(StripeFailure):
+    """No secret key is configured for the mode."""
+
+
+class StripeUnavailable(StripeFailure):
+    """Stripe did not answer, or answered with a server error: worth retrying later."""
+
+
+class StripeKeyRejected(StripeFailure):
+    """Stripe refused the secret key (wrong, revoked, or lacking a permission)."""
+
+
+class StripeRefused(StripeFailure):
+    """Stripe refused the request itself (a bad parameter, a country it does not serve...)."""
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What Stripe says about an account's ability to take payments."""
+
+    id: str
+    details_submitted: bool
+    charges_enabled: bool
+    payouts_enabled: bool
+    requirements_due: list[str] = field(default_factory=list)
+    disabled_reason: str = ""
+    country: str = ""
+
+
+@functools.lru_cache(maxsize=8)
+def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base, "connect": api_base, "files": api_base},
+        max_network_retries=retries,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )
+
+
+def get_client(mode: str) -> stripe.StripeClient:
+    """The configured client for ``mode``; raise ``StripeNotConfigured`` without a key."""
+    conf = billing_settings()
+    api_key = conf.secret_key(mode)
+    if not api_key:
+        raise StripeNotConfigured(
+            str(_("No Stripe secret key is configured for %(mode)s mode.") % {"mode": mode})
+        )
+    return _client(
+        api_key, conf.stripe_api_base, conf.stripe_max_network_retries, conf.stripe_timeout
+    )
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn the SDK's exceptions into ours, keeping the original as ``__cause__``."""
+    try:
+        yield
+    except (stripe.AuthenticationError, stripe.PermissionError) as error:
+        raise StripeKeyRejected(
+            str(_("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)})
+        ) from error
+    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        raise StripeUnavailable(
+            str(_("Stripe could not be reached. Nothing was changed; please try again."))
+        ) from error
+    except stripe.InvalidRequestError as error:
+        raise StripeRefused(_reason(error), param=error.param) from error
+    except stripe.StripeError as error:
+        if (error.http_status or 500) >= 500:
+            raise StripeUnavailable(
+                str(
+                    _("Stripe had a problem (%(reason)s). Nothing was changed; please try again.")
+                    % {"reason": _reason(error)}
+                )
+            ) from error
+        raise StripeRefused(_reason(error)) from error
+
+
+def _reason(error: stripe.StripeError) -> str:
+    return str(error.user_message or getattr(error, "_message", None) or error).strip()
+
+
+def _account_state(account: Any) -> AccountState:
+    requirements = account.get("requirements") or {}
+    due = list(requirements.get("currently_due") or []) + [
+        item
+        for item in requirements.get("past_due") or []
+        if item not in (requirements.get("currently_due") or [])
+    ]
+    return AccountState(
+        id=account["id"],
+        details_submitted=bool(account.get("details_submitted")),
+        charges_enabled=bool(account.get("charges_enabled")),
+        payouts_enabled=bool(account.get("payouts_enabled")),
+        requirements_due=due,
+        disabled_reason=requirements.get("disabled_reason") or "",
+        country=account.get("country") or "",
+    )
+
+
+def account_state(account: Any) -> AccountState:
+    """Read an account object (from the API or a webhook event) into an ``AccountState``."""
+    return _account_state(account)
+
+
+def create_connected_account(
+    mode: str, *, country: str, site_url: str, metadata: dict[str, str], idempotency_key: str
+) -> AccountState:
+    """Create the agency's connected account: its own full Stripe dashboard and duties."""
+    params = {
+        "country": country,
+        # Controller properties replace the deprecated ``type=standard``: the agency
+        # keeps a full Stripe dashboard, pays Stripe's fees and carries its own losses.
+        "controller": {
+            "stripe_dashboard": {"type": "full"},
+            "fees": {"payer": "account"},
+            "losses": {"payments": "stripe"},
+            "requirement_collection": "stripe",
+        },
+        "business_profile": {"url": site_url},
+        "metadata": metadata,
+    }
+    with translate_errors():
+        account = get_client(mode).v1.accounts.create(
+            params, options={"idempotency_key": idempotency_key}
+        )
+    return _account_state(account)
+
+
+def create_onboarding_link(mode: str, account_id: str, *, refresh_url: str, return_url: str) -> str:
+    """A fresh Account Link (``account_onboarding``) for the account; links are single-use."""
+    with translate_errors():
+        link = get_client(mode).v1.account_links.create(
+            {
+                "account": account_id,
+                "type": "account_onboarding",
+                "refresh_url": refresh_url,
+                "return_url": return_url,
+            }
+        )
+    return link["url"]
+
+
+def retrieve_account(mode: str, account_id: str | None = None) -> AccountState:
+    """Read a connected account, or with no id the platform's own account (direct mode)."""
+    with translate_errors():
+        client = get_client(mode)
+        if account_id:
+            account = client.v1.accounts.retrieve(account_id)
+        else:
+            account = client.v1.accounts.retrieve_current()
+    return _account_state(account)
+
+
+def create_webhook_endpoint(
+    mode: str, *, url: str, events: Iterable[str], connect: bool
+) -> tuple[str, str]:
+    """Register this install's webhook URL at Stripe; return (endpoint id, signing secret)."""
+    with translate_errors():
+        endpoint = get_client(mode).v1.webhook_endpoints.create(
+            {
+                "url": url,
+                "enabled_events": sorted(events),
+                "connect": connect,
+                "description": "wagtail-client-billing",
+            }
+        )
+    return endpoint["id"], endpoint.get("secret") or ""
+
+
+def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
+    """The webhook endpoints registered on the platform account."""
+    with translate_errors():
+        endpoints = get_client(mode).v1.webhook_endpoints.list({"limit": 100})
+    return [dict(endpoint) for endpoint in endpoints.data]
+
+
+def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> bool:
+    """True if ``header`` signs ``payload`` with any of ``secrets`` within 5 minutes."""
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=300)
+        except stripe.SignatureVerificationError:
+            continue
+        return True
+    return False

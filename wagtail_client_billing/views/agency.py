@@ -1,0 +1,289 @@
+"""The agency settings page: "Client billing account" (connect, watch, unlink)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import FormView, TemplateView, View
+from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
+
+from .. import agency, stripe_api, webhook_setup
+from ..conf import billing_settings
+from ..forms import ConnectForm
+from ..models import StripeConnection
+from ..permissions import is_agency_admin
+
+MODES = ("test", "live")
+INDEX_URL = "wagtail_client_billing_agency:index"
+
+
+def mask(secret: str) -> str:
+    """Show enough of a secret to recognise it, never enough to use it."""
+    if not secret:
+        return ""
+    prefix = secret[: secret.index("_", secret.index("_") + 1) + 1] if secret.count("_") > 1 else ""
+    return f"{prefix}…{secret[-4:]}" if len(secret) > len(prefix) + 8 else f"{prefix}…"
+
+
+def direct_mode() -> bool:
+    """Whether the install uses the platform's own account instead of Connect."""
+    return billing_settings().direct
+
+
+class AgencyAdminMixin:
+    """Agency admins only: everyone else gets 403 on every URL, GET and POST."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_agency_admin(request.user):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class AgencyPageMixin(AgencyAdminMixin, WagtailAdminTemplateMixin):
+    header_icon = "credit-card"
+    page_title = gettext_lazy("Client billing account")
+
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        return [
+            *super().get_breadcrumbs_items(),
+            {"url": reverse(INDEX_URL), "label": gettext_lazy("Client billing account")},
+        ]
+
+
+def get_mode(kwargs: dict[str, Any]) -> str:
+    mode = kwargs["mode"]
+    if mode not in MODES:
+        raise PermissionDenied
+    return mode
+
+
+def connection_or_404(mode: str) -> StripeConnection:
+    from django.http import Http404
+
+    connection = agency.linked_connection(mode)
+    if connection is None:
+        raise Http404(_("No client billing account is linked in %(mode)s mode.") % {"mode": mode})
+    return connection
+
+
+def onboarding_urls(request: HttpRequest, mode: str) -> dict[str, str]:
+    return {
+        "refresh_url": request.build_absolute_uri(
+            reverse("wagtail_client_billing_agency:refresh", args=[mode])
+        ),
+        "return_url": request.build_absolute_uri(
+            reverse("wagtail_client_billing_agency:return", args=[mode])
+        ),
+    }
+
+
+class IndexView(AgencyPageMixin, TemplateView):
+    """The page itself: each mode's connection, the active mode, keys and secrets."""
+
+    template_name = "wagtail_client_billing/agency/index.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        conf = billing_settings()
+        active = agency.active_mode()
+        modes = []
+        for mode in MODES:
+            modes.append(
+                {
+                    "mode": mode,
+                    "active": mode == active,
+                    "connection": agency.linked_connection(mode),
+                    "secret_key": mask(conf.secret_key(mode)),
+                    "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
+                }
+            )
+        context.update(
+            modes=modes,
+            active_mode=active,
+            any_linked=any(m["connection"] for m in modes),
+            direct=conf.direct,
+            webhook_url=self.request.build_absolute_uri(
+                reverse("wagtail_client_billing:stripe_webhook")
+            ),
+        )
+        return context
+
+
+class ConnectView(AgencyPageMixin, FormView):
+    """Create client billing account -> Connect -> Stripe's onboarding."""
+
+    template_name = "wagtail_client_billing/agency/connect.html"
+    form_class = ConnectForm
+    page_subtitle = gettext_lazy("Create client billing account")
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs()
+        kwargs["direct"] = direct_mode()
+        return kwargs
+
+    def get_initial(self) -> dict[str, Any]:
+        return {"nonce": agency.new_idempotency_nonce(), "test_mode": True}
+
+    def form_valid(self, form: ConnectForm) -> HttpResponse:
+        mode = form.mode
+        data = form.cleaned_data
+        try:
+            if direct_mode():
+                agency.connect_direct(
+                    mode=mode,
+                    privacy_policy_url=data["privacy_policy_url"],
+                    terms_of_service_url=data["terms_of_service_url"],
+                    user=self.request.user,
+                )
+                messages.success(self.request, _("Stripe accepted the keys: billing can start."))
+                return redirect(INDEX_URL)
+            connection = agency.connect(
+                mode=mode,
+                country=data["country"],
+                privacy_policy_url=data["privacy_policy_url"],
+                terms_of_service_url=data["terms_of_service_url"],
+                site_url=self.request.build_absolute_uri("/"),
+                nonce=data["nonce"],
+                user=self.request.user,
+            )
+        except stripe_api.StripeFailure as error:
+            form.add_error(None, error.user_message)
+            return self.form_invalid(form)
+        try:
+            url = agency.onboarding_link(connection, **onboarding_urls(self.request, mode))
+        except stripe_api.StripeFailure as error:
+            # The account exists at Stripe and is stored: onboarding can resume later.
+            messages.error(
+                self.request,
+                _(
+                    "The account was created, but Stripe's onboarding could not be opened: "
+                    "%(reason)s Use Continue onboarding to try again."
+                )
+                % {"reason": error.user_message},
+            )
+            return redirect(INDEX_URL)
+        return HttpResponseRedirect(url)
+
+
+class OnboardView(AgencyAdminMixin, View):
+    """Continue onboarding (POST from the page) and Stripe's refresh URL (GET)."""
+
+    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
+        connection = connection_or_404(get_mode({"mode": mode}))
+        try:
+            url = agency.onboarding_link(connection, **onboarding_urls(request, mode))
+        except stripe_api.StripeFailure as error:
+            messages.error(request, error.user_message)
+            return redirect(INDEX_URL)
+        return HttpResponseRedirect(url)
+
+    # Stripe sends the browser to the refresh URL with a GET when a link has expired.
+    get = post
+
+
+class ReturnView(AgencyAdminMixin, View):
+    """Stripe's return URL: re-read the account and say where onboarding stands."""
+
+    def get(self, request: HttpRequest, mode: str) -> HttpResponse:
+        connection = connection_or_404(get_mode({"mode": mode}))
+        try:
+            connection = agency.refresh(connection, user=request.user)
+        except stripe_api.StripeFailure as error:
+            messages.error(request, error.user_message)
+            return redirect(INDEX_URL)
+        if connection.status == StripeConnection.Status.READY:
+            messages.success(request, _("Your client billing account is ready to charge."))
+        else:
+            messages.warning(request, _("Stripe still needs some information before billing."))
+        return redirect(INDEX_URL)
+
+
+class RefreshStatusView(AgencyAdminMixin, View):
+    """Ask Stripe again now (the webhook does this on its own)."""
+
+    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
+        connection = connection_or_404(get_mode({"mode": mode}))
+        try:
+            agency.refresh(connection, user=request.user)
+            messages.success(request, _("Status updated from Stripe."))
+        except stripe_api.StripeFailure as error:
+            messages.error(request, error.user_message)
+        return redirect(INDEX_URL)
+
+
+class UnlinkView(AgencyPageMixin, TemplateView):
+    """Unlink account: asks for confirmation, then detaches the account for that mode."""
+
+    template_name = "wagtail_client_billing/agency/unlink.html"
+    page_subtitle = gettext_lazy("Unlink account")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["connection"] = connection_or_404(get_mode(self.kwargs))
+        return context
+
+    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
+        connection = connection_or_404(get_mode({"mode": mode}))
+        agency.unlink(connection, user=request.user, reason="unlinked by an agency admin")
+        messages.success(request, _("The client billing account was unlinked."))
+        return redirect(INDEX_URL)
+
+
+class SwitchModeView(AgencyAdminMixin, View):
+    """Make test or live the mode new billing requests use."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        mode = request.POST.get("mode", "")
+        if mode not in MODES:
+            messages.error(request, _("Unknown mode."))
+        else:
+            agency.switch_mode(mode, user=request.user)
+            messages.success(
+                request,
+                _("Live mode is now active.") if mode == "live" else _("Test mode is now active."),
+            )
+        return redirect(INDEX_URL)
+
+
+class RegisterWebhookView(AgencyAdminMixin, View):
+    """Register this install's webhook endpoint at Stripe and show the secret to set."""
+
+    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
+        mode = get_mode({"mode": mode})
+        url = request.build_absolute_uri(reverse("wagtail_client_billing:stripe_webhook"))
+        try:
+            endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=not direct_mode())
+        except stripe_api.StripeFailure as error:
+            messages.error(request, error.user_message)
+            return redirect(INDEX_URL)
+        messages.success(
+            request,
+            _(
+                "Stripe will send events to %(url)s. Put this signing secret in "
+                "WAGTAIL_CLIENT_BILLING['%(setting)s'] (or the environment) and restart: "
+                "%(secret)s"
+            )
+            % {
+                "url": url,
+                "setting": f"STRIPE_{mode.upper()}_WEBHOOK_SECRET",
+                "secret": endpoint.secret,
+            },
+        )
+        return redirect(INDEX_URL)
+
+
+index = IndexView.as_view()
+connect = ConnectView.as_view()
+onboard = OnboardView.as_view()
+return_view = ReturnView.as_view()
+refresh_status = RefreshStatusView.as_view()
+unlink = UnlinkView.as_view()
+switch_mode = SwitchModeView.as_view()
+register_webhook = RegisterWebhookView.as_view()
