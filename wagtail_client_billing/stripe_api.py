@@ -111,7 +111,13 @@ def _reason(error: stripe.StripeError) -> str:
     return str(error.user_message or getattr(error, "_message", None) or error).strip()
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """A plain dict of an SDK object (stripe 16 objects are not dicts) or a webhook payload."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def _account_state(account: Any) -> AccountState:
+    account = _plain(account)
     requirements = account.get("requirements") or {}
     due = list(requirements.get("currently_due") or []) + [
         item
@@ -169,7 +175,7 @@ def create_onboarding_link(mode: str, account_id: str, *, refresh_url: str, retu
                 "return_url": return_url,
             }
         )
-    return link["url"]
+    return _plain(link)["url"]
 
 
 def retrieve_account(mode: str, account_id: str | None = None) -> AccountState:
@@ -196,6 +202,7 @@ def create_webhook_endpoint(
                 "description": "wagtail-client-billing",
             }
         )
+    endpoint = _plain(endpoint)
     return endpoint["id"], endpoint.get("secret") or ""
 
 
@@ -203,7 +210,7 @@ def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
     """The webhook endpoints registered on the platform account."""
     with translate_errors():
         endpoints = get_client(mode).v1.webhook_endpoints.list({"limit": 100})
-    return [dict(endpoint) for endpoint in endpoints.data]
+    return [_plain(endpoint) for endpoint in endpoints.data]
 
 
 def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> bool:

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -42,8 +43,18 @@ class AgencyAdminMixin:
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not is_agency_admin(request.user):
-            raise PermissionDenied
+            return forbidden(request)
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+def forbidden(request: HttpRequest) -> HttpResponse:
+    """A real 403 (Wagtail turns ``PermissionDenied`` into a redirect to the dashboard)."""
+    return TemplateResponse(
+        request,
+        "wagtail_client_billing/forbidden.html",
+        {"page_title": _("Permission denied"), "header_title": _("Permission denied")},
+        status=403,
+    )
 
 
 class AgencyPageMixin(AgencyAdminMixin, WagtailAdminTemplateMixin):

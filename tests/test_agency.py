@@ -1,0 +1,309 @@
+"""The agency settings page against the Stripe simulator: connect, watch, unlink."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from wagtail.models import ModelLogEntry
+
+from tests.factories import make_user
+from wagtail_client_billing import agency, stripe_api
+from wagtail_client_billing.models import AgencyBillingSettings, StripeConnection
+from wagtail_client_billing.testing.stripe_simulator.faults import Fault
+
+pytestmark = pytest.mark.django_db
+
+INDEX = reverse("wagtail_client_billing_agency:index")
+CONNECT = reverse("wagtail_client_billing_agency:connect")
+FORM = {
+    "test_mode": "on",
+    "country": "FR",
+    "privacy_policy_url": "https://agency.example/privacy",
+    "terms_of_service_url": "https://agency.example/terms",
+    "nonce": "nonce-1",
+}
+
+
+@pytest.fixture
+def agency_client(client):
+    client.force_login(make_user("agency", agency=True))
+    return client
+
+
+@pytest.fixture(scope="module")
+def _sim_server():
+    from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
+
+    with StripeSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def stripe_simulator(_sim_server):  # TEMPORARY until the plugin's fixture lands
+    _sim_server.reset()
+    return _sim_server
+
+
+@pytest.fixture
+def stripe(stripe_simulator, settings):
+    """The app pointed at the simulator, with no SDK retries so faults show at once."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_API_BASE": stripe_simulator.url,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+        "STRIPE_TIMEOUT": 2,
+    }
+    return stripe_simulator
+
+
+def connect(client, **changes):
+    return client.post(CONNECT, {**FORM, **changes})
+
+
+def account_of(sim, account_id):
+    return sim.get_object(account_id, "account")
+
+
+def test_not_connected_offers_create_client_billing_account(agency_client, stripe):
+    page = agency_client.get(INDEX).content.decode()
+    assert "Create client billing account" in page
+    assert "Test mode is active" in page
+    assert "sk_test_…" in page  # the key is configured and shown masked
+    assert "sk_test_suite" not in page
+
+
+def test_connect_creates_the_account_and_sends_the_browser_to_onboarding(agency_client, stripe):
+    response = connect(agency_client)
+
+    connection = StripeConnection.objects.get()
+    assert response.status_code == 302
+    assert response["Location"].startswith(stripe.url)
+    assert connection.mode == "test"
+    assert connection.status == StripeConnection.Status.ONBOARDING
+    assert connection.privacy_policy_url == "https://agency.example/privacy"
+    account = account_of(stripe, connection.account_id)
+    assert account["country"] == "FR"
+    assert account["controller"]["stripe_dashboard"]["type"] == "full"
+    assert account["type"] in (None, "standard")  # controller properties, not `type`
+    assert account["business_profile"]["url"] == "http://testserver/"
+    assert account["metadata"]["wagtail_client_billing"] == "agency"
+    assert ModelLogEntry.objects.filter(action=agency.ACTION_CONNECT).count() == 1
+
+
+def test_a_resubmitted_form_makes_one_account_at_stripe(agency_client, stripe):
+    connect(agency_client)
+    StripeConnection.objects.all().delete()  # as if the first response never arrived
+    connect(agency_client)
+    accounts = {c.account_id for c in StripeConnection.objects.all()}
+    created = [e for e in stripe.events() if e["type"] == "account.created"]
+    assert len(accounts) == 1
+    assert len(created) <= 1
+
+
+def test_return_url_shows_ready_to_charge_once_onboarding_is_complete(agency_client, stripe):
+    connect(agency_client)
+    connection = StripeConnection.objects.get()
+    return_url = reverse("wagtail_client_billing_agency:return", args=["test"])
+
+    page = agency_client.get(return_url, follow=True).content.decode()
+    assert "Onboarding incomplete" in page
+    assert "Continue onboarding" in page
+
+    stripe.complete_onboarding(connection.account_id)
+    page = agency_client.get(return_url, follow=True).content.decode()
+    assert "Ready to charge" in page
+    assert "Your client billing account is ready to charge." in page
+    assert connection.account_id in page
+    assert "https://agency.example/terms" in page
+    connection.refresh_from_db()
+    assert connection.charges_enabled and connection.onboarded_at
+    agency_client.get(return_url)  # coming back again logs nothing more
+    assert ModelLogEntry.objects.filter(action=agency.ACTION_ONBOARDED).count() == 1
+
+
+def test_continue_onboarding_and_the_refresh_url_make_a_fresh_link(agency_client, stripe):
+    connect(agency_client)
+    first = agency_client.post(reverse("wagtail_client_billing_agency:onboard", args=["test"]))
+    second = agency_client.get(reverse("wagtail_client_billing_agency:refresh", args=["test"]))
+    assert first["Location"].startswith(stripe.url)
+    assert second["Location"].startswith(stripe.url)
+    assert first["Location"] != second["Location"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault("error", "POST", "/v1/accounts", status=500), "Stripe had a problem"),
+        (Fault("hang", "POST", "/v1/accounts", seconds=4), "Stripe could not be reached"),
+        (
+            Fault(
+                "error",
+                "POST",
+                "/v1/accounts",
+                status=400,
+                message="Connected accounts in FR cannot be created by this platform.",
+            ),
+            "cannot be created by this platform",
+        ),
+    ],
+    ids=["stripe-error", "stripe-timeout", "country-refused"],
+)
+def test_stripe_failures_keep_the_form_and_save_nothing(agency_client, stripe, fault, message):
+    stripe.engine.faults.add(fault)
+    response = connect(agency_client, privacy_policy_url="https://agency.example/p2")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert message in page
+    assert 'value="https://agency.example/p2"' in page  # what was typed is kept
+    assert StripeConnection.objects.count() == 0
+    assert not ModelLogEntry.objects.filter(action=agency.ACTION_CONNECT).exists()
+
+
+def test_a_rejected_key_is_explained(agency_client, stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_TEST_SECRET_KEY": "sk_test_revoked",
+    }
+    stripe.api_keys = frozenset({"sk_test_suite"})
+    try:
+        page = connect(agency_client).content.decode()
+    finally:
+        stripe.api_keys = None
+    assert "Stripe rejected the secret key" in page
+    assert StripeConnection.objects.count() == 0
+
+
+def test_no_key_for_the_mode_is_explained(agency_client, stripe):
+    page = connect(agency_client, test_mode="").content.decode()  # live mode, no live key
+    assert "No Stripe secret key is configured for live mode." in page
+    assert StripeConnection.objects.count() == 0
+
+
+def test_onboarding_link_failure_keeps_the_created_account(agency_client, stripe):
+    stripe.fail_next("POST", "/v1/account_links", status=500)
+    response = connect(agency_client)
+    assert response.status_code == 302 and response["Location"] == INDEX
+    assert StripeConnection.objects.count() == 1  # it exists at Stripe: never lose it
+    page = agency_client.get(INDEX).content.decode()
+    assert "Continue onboarding" in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"privacy_policy_url": ""}, "privacy_policy_url", "This field is required."),
+        ({"terms_of_service_url": "javascript:alert(1)"}, "terms_of_service_url", "valid URL"),
+        ({"country": "KP"}, "country", "Select a valid choice"),
+        (
+            {"test_mode": "", "privacy_policy_url": "http://agency.example/p"},
+            "privacy_policy_url",
+            "https://",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(agency_client, stripe, changes, field, message):
+    response = connect(agency_client, **changes)
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors[field])
+    assert StripeConnection.objects.count() == 0
+    assert stripe.events() == []  # Stripe was not called
+
+
+def test_unlink_asks_then_detaches_and_offers_to_connect_again(agency_client, stripe):
+    connect(agency_client)
+    connection = StripeConnection.objects.get()
+    unlink_url = reverse("wagtail_client_billing_agency:unlink", args=["test"])
+
+    confirm = agency_client.get(unlink_url).content.decode()
+    assert "Yes, unlink account" in confirm
+    assert StripeConnection.objects.get().is_linked
+
+    page = agency_client.post(unlink_url, follow=True).content.decode()
+    assert "Create client billing account" in page
+    connection.refresh_from_db()
+    assert not connection.is_linked  # kept for history
+    assert agency.linked_connection("test") is None
+    assert agency_client.post(unlink_url).status_code == 404  # nothing left to unlink
+    assert ModelLogEntry.objects.filter(action=agency.ACTION_UNLINK).count() == 1
+    assert account_of(stripe, connection.account_id) is not None  # still open at Stripe
+
+
+def test_test_and_live_are_kept_apart_and_the_active_mode_switches(agency_client, stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_suite",
+    }
+    connect(agency_client)
+    connect(agency_client, test_mode="", nonce="nonce-2")
+    test, live = (agency.linked_connection(m) for m in ("test", "live"))
+    assert test.account_id != live.account_id
+    assert stripe_api.retrieve_account("live", live.account_id).id == live.account_id
+    with pytest.raises(stripe_api.StripeRefused):  # a live account is invisible to test keys
+        stripe_api.retrieve_account("test", live.account_id)
+    assert AgencyBillingSettings.load().active_mode == "live"
+
+    agency_client.post(reverse("wagtail_client_billing_agency:switch_mode"), {"mode": "test"})
+    assert agency.active_mode() == "test"
+    assert "Test mode is active" in agency_client.get(INDEX).content.decode()
+
+
+def test_direct_mode_reads_the_platform_account(agency_client, stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "STRIPE_CONNECT": False}
+    form = agency_client.get(CONNECT).context["form"]
+    assert "country" not in form.fields
+
+    response = connect(agency_client)
+    connection = StripeConnection.objects.get()
+    assert response["Location"] == INDEX
+    assert connection.direct
+    assert connection.account_id.startswith("acct_")
+    page = agency_client.get(INDEX).content.decode()
+    assert "Direct mode" in page
+
+
+def test_missing_secrets_are_named(agency_client, stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_suite",
+        "STRIPE_API_BASE": stripe.url,
+    }
+    page = agency_client.get(INDEX).content.decode()
+    assert "STRIPE_TEST_WEBHOOK_SECRET" in page
+    assert "STRIPE_LIVE_SECRET_KEY" in page
+
+
+AGENCY_URLS = [
+    ("get", INDEX),
+    ("get", CONNECT),
+    ("post", CONNECT),
+    ("post", reverse("wagtail_client_billing_agency:switch_mode")),
+    ("post", reverse("wagtail_client_billing_agency:onboard", args=["test"])),
+    ("get", reverse("wagtail_client_billing_agency:refresh", args=["test"])),
+    ("get", reverse("wagtail_client_billing_agency:return", args=["test"])),
+    ("post", reverse("wagtail_client_billing_agency:refresh_status", args=["test"])),
+    ("get", reverse("wagtail_client_billing_agency:unlink", args=["test"])),
+    ("post", reverse("wagtail_client_billing_agency:unlink", args=["test"])),
+    ("post", reverse("wagtail_client_billing_agency:register_webhook", args=["test"])),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), AGENCY_URLS)
+def test_editors_without_the_agency_permission_get_403(client, stripe, method, url):
+    client.force_login(make_user("editor"))
+    response = getattr(client, method)(url, FORM if method == "post" else None)
+    assert response.status_code == 403
+    assert StripeConnection.objects.count() == 0
+
+
+def test_editors_see_no_menu_item_and_agency_admins_do(client, stripe):
+    client.force_login(make_user("editor"))
+    assert INDEX not in client.get(reverse("wagtailadmin_home")).content.decode()
+    client.force_login(make_user("agency", agency=True))
+    assert INDEX in client.get(reverse("wagtailadmin_home")).content.decode()
+    client.force_login(make_user("boss", superuser=True))
+    assert client.get(INDEX).status_code == 200
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client, stripe):
+    response = client.get(INDEX)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
