@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Requests and deliveries are logged at DEBUG (quiet inside other programs' logging).
+    if not args.quiet:
+        logging.getLogger("wagtail_client_billing.stripe_simulator").setLevel(logging.DEBUG)
     if args.webhook_secret and not args.webhook_url:
         print("--webhook-secret needs --webhook-url", file=sys.stderr)
         return 2

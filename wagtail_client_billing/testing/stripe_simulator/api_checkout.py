@@ -205,9 +205,9 @@ def _line_items(req: ApiRequest, mode: str) -> tuple[list[dict[str, Any]], str, 
 
 
 def _expires_at(req: ApiRequest) -> int:
-    now = req.engine.store.clock.time()
+    now = req.engine.now()  # whole seconds, as the timestamps are
     if "expires_at" not in req.params:
-        return int(now) + MAX_TTL
+        return now + MAX_TTL
     expires_at = as_int(req.params["expires_at"], "expires_at")
     if expires_at < now + MIN_TTL:
         raise StripeError(

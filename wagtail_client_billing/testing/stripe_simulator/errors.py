@@ -63,9 +63,11 @@ def unknown_param(param: str) -> StripeError:
 
 
 def no_such(kind: str, object_id: str, param: str = "id") -> StripeError:
-    """404 ``resource_missing`` for an id that does not exist in the caller's scope."""
+    """``resource_missing`` for an id not in the caller's scope: 404 for the URL's object,
+    400 for an id given in a parameter (as Stripe answers)."""
+    status = 404 if param == "id" else 400
     return StripeError(
-        f"No such {kind}: '{object_id}'", status=404, code="resource_missing", param=param
+        f"No such {kind}: '{object_id}'", status=status, code="resource_missing", param=param
     )
 
 

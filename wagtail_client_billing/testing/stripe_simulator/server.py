@@ -102,7 +102,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(response)
         elapsed = (time.monotonic() - started) * 1000
         account = self.headers.get("Stripe-Account")
-        logger.info(
+        # DEBUG so that a host project's logging stays quiet in tests; the CLI shows it.
+        logger.debug(
             "%s %s -> %d%s (%.0f ms)",
             method,
             url.path,

@@ -50,6 +50,7 @@ class StripeSimulator:
         self.host = host
         self.port = port
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self._api_keys = self.api_keys
         self.tick_interval = tick_interval
         self.stopping = threading.Event()
         self.dispatcher = WebhookDispatcher(
@@ -154,9 +155,11 @@ class StripeSimulator:
         return self._settings()
 
     def reset(self) -> None:
-        """Forget all objects, events, deliveries, faults and extra endpoints; real time."""
+        """Forget all objects, events, deliveries, faults and extra endpoints; back to real
+        time and to the constructor's settings and accepted keys."""
         self.engine.reset()
         self.configure(**self._defaults)
+        self.api_keys = self._api_keys
 
     # Time --------------------------------------------------------------------------------
 

@@ -333,7 +333,7 @@ class WebhookDispatcher:
                 return
             self.log.append(delivery)
             self._cond.notify_all()
-        logger.info(
+        logger.debug(
             "webhook %s %s -> %s attempt %d: %s",
             delivery.event_type,
             delivery.event_id,
