@@ -49,12 +49,12 @@ def _load(name: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-def build(name: str, **values: Any) -> dict[str, Any]:
-    """A fresh copy of template ``name`` with top-level ``values`` set (keys must exist)."""
-    obj = copy.deepcopy(_load(name))
+def build(template: str, /, **values: Any) -> dict[str, Any]:
+    """A fresh copy of ``template`` with top-level ``values`` set (keys must exist)."""
+    obj = copy.deepcopy(_load(template))
     for key, value in values.items():
         if key not in obj:
-            raise KeyError(f"{name} objects have no {key!r} key")
+            raise KeyError(f"{template} objects have no {key!r} key")
         obj[key] = value
     return obj
 

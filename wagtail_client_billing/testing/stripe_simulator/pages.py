@@ -150,7 +150,7 @@ def _onboarding(
         return _page("Onboarding", "<h1>Done</h1><p>You can close this page.</p>")
     data = record.data
     esc = html.escape
-    mode = "" if data["livemode"] else "<span class='mode'>TEST MODE</span>"
+    mode = "" if record.scope.livemode else "<span class='mode'>TEST MODE</span>"
     body = (
         f"{mode}<h1>Set up your Stripe account</h1>"
         f"<p>Account <code data-testid='account'>{esc(account_id)}</code>"
