@@ -1,0 +1,203 @@
+"""Fault injection, the control API (/_simulator/...) and the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import stripe
+
+from wagtail_client_billing.testing.stripe_simulator import Fault, RemoteSimulator
+from wagtail_client_billing.testing.stripe_simulator.receiver import WebhookReceiver
+
+SESSION = {
+    "mode": "payment",
+    "success_url": "https://client.example/ok",
+    "line_items": [
+        {
+            "price_data": {"currency": "usd", "unit_amount": 5000, "product_data": {"name": "X"}},
+            "quantity": 1,
+        }
+    ],
+}
+
+
+def test_injected_500_raises_api_error_then_recovers(stripe_simulator, stripe_client):
+    client = stripe_client()
+    stripe_simulator.fail_next("POST", "/v1/checkout/sessions", times=1)
+    with pytest.raises(stripe.APIError) as excinfo:
+        client.v1.checkout.sessions.create(params=SESSION)
+    assert excinfo.value.http_status == 500
+    assert excinfo.value.error.type == "api_error"
+    assert client.v1.checkout.sessions.list().data == []  # nothing was created
+    assert client.v1.checkout.sessions.create(params=SESSION).status == "open"
+
+
+def test_faults_match_method_and_path_glob(stripe_simulator, stripe_client):
+    client = stripe_client()
+    stripe_simulator.fail_next("GET", "/v1/checkout/sessions/*", times=2, status=503)
+    session = client.v1.checkout.sessions.create(params=SESSION)  # POST: not matched
+    assert client.v1.checkout.sessions.list().data  # /v1/checkout/sessions: not matched
+    for _ in range(2):
+        with pytest.raises(stripe.APIError):
+            client.v1.checkout.sessions.retrieve(session.id)
+    assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+
+
+def test_sdk_retries_an_injected_500_with_the_same_idempotency_key(stripe_simulator, stripe_client):
+    stripe_simulator.fail_next("POST", "/v1/checkout/sessions")
+    client = stripe_client(max_network_retries=1)
+    session = client.v1.checkout.sessions.create(
+        params=SESSION, options={"idempotency_key": "retry-me"}
+    )
+    assert session.status == "open"
+    assert len(client.v1.checkout.sessions.list().data) == 1
+
+
+def test_hang_past_the_timeout_raises_api_connection_error(stripe_simulator, stripe_client):
+    stripe_simulator.hang_next("POST", "/v1/checkout/sessions", seconds=1.0)
+    client = stripe_client(timeout=0.3)
+    options = {"idempotency_key": "slow-1"}
+    started = time.monotonic()
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.checkout.sessions.create(params=SESSION, options=options)
+    assert time.monotonic() - started < 0.9
+
+    # The slow request still goes through, as at Stripe: a retry with the same key while
+    # it runs is refused (409), and once it is done the retry gets the same session.
+    with pytest.raises(stripe.APIError) as busy:
+        client.v1.checkout.sessions.create(params=SESSION, options=options)
+    assert busy.value.http_status == 409
+    time.sleep(0.9)
+    sessions = client.v1.checkout.sessions.list().data
+    assert len(sessions) == 1
+    again = client.v1.checkout.sessions.create(params=SESSION, options=options)
+    assert again.id == sessions[0].id
+
+
+def test_fault_validation():
+    with pytest.raises(ValueError, match="Unknown fault kind"):
+        Fault("explode")
+    with pytest.raises(ValueError):
+        Fault("error", times=0)
+
+
+def test_control_api_drives_a_simulator_over_http(stripe_simulator, stripe_client):
+    remote = RemoteSimulator(stripe_simulator.url)
+    client = stripe_client()
+    assert remote.health()["status"] == "ok"
+
+    before = remote.now()
+    assert remote.advance_clock(600) >= before + 600
+    remote.reset()
+    assert abs(remote.now() - time.time()) < 5
+
+    remote.fail_next("POST", "/v1/accounts")
+    with pytest.raises(stripe.APIError):
+        client.v1.accounts.create(params={"type": "standard"})
+    remote.hang_next("GET", "/v1/accounts", seconds=0.5)
+    faults = requests.get(f"{remote.url}/_simulator/faults", timeout=5).json()
+    assert faults["faults"][0]["kind"] == "hang"
+    remote.clear_faults()
+    assert requests.get(f"{remote.url}/_simulator/faults", timeout=5).json()["faults"] == []
+
+    with WebhookReceiver() as receiver:
+        endpoint = remote.add_webhook(receiver.webhook_url, "whsec_remote")
+        account = client.v1.accounts.create(params={"type": "standard"})
+        onboarded = remote.complete_onboarding(account.id)
+        assert onboarded["charges_enabled"] is True
+        [delivery] = remote.wait_for_delivery("account.updated")
+        assert delivery["url"] == endpoint["url"] and delivery["status"] == 200
+        [request] = receiver.wait_for("account.updated")
+        stripe.Webhook.construct_event(request.body, request.signature, "whsec_remote")
+
+        remote.configure(async_settle_delay=None)
+        session = client.v1.checkout.sessions.create(params=SESSION)
+        assert remote.complete_checkout(session.id, delayed=True)["payment_status"] == "unpaid"
+        assert remote.settle_async(session.id, succeed=True)["payment_status"] == "paid"
+        other = client.v1.checkout.sessions.create(params=SESSION)
+        assert remote.expire_session(other.id)["status"] == "expired"
+        types = [event["type"] for event in remote.events()]
+        assert types == [
+            "account.updated",
+            "checkout.session.completed",
+            "checkout.session.async_payment_succeeded",
+            "checkout.session.expired",
+        ]
+        remote.drop_next_webhooks(1)
+        remote.duplicate_next_webhooks(1)
+        assert remote.deliveries("account.updated")[0]["event_type"] == "account.updated"
+        event = remote.deauthorize(account.id)
+        assert event["type"] == "account.application.deauthorized"
+
+    with pytest.raises(TimeoutError):
+        remote.wait_for_delivery("never.happens", timeout=0.2)
+    with pytest.raises(RuntimeError, match="No such checkout.session"):
+        remote.complete_checkout("cs_test_nope")
+
+
+def test_control_api_errors(stripe_simulator):
+    base = f"{stripe_simulator.url}/_simulator"
+    assert requests.post(f"{base}/nothing", timeout=5).status_code == 404
+    bad_json = requests.post(f"{base}/clock", data=b"{", timeout=5)
+    assert bad_json.status_code == 400
+    assert requests.post(f"{base}/clock", json={}, timeout=5).status_code == 400
+    unknown = requests.post(f"{base}/faults", json={"kind": "error", "colour": "red"}, timeout=5)
+    assert unknown.status_code == 400
+    assert requests.post(f"{base}/config", json={"nope": 1}, timeout=5).status_code == 400
+
+
+def test_hosted_index_and_unknown_pages(stripe_simulator):
+    assert "Stripe simulator" in requests.get(stripe_simulator.url, timeout=5).text
+    assert requests.get(f"{stripe_simulator.url}/elsewhere", timeout=5).status_code == 404
+    missing = requests.get(f"{stripe_simulator.url}/c/pay/cs_test_missing", timeout=5)
+    assert missing.status_code == 404
+
+
+def test_command_line_serves_until_interrupted():
+    with WebhookReceiver() as receiver:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "wagtail_client_billing.testing.stripe_simulator",
+                "--port", "0", "--webhook-url", receiver.webhook_url,
+                "--webhook-secret", "whsec_cli", "--settle-delay", "-1",
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            first_line = process.stdout.readline()
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first_line)
+            assert match, first_line
+            url = match.group(1)
+            client = stripe.StripeClient(
+                "sk_test_cli",
+                base_addresses={"api": url, "connect": url, "files": url},
+                max_network_retries=0,
+            )
+            account = client.v1.accounts.create(params={"type": "express"})
+            RemoteSimulator(url).complete_onboarding(account.id)
+            [request] = receiver.wait_for("account.updated")
+            event = stripe.Webhook.construct_event(request.body, request.signature, "whsec_cli")
+            assert event.account == account.id
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=10)
+        assert process.returncode == 0
+        assert "POST /v1/accounts -> 200" in err  # concise request log
+        assert "whsec_cli" not in out + err  # a given secret is not echoed
+
+
+def test_command_line_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "wagtail_client_billing.testing.stripe_simulator", "--help"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for option in ("--port", "--webhook-url", "--webhook-secret"):
+        assert option in result.stdout
