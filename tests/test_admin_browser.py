@@ -6,7 +6,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: Wagtail's root page and default site (made by migrations) come back
+# after each flush, or the admin cannot render.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def test_admin_logs_in_and_sees_the_dashboard(live_server, page):

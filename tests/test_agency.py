@@ -30,20 +30,6 @@ def agency_client(client):
     return client
 
 
-@pytest.fixture(scope="module")
-def _sim_server():
-    from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
-
-    with StripeSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def stripe_simulator(_sim_server):  # TEMPORARY until the plugin's fixture lands
-    _sim_server.reset()
-    return _sim_server
-
-
 @pytest.fixture
 def stripe(stripe_simulator, settings):
     """The app pointed at the simulator, with no SDK retries so faults show at once."""

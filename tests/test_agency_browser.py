@@ -10,7 +10,12 @@ from playwright.sync_api import expect
 from tests.factories import PASSWORD, make_user
 from wagtail_client_billing.models import StripeConnection
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: Wagtail's root page and default site (made by migrations) come back
+# after each flush, or the admin cannot render.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 WORDS = {
     "en": {
@@ -42,20 +47,6 @@ WORDS = {
         "confirm": "Oui, dissocier le compte",
     },
 }
-
-
-@pytest.fixture(scope="module")
-def _sim_server():
-    from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
-
-    with StripeSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def stripe_simulator(_sim_server):  # TEMPORARY until the plugin's fixture lands
-    _sim_server.reset()
-    return _sim_server
 
 
 @pytest.fixture
