@@ -222,3 +222,93 @@ def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> boo
             continue
         return True
     return False
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """The parts of a Checkout Session the app keeps."""
+
+    id: str
+    url: str
+    status: str  # open, complete, expired
+    payment_status: str  # paid, unpaid, no_payment_required
+    expires_at: int
+    subscription: str = ""
+    payment_intent: str = ""
+    client_reference_id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def checkout_session(session: Any) -> CheckoutSession:
+    """Read a session object (from the API or a webhook event)."""
+    data = _plain(session)
+
+    def ref(key: str) -> str:
+        value = data.get(key) or ""
+        return value.get("id", "") if isinstance(value, dict) else value
+
+    return CheckoutSession(
+        id=data["id"],
+        url=data.get("url") or "",
+        status=data.get("status") or "",
+        payment_status=data.get("payment_status") or "",
+        expires_at=int(data.get("expires_at") or 0),
+        subscription=ref("subscription"),
+        payment_intent=ref("payment_intent"),
+        client_reference_id=data.get("client_reference_id") or "",
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def _account_options(account_id: str, **options: Any) -> dict[str, Any]:
+    # Direct charges: the session lives on the agency's connected account.
+    return {**options, "stripe_account": account_id} if account_id else options
+
+
+def create_checkout_session(
+    mode: str, *, account_id: str, params: dict[str, Any], idempotency_key: str
+) -> CheckoutSession:
+    """Create a Checkout Session; the key makes a retry return the same session."""
+    with translate_errors():
+        session = get_client(mode).v1.checkout.sessions.create(
+            params, options=_account_options(account_id, idempotency_key=idempotency_key)
+        )
+    return checkout_session(session)
+
+
+def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
+    """Read a Checkout Session as Stripe has it now."""
+    with translate_errors():
+        session = get_client(mode).v1.checkout.sessions.retrieve(
+            session_id, options=_account_options(account_id)
+        )
+    return checkout_session(session)
+
+
+def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
+    """Expire an open session so its link dies; if it is not open, return it as it is.
+
+    Stripe refuses to expire a session that is complete or already expired; the caller
+    then needs to know which, so this reads it back instead of failing.
+    """
+    try:
+        with translate_errors():
+            session = get_client(mode).v1.checkout.sessions.expire(
+                session_id,
+                options=_account_options(account_id, idempotency_key=f"wcb-expire-{session_id}"),
+            )
+    except StripeRefused:
+        current = retrieve_checkout_session(mode, account_id=account_id, session_id=session_id)
+        if current.status == "open":
+            raise
+        return current
+    return checkout_session(session)
+
+
+def retrieve_subscription_status(mode: str, *, account_id: str, subscription_id: str) -> str:
+    """A subscription's status (active, past_due, canceled...)."""
+    with translate_errors():
+        subscription = get_client(mode).v1.subscriptions.retrieve(
+            subscription_id, options=_account_options(account_id)
+        )
+    return _plain(subscription).get("status") or ""

@@ -1,4 +1,5 @@
 from .agency import AgencyBillingSettings, StripeConnection
 from .events import WebhookEvent
+from .requests import BillingRequest
 
-__all__ = ["AgencyBillingSettings", "StripeConnection", "WebhookEvent"]
+__all__ = ["AgencyBillingSettings", "BillingRequest", "StripeConnection", "WebhookEvent"]

@@ -1,0 +1,125 @@
+"""Billing requests: what a client site asks a client to pay, and where it stands."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from .. import money
+
+
+def new_token() -> str:
+    """An unguessable payment-link token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+class BillingRequest(models.Model):
+    """One billing request of one site, tied to one Stripe Checkout Session."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        PAID = "paid", _("Paid")
+        EXPIRED = "expired", _("Expired")
+        DELETED = "deleted", _("Deleted")
+
+    class BillingType(models.TextChoices):
+        ONE_TIME = "one_time", _("One-time")
+        MONTHLY = "monthly", _("Monthly")
+        YEARLY = "yearly", _("Yearly")
+
+    class PaymentState(models.TextChoices):
+        NONE = "", _("None")
+        PROCESSING = "processing", _("Processing")
+        FAILED = "failed", _("Payment failed")
+
+    site = models.ForeignKey(
+        "wagtailcore.Site",
+        on_delete=models.PROTECT,  # billing history outlives a site's deletion attempt
+        related_name="billing_requests",
+        verbose_name=_("site"),
+    )
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # NULL where no form made the request; unique among the rest (a double submit).
+    form_nonce = models.CharField(max_length=64, unique=True, null=True, editable=False)  # noqa: DJ001
+
+    email = models.EmailField(_("Email"))
+    currency = models.CharField(_("Currency"), max_length=3)
+    amount = models.BigIntegerField(_("Amount"), help_text=_("In the currency's minor unit."))
+    description = models.CharField(_("Description"), max_length=250)
+    success_url = models.URLField(_("Success URL"), max_length=2000)
+    cancel_url = models.URLField(_("Cancel URL"), max_length=2000)
+    billing_type = models.CharField(
+        _("Billing type"), max_length=10, choices=BillingType.choices, default=BillingType.ONE_TIME
+    )
+
+    status = models.CharField(
+        _("Status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    payment_state = models.CharField(
+        _("Payment"), max_length=12, choices=PaymentState.choices, default="", blank=True
+    )
+    late_payment = models.BooleanField(
+        _("paid late"),
+        default=False,
+        help_text=_("Stripe confirmed a payment after the request had expired or been deleted."),
+    )
+
+    mode = models.CharField(max_length=4, default="test")
+    account_id = models.CharField(max_length=255, blank=True)
+    checkout_session_id = models.CharField(max_length=255, unique=True, null=True)  # noqa: DJ001
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
+
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(_("Expires"))
+    paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("billing request")
+        verbose_name_plural = _("billing requests")
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["site", "status", "-created_at"], name="wcb_req_site_status"),
+            models.Index(fields=["site", "-created_at"], name="wcb_req_site_created"),
+            # The expiry sweep and the reconciliation look for pending requests by time.
+            models.Index(
+                fields=["expires_at"],
+                name="wcb_req_pending_expiry",
+                condition=models.Q(status="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} · {self.amount_display}"
+
+    @property
+    def amount_display(self) -> str:
+        """The amount with its currency, e.g. "1,234.50 EUR"."""
+        return money.format_amount(self.amount, self.currency)
+
+    @property
+    def amount_major(self):  # -> Decimal
+        return money.to_major(self.amount, self.currency)
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.billing_type != self.BillingType.ONE_TIME
+
+    def get_payment_path(self) -> str:
+        """The client's payment link on the request's own site (path only)."""
+        return reverse("wagtail_client_billing:pay", args=[self.token])
+
+    def get_payment_url(self) -> str:
+        """The absolute payment link on the request's site."""
+        return self.site.root_url.rstrip("/") + self.get_payment_path()
