@@ -39,7 +39,7 @@ class Engine:
         *,
         dispatcher: WebhookDispatcher,
         base_url: Callable[[], str],
-        async_settle_delay: float | None = 2.0,
+        async_settle_delay: float | None = 5.0,
         async_settle_succeeds: bool = True,
         account_link_ttl: int = 300,
     ) -> None:

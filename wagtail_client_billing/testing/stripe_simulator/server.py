@@ -95,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path.startswith("/_simulator/"):
                 response = control.handle(sim, method, url.path, url.query, body)
             else:
-                response = pages.handle(sim, method, url.path, url.query, body)
+                with sim.engine.lock:
+                    response = pages.handle(sim, method, url.path, url.query, body)
         except Exception:
             logger.exception("Stripe simulator failed on %s %s", method, self.path)
             response = json_response(500, api_error("The Stripe simulator crashed.").body())
@@ -190,8 +191,10 @@ class Handler(BaseHTTPRequestHandler):
                 engine=engine,
                 args=args,
             )
-            status, payload = handler(request)
-            response = json_response(status, payload, headers)
+            with engine.lock:
+                # Serialize under the lock: the ticker may be changing the same object.
+                status, payload = handler(request)
+                response = json_response(status, payload, headers)
             if reserved is not None and 200 <= status < 300:
                 with engine.lock:
                     # Only requests that executed are saved, as at Stripe (not validation

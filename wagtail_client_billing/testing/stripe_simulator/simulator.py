@@ -16,6 +16,7 @@ payments and webhooks from the test::
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,8 @@ from .faults import Fault
 from .server import SimulatorServer
 from .store import random_token
 from .webhooks import Delivery, WebhookDispatcher, WebhookTarget, new_secret
+
+logger = logging.getLogger("wagtail_client_billing.stripe_simulator")
 
 
 class StripeSimulator:
@@ -42,7 +45,7 @@ class StripeSimulator:
         webhook_retry_max_delay: float = 60.0,
         webhook_max_attempts: int = 6,
         webhook_timeout: float = 10.0,
-        async_settle_delay: float | None = 2.0,
+        async_settle_delay: float | None = 5.0,
         async_settle_succeeds: bool = True,
         account_link_ttl: int = 300,
         tick_interval: float = 0.2,
@@ -127,7 +130,11 @@ class StripeSimulator:
 
     def _tick_loop(self) -> None:
         while not self.stopping.wait(self.tick_interval):
-            self.engine.tick()
+            try:
+                self.engine.tick()
+            except Exception:
+                # Keep ticking: one bad transition must not stop expiry for the whole run.
+                logger.exception("Stripe simulator: the expiry ticker failed")
 
     # Settings ----------------------------------------------------------------------------
 
@@ -232,12 +239,13 @@ class StripeSimulator:
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """Every event so far (all modes and accounts), oldest first."""
-        records = reversed(list(self.engine.store.iter("event")))
-        return [
-            copy.deepcopy(record.data)
-            for record in records
-            if event_type is None or record.data["type"] == event_type
-        ]
+        with self.engine.lock:
+            records = reversed(list(self.engine.store.iter("event")))
+            return [
+                copy.deepcopy(record.data)
+                for record in records
+                if event_type is None or record.data["type"] == event_type
+            ]
 
     def deliveries(self, event_type: str | None = None) -> list[Delivery]:
         """The webhook delivery log (event id, url, attempt, status...), oldest first."""
@@ -275,27 +283,32 @@ class StripeSimulator:
         self, session_id: str, *, delayed: bool = False, email: str | None = None
     ) -> dict[str, Any]:
         """Pay a session as its hosted page's Pay (or delayed) button does."""
-        return copy.deepcopy(
-            self.engine.complete_checkout(session_id, delayed=delayed, email=email)
-        )
+        with self.engine.lock:
+            data = self.engine.complete_checkout(session_id, delayed=delayed, email=email)
+            return copy.deepcopy(data)
 
     def settle_async(self, session_id: str, succeed: bool = True) -> dict[str, Any]:
         """Settle a delayed payment now: ``async_payment_succeeded`` or ``_failed``."""
-        return copy.deepcopy(self.engine.settle_async(session_id, succeed))
+        with self.engine.lock:
+            return copy.deepcopy(self.engine.settle_async(session_id, succeed))
 
     def expire_session(self, session_id: str) -> dict[str, Any]:
         """Expire an open session as the API's expire endpoint does."""
-        return copy.deepcopy(self.engine.expire_session(self.engine.session(session_id)))
+        with self.engine.lock:
+            return copy.deepcopy(self.engine.expire_session(self.engine.session(session_id)))
 
     def complete_onboarding(self, account_id: str) -> dict[str, Any]:
         """Submit the onboarding form for an account (charges and payouts enabled)."""
-        return copy.deepcopy(self.engine.complete_onboarding(account_id))
+        with self.engine.lock:
+            return copy.deepcopy(self.engine.complete_onboarding(account_id))
 
     def deauthorize(self, account_id: str) -> dict[str, Any]:
         """The account disconnects the platform; returns the deauthorization event."""
-        return copy.deepcopy(self.engine.deauthorize(account_id))
+        with self.engine.lock:
+            return copy.deepcopy(self.engine.deauthorize(account_id))
 
     def get_object(self, object_id: str, kind: str) -> dict[str, Any] | None:
         """Any stored object by id and kind ("checkout.session", "account"...), any scope."""
-        record = self.engine.store.find(object_id, kind)
-        return copy.deepcopy(record.data) if record else None
+        with self.engine.lock:
+            record = self.engine.store.find(object_id, kind)
+            return copy.deepcopy(record.data) if record else None
