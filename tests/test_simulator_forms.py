@@ -65,7 +65,8 @@ def test_round_trip_of_what_the_sdk_sends():
 
 def test_appended_arrays_and_index_order():
     assert parse_form("enabled_events[]=a&enabled_events[]=b") == {"enabled_events": ["a", "b"]}
-    assert parse_form("a[1]=y&a[0]=x&a[10]=z") == {"a": ["x", "y", "z"]}
+    assert parse_form("a[1]=y&a[0]=x&a[2]=z") == {"a": ["x", "y", "z"]}
+    assert parse_form("a[1]=y&a[0]=x&a[10]=z") == {"a": {"0": "x", "1": "y", "10": "z"}}
     assert parse_form("") == {}
 
 
@@ -76,6 +77,11 @@ def test_conflicting_keys_are_refused():
         parse_form("a[b]=2&a=1")
     with pytest.raises(StripeError):
         parse_form("]bad=1")
+
+
+def test_numeric_metadata_keys_survive():
+    assert metadata(parse_form("metadata[0]=a&metadata[1]=b")["metadata"]) == {"0": "a", "1": "b"}
+    assert metadata(parse_form("metadata[7]=a")["metadata"]) == {"7": "a"}
 
 
 def test_flatten_is_canonical():

@@ -55,14 +55,14 @@ def _assign(node: dict[str, Any], parts: list[str], value: str, raw_key: str) ->
 
 
 def _finish(value: Any) -> Any:
-    """Turn dicts keyed 0..n into lists, recursively."""
+    """Turn dicts keyed exactly 0..n-1 into lists, recursively."""
     if isinstance(value, list):
         return [_finish(item) for item in value]
     if not isinstance(value, dict):
         return value
     finished = {key: _finish(item) for key, item in value.items()}
-    if finished and all(key.isdigit() for key in finished):
-        return [finished[key] for key in sorted(finished, key=int)]
+    if finished and set(finished) == {str(index) for index in range(len(finished))}:
+        return [finished[str(index)] for index in range(len(finished))]
     return finished
 
 
@@ -158,6 +158,9 @@ def check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
 
 def metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     """Validate a metadata hash with Stripe's limits (50 keys, 40-char keys, 500-char values)."""
+    if isinstance(value, list):
+        # Keys "0", "1"... decoded as an array: they are still metadata keys.
+        value = {str(index): item for index, item in enumerate(value)}
     data = as_dict(value, param)
     if len(data) > 50:
         raise invalid_param(param, "You can have up to 50 metadata keys.")
