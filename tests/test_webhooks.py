@@ -656,36 +656,51 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
 # The simulator's own events ---------------------------------------------------------------
 
 
-@pytest.fixture
-def simulator(settings) -> Iterator[Any]:
-    """The bundled Stripe simulator, with the app's Stripe client pointed at it."""
-    module = pytest.importorskip("wagtail_client_billing.testing.stripe_simulator.simulator")
-    sim = module.StripeSimulator().start()
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_API_BASE": sim.url,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-    }
-    yield sim
-    sim.stop()
-
-
-def test_the_simulators_account_updated_completes_onboarding(client, db, simulator):
-    connection = agency.connect(
+def connect_at_simulator() -> StripeConnection:
+    """Connect the agency through the simulator, as the Connect form does."""
+    return agency.connect(
         mode="test",
         country="FR",
         privacy_policy_url="https://agency.example/privacy/",
         terms_of_service_url="https://agency.example/terms/",
         site_url="https://agency.example/",
-        nonce="webhook-test",
+        nonce=uuid.uuid4().hex,
     )
+
+
+def test_the_simulators_events_onboard_then_unlink(client, db, billing_stripe_settings):
+    simulator = billing_stripe_settings
+    connection = connect_at_simulator()
     assert connection.status == StripeConnection.Status.ONBOARDING
 
     simulator.complete_onboarding(connection.account_id)
-    (event,) = simulator.events("account.updated")
-
-    assert deliver(client, event).status_code == 200
+    (updated,) = simulator.events("account.updated")
+    assert deliver(client, updated).status_code == 200
     connection.refresh_from_db()
     assert connection.status == StripeConnection.Status.READY
-    assert WebhookEvent.objects.get(stripe_id=event["id"]).status == STATUS.PROCESSED
+    assert onboarding_entries() == 1
+
+    deauthorized = simulator.deauthorize(connection.account_id)
+    assert deliver(client, deauthorized).status_code == 200
+    connection.refresh_from_db()
+    assert not connection.is_linked
+    assert list(WebhookEvent.objects.order_by("pk").values_list("type", "status")) == [
+        ("account.updated", STATUS.PROCESSED),
+        ("account.application.deauthorized", STATUS.PROCESSED),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_simulator_delivers_to_the_live_endpoint(live_server, billing_stripe_settings):
+    simulator = billing_stripe_settings
+    simulator.add_webhook(live_server.url + URL, SECRET, connect=True)
+    connection = connect_at_simulator()
+
+    simulator.complete_onboarding(connection.account_id)
+    (delivery,) = simulator.wait_for_delivery("account.updated")
+
+    assert delivery.status == 200
+    connection.refresh_from_db()
+    assert connection.status == StripeConnection.Status.READY
+    assert WebhookEvent.objects.get(stripe_id=delivery.event_id).status == STATUS.PROCESSED
     assert onboarding_entries() == 1

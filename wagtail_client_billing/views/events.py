@@ -1,33 +1,320 @@
-"""The agency's listing of received Stripe events."""
+"""The agency's listing of received Stripe events, with "Reprocess" for failed ones."""
 
 from __future__ import annotations
 
-from django.utils.translation import gettext_lazy as _
+import json
+from collections.abc import Callable
+from typing import Any
+
+import django_filters
+from django import forms
+from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import TemplateView
+from wagtail.admin import messages
+from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
+from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
+from wagtail.admin.views.generic import IndexView, InspectView
+from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
+from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.admin.viewsets.model import ModelViewSet
+from wagtail.admin.widgets.button import Button, HeaderButton
+from wagtail.utils.urlpatterns import decorate_urlpatterns
 
 from ..compat import PolicyViewSetMixin
 from ..models import WebhookEvent
-from ..permissions import AgencyPermissionPolicy
+from ..models.agency import MODE_CHOICES
+from ..permissions import AgencyPermissionPolicy, is_agency_admin
+from ..webhooks import HANDLERS, EventProcessingFailed, process_event
+from .agency import forbidden
 
-webhook_event_policy = AgencyPermissionPolicy(WebhookEvent)
+STATUS = WebhookEvent.Status
+REPROCESS = "reprocess"
+
+# Agency admins may look at events and reprocess failed ones; nobody adds, edits or
+# deletes them (they are Stripe's record of what happened).
+webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", REPROCESS))
+
+
+def mode_label(event: WebhookEvent) -> str:
+    """ "Test mode" or "Live mode", translated."""
+    return str(dict(MODE_CHOICES)[event.mode])
+
+
+def short_error(event: WebhookEvent, length: int = 100) -> str:
+    """The last line of the stored traceback (the exception), shortened for a listing."""
+    lines = [line for line in event.error.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1].strip()
+    return last if len(last) <= length else last[: length - 1] + "…"
+
+
+def can_reprocess(user: Any, event: WebhookEvent) -> bool:
+    """Only agency admins, and only events whose handler failed."""
+    return event.status == STATUS.FAILED and webhook_event_policy.user_has_permission(
+        user, REPROCESS
+    )
+
+
+class WebhookEventFilterSet(WagtailFilterSet):
+    status = django_filters.MultipleChoiceFilter(
+        label=gettext_lazy("Status"),
+        choices=STATUS.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    mode = django_filters.ChoiceFilter(
+        label=gettext_lazy("Mode"),
+        choices=MODE_CHOICES,
+        method="filter_mode",
+        widget=forms.RadioSelect,
+        empty_label=gettext_lazy("All"),
+    )
+    type = django_filters.ChoiceFilter(
+        label=gettext_lazy("Type"), widget=forms.Select, empty_label=gettext_lazy("All")
+    )
+    account = django_filters.CharFilter(label=gettext_lazy("Account"), lookup_expr="iexact")
+    received_at = django_filters.DateFromToRangeFilter(
+        label=gettext_lazy("Received"), widget=DateRangePickerWidget
+    )
+
+    class Meta:
+        model = WebhookEvent
+        fields = ["status", "mode", "type", "account", "received_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The types received so far, and those with a handler (a filter for an event
+        # type that never came is still a useful answer: none).
+        received = WebhookEvent.objects.order_by().values_list("type", flat=True).distinct()
+        types = sorted(set(received) | set(HANDLERS))
+        self.filters["type"].extra["choices"] = [(t, t) for t in types]
+
+    def filter_mode(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(livemode=value == "live") if value else queryset
+
+
+class WebhookEventIndexView(IndexView):
+    def get_list_more_buttons(self, instance: WebhookEvent) -> list:
+        buttons = super().get_list_more_buttons(instance)
+        if can_reprocess(self.request.user, instance):
+            buttons.append(
+                Button(
+                    _("Reprocess"),
+                    url=reverse(reprocess_url_name(), args=[quote(instance.pk)]),
+                    icon_name="resubmit",
+                    priority=40,
+                )
+            )
+        return buttons
+
+
+class WebhookEventInspectView(InspectView):
+    template_name = "wagtail_client_billing/events/inspect.html"
+
+    def get_field_label(self, field_name: str, field: Any) -> str:
+        if field_name == "mode":
+            return _("Mode")
+        return super().get_field_label(field_name, field)
+
+    def get_mode_display_value(self) -> str:
+        return mode_label(self.object)
+
+    @cached_property
+    def header_buttons(self) -> list:
+        if not can_reprocess(self.request.user, self.object):
+            return []
+        return [
+            HeaderButton(
+                _("Reprocess"),
+                url=reverse(reprocess_url_name(), args=[quote(self.object.pk)]),
+                icon_name="resubmit",
+            )
+        ]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["event"] = self.object
+        context["payload_json"] = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
+        return context
+
+
+class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateView):
+    """GET: a confirmation; POST: apply the failed event again and say how it went."""
+
+    model = WebhookEvent
+    permission_policy = webhook_event_policy
+    permission_required = REPROCESS
+    template_name = "wagtail_client_billing/events/confirm_reprocess.html"
+    page_title = gettext_lazy("Reprocess")
+    header_icon = "resubmit"
+    index_url_name: str | None = None
+    inspect_url_name: str | None = None
+
+    @cached_property
+    def object(self) -> WebhookEvent:
+        return get_object_or_404(WebhookEvent, pk=self.kwargs["pk"])
+
+    @cached_property
+    def inspect_url(self) -> str:
+        return reverse(self.inspect_url_name, args=[quote(self.object.pk)])
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Permission before the look-up: others learn nothing about which events exist.
+        if not self.user_has_permission(self.permission_required):
+            raise PermissionDenied
+        if self.object.status != STATUS.FAILED:
+            messages.warning(
+                request,
+                _("Only failed events can be reprocessed; this one is %(status)s.")
+                % {"status": self.object.get_status_display().lower()},
+            )
+            return redirect(self.inspect_url)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_page_subtitle(self) -> str:
+        return str(self.object)
+
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        return [
+            *self.breadcrumbs_items,
+            {
+                "url": reverse(self.index_url_name),
+                "label": capfirst(WebhookEvent._meta.verbose_name_plural),
+            },
+            {"url": self.inspect_url, "label": str(self.object)},
+            {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
+        ]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            event=self.object,
+            short_error=short_error(self.object),
+            inspect_url=self.inspect_url,
+            reprocess_url=self.request.path,
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        event = self.object
+        try:
+            process_event(event)
+        except EventProcessingFailed:
+            messages.error(
+                request,
+                _("Reprocessing failed again: %(error)s") % {"error": short_error(event)},
+            )
+        else:
+            if event.status == STATUS.PROCESSED:
+                messages.success(request, _("The event was reprocessed successfully."))
+            else:
+                # Ignored (for example, the account was unlinked since), or applied by a
+                # Stripe retry that arrived at the same moment.
+                messages.warning(
+                    request,
+                    _("The event was not applied: %(reason)s")
+                    % {"reason": event.note or event.get_status_display().lower()},
+                )
+        return redirect(self.inspect_url)
+
+
+def agency_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer everyone but agency admins with a real 403 on every URL, GET and POST.
+
+    Wagtail turns ``PermissionDenied`` into a redirect to the dashboard; the agency's
+    screens answer with 403, like the agency page, before looking anything up.
+    """
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_agency_admin(request.user):
+            return forbidden(request)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def reprocess_url_name() -> str:
+    return webhook_event_viewset.get_url_name(REPROCESS)
 
 
 class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
-    """Received events: type, account, mode, received, processed, error."""
+    """Received events: type, account, mode, status, received, processed, error."""
 
     model = WebhookEvent
     policy = webhook_event_policy
     icon = "resubmit"
-    menu_label = _("Stripe events")
-    add_to_admin_menu = False
+    menu_label = gettext_lazy("Stripe events")
+    add_to_settings_menu = True
+    menu_order = 611  # right after "Client billing account"
     inspect_view_enabled = True
+    index_view_class = WebhookEventIndexView
+    inspect_view_class = WebhookEventInspectView
     # Events are never added or edited by hand: the policy allows "view" only.
     exclude_form_fields: list[str] = []
-    list_display = ["type", "account", "mode", "status", "received_at", "processed_at"]
-    list_filter = ["status", "type", "livemode"]
+    ordering = ["-received_at", "-pk"]
+    list_per_page = 50
+    filterset_class = WebhookEventFilterSet
     search_fields = ["stripe_id", "type", "account"]
+    inspect_view_fields = [
+        "stripe_id",
+        "type",
+        "account",
+        "mode",
+        "api_version",
+        "status",
+        "note",
+        "attempts",
+        "received_at",
+        "processed_at",
+    ]
     url_prefix = "client-billing/events"
     name = "wagtail_client_billing_events"
+
+    list_display = [
+        "type",
+        Column("account", label=gettext_lazy("Account"), sort_key="account"),
+        Column("mode", label=gettext_lazy("Mode"), accessor=mode_label),
+        StatusTagColumn(
+            "status",
+            label=gettext_lazy("Status"),
+            accessor="get_status_display",
+            sort_key="status",
+            primary=lambda event: event.status == STATUS.PROCESSED,
+        ),
+        DateColumn("received_at", label=gettext_lazy("Received"), sort_key="received_at"),
+        DateColumn("processed_at", label=gettext_lazy("Processed"), sort_key="processed_at"),
+        Column("error", label=gettext_lazy("Error"), accessor=short_error),
+    ]
+
+    def get_permissions_to_register(self) -> QuerySet:
+        # The agency permission (registered in wagtail_hooks) governs these screens; the
+        # model's own add/change/delete/view permissions would do nothing if ticked.
+        return Permission.objects.none()
+
+    @property
+    def reprocess_view(self) -> Any:
+        return self.construct_view(
+            ReprocessView,
+            index_url_name=self.get_url_name("index"),
+            inspect_url_name=self.get_url_name("inspect"),
+        )
+
+    def get_urlpatterns(self) -> list:
+        patterns = [
+            *super().get_urlpatterns(),
+            path(f"{REPROCESS}/<int:pk>/", self.reprocess_view, name=REPROCESS),
+        ]
+        return decorate_urlpatterns(patterns, agency_only)
 
 
 webhook_event_viewset = WebhookEventViewSet()
