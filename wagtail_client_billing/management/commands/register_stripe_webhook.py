@@ -1,0 +1,105 @@
+"""``manage.py register_stripe_webhook``: create this install's webhook endpoint at Stripe."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
+
+from ... import stripe_api, webhook_setup
+from ...conf import billing_settings, setting_key
+
+WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
+
+
+def default_webhook_url() -> str:
+    """``WAGTAILADMIN_BASE_URL`` followed by the webhook's path, or "" if it is not set."""
+    base = (getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "").rstrip("/")
+    return f"{base}{reverse(WEBHOOK_URL_NAME)}" if base else ""
+
+
+class Command(BaseCommand):
+    help = (
+        "Register this install's webhook endpoint at Stripe (a Connect endpoint unless "
+        "STRIPE_CONNECT is False) and print the signing secret to configure."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--mode",
+            choices=["test", "live"],
+            default="test",
+            help="The Stripe mode whose secret key is used (default: test).",
+        )
+        parser.add_argument(
+            "--url",
+            help="The public URL of the endpoint, https://.../billing/stripe/webhook/ "
+            "(default: WAGTAILADMIN_BASE_URL followed by the endpoint's path).",
+        )
+
+    def handle(self, *args: Any, mode: str, url: str | None, **options: Any) -> None:
+        try:
+            conf = billing_settings()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
+        url = url or default_webhook_url()
+        if not url:
+            raise CommandError(
+                "No URL to register: pass --url https://your.site/billing/stripe/webhook/ "
+                "or set WAGTAILADMIN_BASE_URL."
+            )
+        self._check_url(url, mode)
+        connect = not conf.direct
+        try:
+            endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=connect)
+        except stripe_api.StripeNotConfigured as error:
+            key = setting_key(f"STRIPE_{mode.upper()}_SECRET_KEY")
+            raise CommandError(f"{error.user_message} Set {key} first.") from error
+        except stripe_api.StripeFailure as error:
+            raise CommandError(
+                f"Stripe did not register the endpoint: {error.user_message}"
+            ) from error
+
+        secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
+        kind = "Connect endpoint" if connect else "endpoint"
+        self.stdout.write(
+            self.style.SUCCESS(f"Registered the {mode}-mode {kind} {endpoint.id} for {url}")
+        )
+        self.stdout.write(f"Events: {', '.join(endpoint.events)}")
+        if not endpoint.secret:
+            self.stderr.write(
+                self.style.WARNING(
+                    "Stripe returned no signing secret: copy it from the endpoint's page in "
+                    f"the Stripe Dashboard into {secret_setting}."
+                )
+            )
+            return
+        # Printed once, as Stripe shows it once; it belongs in the environment, never in
+        # the database or a log.
+        self.stdout.write(f"Signing secret: {endpoint.secret}")
+        self.stdout.write(f"Put it in {secret_setting}.")
+        if conf.webhook_secrets(mode):
+            # Rotation: both secrets verify until the old endpoint is deleted at Stripe.
+            self.stdout.write(
+                "A secret is already configured: keep it next to the new one until the old "
+                f'endpoint is deleted, e.g. {secret_setting} = ["whsec_old...", "whsec_new..."].'
+            )
+
+    def _check_url(self, url: str, mode: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise CommandError(f"{url!r} is not an absolute http(s) URL.")
+        # Stripe delivers live events to HTTPS endpoints only.
+        if mode == "live" and parts.scheme != "https":
+            raise CommandError(f"Live-mode webhook URLs must use https: {url}")
+        if not parts.path.endswith(reverse(WEBHOOK_URL_NAME)):
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{url} does not end with {reverse(WEBHOOK_URL_NAME)}: check that it "
+                    "reaches this app's webhook view."
+                )
+            )
