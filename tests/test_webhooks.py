@@ -638,10 +638,11 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
         make_event("invoice.paid", {"id": "in_1"}),
         make_event("test.fails", {"id": "x_1"}),
     ]
+    forged = "t=1,v1=" + "ab" * 32
     with caplog.at_level(logging.INFO, logger="wagtail_client_billing.webhooks"):
         for delivery in deliveries:
             deliver(client, delivery)
-        deliver(client, b"{}", signature="t=1,v1=abc")
+        deliver(client, b"{}", signature=forged)
 
     records = [r for r in caplog.records if r.name == "wagtail_client_billing.webhooks"]
     assert len(records) == len(deliveries)
@@ -651,6 +652,10 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
     assert "ignored (no handler)" in messages[2]
     assert records[3].levelname == "ERROR" and "ZeroDivisionError" in messages[3]
     assert not any("whsec_" in m or "v1=" in m for m in caplog.messages)
+    # The refused request is logged by Django's security logger, with the reason only.
+    (refused,) = [r for r in caplog.records if r.name == "django.security.WebhookRejected"]
+    assert refused.getMessage() == "Invalid or expired Stripe-Signature."
+    assert forged not in caplog.text and "ab" * 32 not in caplog.text
 
 
 # The simulator's own events ---------------------------------------------------------------

@@ -121,9 +121,20 @@ class WebhookEventIndexView(IndexView):
 class WebhookEventInspectView(InspectView):
     template_name = "wagtail_client_billing/events/inspect.html"
 
+    def get_fields_context(self) -> list[dict[str, Any]]:
+        # Leave out what this event does not have (no note, not processed yet...).
+        optional = {"account", "api_version", "note", "processed_at"}
+        return [
+            self.get_context_for_field(name)
+            for name in self.fields
+            if name not in optional or getattr(self.object, name) not in ("", None)
+        ]
+
     def get_field_label(self, field_name: str, field: Any) -> str:
         if field_name == "mode":
             return _("Mode")
+        if field_name == "api_version":
+            return _("API version")
         return super().get_field_label(field_name, field)
 
     def get_mode_display_value(self) -> str:
