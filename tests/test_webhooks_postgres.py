@@ -103,3 +103,14 @@ def test_fifty_concurrent_retries_of_a_failed_event_apply_it_once(handlers):  # 
     stored = WebhookEvent.objects.get()
     assert (stored.status, stored.attempts, stored.error) == (STATUS.PROCESSED, 2, "")
     assert onboarding_entries() == 1
+
+
+def test_a_signed_event_postgresql_cannot_store_is_refused_with_400():
+    # JSON allows \u0000 in strings; PostgreSQL's jsonb does not. Stripe never sends it.
+    event = account_updated_event()
+    event["data"]["object"]["business_profile"] = {"name": "nul \u0000 byte"}
+
+    (status,) = deliver_at_once(body_of(event), count=1)
+
+    assert status == 400
+    assert not WebhookEvent.objects.exists()

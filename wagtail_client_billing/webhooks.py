@@ -25,7 +25,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import SuspiciousOperation
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -127,7 +127,9 @@ def _event_shape_problem(data: Any) -> str:
     if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
         return "no data.object"
     account = data.get("account")
-    if account is not None and not (isinstance(account, str) and account.startswith("acct_")):
+    if account is not None and not (
+        isinstance(account, str) and account.startswith("acct_") and len(account) <= 255
+    ):
         return "an invalid account"
     if not isinstance(data.get("api_version") or "", str):
         return "an invalid api_version"
@@ -138,16 +140,20 @@ def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
     """Store a verified event once under its id; return (the row, whether it is new)."""
     # get_or_create inserts in a savepoint and, on the unique constraint's
     # IntegrityError (a concurrent delivery won the insert), reads the winner's row.
-    return WebhookEvent.objects.get_or_create(
-        stripe_id=data["id"],
-        defaults={
-            "type": data["type"],
-            "account": data.get("account") or "",
-            "livemode": data["livemode"],
-            "api_version": (data.get("api_version") or "")[:64],
-            "payload": data,
-        },
-    )
+    try:
+        return WebhookEvent.objects.get_or_create(
+            stripe_id=data["id"],
+            defaults={
+                "type": data["type"],
+                "account": data.get("account") or "",
+                "livemode": data["livemode"],
+                "api_version": (data.get("api_version") or "")[:64],
+                "payload": data,
+            },
+        )
+    except DataError as error:
+        # PostgreSQL refuses some JSON that parses (a \u0000 in a string): not Stripe's.
+        raise WebhookRejected("The event cannot be stored.") from error
 
 
 # Applying ----------------------------------------------------------------------------
