@@ -70,6 +70,34 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
+def wagtail_root(transactional_db) -> None:
+    """Wagtail's default locale, root page and site, as its migrations make them.
+
+    Transactional tests (browser tests against a live server) start from a flushed
+    database, where the migrations' rows are gone; Django's serialized rollback cannot
+    bring them back reliably while Playwright runs an event loop in the test thread.
+    """
+    from wagtail.models import Locale, Page, Site
+
+    if Page.get_first_root_node() is not None:
+        return
+    Locale.objects.get_or_create(language_code="en")
+    root = Page.add_root(title="Root", slug="root")
+    home = root.add_child(instance=Page(title="Welcome", slug="home"))
+    Site.objects.get_or_create(
+        hostname="localhost", defaults={"root_page": home, "is_default_site": True}
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Wagtail caches site root paths; a flushed database must not meet stale ones."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
 def page(browser) -> Iterator:
     """A fresh browser tab (own cookies) per test."""
     context = browser.new_context(locale="en-US")

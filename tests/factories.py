@@ -35,3 +35,41 @@ def make_user(username: str, *, superuser: bool = False, agency: bool = False, l
         profile.preferred_language = language
         profile.save()
     return user
+
+
+def make_site(hostname: str, name: str, port: int = 80):
+    """A Wagtail site with its own home page under the root."""
+    from wagtail.models import Page, Site
+
+    root = Page.get_first_root_node()
+    home = root.add_child(instance=Page(title=name, slug=hostname.replace(".", "-")))
+    return Site.objects.create(hostname=hostname, port=port, site_name=name, root_page=home)
+
+
+def grant_billing(user, *sites) -> None:
+    """Let ``user`` bill for ``sites`` only (GroupSitePermission, as the Groups editor does)."""
+    from wagtail.models import GroupSitePermission
+
+    permission = Permission.objects.get(
+        content_type__app_label="wagtail_client_billing", codename="add_billingrequest"
+    )
+    group, _ = Group.objects.get_or_create(name=f"Billing {user.username}")
+    for site in sites:
+        GroupSitePermission.objects.get_or_create(group=group, site=site, permission=permission)
+    user.groups.add(group)
+
+
+def connect_ready_account(simulator, mode: str = "test"):
+    """A linked connection, onboarded at the simulator, ready to charge."""
+    from wagtail_client_billing import agency
+
+    connection = agency.connect(
+        mode=mode,
+        country="FR",
+        privacy_policy_url="https://agency.example/privacy",
+        terms_of_service_url="https://agency.example/terms",
+        site_url="https://agency.example/",
+        nonce=f"setup-{mode}",
+    )
+    simulator.complete_onboarding(connection.account_id)
+    return agency.refresh(connection)

@@ -23,3 +23,5 @@ WAGTAIL_CLIENT_BILLING = {
     "STRIPE_API_BASE": "http://127.0.0.1:9",  # the simulator fixture overrides this
     "REQUEST_TTL": 86400,
 }
+
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", ".localhost", ".test"]

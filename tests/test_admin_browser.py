@@ -6,11 +6,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-# serialized_rollback: Wagtail's root page and default site (made by migrations) come back
-# after each flush, or the admin cannot render.
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("wagtail_root"),
 ]
 
 

@@ -10,11 +10,10 @@ from playwright.sync_api import expect
 from tests.factories import PASSWORD, make_user
 from wagtail_client_billing.models import StripeConnection
 
-# serialized_rollback: Wagtail's root page and default site (made by migrations) come back
-# after each flush, or the admin cannot render.
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("wagtail_root"),
 ]
 
 WORDS = {

@@ -11,10 +11,17 @@ class WagtailClientBillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from django.db.models.signals import post_migrate
+
+        from . import billing_events, checks  # noqa: F401  (register handlers and checks)
         from .compat import register_policy
-        from .models import WebhookEvent
+        from .models import BillingRequest, WebhookEvent
+        from .tasks import ensure_schedule
         from .views.events import webhook_event_policy
+        from .views.requests import billing_request_policy
+
+        post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wcb-schedule")
 
         # Before Wagtail creates fallback policies, which it does on first use.
         register_policy(WebhookEvent, webhook_event_policy)
+        register_policy(BillingRequest, billing_request_policy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -169,7 +169,7 @@ def create_request(
             )
             request.checkout_session_id = session.id
             request.checkout_url = session.url
-            request.expires_at = datetime.fromtimestamp(session.expires_at, tz=timezone.utc)
+            request.expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
             request.save(update_fields=["checkout_session_id", "checkout_url", "expires_at"])
             log(request, ACTION_CREATE, user=user, data=_log_data(request))
             transaction.on_commit(lambda: _created(request))

@@ -66,3 +66,122 @@ class ConnectForm(forms.Form):
                 if url and not url.startswith("https://"):
                     self.add_error(name, _("In live mode this must be an https:// address."))
         return cleaned
+
+
+def currency_choices() -> list[tuple[str, str]]:
+    """Stripe's currencies as "EUR – Euro", names in the active language."""
+    from babel.numbers import get_currency_name
+    from django.utils.translation import get_language, to_locale
+
+    from .money import CURRENCIES
+
+    locale = to_locale(get_language() or "en")
+    choices = []
+    for code in CURRENCIES:
+        try:
+            name = get_currency_name(code.upper(), locale=locale)
+        except Exception:  # an unknown locale: the code alone is still clear
+            name = code.upper()
+        choices.append((code, f"{code.upper()} – {name}"))
+    return sorted(choices)
+
+
+def single_line(value: str) -> str:
+    """Collapse whitespace: text that ends up in email headers must be one line."""
+    return " ".join(value.split())
+
+
+class BillingRequestForm(forms.Form):
+    """ "Add billing request": what the client is asked to pay and where to go after."""
+
+    email = forms.EmailField(label=_("Email"), max_length=254)
+    currency = forms.ChoiceField(label=_("Currency"), choices=())
+    amount = forms.DecimalField(
+        label=_("Amount"),
+        min_value=0,
+        max_digits=16,
+        decimal_places=None,
+        help_text=_("In the currency's main unit, e.g. 49.90."),
+    )
+    description = forms.CharField(
+        label=_("Description"),
+        max_length=250,
+        help_text=_("The product name the client sees on Stripe Checkout."),
+    )
+    success_url = PublicURLField(label=_("Success URL"), max_length=2000)
+    cancel_url = PublicURLField(label=_("Cancel URL"), max_length=2000)
+    billing_type = forms.ChoiceField(label=_("Billing type"))
+    nonce = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args: Any, require_https: bool = False, **kwargs: Any) -> None:
+        from .models import BillingRequest
+
+        super().__init__(*args, **kwargs)
+        self.require_https = require_https
+        self.fields["currency"].choices = [("", "---------"), *currency_choices()]
+        self.fields["billing_type"].choices = BillingRequest.BillingType.choices
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip()
+
+    def clean_description(self) -> str:
+        description = single_line(self.cleaned_data["description"])
+        if not description:
+            raise forms.ValidationError(_("This field is required."))
+        return description
+
+    def _clean_url(self, name: str) -> str:
+        url = self.cleaned_data[name]
+        if self.require_https and not url.startswith("https://"):
+            raise forms.ValidationError(_("In live mode this must be an https:// address."))
+        return url
+
+    def clean_success_url(self) -> str:
+        return self._clean_url("success_url")
+
+    def clean_cancel_url(self) -> str:
+        return self._clean_url("cancel_url")
+
+    def clean(self) -> dict[str, Any]:
+        from . import money
+
+        cleaned = super().clean()
+        currency, amount = cleaned.get("currency"), cleaned.get("amount")
+        if not currency or amount is None:
+            return cleaned
+        code = currency.upper()
+        try:
+            minor = money.to_minor(amount, currency)
+            money.check_amount(minor, currency)
+        except money.TooManyDecimals as error:
+            places = error.currency.display_decimals
+            if places == 0:
+                message = _("%(currency)s amounts must be whole numbers.") % {"currency": code}
+            elif error.currency.step > 1:
+                message = _(
+                    "%(currency)s amounts can have at most %(places)s decimal places "
+                    "(the last of its %(all)s decimals must be 0)."
+                ) % {"currency": code, "places": places - 1, "all": places}
+            else:
+                message = _("%(currency)s amounts can have at most %(places)s decimal places.") % {
+                    "currency": code,
+                    "places": places,
+                }
+            self.add_error("amount", message)
+        except money.AmountTooSmall as error:
+            self.add_error(
+                "amount",
+                _("The minimum Stripe accepts in %(currency)s is %(limit)s.")
+                % {"currency": code, "limit": money.format_money(error.limit, currency)},
+            )
+        except money.AmountTooLarge as error:
+            self.add_error(
+                "amount",
+                _("The maximum Stripe accepts in %(currency)s is %(limit)s.")
+                % {"currency": code, "limit": money.format_money(error.limit, currency)},
+            )
+        except money.InvalidAmount:
+            self.add_error("amount", _("Enter a valid amount."))
+        else:
+            cleaned["amount_minor"] = minor
+        return cleaned

@@ -272,3 +272,30 @@ def check_amount(minor: int, code: str) -> Currency:
             amount=minor,
         )
     return currency
+
+
+def format_money(minor: int, code: str, language: str | None = None) -> str:
+    """The amount formatted for a language (default: Django's active one) with Babel.
+
+    "€1,234.50" in English, "1 234,50 €" in French; falls back to ``format_amount`` if
+    Babel does not know the language.
+    """
+    from babel.core import UnknownLocaleError
+    from babel.numbers import format_currency
+
+    if language is None:
+        from django.utils.translation import get_language, to_locale
+
+        language = to_locale(get_language() or "en")
+    currency = get_currency(code)
+    try:
+        return format_currency(
+            to_major(minor, code),
+            currency.code.upper(),
+            locale=language.replace("-", "_"),
+            # ISO 4217 digits: JPY 0, KWD 3, EUR 2 (Stripe agrees but for its special cases).
+            currency_digits=True,
+            format_type="standard",
+        )
+    except (UnknownLocaleError, ValueError):
+        return format_amount(minor, code)

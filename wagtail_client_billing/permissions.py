@@ -7,7 +7,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
+from wagtail.models import Site
 from wagtail.permission_policies.base import BasePermissionPolicy
+from wagtail.permission_policies.sites import SitePermissionPolicy
 
 AGENCY_PERMISSION = "wagtail_client_billing.manage_agency_billing"
 
@@ -52,3 +54,57 @@ class AgencyPermissionPolicy(BasePermissionPolicy):
         if not self.actions.intersection(actions):
             return get_user_model().objects.none()
         return agency_admins()
+
+
+class BillingRequestPermissionPolicy(SitePermissionPolicy):
+    """Per-site billing with Wagtail's own machinery.
+
+    One permission, "Can add billing request", granted per site through
+    ``GroupSitePermission`` (the Groups editor's "Client billing" panel), means "can bill
+    for this site": list, view, send, resend and delete that site's requests. Granted
+    globally, or held by an agency admin, it covers every site. Requests are never
+    edited, so "change" is never allowed.
+    """
+
+    BILLING_ACTIONS = frozenset({"add", "view", "delete", "inspect", "history", "export"})
+
+    def _billing(self, actions: Any) -> list[str]:
+        return ["add"] if self.BILLING_ACTIONS.intersection(actions) else []
+
+    def _user_has_global_permission(self, user: Any, actions: Any) -> bool:
+        actions = self._billing(actions)
+        return bool(actions) and (
+            is_agency_admin(user) or super()._user_has_global_permission(user, actions)
+        )
+
+    def user_has_any_permission(self, user: Any, actions: Any) -> bool:
+        return bool(self._billing(actions)) and super().user_has_any_permission(
+            user, self._billing(actions)
+        )
+
+    def user_has_any_permission_for_instance(self, user: Any, actions: Any, instance: Any) -> bool:
+        return bool(self._billing(actions)) and super().user_has_any_permission_for_instance(
+            user, self._billing(actions), instance
+        )
+
+    def sites_user_has_any_permission_for(self, user: Any, actions: Any) -> QuerySet:
+        if not self._billing(actions):
+            return Site.objects.none()
+        if is_agency_admin(user):
+            return Site.objects.all()
+        return super().sites_user_has_any_permission_for(user, self._billing(actions))
+
+    def users_with_any_permission(self, actions: Any) -> QuerySet:
+        if not self._billing(actions):
+            return get_user_model().objects.none()
+        return (
+            super().users_with_any_permission(self._billing(actions)) | agency_admins()
+        ).distinct()
+
+    def users_with_any_permission_for_instance(self, actions: Any, instance: Any) -> QuerySet:
+        if not self._billing(actions):
+            return get_user_model().objects.none()
+        return (
+            super().users_with_any_permission_for_instance(self._billing(actions), instance)
+            | agency_admins()
+        ).distinct()

@@ -218,7 +218,7 @@ def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> boo
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=300)
-        except stripe.SignatureVerificationError:
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
             continue
         return True
     return False

@@ -1,12 +1,17 @@
+from django import forms
 from django.contrib.auth.models import Permission
+from django.template.loader import render_to_string
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin.menu import MenuItem
+from wagtail.contrib.settings.forms import SitePermissionForm
 
-from . import admin_urls, agency
+from . import admin_urls, agency, billing
+from .models import BillingRequest
 from .permissions import AGENCY_PERMISSION, is_agency_admin
 from .views.events import webhook_event_viewset
+from .views.requests import billing_request_viewset
 
 
 class AgencyMenuItem(MenuItem):
@@ -21,7 +26,39 @@ def register_admin_urls():
 
 @hooks.register("register_admin_viewset")
 def register_viewsets():
-    return webhook_event_viewset
+    return [webhook_event_viewset, billing_request_viewset]
+
+
+class BillingSitePermissionForm(SitePermissionForm):
+    """The Groups editor panel: which sites this group can bill for."""
+
+    settings_model = BillingRequest
+
+    def __init__(self, *args, instance, **kwargs):
+        kwargs.setdefault("prefix", "wagtail_client_billing_site_permissions")
+        # Not SitePermissionForm.__init__: it looks up the "change" permission.
+        forms.Form.__init__(self, *args, **kwargs)
+        self.permission = Permission.objects.get(
+            content_type__app_label="wagtail_client_billing", codename="add_billingrequest"
+        )
+        self.instance = instance
+        if instance and instance.pk is not None:
+            self.initial = {"sites": [p.site for p in self.get_existing_permissions()]}
+
+    def as_admin_panel(self):
+        return render_to_string(
+            self.template_name,
+            {
+                "heading": _("Client billing: sites this group can bill for"),
+                "form": self,
+                "panel_id": "wagtail-client-billing-site-permissions",
+            },
+        )
+
+
+@hooks.register("register_group_permission_panel")
+def register_billing_site_permission_panel():
+    return BillingSitePermissionForm
 
 
 @hooks.register("register_settings_menu_item")
@@ -57,3 +94,11 @@ def register_log_actions(actions):
     actions.register_action(
         agency.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")
     )
+    for action, label, message in (
+        (billing.ACTION_CREATE, _("Send billing request"), _("Billing request sent")),
+        (billing.ACTION_PAID, _("Mark paid"), _("Paid")),
+        (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
+        (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
+        (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
+    ):
+        actions.register_action(action, label, message)

@@ -31,6 +31,13 @@ class BillingRequest(models.Model):
         MONTHLY = "monthly", _("Monthly")
         YEARLY = "yearly", _("Yearly")
 
+    class EmailStatus(models.TextChoices):
+        NOT_SENT = "", _("Not sent")
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
     class PaymentState(models.TextChoices):
         NONE = "", _("None")
         PROCESSING = "processing", _("Processing")
@@ -74,6 +81,13 @@ class BillingRequest(models.Model):
     checkout_url = models.URLField(max_length=2000, blank=True)
     subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
+
+    email_status = models.CharField(
+        _("Email"), max_length=10, choices=EmailStatus.choices, default="", blank=True
+    )
+    email_sent_at = models.DateTimeField(_("Email sent"), null=True, blank=True)
+    email_error = models.TextField(_("Email error"), blank=True)
+    email_attempts = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
     created_by = models.ForeignKey(

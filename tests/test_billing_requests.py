@@ -1,0 +1,615 @@
+"""Billing requests through the real admin views, the simulator and signed webhooks."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core import mail as outbox
+from django.urls import reverse
+from django.utils import timezone
+from wagtail.models import ModelLogEntry
+
+from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from wagtail_client_billing import billing, signals, stripe_api, tasks
+from wagtail_client_billing.models import BillingRequest
+from wagtail_client_billing.testing.stripe_simulator.faults import Fault
+from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
+
+pytestmark = pytest.mark.django_db
+
+Status = BillingRequest.Status
+WEBHOOK = "/billing/stripe/webhook/"
+SECRET = "whsec_test_suite"
+INDEX = reverse("wagtail_client_billing_requests:index")
+ADD = reverse("wagtail_client_billing_requests:add")
+
+
+@pytest.fixture
+def stripe(billing_stripe_settings, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+        "STRIPE_TIMEOUT": 2,
+    }
+    return billing_stripe_settings
+
+
+@pytest.fixture
+def sites(db):
+    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
+
+
+@pytest.fixture
+def connection(stripe):
+    return connect_ready_account(stripe)
+
+
+class CommittingClient:
+    """The test client, running on-commit callbacks (emails, signals) after each request.
+
+    Tests run inside a transaction that never commits; this runs what a real commit
+    would, at the moment it would.
+    """
+
+    def __init__(self, client, capture):
+        self._client, self._capture = client, capture
+
+    def get(self, *args, **kwargs):
+        with self._capture(execute=True):
+            return self._client.get(*args, **kwargs)
+
+    def post(self, *args, **kwargs):
+        with self._capture(execute=True):
+            return self._client.post(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.fixture
+def client(client, django_capture_on_commit_callbacks):
+    return CommittingClient(client, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def editor(client, sites):
+    """An editor who may bill for Acme only."""
+    user = make_user("acme-editor")
+    grant_billing(user, sites[0])
+    client.force_login(user)
+    return client
+
+
+def rows(page: str) -> str:
+    """The listing's table only (not the messages above it)."""
+    start = page.index('class="listing')
+    return page[start : page.index("</table>", start)]
+
+
+def form(site, **changes):
+    data = {
+        "email": "client@example.com",
+        "currency": "eur",
+        "amount": "49.90",
+        "description": "Website maintenance",
+        "success_url": "https://acme.test/thanks/",
+        "cancel_url": "https://acme.test/cancel/",
+        "billing_type": "one_time",
+        "nonce": f"nonce-{timezone.now().timestamp()}",
+    }
+    return {**data, **changes}
+
+
+def add(client, site, **changes):
+    return client.post(f"{ADD}?site={site.pk}", form(site, **changes))
+
+
+def deliver(client, event):
+    """POST a simulator event to our webhook, signed as Stripe signs it."""
+    body = json.dumps(event).encode()
+    return client.post(
+        WEBHOOK, body, content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature_header(body, SECRET),
+    )  # fmt: skip
+
+
+def sessions_at_stripe(connection):
+    sessions = stripe_api.get_client("test").v1.checkout.sessions.list(
+        options={"stripe_account": connection.account_id}
+    )
+    return sessions.data
+
+
+def last_event(sim, event_type):
+    return sim.events(event_type)[-1]
+
+
+def session_of(sim, request):
+    return sim.get_object(request.checkout_session_id, "checkout.session")
+
+
+# Creating -------------------------------------------------------------------------------
+
+
+def test_send_one_time_request(editor, sites, connection, stripe):
+    response = add(editor, sites[0])
+
+    assert response.status_code == 302
+    request = BillingRequest.objects.get()
+    session = session_of(stripe, request)
+    assert request.status == Status.PENDING
+    assert request.site == sites[0]
+    assert request.amount == 4990 and request.currency == "eur"
+    assert session["mode"] == "payment"
+    assert session["customer_email"] == "client@example.com"
+    assert session["client_reference_id"] == f"wcb-{request.pk}"
+    assert session["metadata"]["wagtail_client_billing_request"] == str(request.pk)
+    assert session["success_url"] == "https://acme.test/thanks/"
+    assert session["amount_total"] == 4990
+    # On the agency's connected account, expiring inside Stripe's 24 h.
+    assert stripe.engine.store.find(request.checkout_session_id, "checkout.session").scope
+    lifetime = session["expires_at"] - session["created"]
+    assert 23 * 3600 < lifetime < 24 * 3600
+    assert int(request.expires_at.timestamp()) == session["expires_at"]
+    # The email went out with the site's own payment link.
+    assert len(outbox.outbox) == 1
+    message = outbox.outbox[0]
+    assert message.to == ["client@example.com"]
+    assert request.get_payment_path() in message.body
+    assert request.token not in str(request.pk)
+    request.refresh_from_db()
+    assert request.email_status == BillingRequest.EmailStatus.SENT
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_CREATE).count() == 1
+
+
+@pytest.mark.parametrize(("billing_type", "interval"), [("monthly", "month"), ("yearly", "year")])
+def test_send_recurring_request(editor, sites, connection, stripe, billing_type, interval):
+    add(editor, sites[0], billing_type=billing_type)
+    request = BillingRequest.objects.get()
+    assert request.is_recurring
+    session = session_of(stripe, request)
+    assert session["mode"] == "subscription"
+    line = stripe.engine.store.find(request.checkout_session_id, "checkout.session")
+    assert line is not None
+    items = (
+        stripe.engine.line_items(request.checkout_session_id)
+        if hasattr(stripe.engine, "line_items")
+        else None
+    )
+    if items:
+        assert items[0]["price"]["recurring"]["interval"] == interval
+
+
+def test_the_form_starts_with_sensible_defaults(editor, sites, connection):
+    form_ = editor.get(f"{ADD}?site={sites[0].pk}").context["form"]
+    assert form_.initial["description"] == "Payment to Acme Plumbing"
+    assert form_.initial["billing_type"] == "one_time"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"currency": "jpy", "amount": "1000.5"}, "amount", "JPY amounts must be whole numbers"),
+        (
+            {"currency": "eur", "amount": "0.10"},
+            "amount",
+            "The minimum Stripe accepts in EUR is €0.50",
+        ),
+        ({"currency": "usd", "amount": "1000000"}, "amount", "The maximum Stripe accepts in USD"),
+        ({"currency": "kwd", "amount": "12.345"}, "amount", "KWD amounts can have at most 2"),
+        ({"currency": "xyz"}, "currency", "Select a valid choice"),
+        ({"amount": "abc"}, "amount", "Enter a number"),
+        ({"email": "not-an-email"}, "email", "Enter a valid email address"),
+        ({"email": "a@example.com\nBcc: x@evil.test"}, "email", "Enter a valid email address"),
+        ({"success_url": "javascript:alert(1)"}, "success_url", "Enter a valid URL"),
+        ({"cancel_url": "/relative/"}, "cancel_url", "Enter a valid URL"),
+        ({"description": "   "}, "description", "This field is required"),
+        ({"billing_type": "weekly"}, "billing_type", "Select a valid choice"),
+    ],
+)
+def test_bad_input_is_refused_clearly_and_kept(
+    editor, sites, connection, stripe, changes, field, message
+):
+    response = add(editor, sites[0], **changes)
+    assert response.status_code == 200
+    errors = " ".join(response.context["form"].errors[field])
+    assert message in errors
+    assert BillingRequest.objects.count() == 0
+    assert sessions_at_stripe(connection) == []  # Stripe was not even asked
+
+
+def test_kwd_with_three_decimals_is_accepted(editor, sites, connection, stripe):
+    add(editor, sites[0], currency="kwd", amount="12.340")
+    assert BillingRequest.objects.get().amount == 12340
+
+
+def test_live_mode_requires_https(editor, sites, connection, stripe, settings):
+    from wagtail_client_billing import agency
+
+    agency.switch_mode("live")
+    response = add(editor, sites[0], success_url="http://acme.test/thanks/")
+    assert "https://" in " ".join(response.context["form"].errors["success_url"])
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault("error", "POST", "/v1/checkout/sessions", status=500), "Stripe had a problem"),
+        (Fault("hang", "POST", "/v1/checkout/sessions", seconds=4), "could not be reached"),
+        (
+            Fault("error", "POST", "/v1/checkout/sessions", status=400, message="Bad currency."),
+            "Bad currency.",
+        ),
+    ],
+    ids=["stripe-500", "stripe-timeout", "stripe-refuses"],
+)
+def test_stripe_failing_keeps_the_form_and_saves_nothing(
+    editor, sites, connection, stripe, fault, message
+):
+    stripe.engine.faults.add(fault)
+    response = add(editor, sites[0], email="kept@example.com")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert message in page
+    assert 'value="kept@example.com"' in page
+    assert BillingRequest.objects.count() == 0
+    assert outbox.outbox == []
+    if fault.kind == "error":  # a hung request is carried out late, as at Stripe
+        assert sessions_at_stripe(connection) == []
+
+
+def test_no_ready_account_says_so(editor, sites, stripe):
+    page = editor.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    assert "No client billing account is connected" in page
+    response = add(editor, sites[0])
+    assert "No client billing account is connected" in response.content.decode()
+    assert BillingRequest.objects.count() == 0
+
+
+def test_agency_admins_get_a_link_to_the_settings(client, sites, stripe):
+    client.force_login(make_user("boss", superuser=True))
+    page = client.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    assert reverse("wagtail_client_billing_agency:index") in page
+
+
+def test_a_double_submit_bills_once(editor, sites, connection, stripe):
+    data = form(sites[0], nonce="same-nonce")
+    editor.post(f"{ADD}?site={sites[0].pk}", data)
+    response = editor.post(f"{ADD}?site={sites[0].pk}", data)
+    assert BillingRequest.objects.count() == 1
+    assert response.status_code == 302
+    assert len(outbox.outbox) == 1
+
+
+# Paying ---------------------------------------------------------------------------------
+
+
+def test_paid_only_after_the_signed_webhook(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    paid = []
+    signals.billing_request_paid.connect(lambda **kw: paid.append(kw), weak=False)
+    try:
+        stripe.complete_checkout(request.checkout_session_id)
+        request.refresh_from_db()
+        assert request.status == Status.PENDING  # nothing happens until Stripe says so
+
+        event = last_event(stripe, "checkout.session.completed")
+        assert deliver(client, event).status_code == 200
+        assert deliver(client, event).status_code == 200  # a duplicate changes nothing
+    finally:
+        signals.billing_request_paid.receivers.clear()
+    request.refresh_from_db()
+    assert request.status == Status.PAID and request.paid_at
+    assert len(paid) == 1
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_PAID).count() == 1
+
+
+def test_a_forged_webhook_changes_nothing(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)
+    body = json.dumps(last_event(stripe, "checkout.session.completed")).encode()
+    response = client.post(
+        WEBHOOK, body, content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature_header(body, "whsec_someone_else"),
+    )  # fmt: skip
+    assert response.status_code == 400
+    request.refresh_from_db()
+    assert request.status == Status.PENDING
+
+
+def test_delayed_payment_processing_then_paid_or_failed(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    add(editor, sites[0], email="second@example.com")
+    first, second = BillingRequest.objects.order_by("pk")
+    for request in (first, second):
+        stripe.complete_checkout(request.checkout_session_id, delayed=True)
+    for event in stripe.events("checkout.session.completed"):
+        deliver(client, event)
+    first.refresh_from_db()
+    assert first.status == Status.PENDING
+    assert first.payment_state == BillingRequest.PaymentState.PROCESSING
+
+    stripe.settle_async(first.checkout_session_id, succeed=True)
+    stripe.settle_async(second.checkout_session_id, succeed=False)
+    for event_type in (
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+    ):
+        for event in stripe.events(event_type):
+            deliver(client, event)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Status.PAID
+    assert second.status == Status.PENDING
+    assert second.payment_state == BillingRequest.PaymentState.FAILED
+
+
+def test_subscription_is_recorded_and_followed(editor, client, sites, connection, stripe):
+    add(editor, sites[0], billing_type="monthly")
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)
+    deliver(client, last_event(stripe, "checkout.session.completed"))
+    request.refresh_from_db()
+    assert request.status == Status.PAID
+    assert request.subscription_id.startswith("sub_")
+    assert request.subscription_status == "active"
+
+    canceled = dict(last_event(stripe, "customer.subscription.created"))
+    canceled["id"] = "evt_sub_deleted_1"
+    canceled["type"] = "customer.subscription.deleted"
+    canceled["data"] = {"object": {**canceled["data"]["object"], "status": "canceled"}}
+    assert deliver(client, canceled).status_code == 200
+    request.refresh_from_db()
+    assert request.subscription_status == "canceled"
+    assert request.status == Status.PAID
+
+
+# Expiring and deleting -------------------------------------------------------------------
+
+
+def test_the_sweep_expires_overdue_requests_once(
+    editor, sites, connection, stripe, django_capture_on_commit_callbacks
+):
+    add(editor, sites[0])
+    add(editor, sites[0], email="b@example.com")
+    expired = []
+    signals.billing_request_expired.connect(lambda **kw: expired.append(kw), weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert billing.expire_overdue() == []  # nothing is due yet
+            later = timezone.now() + timedelta(hours=25)
+            assert len(billing.expire_overdue(now=later)) == 2
+            assert billing.expire_overdue(now=later) == []
+    finally:
+        signals.billing_request_expired.receivers.clear()
+    assert set(BillingRequest.objects.values_list("status", flat=True)) == {Status.EXPIRED}
+    assert len(expired) == 2
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).count() == 2
+
+
+def test_expired_by_stripe_webhook(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.advance_clock(25 * 3600)  # Stripe expires the session on its own
+    event = last_event(stripe, "checkout.session.expired")
+    deliver(client, event)
+    request.refresh_from_db()
+    assert request.status == Status.EXPIRED
+
+
+def test_paid_after_expiry_is_still_paid_and_flagged(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)  # paid, but the webhook is lost
+    billing.expire_overdue(now=timezone.now() + timedelta(hours=25))
+    request.refresh_from_db()
+    assert request.status == Status.EXPIRED
+
+    tasks.reconcile(extra_ids=[request.pk])
+    request.refresh_from_db()
+    assert request.status == Status.PAID
+    assert request.late_payment
+
+
+def test_reconciliation_finds_lost_webhooks(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)
+    BillingRequest.objects.filter(pk=request.pk).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    assert tasks.expire_and_reconcile() == {"expired": 0, "reconciled": 1}
+    request.refresh_from_db()
+    assert request.status == Status.PAID
+
+
+def test_reconciliation_survives_stripe_being_down(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    BillingRequest.objects.filter(pk=request.pk).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    stripe.fail_next("GET", "/v1/checkout/sessions/*", status=500)
+    assert tasks.reconcile() == 0
+    request.refresh_from_db()
+    assert request.status == Status.PENDING
+
+
+def test_delete_expires_the_session_then_marks_deleted(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    delete_url = reverse("wagtail_client_billing_requests:delete", args=[request.pk])
+    assert "Yes, delete" in editor.get(delete_url).content.decode()
+
+    editor.post(delete_url)
+    request.refresh_from_db()
+    assert request.status == Status.DELETED
+    assert session_of(stripe, request)["status"] == "expired"
+    # Stripe's checkout.session.expired that follows changes nothing.
+    deliver(client, last_event(stripe, "checkout.session.expired"))
+    request.refresh_from_db()
+    assert request.status == Status.DELETED
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_DELETED).count() == 1
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).count() == 0
+
+
+def test_delete_racing_a_completed_payment_makes_it_paid(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)  # the webhook has not arrived
+    page = editor.post(
+        reverse("wagtail_client_billing_requests:delete", args=[request.pk]), follow=True
+    ).content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.PAID
+    assert "already paid" in page
+
+
+def test_delete_with_stripe_down_changes_nothing(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.fail_next("POST", "/v1/checkout/sessions/*/expire", status=500)
+    page = editor.post(
+        reverse("wagtail_client_billing_requests:delete", args=[request.pk]), follow=True
+    ).content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.PENDING
+    assert "Stripe had a problem" in page
+
+
+def test_resend_queues_the_email_again(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    editor.post(reverse("wagtail_client_billing_requests:resend", args=[request.pk]))
+    assert len(outbox.outbox) == 2
+
+
+def test_the_schedule_exists_once():
+    from django_q.models import Schedule
+
+    tasks.ensure_schedule()
+    tasks.ensure_schedule()
+    schedule = Schedule.objects.get(name=tasks.SCHEDULE_NAME)
+    assert schedule.func == "wagtail_client_billing.tasks.expire_and_reconcile"
+    assert schedule.minutes == 1
+
+
+# The listing and isolation ---------------------------------------------------------------
+
+
+def test_listing_shows_the_sites_requests_newest_first(editor, sites, connection, stripe):
+    add(editor, sites[0], email="first@example.com")
+    add(editor, sites[0], email="second@example.com", currency="jpy", amount="5000")
+    page = rows(editor.get(f"{INDEX}?site={sites[0].pk}").content.decode())
+    assert page.index("second@example.com") < page.index("first@example.com")
+    assert "€49.90" in page
+    assert "¥5,000" in page
+    assert "Pending" in page
+
+
+def test_deleted_are_hidden_unless_filtered_for(editor, sites, connection, stripe):
+    add(editor, sites[0], email="gone@example.com")
+    request = BillingRequest.objects.get()
+    editor.post(reverse("wagtail_client_billing_requests:delete", args=[request.pk]))
+    editor.get(INDEX)  # shows (and so clears) the messages of the actions above
+    assert "gone@example.com" not in editor.get(INDEX).content.decode()
+    assert "gone@example.com" in rows(editor.get(f"{INDEX}?status=deleted").content.decode())
+
+
+def test_filters_and_search(editor, sites, connection, stripe):
+    add(editor, sites[0], email="alice@example.com")
+    add(editor, sites[0], email="bob@example.com", billing_type="monthly", currency="usd")
+    page = rows(editor.get(f"{INDEX}?q=alice").content.decode())
+    assert "alice@example.com" in page and "bob@example.com" not in page
+    page = rows(editor.get(f"{INDEX}?billing_type=monthly").content.decode())
+    assert "bob@example.com" in page and "alice@example.com" not in page
+    page = rows(editor.get(f"{INDEX}?currency=usd").content.decode())
+    assert "bob@example.com" in page and "alice@example.com" not in page
+
+
+def test_an_editor_of_site_a_cannot_touch_site_b(editor, sites, connection, stripe):
+    from django.test import Client
+
+    acme, bakery = sites
+    other = make_user("bakery-editor")
+    grant_billing(other, bakery)
+    bakery_client = Client()
+    bakery_client.force_login(other)
+    add(bakery_client, bakery, email="bakery-client@example.com")
+    secret = BillingRequest.objects.get()
+
+    assert "bakery-client@example.com" not in editor.get(INDEX).content.decode()
+    assert editor.get(f"{INDEX}?site={bakery.pk}").status_code == 404
+    assert editor.post(f"{ADD}?site={bakery.pk}", form(bakery)).status_code == 404
+    for name, methods in (("inspect", ["get"]), ("delete", ["get", "post"]), ("resend", ["post"])):
+        target = reverse(f"wagtail_client_billing_requests:{name}", args=[secret.pk])
+        for method in methods:
+            assert getattr(editor, method)(target).status_code == 404, (name, method)
+    secret.refresh_from_db()
+    assert secret.status == Status.PENDING
+    assert BillingRequest.objects.count() == 1
+
+
+def test_users_without_billing_rights_see_no_menu_and_cannot_add(client, sites, stripe):
+    client.force_login(make_user("writer"))
+    home = client.get(reverse("wagtailadmin_home")).content.decode()
+    assert INDEX not in home
+    assert client.get(INDEX).status_code in (302, 403)
+    assert client.post(f"{ADD}?site={sites[0].pk}", form(sites[0])).status_code in (403, 404)
+
+
+def test_agency_admins_see_every_site(client, sites, connection, stripe):
+    client.force_login(make_user("agency", agency=True))
+    page = client.get(INDEX).content.decode()
+    assert "Acme Plumbing" in page and "Rue Haute Bakery" in page
+
+
+# The client's payment link ---------------------------------------------------------------
+
+
+def test_payment_link_outcomes(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    link = request.get_payment_path()
+    host = {"HTTP_HOST": "acme.test"}
+
+    response = client.get(link, **host)
+    assert response.status_code == 302
+    assert response["Location"] == session_of(stripe, request)["url"]
+
+    BillingRequest.objects.filter(pk=request.pk).update(status=Status.PAID)
+    assert "This request has been paid" in client.get(link, **host).content.decode()
+    BillingRequest.objects.filter(pk=request.pk).update(status=Status.EXPIRED)
+    page = client.get(link, **host).content.decode()
+    assert "This payment request has expired" in page
+    BillingRequest.objects.filter(pk=request.pk).update(status=Status.DELETED)
+    assert "withdrawn" in client.get(link, **host).content.decode()
+    assert client.get("/billing/pay/not-a-token/", **host).status_code == 404
+
+
+def test_payment_link_past_its_time_shows_expired(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    BillingRequest.objects.filter(pk=request.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    page = client.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert "This payment request has expired" in page
+
+
+def test_payment_link_lives_on_its_own_site(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    response = client.get(request.get_payment_path(), HTTP_HOST="bakery.test")
+    assert response.status_code == 302
+    assert response["Location"].startswith("http://acme.test/billing/pay/")
+
+
+def test_amount_in_major_units():
+    request = BillingRequest(amount=12340, currency="kwd")
+    assert request.amount_major == Decimal("12.340")

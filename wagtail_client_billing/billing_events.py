@@ -1,0 +1,98 @@
+"""Webhook handlers for billing requests: Checkout Session and subscription events.
+
+They only ever *confirm* what Stripe says; the success-URL redirect never marks a
+request paid. Each handler finds the request by the session's id, checks that the
+event's mode matches the request's, and moves it with one conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+from wagtail.log_actions import log
+
+from . import billing
+from .models import BillingRequest, WebhookEvent
+from .webhooks import EventIgnored, register_handler
+
+Status = BillingRequest.Status
+
+
+def _request_for_session(event: WebhookEvent, session: dict[str, Any]) -> BillingRequest:
+    request = (
+        BillingRequest.objects.filter(checkout_session_id=session.get("id"))
+        .select_related("site")
+        .first()
+    )
+    if request is None:
+        raise EventIgnored(f"no billing request has checkout session {session.get('id')!r}")
+    if request.mode != event.mode:
+        raise EventIgnored(f"{event.mode}-mode event for a {request.mode}-mode billing request")
+    return request
+
+
+def _subscription_id(session: dict[str, Any]) -> str:
+    value = session.get("subscription") or ""
+    return value.get("id", "") if isinstance(value, dict) else value
+
+
+@register_handler("checkout.session.completed")
+def checkout_completed(event: WebhookEvent, payload: dict[str, Any]) -> None:
+    """Paid at once (cards), or processing until the delayed payment settles."""
+    session = payload["data"]["object"]
+    request = _request_for_session(event, session)
+    if session.get("payment_status") in ("paid", "no_payment_required"):
+        billing.mark_paid(
+            Q(pk=request.pk), subscription_id=_subscription_id(session), source=event.stripe_id
+        )
+        return
+    # Completed but unpaid: a delayed method (bank debit...) settles later with
+    # async_payment_succeeded or _failed. Remember the subscription meanwhile.
+    BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
+        payment_state=BillingRequest.PaymentState.PROCESSING,
+        subscription_id=_subscription_id(session) or request.subscription_id,
+    )
+
+
+@register_handler("checkout.session.async_payment_succeeded")
+def async_payment_succeeded(event: WebhookEvent, payload: dict[str, Any]) -> None:
+    """The delayed payment arrived."""
+    session = payload["data"]["object"]
+    request = _request_for_session(event, session)
+    billing.mark_paid(
+        Q(pk=request.pk), subscription_id=_subscription_id(session), source=event.stripe_id
+    )
+
+
+@register_handler("checkout.session.async_payment_failed")
+def async_payment_failed(event: WebhookEvent, payload: dict[str, Any]) -> None:
+    """The delayed payment failed: recorded and shown; the request stays as it is."""
+    request = _request_for_session(event, payload["data"]["object"])
+    updated = (
+        BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING)
+        .exclude(payment_state=BillingRequest.PaymentState.FAILED)
+        .update(payment_state=BillingRequest.PaymentState.FAILED)
+    )
+    if updated:
+        log(request, billing.ACTION_PAYMENT_FAILED, data={"event": event.stripe_id})
+
+
+@register_handler("checkout.session.expired")
+def checkout_expired(event: WebhookEvent, payload: dict[str, Any]) -> None:
+    """Stripe expired the session (at ``expires_at``, or because we asked)."""
+    request = _request_for_session(event, payload["data"]["object"])
+    billing.mark_expired(Q(pk=request.pk), source=event.stripe_id)
+
+
+def _subscription_changed(event: WebhookEvent, payload: dict[str, Any]) -> None:
+    subscription = payload["data"]["object"]
+    updated = BillingRequest.objects.filter(
+        subscription_id=subscription.get("id"), mode=event.mode
+    ).update(subscription_status=subscription.get("status") or "")
+    if not updated:
+        raise EventIgnored(f"no billing request has subscription {subscription.get('id')!r}")
+
+
+register_handler("customer.subscription.updated")(_subscription_changed)
+register_handler("customer.subscription.deleted")(_subscription_changed)

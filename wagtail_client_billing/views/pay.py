@@ -1,0 +1,56 @@
+"""The client's payment link: ``/billing/pay/<token>/`` on the request's own site."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import timezone, translation
+from django.views.decorators.cache import never_cache
+from wagtail.models import Site
+
+from ..mail import site_language
+from ..models import BillingRequest
+
+Status = BillingRequest.Status
+TEMPLATES = "wagtail_client_billing/public/"
+
+
+@never_cache
+def pay(request: HttpRequest, token: str) -> HttpResponse:
+    """Send the client to Stripe Checkout while payable; otherwise say why not."""
+    billing_request = (
+        BillingRequest.objects.select_related("site", "site__root_page__locale")
+        .filter(token=token)
+        .first()
+    )
+    if billing_request is None:
+        return render(request, TEMPLATES + "not_found.html", status=404)
+
+    current_site = Site.find_for_request(request)
+    if current_site is not None and current_site.pk != billing_request.site_id:
+        # Each link lives on its own client's site.
+        return HttpResponseRedirect(billing_request.get_payment_url())
+
+    with translation.override(site_language(billing_request)):
+        context = {
+            "billing_request": billing_request,
+            "site_name": billing_request.site.site_name or billing_request.site.hostname,
+            "contact_email": contact_email(billing_request),
+        }
+        status = billing_request.status
+        if status == Status.PENDING and billing_request.expires_at > timezone.now():
+            if billing_request.checkout_url:
+                return HttpResponseRedirect(billing_request.checkout_url)
+        if status == Status.PAID:
+            return render(request, TEMPLATES + "paid.html", context)
+        if status == Status.DELETED:
+            return render(request, TEMPLATES + "withdrawn.html", context, status=410)
+        # Expired, or pending past its time before the sweep caught up.
+        return render(request, TEMPLATES + "expired.html", context, status=410)
+
+
+def contact_email(billing_request: BillingRequest) -> str:
+    """Where the client can ask for a new link: the site's reply-to, else the sender."""
+    from django.conf import settings
+
+    return getattr(settings, "DEFAULT_FROM_EMAIL", "")
