@@ -27,6 +27,8 @@ VENV = Path(os.environ.get("WCB_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 EXTRAS = "test,docs,build"
+# Pins installed after the project, e.g. "wagtail>=7.4,<7.5" to test the older LTS.
+EXTRA_REQUIREMENTS = os.environ.get("WCB_EXTRA_REQUIREMENTS", "").split()
 
 
 def say(message: str) -> None:
@@ -36,7 +38,8 @@ def say(message: str) -> None:
 def ensure_venv() -> None:
     """Create .venv and install the project, unless it is already current."""
     stamp = VENV / ".installed"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
+    recipe = (ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()
+    digest = hashlib.sha256(recipe + " ".join(EXTRA_REQUIREMENTS).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
         return
     if not PYTHON.exists():
@@ -45,7 +48,7 @@ def ensure_venv() -> None:
     say("Installing the project and its test tools (first run only)")
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "-U", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]", *EXTRA_REQUIREMENTS], check=True)
     stamp.write_text(digest)
 
 
@@ -91,12 +94,17 @@ def demo() -> int:
         "PYTHONUNBUFFERED": "1",
     }
     webhook_secret = env.setdefault("STRIPE_TEST_WEBHOOK_SECRET", "whsec_demo")
-    (ROOT / ".demo").mkdir(exist_ok=True)
+    state = ROOT / ".demo"
+    if not os.environ.get("DEMO_KEEP_DATA"):
+        # The simulated Stripe keeps nothing between runs, so neither does the demo.
+        shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(exist_ok=True)
     say("Migrating the demo database (.demo/db.sqlite3)")
     manage("migrate", "--no-input", "-v", "0", env=env)
     password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     manage("load_demo_data", "--password", password, "--port", str(port), env=env)
 
+    stripe_url = f"http://127.0.0.1:{sim_port}"
     commands = {
         "stripe-simulator": [
             str(PYTHON),
@@ -119,6 +127,15 @@ def demo() -> int:
             processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         if not wait_for(f"http://127.0.0.1:{port}/admin/login/"):
             say("The dev server did not answer within a minute; see its output above.")
+        if wait_for(f"{stripe_url}/_simulator/health"):
+            say("Connecting a test Stripe account and sending some billing requests")
+            try:
+                manage(
+                    "load_demo_data", "--password", password, "--port", str(port),
+                    "--stripe-url", stripe_url, env=env,
+                )  # fmt: skip
+            except subprocess.CalledProcessError:
+                say("The billing history could not be loaded (see above); the demo runs on.")
         print(
             "\n"
             f"  Wagtail admin:     http://localhost:{port}/admin/\n"
@@ -126,7 +143,7 @@ def demo() -> int:
             f"  Password:          {password}\n"
             f"  Client sites:      http://acme.localhost:{port}/  "
             f"http://bakery.localhost:{port}/  http://studio.localhost:{port}/\n"
-            f"  Stripe simulator:  http://127.0.0.1:{sim_port}/ (no real Stripe involved)\n"
+            f"  Stripe simulator:  {stripe_url}/ (no real Stripe involved)\n"
             "\n  Press Ctrl-C to stop everything.\n",
             flush=True,
         )

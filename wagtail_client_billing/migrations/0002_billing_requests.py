@@ -10,7 +10,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('wagtail_client_billing', '0001_initial'),
-        ('wagtailcore', '0098_apitoken'),
+        # The newest migration that Wagtail 7.4 and 8.x both have.
+        ('wagtailcore', '0097_baselogentry_uuid_action_timestamp_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
