@@ -293,3 +293,50 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, stripe):
     response = client.get(INDEX)
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_register_webhook_endpoint_tells_which_secret_to_set(agency_client, stripe):
+    connect(agency_client)
+    page = agency_client.post(
+        reverse("wagtail_client_billing_agency:register_webhook", args=["test"]), follow=True
+    ).content.decode()
+    endpoints = stripe_api.list_webhook_endpoints("test")
+    assert len(endpoints) == 1
+    endpoint = endpoints[0]
+    assert endpoint["url"] == "http://testserver/billing/stripe/webhook/"
+    # A Connect endpoint: the agency's events reach only such endpoints.
+    target = stripe.engine.store.find(endpoint["id"], "webhook_endpoint").extra["target"]
+    assert target.connect is True
+    assert {"account.updated", "checkout.session.completed"} <= set(endpoint["enabled_events"])
+    assert "STRIPE_TEST_WEBHOOK_SECRET" in page
+    assert "whsec_" in page
+
+
+def test_register_webhook_endpoint_failure_is_explained(agency_client, stripe):
+    connect(agency_client)
+    stripe.fail_next("POST", "/v1/webhook_endpoints", status=500)
+    page = agency_client.post(
+        reverse("wagtail_client_billing_agency:register_webhook", args=["test"]), follow=True
+    ).content.decode()
+    assert "Stripe had a problem" in page
+    assert stripe_api.list_webhook_endpoints("test") == []
+
+
+def test_a_restricted_account_is_shown_as_such(agency_client, stripe):
+    connect(agency_client)
+    connection = StripeConnection.objects.get()
+    agency.apply_account_state(
+        connection,
+        stripe_api.AccountState(
+            id=connection.account_id,
+            details_submitted=True,
+            charges_enabled=False,
+            payouts_enabled=False,
+            requirements_due=["individual.verification.document"],
+            disabled_reason="requirements.past_due",
+        ),
+    )
+    page = agency_client.get(INDEX).content.decode()
+    assert "Restricted" in page
+    assert "individual.verification.document" in page
+    assert "Continue onboarding" in page
