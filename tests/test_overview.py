@@ -1,0 +1,224 @@
+"""The agency overview: every site's requests, totals per currency, export, query counts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import grant_billing, make_site, make_user
+from wagtail_client_billing import reports
+from wagtail_client_billing.models import BillingRequest
+
+pytestmark = pytest.mark.django_db
+
+OVERVIEW = reverse("wagtail_client_billing_requests:overview")
+Status = BillingRequest.Status
+
+
+def make_request(
+    site,
+    *,
+    status="pending",
+    currency="eur",
+    amount=1000,
+    email="c@example.com",
+    description="Work",
+    paid_days_ago=None,
+    created_days_ago=0,
+    expired_days_ago=None,
+):
+    now = timezone.now()
+    return BillingRequest.objects.create(
+        site=site,
+        email=email,
+        currency=currency,
+        amount=amount,
+        description=description,
+        success_url="https://example.com/ok",
+        cancel_url="https://example.com/no",
+        status=status,
+        expires_at=now + timedelta(hours=20),
+        paid_at=None if paid_days_ago is None else now - timedelta(days=paid_days_ago),
+        expired_at=None if expired_days_ago is None else now - timedelta(days=expired_days_ago),
+    )
+
+
+@pytest.fixture
+def sites(db):
+    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
+
+
+@pytest.fixture
+def agency_client(client):
+    client.force_login(make_user("agency", agency=True))
+    return client
+
+
+def test_totals_per_currency_mixed_months_and_statuses(sites):
+    acme, bakery = sites
+    now = timezone.now()
+    days_into_month = (now - reports.month_start(now)).days
+    make_request(acme, status="paid", amount=5000, paid_days_ago=0)
+    make_request(bakery, status="paid", amount=2500, paid_days_ago=0)
+    make_request(acme, status="paid", currency="usd", amount=900, paid_days_ago=0)
+    make_request(acme, status="paid", amount=7000, paid_days_ago=days_into_month + 3)  # last month
+    make_request(acme, status="pending", amount=1200)
+    make_request(bakery, status="pending", currency="jpy", amount=5000)
+    make_request(acme, status="expired", amount=300, expired_days_ago=0)
+    make_request(acme, status="deleted", amount=99999)
+
+    totals = reports.totals(BillingRequest.objects.all())
+    paid = {t.currency: (t.amount, t.count) for t in totals["paid_this_month"]}
+    pending = {t.currency: (t.amount, t.count) for t in totals["pending"]}
+    expired = {t.currency: (t.amount, t.count) for t in totals["expired_this_month"]}
+    assert paid == {"eur": (7500, 2), "usd": (900, 1)}
+    assert pending == {"eur": (1200, 1), "jpy": (5000, 1)}
+    assert expired == {"eur": (300, 1)}
+
+
+def test_paid_per_month_covers_twelve_months(sites):
+    acme, _ = sites
+    make_request(acme, status="paid", amount=5000, paid_days_ago=0)
+    make_request(acme, status="paid", amount=1000, paid_days_ago=400)  # too old
+    series = reports.paid_per_month(BillingRequest.objects.all())
+    assert list(series) == ["eur"]
+    assert len(series["eur"]) == 12
+    assert series["eur"][-1][1] == 5000
+    assert sum(value for _, value in series["eur"]) == 5000
+
+
+def test_overview_lists_every_site_with_totals(agency_client, sites):
+    acme, bakery = sites
+    make_request(acme, email="acme-client@example.com", status="paid", paid_days_ago=0)
+    make_request(bakery, email="bakery-client@example.com")
+    page = agency_client.get(OVERVIEW).content.decode()
+    assert "acme-client@example.com" in page and "bakery-client@example.com" in page
+    assert "Acme Plumbing" in page and "Rue Haute Bakery" in page
+    assert "Paid this month" in page and "€10.00" in page
+
+
+def test_overview_filters_by_site_status_and_search(agency_client, sites):
+    acme, bakery = sites
+    make_request(acme, email="one@example.com", description="Logo")
+    make_request(
+        bakery, email="two@example.com", description="Hosting", status="paid", paid_days_ago=1
+    )
+    page = agency_client.get(f"{OVERVIEW}?site={bakery.pk}").content.decode()
+    assert "two@example.com" in page and "one@example.com" not in page
+    page = agency_client.get(f"{OVERVIEW}?status=pending").content.decode()
+    assert "one@example.com" in page and "two@example.com" not in page
+    page = agency_client.get(f"{OVERVIEW}?q=hosting").content.decode()
+    assert "two@example.com" in page and "one@example.com" not in page
+
+
+def test_export_csv_has_amounts_in_major_units(agency_client, sites):
+    acme, bakery = sites
+    make_request(acme, email="kwd@example.com", currency="kwd", amount=12340)
+    make_request(bakery, email="jpy@example.com", currency="jpy", amount=5000)
+    response = agency_client.get(f"{OVERVIEW}?export=csv")
+    assert response.status_code == 200
+    content = (
+        b"".join(response.streaming_content).decode()
+        if response.streaming
+        else (response.content.decode())
+    )
+    rows = list(csv.DictReader(io.StringIO(content)))
+    by_email = {row["Email"]: row for row in rows}
+    assert by_email["kwd@example.com"]["Amount"] == "12.340"
+    assert by_email["kwd@example.com"]["Currency"] == "KWD"
+    assert by_email["jpy@example.com"]["Amount"] == "5000"
+    assert by_email["jpy@example.com"]["Site"] == "Rue Haute Bakery"
+
+
+def test_export_xlsx(agency_client, sites):
+    make_request(sites[0])
+    response = agency_client.get(f"{OVERVIEW}?export=xlsx")
+    assert response.status_code == 200
+    assert "spreadsheetml" in response["Content-Type"]
+
+
+def test_site_editors_cannot_open_the_overview(client, sites):
+    user = make_user("editor")
+    grant_billing(user, sites[0])
+    client.force_login(user)
+    assert client.get(OVERVIEW).status_code == 403
+    assert client.get(f"{OVERVIEW}?export=csv").status_code == 403
+    assert OVERVIEW not in client.get(reverse("wagtailadmin_home")).content.decode()
+
+
+def add_rows(sites, start, count):
+    acme, bakery = sites
+    BillingRequest.objects.bulk_create(
+        [
+            BillingRequest(
+                site=acme if i % 2 else bakery,
+                email=f"c{i}@example.com",
+                currency="eur" if i % 3 else "usd",
+                amount=1000 + i,
+                description="Work",
+                success_url="https://example.com/ok",
+                cancel_url="https://example.com/no",
+                status=["pending", "paid", "expired"][i % 3],
+                paid_at=timezone.now() if i % 3 == 1 else None,
+                expires_at=timezone.now() + timedelta(hours=1),
+                token=f"token-{i}",
+            )
+            for i in range(start, start + count)
+        ]
+    )
+
+
+def queries_for(client, url):
+    client.get(url)  # warm caches (content types, permissions, sessions)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_overview_query_count_is_the_same_for_10_and_1000_rows(agency_client, sites):
+    add_rows(sites, 0, 10)
+    with_10 = queries_for(agency_client, OVERVIEW)
+    add_rows(sites, 10, 990)
+    with_1000 = queries_for(agency_client, OVERVIEW)
+    assert with_10 == with_1000
+    assert with_1000 <= 25
+
+
+def test_dashboard_shows_only_the_editors_sites(client, sites):
+    acme, bakery = sites
+    make_request(acme, email="acme-payer@example.com", status="paid", amount=4200, paid_days_ago=0)
+    make_request(acme, status="pending", amount=1500)
+    make_request(
+        bakery, email="bakery-payer@example.com", status="paid", amount=9900, paid_days_ago=0
+    )
+    make_request(bakery, status="pending", currency="gbp", amount=3000)
+    user = make_user("acme-editor")
+    grant_billing(user, acme)
+    client.force_login(user)
+    page = client.get(reverse("wagtailadmin_home")).content.decode()
+    panel = page[page.index("data-wcb-dashboard") :]
+    assert "€42.00" in panel and "€15.00" in panel
+    assert "acme-payer@example.com" in panel
+    assert "bakery-payer@example.com" not in page
+    assert "€99.00" not in page and "£30.00" not in page
+    assert "<svg" in panel and "<desc" in panel  # readable without JavaScript
+
+
+def test_no_dashboard_panel_for_users_who_cannot_bill(client, sites):
+    client.force_login(make_user("writer"))
+    assert "data-wcb-dashboard" not in client.get(reverse("wagtailadmin_home")).content.decode()
+
+
+def test_dashboard_query_count_is_the_same_for_10_and_1000_rows(agency_client, sites):
+    home = reverse("wagtailadmin_home")
+    add_rows(sites, 0, 10)
+    with_10 = queries_for(agency_client, home)
+    add_rows(sites, 10, 990)
+    assert queries_for(agency_client, home) == with_10

@@ -1,0 +1,129 @@
+"""Money in plain sight: totals per currency, monthly paid amounts, latest payments.
+
+Every function runs a constant number of queries, whatever the number of requests:
+aggregates are computed by the database, grouped by currency (and month).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+
+from .models import BillingRequest
+from .money import format_money
+
+Status = BillingRequest.Status
+
+
+@dataclass(frozen=True)
+class Total:
+    """A sum of one currency and how many requests make it."""
+
+    currency: str
+    amount: int
+    count: int
+
+    @property
+    def display(self) -> str:
+        return format_money(self.amount, self.currency)
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    """The first instant of the current month, in the current time zone."""
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _totals(queryset: QuerySet, condition: Q) -> list[Total]:
+    rows = (
+        queryset.filter(condition)
+        .order_by()
+        .values("currency")
+        .annotate(amount=Sum("amount"), count=Count("pk"))
+        .order_by("currency")
+    )
+    return [Total(row["currency"], row["amount"] or 0, row["count"]) for row in rows]
+
+
+def totals(queryset: QuerySet, now: datetime | None = None) -> dict[str, list[Total]]:
+    """Paid this month, pending now and expired this month, per currency (3 queries)."""
+    start = month_start(now)
+    return {
+        "paid_this_month": _totals(queryset, Q(status=Status.PAID, paid_at__gte=start)),
+        "pending": _totals(queryset, Q(status=Status.PENDING)),
+        "expired_this_month": _totals(
+            queryset, Q(status=Status.EXPIRED) & (Q(expired_at__gte=start))
+        ),
+    }
+
+
+def latest_payments(queryset: QuerySet, limit: int = 5) -> list[BillingRequest]:
+    """The most recent paid requests (1 query)."""
+    return list(
+        queryset.filter(status=Status.PAID, paid_at__isnull=False)
+        .select_related("site")
+        .order_by("-paid_at")[:limit]
+    )
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def paid_per_month(
+    queryset: QuerySet, months: int = 12, now: datetime | None = None
+) -> dict[str, list[tuple[date, int]]]:
+    """Paid amounts per currency for each of the last ``months`` months (1 query)."""
+    end = month_start(now)
+    first_index = _month_index(end.date()) - (months - 1)
+    first = date(first_index // 12, first_index % 12 + 1, 1)
+    start = end.replace(year=first.year, month=first.month)
+    rows = (
+        queryset.filter(status=Status.PAID, paid_at__gte=start)
+        .order_by()
+        .annotate(month=TruncMonth("paid_at"))
+        .values("currency", "month")
+        .annotate(amount=Sum("amount"))
+    )
+    series: dict[str, list[int]] = {}
+    for row in rows:
+        month = row["month"]
+        month = month.date() if isinstance(month, datetime) else month
+        slot = _month_index(month) - first_index
+        if 0 <= slot < months:
+            series.setdefault(row["currency"], [0] * months)[slot] += row["amount"] or 0
+    labels = [date((first_index + i) // 12, (first_index + i) % 12 + 1, 1) for i in range(months)]
+    return {
+        currency: list(zip(labels, values, strict=True))
+        for currency, values in sorted(series.items())
+    }
+
+
+def chart(
+    series: dict[str, list[tuple[date, int]]], width: int = 480, height: int = 140
+) -> dict[str, Any]:
+    """Bar geometry for a server-rendered SVG of one currency's monthly paid amounts."""
+    if not series:
+        return {}
+    currency, points = max(series.items(), key=lambda item: sum(v for _, v in item[1]))
+    top = max((value for _, value in points), default=0) or 1
+    slot = width / len(points)
+    bars = []
+    for index, (month, value) in enumerate(points):
+        bar_height = round(value / top * (height - 20), 1)
+        bars.append(
+            {
+                "x": round(index * slot + 2, 1),
+                "y": round(height - 16 - bar_height, 1),
+                "width": round(slot - 4, 1),
+                "height": bar_height,
+                "month": month,
+                "label": format_money(value, currency),
+            }
+        )
+    return {"currency": currency, "bars": bars, "width": width, "height": height}

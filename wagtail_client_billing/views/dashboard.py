@@ -1,0 +1,35 @@
+"""The Wagtail home page panel: money of the user's sites at a glance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wagtail.admin.ui.components import Component
+
+from .. import reports
+from .requests import requests_for
+
+
+class BillingDashboardPanel(Component):
+    """Pending and paid this month per currency, the latest payments, 12 months of paid."""
+
+    name = "wagtail_client_billing"
+    template_name = "wagtail_client_billing/dashboard/panel.html"
+    order = 150
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+
+    def get_context_data(self, parent_context: Any) -> dict[str, Any]:
+        context = super().get_context_data(parent_context)
+        requests = requests_for(self.user)  # only the sites this user may bill for
+        totals = reports.totals(requests)
+        series = reports.paid_per_month(requests)
+        context.update(
+            pending=totals["pending"],
+            paid_this_month=totals["paid_this_month"],
+            latest=reports.latest_payments(requests),
+            chart=reports.chart(series),
+            series=series,
+        )
+        return context

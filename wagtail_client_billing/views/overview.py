@@ -1,0 +1,140 @@
+"""The agency's overview: every site's billing requests, totals per currency, export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy
+from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
+from wagtail.models import Site
+
+from .. import reports
+from ..models import BillingRequest
+from ..permissions import is_agency_admin
+from .agency import forbidden
+from .requests import (
+    URL_NAME,
+    AmountColumn,
+    BillingRequestFilterSet,
+    IndexView,
+    OutcomeDateColumn,
+    StatusColumn,
+)
+
+
+class OverviewFilterSet(BillingRequestFilterSet):
+    site = django_filters.ModelMultipleChoiceFilter(
+        label=gettext_lazy("Site"), queryset=Site.objects.order_by("site_name", "hostname")
+    )
+
+    class Meta(BillingRequestFilterSet.Meta):
+        fields = ["site", *BillingRequestFilterSet.Meta.fields]
+
+
+class OverviewView(IndexView):
+    """Every site's requests for agency admins, with the site as a column and filter."""
+
+    template_name = "wagtail_client_billing/overview/index.html"
+    results_template_name = "wagtail_client_billing/overview/index_results.html"
+    page_title = gettext_lazy("Client billing overview")
+    filterset_class = OverviewFilterSet
+    export_filename = "client-billing"
+    search_fields = ["email", "description"]
+    list_export = [
+        "site",
+        "email",
+        "description",
+        "amount_major",
+        "currency_code",
+        "get_billing_type_display",
+        "get_status_display",
+        "created_at",
+        "expires_at",
+        "paid_at",
+    ]
+    export_headings = {
+        "site": gettext_lazy("Site"),
+        "email": gettext_lazy("Email"),
+        "description": gettext_lazy("Description"),
+        "amount_major": gettext_lazy("Amount"),
+        "currency_code": gettext_lazy("Currency"),
+        "get_billing_type_display": gettext_lazy("Billing type"),
+        "get_status_display": gettext_lazy("Status"),
+        "created_at": gettext_lazy("Created"),
+        "expires_at": gettext_lazy("Expires"),
+        "paid_at": gettext_lazy("Paid at"),
+    }
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_agency_admin(request.user):
+            return forbidden(request)
+        return super().dispatch(request, *args, **kwargs)
+
+    @cached_property
+    def site(self) -> None:
+        return None  # every site
+
+    def get_base_queryset(self) -> QuerySet:
+        return BillingRequest.objects.select_related("site")
+
+    @cached_property
+    def columns(self) -> list[Column]:
+        return [
+            TitleColumn(
+                "email",
+                label=gettext_lazy("Email"),
+                get_url=lambda instance: self._inspect_url(instance),
+                sort_key="email",
+            ),
+            Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"),
+            Column("description", label=gettext_lazy("Description")),
+            AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
+            Column(
+                "billing_type",
+                label=gettext_lazy("Billing type"),
+                accessor="get_billing_type_display",
+            ),
+            StatusColumn(
+                "status",
+                label=gettext_lazy("Status"),
+                primary=lambda instance: instance.status == BillingRequest.Status.PAID,
+                sort_key="status",
+            ),
+            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+            OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
+        ]
+
+    def _inspect_url(self, instance: BillingRequest) -> str:
+        from django.urls import reverse
+
+        return reverse(f"{URL_NAME}:inspect", args=[instance.pk])
+
+    def get_add_url(self) -> None:
+        return None
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        base = self.get_base_queryset()
+        sites = self.request.GET.getlist("site")
+        if sites and all(site.isdigit() for site in sites):
+            base = base.filter(site__in=sites)
+        context["totals"] = reports.totals(base)
+        return context
+
+
+overview = OverviewView.as_view(
+    model=BillingRequest,
+    index_url_name=f"{URL_NAME}:overview",
+    index_results_url_name=f"{URL_NAME}:overview_results",
+    header_icon="credit-card",
+)
+overview_results = OverviewView.as_view(
+    model=BillingRequest,
+    index_url_name=f"{URL_NAME}:overview",
+    index_results_url_name=f"{URL_NAME}:overview_results",
+    results_only=True,
+)
