@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_TTL": REQUEST_TTL_MAX,
     "ENCRYPTION_KEYS": (),
     "STRIPE_CONNECT": True,
+    "REMINDER_HOURS_BEFORE_EXPIRY": None,
+    "SMTP_TIMEOUT": 20,
 }
 
 SECRET_KEY_PREFIXES = {
@@ -60,6 +62,8 @@ class BillingSettings:
     request_ttl: int
     encryption_keys: tuple[str, ...]
     direct: bool
+    reminder_hours_before_expiry: float | None
+    smtp_timeout: float
 
     def secret_key(self, mode: str) -> str:
         """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
@@ -155,10 +159,25 @@ def _api_base(raw: dict[str, Any]) -> str:
     return value.rstrip("/")
 
 
+def _reminder_hours(raw: dict[str, Any], request_ttl: int) -> float | None:
+    name = "REMINDER_HOURS_BEFORE_EXPIRY"
+    if raw.get(name) in (None, 0):
+        return None  # off
+    hours = _number(raw, name, 0, 24)
+    # A reminder due at or before creation would follow the first email at once.
+    if hours * 3600 >= request_ttl:
+        raise ImproperlyConfigured(
+            f"{setting_key(name)} must be less than {setting_key('REQUEST_TTL')} "
+            f"({request_ttl / 3600:g} hours), got {hours}."
+        )
+    return float(hours)
+
+
 @functools.cache
 def billing_settings() -> BillingSettings:
     """Read and validate ``WAGTAIL_CLIENT_BILLING``; raise ``ImproperlyConfigured`` if wrong."""
     raw = _raw()
+    request_ttl = int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX))
     return BillingSettings(
         stripe_test_secret_key=_secret_key(raw, "test"),
         stripe_live_secret_key=_secret_key(raw, "live"),
@@ -167,9 +186,11 @@ def billing_settings() -> BillingSettings:
         stripe_api_base=_api_base(raw),
         stripe_max_network_retries=int(_number(raw, "STRIPE_MAX_NETWORK_RETRIES", 0, 10)),
         stripe_timeout=float(_number(raw, "STRIPE_TIMEOUT", 1, 600)),
-        request_ttl=int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX)),
+        request_ttl=request_ttl,
         encryption_keys=_strings(raw, "ENCRYPTION_KEYS"),
         direct=not _boolean(raw, "STRIPE_CONNECT"),
+        reminder_hours_before_expiry=_reminder_hours(raw, request_ttl),
+        smtp_timeout=float(_number(raw, "SMTP_TIMEOUT", 1, 300)),
     )
 
 

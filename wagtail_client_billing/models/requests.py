@@ -36,6 +36,11 @@ class BillingRequest(models.Model):
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
+        # Reported by an anymail ESP through its tracking webhooks.
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        BOUNCED = "bounced", _("Bounced")
+        COMPLAINED = "complained", _("Marked as spam")
         FAILED = "failed", _("Failed")
 
     class PaymentState(models.TextChoices):
@@ -88,6 +93,20 @@ class BillingRequest(models.Model):
     email_sent_at = models.DateTimeField(_("Email sent"), null=True, blank=True)
     email_error = models.TextField(_("Email error"), blank=True)
     email_attempts = models.PositiveIntegerField(default=0)
+    # Queued: when the next attempt is due (NULL: now). Sending: when the attempt counts
+    # as lost (the worker died), so the drain can report it instead of sending twice.
+    email_due_at = models.DateTimeField(null=True, blank=True)
+    email_message_id = models.CharField(max_length=255, blank=True)
+
+    # The optional reminder before expiry, tracked like the first email.
+    reminder_status = models.CharField(
+        _("Reminder"), max_length=10, choices=EmailStatus.choices, default="", blank=True
+    )
+    reminder_sent_at = models.DateTimeField(_("Reminder sent"), null=True, blank=True)
+    reminder_error = models.TextField(_("Reminder error"), blank=True)
+    reminder_attempts = models.PositiveIntegerField(default=0)
+    reminder_due_at = models.DateTimeField(null=True, blank=True)
+    reminder_message_id = models.CharField(max_length=255, blank=True)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
     created_by = models.ForeignKey(
@@ -111,6 +130,17 @@ class BillingRequest(models.Model):
                 fields=["expires_at"],
                 name="wcb_req_pending_expiry",
                 condition=models.Q(status="pending"),
+            ),
+            # The email drain looks for queued (and stuck sending) emails by due time.
+            models.Index(
+                fields=["email_due_at"],
+                name="wcb_req_email_due",
+                condition=models.Q(email_status__in=["queued", "sending"]),
+            ),
+            models.Index(
+                fields=["reminder_due_at"],
+                name="wcb_req_reminder_due",
+                condition=models.Q(reminder_status__in=["queued", "sending"]),
             ),
         ]
 

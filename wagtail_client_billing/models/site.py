@@ -1,0 +1,88 @@
+"""A client site's email settings: its own SMTP server, or the default backend."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from wagtail.contrib.settings.models import BaseSiteSetting
+
+from .. import crypto
+
+
+class SiteEmailSettings(BaseSiteSetting):
+    """How one site's billing emails go out (one row per site).
+
+    Not registered with ``register_setting``: the page lives in the site's "Client
+    billing" area and follows the billing permission, not Wagtail's settings permission.
+    The password is stored only encrypted (``crypto``) and never leaves this model in
+    clear except to open an SMTP connection.
+    """
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", _("STARTTLS")
+        SSL = "ssl", _("SSL/TLS")
+        NONE = "none", _("None")
+
+    custom_smtp = models.BooleanField(
+        _("Custom SMTP"),
+        default=False,
+        help_text=_("Send this site's emails through its own SMTP server."),
+    )
+    host = models.CharField(_("Host"), max_length=255, blank=True)
+    port = models.PositiveIntegerField(
+        _("Port"), default=587, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    username = models.CharField(_("Username"), max_length=255, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    security = models.CharField(
+        _("Security"), max_length=8, choices=Security.choices, default=Security.STARTTLS
+    )
+    from_email = models.EmailField(
+        _("From"),
+        blank=True,
+        help_text=_("The address your client receives the billing emails from."),
+    )
+    reply_to = models.EmailField(
+        _("Reply-to"), blank=True, help_text=_("Where you receive your clients' replies.")
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("email settings")
+        verbose_name_plural = _("email settings")
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} · {self.site}"
+
+    def __repr__(self) -> str:
+        # Never the password, not even encrypted.
+        return f"<SiteEmailSettings site={self.site_id} custom_smtp={self.custom_smtp}>"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def set_password(self, password: str) -> None:
+        """Store ``password`` encrypted ("" removes it)."""
+        self.password_encrypted = crypto.encrypt(password)
+
+    def get_password(self) -> str:
+        """The password in clear, or ``crypto.UndecryptableSecret``."""
+        return crypto.decrypt(self.password_encrypted)
+
+    @property
+    def sender(self) -> str:
+        """The From address: the site's own, else ``DEFAULT_FROM_EMAIL``."""
+        return self.from_email or settings.DEFAULT_FROM_EMAIL
+
+    @property
+    def contact_address(self) -> str:
+        """Where a client can write: Reply-to, else From, else ``DEFAULT_FROM_EMAIL``."""
+        return self.reply_to or self.sender
+
+    @classmethod
+    def for_site_or_default(cls, site_id: int) -> SiteEmailSettings:
+        """The site's saved settings, or unsaved defaults (reading never writes a row)."""
+        return cls.objects.filter(site_id=site_id).first() or cls(site_id=site_id)
