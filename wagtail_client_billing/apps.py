@@ -13,7 +13,7 @@ class WagtailClientBillingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import billing_events, checks  # noqa: F401  (register handlers and checks)
+        from . import billing_events, checks, tracking  # noqa: F401  (handlers, checks, signals)
         from .compat import register_policy
         from .models import BillingRequest, WebhookEvent
         from .tasks import ensure_schedule

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import billing, stripe_api
+from . import billing, mail, stripe_api
 from .models import BillingRequest
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ SCHEDULE_FUNC = "wagtail_client_billing.tasks.expire_and_reconcile"
 RECONCILE_AFTER = timedelta(hours=1)
 RECONCILE_EVERY = timedelta(hours=1)
 RECONCILE_BATCH = 100
+EMAIL_TASK_GROUP = "wagtail_client_billing.email"
 
 
 def enqueue_billing_email(request_id: int) -> None:
@@ -33,24 +34,75 @@ def enqueue_billing_email(request_id: int) -> None:
             "wagtail_client_billing.tasks.send_billing_email",
             request_id,
             task_name=f"wcb-email-{request_id}-{timezone.now().timestamp()}",
-            group="wagtail_client_billing.email",
+            group=EMAIL_TASK_GROUP,
+        )
+    )
+
+
+def enqueue_pending_emails(site_id: int) -> None:
+    """Queue one batch task for the site's due emails (after the current commit)."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task(
+            "wagtail_client_billing.tasks.send_pending_emails",
+            site_id,
+            task_name=f"wcb-emails-site-{site_id}-{timezone.now().timestamp()}",
+            group=EMAIL_TASK_GROUP,
         )
     )
 
 
 def send_billing_email(request_id: int) -> bool:
-    """Task: send one queued billing email (a repeated delivery sends nothing)."""
-    from . import mail
+    """Task: send the request's email with its site's other due emails, over one connection.
 
-    return mail.send_billing_email(request_id)
+    True if this call sent it; a repeated delivery finds it claimed and sends nothing.
+    """
+    site_id = BillingRequest.objects.filter(pk=request_id).values_list("site_id", flat=True).first()
+    if site_id is None:
+        return False
+    return (request_id, mail.REQUEST_EMAIL.name) in _send_batch(site_id).sent
+
+
+def send_pending_emails(site_id: int) -> int:
+    """Task: send one site's due emails (first emails, retries, reminders) in one batch."""
+    return len(_send_batch(site_id).sent)
+
+
+def _send_batch(site_id: int) -> mail.BatchResult:
+    result = mail.send_pending_emails(site_id)
+    if result.more:  # the batch hit its size or time limit: the rest in a new task
+        enqueue_pending_emails(site_id)
+    return result
+
+
+def drain_email_queue() -> int:
+    """Queue a batch for every site with emails due (retries, reminders, stragglers).
+
+    Retries are not scheduled one by one: a failed attempt stores when the next is due
+    (``email_due_at``) and this drain, run by the every-minute schedule, picks it up.
+    """
+    mail.report_lost_sends()
+    site_ids = mail.sites_with_due_emails()
+    for site_id in site_ids:
+        enqueue_pending_emails(site_id)
+    return len(site_ids)
 
 
 def expire_and_reconcile() -> dict[str, int]:
-    """Task, every minute: expire overdue requests, then ask Stripe about lost outcomes."""
+    """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
+    due reminders and send the emails that are due."""
     expired = billing.expire_overdue()
     reconciled = reconcile(extra_ids=expired)
-    if expired or reconciled:
-        logger.info("Expired %s billing request(s), reconciled %s.", len(expired), reconciled)
+    reminders = mail.queue_due_reminders()
+    drained = drain_email_queue()
+    if expired or reconciled or reminders:
+        logger.info(
+            "Expired %s billing request(s), reconciled %s, queued %s reminder(s).",
+            len(expired), reconciled, reminders,
+        )  # fmt: skip
+    if drained:
+        logger.debug("Queued email batches for %s site(s).", drained)
     return {"expired": len(expired), "reconciled": reconciled}
 
 
