@@ -7,9 +7,10 @@ from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 from wagtail.contrib.settings.forms import SitePermissionForm
 
-from . import admin_urls, agency, billing
+from . import admin_urls, agency, billing, mail, tracking
 from .models import BillingRequest
 from .permissions import AGENCY_PERMISSION, is_agency_admin
+from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
 from .views.events import webhook_event_viewset
 from .views.requests import billing_request_viewset
 
@@ -100,5 +101,13 @@ def register_log_actions(actions):
         (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
         (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
         (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
+        (mail.ACTION_EMAIL_SENT, _("Send email"), _("Email sent")),
+        (mail.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
+        (
+            tracking.ACTION_EMAIL_TRACKED,
+            _("Email event"),
+            _("The email service reported a problem"),
+        ),
+        (ACTION_EMAIL_SETTINGS_EDIT, _("Edit email settings"), _("Email settings changed")),
     ):
         actions.register_action(action, label, message)

@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from wagtail.models import Site
 
 from ..mail import site_language
-from ..models import BillingRequest
+from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
 TEMPLATES = "wagtail_client_billing/public/"
@@ -50,7 +50,6 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def contact_email(billing_request: BillingRequest) -> str:
-    """Where the client can ask for a new link: the site's reply-to, else the sender."""
-    from django.conf import settings
-
-    return getattr(settings, "DEFAULT_FROM_EMAIL", "")
+    """Where the client can ask for a new link: the site's Reply-to, else From, else
+    ``DEFAULT_FROM_EMAIL``."""
+    return SiteEmailSettings.for_site_or_default(billing_request.site_id).contact_address

@@ -181,6 +181,20 @@ class IndexView(generic.IndexView):
             return url("add", site=self.site)
         return None
 
+    @cached_property
+    def header_buttons(self) -> list:
+        from wagtail.admin.widgets.button import HeaderButton
+
+        buttons = list(super().header_buttons)
+        if self.site is not None:
+            buttons.append(
+                HeaderButton(
+                    _("Email settings"), url=url("email_settings", site=self.site),
+                    icon_name="mail", priority=20,
+                )
+            )  # fmt: skip
+        return buttons
+
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
         from wagtail.admin.menu import MenuItem
 
@@ -410,6 +424,8 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     exclude_form_fields: list[str] = []
 
     def get_urlpatterns(self) -> list:
+        from .email_settings import EmailSettingsView, SendTestEmailView
+
         return [
             path("", self.index_view, name="index"),
             path("results/", self.index_results_view, name="index_results"),
@@ -417,6 +433,8 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
             path("<int:pk>/", InspectView.as_view(), name="inspect"),
             path("<int:pk>/resend/", ResendView.as_view(), name="resend"),
             path("<int:pk>/delete/", DeleteView.as_view(), name="delete"),
+            path("email-settings/", EmailSettingsView.as_view(), name="email_settings"),
+            path("email-settings/test/", SendTestEmailView.as_view(), name="email_settings_test"),
         ]
 
     def get_common_view_kwargs(self, **kwargs: Any) -> dict[str, Any]:
