@@ -5,7 +5,7 @@ is *claimed* with a conditional UPDATE (queued -> sending) just before it goes o
 the at-least-once ORM broker, the every-minute drain and a second worker can all try
 and the client still gets it once. A site's due emails go out together over one
 connection (``send_pending_emails``), through the site's own SMTP server or the
-project's default backend (``mailers``).
+project's default backend (``mailers``); ``compose`` writes them.
 
 A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
 the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
@@ -20,21 +20,19 @@ import smtplib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import formataddr
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import F, Q
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from . import agency, mailers
+from . import compose, mailers
+from .compose import KINDS, REMINDER_EMAIL, REQUEST_EMAIL, EmailKind
 from .conf import billing_settings
 from .models import BillingRequest, SiteEmailSettings
-from .money import format_money
 
 logger = logging.getLogger(__name__)
 EmailStatus = BillingRequest.EmailStatus
@@ -42,7 +40,6 @@ Status = BillingRequest.Status
 
 ACTION_EMAIL_SENT = "wagtail_client_billing.email.sent"
 ACTION_EMAIL_FAILED = "wagtail_client_billing.email.failed"
-TEMPLATES = "wagtail_client_billing/email/"
 
 # Back-off before attempts 2, 3, 4 and 5; the fifth failure is final.
 RETRY_DELAYS = (
@@ -58,22 +55,6 @@ BATCH_SIZE = 500
 LOST_AFTER = timedelta(minutes=15)
 # States of an email that reached the server: a reminder only follows one of these.
 DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
-
-
-@dataclass(frozen=True)
-class EmailKind:
-    """One of a request's emails and the ``BillingRequest`` fields that track it."""
-
-    name: str
-    prefix: str
-
-    def field(self, name: str) -> str:
-        return f"{self.prefix}_{name}"
-
-
-REQUEST_EMAIL = EmailKind("request", "email")
-REMINDER_EMAIL = EmailKind("reminder", "reminder")
-KINDS = {kind.name: kind for kind in (REQUEST_EMAIL, REMINDER_EMAIL)}
 
 
 @dataclass
@@ -92,14 +73,6 @@ class EmailFailed(Exception):
     def __init__(self, failure: mailers.Failure) -> None:
         super().__init__(failure.reason)
         self.failure = failure
-
-
-def site_language(request: BillingRequest) -> str:
-    """The language of the request's site (its root page's locale), else the default."""
-    try:
-        return request.site.root_page.locale.language_code
-    except Exception:  # a site without locale data falls back, never fails
-        return settings.LANGUAGE_CODE
 
 
 # Queueing ---------------------------------------------------------------------------------
@@ -169,77 +142,6 @@ def report_lost_sends(now: datetime | None = None) -> int:
     if lost:
         logger.warning("%s billing email(s) were lost while sending.", lost)
     return lost
-
-
-# Composing --------------------------------------------------------------------------------
-
-
-def one_line(value: str) -> str:
-    """Collapse a header value to one line: no template or name can inject headers."""
-    return " ".join(str(value).split())
-
-
-def site_name(request: BillingRequest) -> str:
-    return request.site.site_name or request.site.hostname
-
-
-def agency_links(request: BillingRequest) -> dict[str, str]:
-    """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
-    connection = agency.linked_connection(request.mode)
-    if connection is None:
-        return {"privacy_policy_url": "", "terms_of_service_url": ""}
-    return {
-        "privacy_policy_url": connection.privacy_policy_url,
-        "terms_of_service_url": connection.terms_of_service_url,
-    }
-
-
-def render_billing_email(
-    request: BillingRequest,
-    kind: EmailKind = REQUEST_EMAIL,
-    *,
-    email_settings: SiteEmailSettings | None = None,
-    links: dict[str, str] | None = None,
-) -> EmailMultiAlternatives:
-    """The email for ``request``: subject and both parts in the site's language."""
-    email_settings = email_settings or SiteEmailSettings.for_site_or_default(request.site_id)
-    links = links if links is not None else agency_links(request)
-    name = site_name(request)
-    with translation.override(site_language(request)):
-        context = {
-            "billing_request": request,
-            "reminder": kind is REMINDER_EMAIL,
-            "site_name": name,
-            "amount": format_money(request.amount, request.currency),
-            "billing_type": request.get_billing_type_display(),
-            "expires_at": timezone.localtime(request.expires_at),
-            "payment_url": request.get_payment_url(),
-            "contact_email": email_settings.contact_address,
-            **links,
-        }
-        subject = render_to_string(TEMPLATES + "subject.txt", context)
-        text = render_to_string(TEMPLATES + "body.txt", context)
-        html = render_to_string(TEMPLATES + "body.html", context)
-    message = EmailMultiAlternatives(
-        subject=one_line(subject),
-        body=text,
-        from_email=sender(email_settings, name),
-        to=[request.email],
-        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
-    )
-    message.attach_alternative(html, "text/html")
-    # Anymail ESPs echo these back in tracking events (``tracking.py`` matches on them);
-    # other backends ignore them.
-    message.metadata = {"billing_request": str(request.pk), "billing_email": kind.name}
-    message.tags = ["wagtail-client-billing", f"billing-{kind.name}"]
-    return message
-
-
-def sender(email_settings: SiteEmailSettings, display_name: str) -> str:
-    """The From header: the site's address under the site's name, else the default."""
-    if not email_settings.from_email:
-        return settings.DEFAULT_FROM_EMAIL
-    return formataddr((one_line(display_name), email_settings.from_email))
 
 
 # Sending ----------------------------------------------------------------------------------
@@ -327,7 +229,7 @@ def send_pending_emails(
             if not _claim(request, kind, now):
                 continue
             if request.mode not in links:
-                links[request.mode] = agency_links(request)
+                links[request.mode] = compose.agency_links(request)
             _send_one(request, kind, connection, links[request.mode], now, result)
     finally:
         connection.close()
@@ -379,7 +281,7 @@ def _send_one(
         _finish(request, kind, EmailStatus.NOT_SENT, error=_("Not sent: the request had ended."))
         return
     try:
-        message = render_billing_email(
+        message = compose.billing_email(
             request, kind, email_settings=connection.email_settings, links=links
         )
         connection.send(message)
@@ -439,18 +341,7 @@ def _finish(request: BillingRequest, kind: EmailKind, status: str, **values: Any
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
     """Send a short test email through the settings as saved; ``EmailFailed`` says why not."""
-    name = email_settings.site.site_name or email_settings.site.hostname
-    subject = _("Test email from %(site)s") % {"site": name}
-    body = _(
-        "This test email from %(site)s shows that billing emails can be sent through %(server)s."
-    ) % {"site": name, "server": mailers.server_name(email_settings)}
-    message = EmailMultiAlternatives(
-        subject=one_line(subject),
-        body=body,
-        from_email=sender(email_settings, name),
-        to=[to],
-        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
-    )
+    message = compose.test_email(email_settings, to)
     connection = _Connection(email_settings)
     try:
         connection.send(message)

@@ -2,7 +2,7 @@
 
 Anymail's webhook views turn each ESP's events into its ``tracking`` signal. Our emails
 carry ``metadata = {"billing_request": id, "billing_email": "request"|"reminder"}``
-(``mail.render_billing_email``), which ESPs echo back; a raw SMTP server reports
+(``compose.billing_email``), which ESPs echo back; a raw SMTP server reports
 nothing, so a site with Custom SMTP stays at "Sent".
 """
 
@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .mail import KINDS, REQUEST_EMAIL, EmailKind
+from .compose import KINDS, REQUEST_EMAIL, EmailKind
 from .models import BillingRequest
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from wagtail.models import Site
 
-from ..mail import site_language
+from ..compose import site_language
 from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status

@@ -1,0 +1,133 @@
+"""Compose the billing emails: subject, plain text and HTML in the site's language.
+
+Templates under ``wagtail_client_billing/email/`` (``subject.txt``, ``body.txt``,
+``body.html``) can be overridden in the usual Django way; ``reminder`` in their context
+tells the reminder from the first email. Header values are collapsed to one line, so
+neither a template nor a site name can inject a header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import formataddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from . import agency, mailers
+from .models import BillingRequest, SiteEmailSettings
+from .money import format_money
+
+TEMPLATES = "wagtail_client_billing/email/"
+
+
+@dataclass(frozen=True)
+class EmailKind:
+    """One of a request's emails and the ``BillingRequest`` fields that track it."""
+
+    name: str
+    prefix: str
+
+    def field(self, name: str) -> str:
+        return f"{self.prefix}_{name}"
+
+
+REQUEST_EMAIL = EmailKind("request", "email")
+REMINDER_EMAIL = EmailKind("reminder", "reminder")
+KINDS = {kind.name: kind for kind in (REQUEST_EMAIL, REMINDER_EMAIL)}
+
+
+def site_language(request: BillingRequest) -> str:
+    """The language of the request's site (its root page's locale), else the default."""
+    try:
+        return request.site.root_page.locale.language_code
+    except Exception:  # a site without locale data falls back, never fails
+        return settings.LANGUAGE_CODE
+
+
+def one_line(value: str) -> str:
+    """Collapse a header value to one line: no template or name can inject headers."""
+    return " ".join(str(value).split())
+
+
+def site_name(request: BillingRequest) -> str:
+    """The site's name as clients know it (its hostname if it has none)."""
+    return request.site.site_name or request.site.hostname
+
+
+def agency_links(request: BillingRequest) -> dict[str, str]:
+    """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
+    connection = agency.linked_connection(request.mode)
+    if connection is None:
+        return {"privacy_policy_url": "", "terms_of_service_url": ""}
+    return {
+        "privacy_policy_url": connection.privacy_policy_url,
+        "terms_of_service_url": connection.terms_of_service_url,
+    }
+
+
+def billing_email(
+    request: BillingRequest,
+    kind: EmailKind = REQUEST_EMAIL,
+    *,
+    email_settings: SiteEmailSettings | None = None,
+    links: dict[str, str] | None = None,
+) -> EmailMultiAlternatives:
+    """The email for ``request``: subject and both parts in the site's language."""
+    email_settings = email_settings or SiteEmailSettings.for_site_or_default(request.site_id)
+    links = links if links is not None else agency_links(request)
+    name = site_name(request)
+    with translation.override(site_language(request)):
+        context = {
+            "billing_request": request,
+            "reminder": kind is REMINDER_EMAIL,
+            "site_name": name,
+            "amount": format_money(request.amount, request.currency),
+            "billing_type": request.get_billing_type_display(),
+            "expires_at": timezone.localtime(request.expires_at),
+            "payment_url": request.get_payment_url(),
+            "contact_email": email_settings.contact_address,
+            **links,
+        }
+        subject = render_to_string(TEMPLATES + "subject.txt", context)
+        text = render_to_string(TEMPLATES + "body.txt", context)
+        html = render_to_string(TEMPLATES + "body.html", context)
+    message = EmailMultiAlternatives(
+        subject=one_line(subject),
+        body=text,
+        from_email=sender(email_settings, name),
+        to=[request.email],
+        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
+    )
+    message.attach_alternative(html, "text/html")
+    # Anymail ESPs echo these back in tracking events (``tracking.py`` matches on them);
+    # other backends ignore them.
+    message.metadata = {"billing_request": str(request.pk), "billing_email": kind.name}
+    message.tags = ["wagtail-client-billing", f"billing-{kind.name}"]
+    return message
+
+
+def sender(email_settings: SiteEmailSettings, display_name: str) -> str:
+    """The From header: the site's address under the site's name, else the default."""
+    if not email_settings.from_email:
+        return settings.DEFAULT_FROM_EMAIL
+    return formataddr((one_line(display_name), email_settings.from_email))
+
+
+def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternatives:
+    """A short test email from the site, as its billing emails are sent."""
+    name = email_settings.site.site_name or email_settings.site.hostname
+    subject = _("Test email from %(site)s") % {"site": name}
+    body = _(
+        "This test email from %(site)s shows that billing emails can be sent through %(server)s."
+    ) % {"site": name, "server": mailers.server_name(email_settings)}
+    return EmailMultiAlternatives(
+        subject=one_line(subject),
+        body=body,
+        from_email=sender(email_settings, name),
+        to=[to],
+        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
+    )
