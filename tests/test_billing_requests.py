@@ -613,3 +613,33 @@ def test_payment_link_lives_on_its_own_site(editor, client, sites, connection, s
 def test_amount_in_major_units():
     request = BillingRequest(amount=12340, currency="kwd")
     assert request.amount_major == Decimal("12.340")
+
+
+def test_detail_shows_the_timeline_and_the_stripe_events(editor, client, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    stripe.complete_checkout(request.checkout_session_id)
+    deliver(client, last_event(stripe, "checkout.session.completed"))
+    page = editor.get(reverse("wagtail_client_billing_requests:inspect", args=[request.pk]))
+    html = page.content.decode()
+    assert "Billing request sent" in html and "Paid" in html
+    events = html[html.index("data-wcb-stripe-events") :]
+    assert "checkout.session.completed" in events
+    assert "Renew" not in html  # only for expired or deleted requests
+
+
+def test_a_retried_stripe_call_never_makes_a_second_session(
+    editor, sites, connection, stripe, settings
+):
+    # The first call hangs past the client's timeout but Stripe still carries it out;
+    # the SDK's retry sends the same idempotency key and gets that same session back.
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_MAX_NETWORK_RETRIES": 4,
+        "STRIPE_TIMEOUT": 1,
+    }
+    stripe.hang_next("POST", "/v1/checkout/sessions", seconds=1.5)
+    response = add(editor, sites[0])
+    assert response.status_code == 302
+    request = BillingRequest.objects.get()
+    assert [s.id for s in sessions_at_stripe(connection)] == [request.checkout_session_id]

@@ -367,3 +367,34 @@ def _after_sweep(ids: list[int]) -> None:
             signals.billing_request_expired.send(sender=BillingRequest, billing_request=request)
 
     transaction.on_commit(send)
+
+
+ACTION_RENEW = "wagtail_client_billing.request.renew"
+
+
+def renew_request(
+    request: BillingRequest, *, nonce: str | None = None, user: Any = None
+) -> BillingRequest:
+    """A new Pending request with the same details as an Expired or Deleted one.
+
+    The new request gets its own Checkout Session, token and email; the old one is kept
+    as it is, and both audit logs point at each other.
+    """
+    if request.status not in (Status.EXPIRED, Status.DELETED):
+        raise BillingError(_("Only expired or deleted billing requests can be renewed."))
+    renewed = create_request(
+        site=request.site,
+        details=RequestDetails(
+            email=request.email,
+            currency=request.currency,
+            amount=request.amount,
+            description=request.description,
+            success_url=request.success_url,
+            cancel_url=request.cancel_url,
+            billing_type=request.billing_type,
+        ),
+        nonce=nonce,
+        user=user,
+    )
+    log(request, ACTION_RENEW, user=user, data={"renewed_as": renewed.pk})
+    return renewed

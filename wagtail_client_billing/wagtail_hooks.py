@@ -109,5 +109,26 @@ def register_log_actions(actions):
             _("The email service reported a problem"),
         ),
         (ACTION_EMAIL_SETTINGS_EDIT, _("Edit email settings"), _("Email settings changed")),
+        (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
     ):
         actions.register_action(action, label, message)
+
+
+@hooks.register("register_reports_menu_item")
+def register_overview_menu_item():
+    return AgencyMenuItem(
+        _("Client billing overview"),
+        reverse("wagtail_client_billing_requests:overview"),
+        name="client-billing-overview",
+        icon_name="credit-card",
+        order=900,
+    )
+
+
+@hooks.register("construct_homepage_panels")
+def add_billing_dashboard_panel(request, panels):
+    from .views.dashboard import BillingDashboardPanel
+    from .views.requests import billable_sites
+
+    if billable_sites(request.user).exists():
+        panels.append(BillingDashboardPanel(request.user))

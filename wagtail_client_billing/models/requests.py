@@ -157,6 +157,11 @@ class BillingRequest(models.Model):
         return money.to_major(self.amount, self.currency)
 
     @property
+    def currency_code(self) -> str:
+        """The ISO 4217 code as people write it ("EUR")."""
+        return self.currency.upper()
+
+    @property
     def is_recurring(self) -> bool:
         return self.billing_type != self.BillingType.ONE_TIME
 

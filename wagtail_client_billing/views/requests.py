@@ -228,6 +228,20 @@ class IndexView(generic.IndexView):
         return context
 
 
+def stripe_events_for(billing_request: BillingRequest) -> QuerySet:
+    """The Stripe events about this request's Checkout Session or subscription."""
+    from django.db.models import Q
+
+    from ..models import WebhookEvent
+
+    match = Q(payload__data__object__id=billing_request.checkout_session_id)
+    if billing_request.subscription_id:
+        match |= Q(payload__data__object__id=billing_request.subscription_id)
+    if not billing_request.checkout_session_id:
+        return WebhookEvent.objects.none()
+    return WebhookEvent.objects.filter(match).order_by("received_at", "pk")
+
+
 class RequestViewMixin(WagtailAdminTemplateMixin):
     """Views on one request: only within the user's sites (404 otherwise)."""
 
@@ -343,6 +357,8 @@ class InspectView(RequestViewMixin, View):
                 "billing_request": billing_request,
                 "payment_url": billing_request.get_payment_url(),
                 "history": history,
+                "stripe_events": stripe_events_for(billing_request),
+                "can_see_events": is_agency_admin(request.user),
                 "index_url": url("index", site=billing_request.site),
             },
         )
@@ -424,15 +440,19 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     exclude_form_fields: list[str] = []
 
     def get_urlpatterns(self) -> list:
+        from . import overview, renew
         from .email_settings import EmailSettingsView, SendTestEmailView
 
         return [
             path("", self.index_view, name="index"),
             path("results/", self.index_results_view, name="index_results"),
             path("new/", CreateView.as_view(), name="add"),
+            path("overview/", overview.overview, name="overview"),
+            path("overview/results/", overview.overview_results, name="overview_results"),
             path("<int:pk>/", InspectView.as_view(), name="inspect"),
             path("<int:pk>/resend/", ResendView.as_view(), name="resend"),
             path("<int:pk>/delete/", DeleteView.as_view(), name="delete"),
+            path("<int:pk>/renew/", renew.renew, name="renew"),
             path("email-settings/", EmailSettingsView.as_view(), name="email_settings"),
             path("email-settings/test/", SendTestEmailView.as_view(), name="email_settings_test"),
         ]
