@@ -246,7 +246,7 @@ def test_the_email_speaks_the_sites_language(sites, connection, stripe, smtp, co
     message = smtp.messages[0]
     assert subject(message) == "Demande de paiement de Acme Plumbing (49,90\xa0€)"
     text = message.get_body(("plain",)).get_content()
-    assert "Ponctuel" in text
+    assert "Unique" in text and "49,90\xa0€" in text
     assert "Le lien expire le" in text
     assert request.get_payment_url() in text
 

@@ -105,7 +105,7 @@ def test_the_page_in_french_uses_the_products_words(client, sites):
     page = client.get(f"{SETTINGS_URL}?site={sites[0].pk}").content.decode()
     for label in (
         "SMTP personnalisé", "Hôte", "Nom d&#x27;utilisateur", "Mot de passe", "De",
-        "Répondre à", "Sauvegarder", "Envoyer un e-mail de test",
+        "Répondre à", "Sauvegarder", "Envoyer un courriel de test",
     ):  # fmt: skip
         assert label in page, label
 
