@@ -8,6 +8,7 @@ neither a template nor a site name can inject a header.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.utils import formataddr
 
@@ -48,9 +49,14 @@ def site_language(request: BillingRequest) -> str:
         return settings.LANGUAGE_CODE
 
 
+# Every character Python or a mail client may take for a line break, plus spaces and
+# tabs; not the no-break spaces that amounts are formatted with ("49,90\xa0€").
+BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+
+
 def one_line(value: str) -> str:
     """Collapse a header value to one line: no template or name can inject headers."""
-    return " ".join(str(value).split())
+    return BREAKS_AND_SPACES.sub(" ", str(value)).strip()
 
 
 def site_name(request: BillingRequest) -> str:
