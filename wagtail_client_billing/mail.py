@@ -148,9 +148,10 @@ def report_lost_sends(now: datetime | None = None) -> int:
 
 
 def time_budget() -> float:
-    """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed."""
+    """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
+    and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
     q_timeout = (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
-    return max(5.0, q_timeout / 2)
+    return max(5.0, min(q_timeout / 2, LOST_AFTER.total_seconds() / 3))
 
 
 class _Connection:
@@ -256,7 +257,8 @@ def _claim(request: BillingRequest, kind: EmailKind, now: datetime) -> bool:
             **{
                 kind.field("status"): EmailStatus.SENDING,
                 kind.field("attempts"): F(kind.field("attempts")) + 1,
-                kind.field("due_at"): now + LOST_AFTER,
+                # From the real clock: a batch may have started a while ago.
+                kind.field("due_at"): timezone.now() + LOST_AFTER,
             }
         )
         == 1
