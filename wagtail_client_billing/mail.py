@@ -38,7 +38,6 @@ logger = logging.getLogger(__name__)
 EmailStatus = BillingRequest.EmailStatus
 Status = BillingRequest.Status
 
-ACTION_EMAIL_SENT = "wagtail_client_billing.email.sent"
 ACTION_EMAIL_FAILED = "wagtail_client_billing.email.failed"
 
 # Back-off before attempts 2, 3, 4 and 5; the fifth failure is final.
@@ -301,7 +300,6 @@ def _send_one(
         sent_at=timezone.now(),
         message_id="" if message_id is None else str(message_id)[:255],
     )
-    log(request, ACTION_EMAIL_SENT, data={"email": kind.name, "to": request.email})
     result.sent.append((request.pk, kind.name))
 
 

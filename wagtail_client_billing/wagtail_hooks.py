@@ -101,7 +101,6 @@ def register_log_actions(actions):
         (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
         (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
         (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
-        (mail.ACTION_EMAIL_SENT, _("Send email"), _("Email sent")),
         (mail.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
         (
             tracking.ACTION_EMAIL_TRACKED,
