@@ -10,6 +10,7 @@ urlpatterns = [
     path("", agency.index, name="index"),
     path("connect/", agency.connect, name="connect"),
     path("mode/", agency.switch_mode, name="switch_mode"),
+    path("notifications/", agency.notifications, name="notifications"),
     path("<str:mode>/onboard/", agency.onboard, name="onboard"),
     path("<str:mode>/refresh/", agency.onboard, name="refresh"),
     path("<str:mode>/return/", agency.return_view, name="return"),

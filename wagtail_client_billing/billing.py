@@ -22,9 +22,9 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
 
-from . import agency, signals, stripe_api
+from . import agency, notifications, signals, stripe_api
 from .conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
-from .models import BillingRequest, StripeConnection
+from .models import BillingRequest, Notification, StripeConnection
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +245,7 @@ def mark_paid(
         if request is None:
             return None
         log(request, ACTION_PAID, user=user, data=_log_data(request, source=source, late=late))
+        notifications.notify(Notification.Kind.PAID, request, key=f"paid-{request.pk}")
         transaction.on_commit(
             lambda: signals.billing_request_paid.send(
                 sender=BillingRequest, billing_request=request, late=late

@@ -12,8 +12,8 @@ from typing import Any
 from django.db.models import Q
 from wagtail.log_actions import log
 
-from . import billing
-from .models import BillingRequest, WebhookEvent
+from . import billing, notifications
+from .models import BillingRequest, Notification, WebhookEvent
 from .webhooks import EventIgnored, register_handler
 
 Status = BillingRequest.Status
@@ -87,11 +87,24 @@ def checkout_expired(event: WebhookEvent, payload: dict[str, Any]) -> None:
 
 def _subscription_changed(event: WebhookEvent, payload: dict[str, Any]) -> None:
     subscription = payload["data"]["object"]
-    updated = BillingRequest.objects.filter(
+    status = subscription.get("status") or ""
+    requests = BillingRequest.objects.filter(
         subscription_id=subscription.get("id"), mode=event.mode
-    ).update(subscription_status=subscription.get("status") or "")
-    if not updated:
+    )
+    if not requests.exists():
         raise EventIgnored(f"no billing request has subscription {subscription.get('id')!r}")
+    # Only the change into past_due tells the agency: Stripe's retries of the same
+    # failure keep it past_due and send nothing more.
+    newly_past_due = (
+        list(requests.exclude(subscription_status="past_due")) if status == "past_due" else []
+    )
+    requests.update(subscription_status=status)
+    for request in newly_past_due:
+        notifications.notify(
+            Notification.Kind.PAYMENT_FAILED,
+            request,
+            key=f"past-due-{request.pk}-{event.stripe_id}",
+        )
 
 
 register_handler("customer.subscription.updated")(_subscription_changed)

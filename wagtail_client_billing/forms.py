@@ -185,3 +185,33 @@ class BillingRequestForm(forms.Form):
         else:
             cleaned["amount_minor"] = minor
         return cleaned
+
+
+class NotificationSettingsForm(forms.Form):
+    """Who hears when money arrives."""
+
+    notify_payments = forms.BooleanField(
+        label=_("Email me when money arrives"),
+        required=False,
+        help_text=_("An email when a billing request is paid or a subscription payment fails."),
+    )
+    notification_recipients = forms.CharField(
+        label=_("Notification recipients"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("One address per line. Empty: every active superuser with an email address."),
+    )
+
+    def clean_notification_recipients(self) -> str:
+        from django.core.validators import validate_email
+
+        lines = self.cleaned_data["notification_recipients"].replace(",", "\n").splitlines()
+        addresses = [line.strip() for line in lines if line.strip()]
+        for address in addresses:
+            try:
+                validate_email(address)
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    _("%(address)s is not a valid email address.") % {"address": address}
+                ) from None
+        return "\n".join(addresses)

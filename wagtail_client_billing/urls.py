@@ -3,11 +3,12 @@
 from django.urls import path
 
 from . import webhooks
-from .views.pay import pay
+from .views.pay import ask_for_new_link, pay
 
 app_name = "wagtail_client_billing"
 
 urlpatterns = [
     path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("pay/<str:token>/", pay, name="pay"),
+    path("pay/<str:token>/new-link/", ask_for_new_link, name="ask_for_new_link"),
 ]

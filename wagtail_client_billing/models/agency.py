@@ -84,6 +84,17 @@ class AgencyBillingSettings(models.Model):
         _("active mode"), max_length=4, choices=MODE_CHOICES, default="test"
     )
 
+    notify_payments = models.BooleanField(
+        _("Email me when money arrives"),
+        default=True,
+        help_text=_("An email when a billing request is paid or a subscription payment fails."),
+    )
+    notification_recipients = models.TextField(
+        _("Notification recipients"),
+        blank=True,
+        help_text=_("One address per line. Empty: every active superuser with an email address."),
+    )
+
     class Meta:
         verbose_name = _("agency billing settings")
 

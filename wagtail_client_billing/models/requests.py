@@ -117,6 +117,7 @@ class BillingRequest(models.Model):
     expired_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    client_asked_at = models.DateTimeField(_("Client asked for a new link"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("billing request")

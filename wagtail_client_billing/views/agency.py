@@ -115,7 +115,19 @@ class IndexView(AgencyPageMixin, TemplateView):
                     "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
                 }
             )
+        from ..forms import NotificationSettingsForm
+        from ..models import AgencyBillingSettings
+        from ..notifications import agency_recipients
+
+        settings_row = AgencyBillingSettings.load()
         context.update(
+            notifications_form=NotificationSettingsForm(
+                initial={
+                    "notify_payments": settings_row.notify_payments,
+                    "notification_recipients": settings_row.notification_recipients,
+                }
+            ),
+            notification_recipients=agency_recipients(),
             modes=modes,
             active_mode=active,
             any_linked=any(m["connection"] for m in modes),
@@ -290,7 +302,29 @@ class RegisterWebhookView(AgencyAdminMixin, View):
         return redirect(INDEX_URL)
 
 
+class NotificationsView(AgencyAdminMixin, View):
+    """Save who hears when money arrives."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        from ..forms import NotificationSettingsForm
+        from ..models import AgencyBillingSettings
+
+        form = NotificationSettingsForm(request.POST)
+        if not form.is_valid():
+            for errors in form.errors.values():
+                for error in errors:
+                    messages.error(request, error)
+            return redirect(INDEX_URL)
+        settings_row = AgencyBillingSettings.load()
+        settings_row.notify_payments = form.cleaned_data["notify_payments"]
+        settings_row.notification_recipients = form.cleaned_data["notification_recipients"]
+        settings_row.save(update_fields=["notify_payments", "notification_recipients"])
+        messages.success(request, _("Notification settings saved."))
+        return redirect(INDEX_URL)
+
+
 index = IndexView.as_view()
+notifications = NotificationsView.as_view()
 connect = ConnectView.as_view()
 onboard = OnboardView.as_view()
 return_view = ReturnView.as_view()

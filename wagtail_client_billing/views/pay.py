@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
 from ..compose import site_language
@@ -53,3 +54,21 @@ def contact_email(billing_request: BillingRequest) -> str:
     """Where the client can ask for a new link: the site's Reply-to, else From, else
     ``DEFAULT_FROM_EMAIL``."""
     return SiteEmailSettings.for_site_or_default(billing_request.site_id).contact_address
+
+
+@never_cache
+@require_POST
+def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
+    """ "Ask for a new link" on the expired page: tells the site once per request."""
+    from django.db.models import Q
+
+    from .. import billing, notifications
+
+    billing_request = BillingRequest.objects.filter(token=token).first()
+    if billing_request is None:
+        return render(request, TEMPLATES + "not_found.html", status=404)
+    if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
+        billing.mark_expired(Q(pk=billing_request.pk), source="client")
+    # A second click, or a reload of the POST, changes nothing and sends nothing.
+    notifications.ask_for_new_link(billing_request)
+    return HttpResponseRedirect(billing_request.get_payment_path())

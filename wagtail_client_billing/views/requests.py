@@ -105,6 +105,9 @@ class StatusColumn(StatusTagColumn):
             label = f"{label} · {instance.get_payment_state_display()}"
         if instance.subscription_status and instance.status == Status.PAID:
             label = f"{label} · {instance.subscription_status}"
+        if instance.client_asked_at and instance.status in (Status.EXPIRED, Status.DELETED):
+            asked = _("client asked for a new link")
+            label = f"{label} · {asked}"
         return label
 
 

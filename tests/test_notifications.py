@@ -1,0 +1,153 @@
+"""Hearing when money arrives, and clients asking for a new link: each once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.test_billing_requests import CommittingClient, deliver, last_event
+from wagtail_client_billing import billing
+from wagtail_client_billing.models import AgencyBillingSettings, BillingRequest, Notification
+
+pytestmark = pytest.mark.django_db
+Status = BillingRequest.Status
+
+
+@pytest.fixture
+def client(client, django_capture_on_commit_callbacks):
+    return CommittingClient(client, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def setup(billing_stripe_settings, django_capture_on_commit_callbacks):
+    site = make_site("acme.test", "Acme Plumbing")
+    make_user("boss", superuser=True)  # boss@example.com hears about payments by default
+    connect_ready_account(billing_stripe_settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = billing.create_request(
+            site=site,
+            details=billing.RequestDetails(
+                email="client@example.com",
+                currency="eur",
+                amount=4990,
+                description="Maintenance",
+                success_url="https://acme.test/ok/",
+                cancel_url="https://acme.test/no/",
+                billing_type="monthly",
+            ),
+        )
+    mail.outbox.clear()  # the client's billing email
+    return site, request, billing_stripe_settings
+
+
+def agency_emails():
+    return [m for m in mail.outbox if "client@example.com" not in m.to]
+
+
+def test_one_payment_email_for_five_duplicate_deliveries(client, setup):
+    site, request, stripe = setup
+    stripe.complete_checkout(request.checkout_session_id)
+    event = last_event(stripe, "checkout.session.completed")
+    for _ in range(5):
+        assert deliver(client, event).status_code == 200
+    sent = agency_emails()
+    assert len(sent) == 1
+    assert sent[0].to == ["boss@example.com"]
+    assert "Paid: client@example.com (Acme Plumbing)" in sent[0].subject
+    assert "€49.90" in sent[0].subject
+    assert Notification.objects.get().sent_at is not None
+
+
+def test_configured_recipients_and_switching_off(client, setup):
+    site, request, stripe = setup
+    client.force_login(make_user("agency", agency=True))
+    response = client.post(
+        reverse("wagtail_client_billing_agency:notifications"),
+        {"notify_payments": "on", "notification_recipients": "money@agency.test\nceo@agency.test"},
+    )
+    assert response.status_code == 302
+    stripe.complete_checkout(request.checkout_session_id)
+    deliver(client, last_event(stripe, "checkout.session.completed"))
+    assert agency_emails()[0].to == ["money@agency.test", "ceo@agency.test"]
+
+    client.post(reverse("wagtail_client_billing_agency:notifications"), {})
+    assert AgencyBillingSettings.load().notify_payments is False
+
+
+def test_bad_recipient_is_refused(client, setup):
+    client.force_login(make_user("agency", agency=True))
+    page = client.post(
+        reverse("wagtail_client_billing_agency:notifications"),
+        {"notify_payments": "on", "notification_recipients": "not an address"},
+        follow=True,
+    ).content.decode()
+    assert "not an address is not a valid email address" in page
+    assert AgencyBillingSettings.load().notification_recipients == ""
+
+
+def test_subscription_payment_failure_is_told_once(client, setup):
+    site, request, stripe = setup
+    stripe.complete_checkout(request.checkout_session_id)
+    deliver(client, last_event(stripe, "checkout.session.completed"))
+    mail.outbox.clear()
+    base = last_event(stripe, "customer.subscription.created")
+    for number in range(3):  # Stripe's dunning: the subscription stays past_due
+        event = {
+            **base,
+            "id": f"evt_past_due_{number}",
+            "type": "customer.subscription.updated",
+            "data": {"object": {**base["data"]["object"], "status": "past_due"}},
+        }
+        deliver(client, event)
+        deliver(client, event)  # and a duplicate delivery
+    sent = agency_emails()
+    assert len(sent) == 1
+    assert "Subscription payment failed" in sent[0].subject
+    request.refresh_from_db()
+    assert request.subscription_status == "past_due"
+
+
+def test_client_asks_for_a_new_link_once(client, setup):
+    site, request, stripe = setup
+    billing.expire_overdue(now=timezone.now() + timedelta(days=2))
+    link = request.get_payment_path()
+    page = client.get(link, HTTP_HOST="acme.test").content.decode()
+    assert "Ask for a new link" in page
+
+    ask = reverse("wagtail_client_billing:ask_for_new_link", args=[request.token])
+    for _ in range(3):  # impatient clicks and reloads
+        assert client.post(ask, HTTP_HOST="acme.test").status_code == 302
+    sent = agency_emails()
+    assert len(sent) == 1
+    assert "client@example.com asks for a new payment link" in sent[0].subject
+    assert sent[0].to == ["billing@localhost"]  # the site's contact address (default sender)
+    page = client.get(link, HTTP_HOST="acme.test").content.decode()
+    assert "You asked for a new link" in page
+    request.refresh_from_db()
+    assert request.client_asked_at is not None
+
+    editor = make_user("acme-editor")
+    grant_billing(editor, site)
+    client.force_login(editor)
+    listing = client.get(reverse("wagtail_client_billing_requests:index")).content.decode()
+    assert "client asked for a new link" in listing
+
+
+def test_pending_requests_cannot_ask(client, setup):
+    site, request, stripe = setup
+    ask = reverse("wagtail_client_billing:ask_for_new_link", args=[request.token])
+    client.post(ask, HTTP_HOST="acme.test")
+    assert agency_emails() == []
+    request.refresh_from_db()
+    assert request.client_asked_at is None
+
+
+def test_asking_with_a_bad_token_is_a_clear_404(client, setup):
+    response = client.post("/billing/pay/nope/new-link/", HTTP_HOST="acme.test")
+    assert response.status_code == 404
+    assert client.get("/billing/pay/nope/new-link/", HTTP_HOST="acme.test").status_code == 405
