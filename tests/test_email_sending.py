@@ -434,16 +434,31 @@ def test_a_task_delivered_twice_sends_once(sites, connection, stripe, smtp, comm
 
 
 @pytest.mark.postgres
-def test_concurrent_workers_send_once(wagtail_root, transactional_db, stripe, smtp):
+def test_concurrent_workers_send_once(wagtail_root, transactional_db, smtp):
     """Real threads, each with its own database connection, racing for the same emails."""
     from django.db import connection as db
 
     acme = make_site("acme.test", "Acme Plumbing")
-    connect_ready_account(stripe)
     use_smtp(acme, smtp)
-    for number in range(4):
-        create_queued(acme, email=f"client{number}@example.com")
-    results, barrier = [], threading.Barrier(3)
+    # Rows made directly: here a commit is real, and a created request's email would
+    # go out at once through the sync-mode task.
+    BillingRequest.objects.bulk_create(
+        BillingRequest(
+            site=acme,
+            email=f"client{number}@example.com",
+            currency="eur",
+            amount=4990,
+            description="Website maintenance",
+            success_url="https://acme.test/thanks/",
+            cancel_url="https://acme.test/cancel/",
+            checkout_session_id=f"cs_test_race_{number}",
+            checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_race_{number}",
+            expires_at=timezone.now() + timedelta(hours=23),
+            email_status=EmailStatus.QUEUED,
+        )
+        for number in range(20)
+    )
+    results, barrier = [], threading.Barrier(4)
 
     def worker():
         barrier.wait()
@@ -452,13 +467,15 @@ def test_concurrent_workers_send_once(wagtail_root, transactional_db, stripe, sm
         finally:
             db.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sum(results) == 4
-    assert len(smtp.messages) == 4
+    assert sum(results) == 20
+    recipients = sorted(str(message["To"]) for message in smtp.messages)
+    assert recipients == sorted(f"client{number}@example.com" for number in range(20))
+    assert set(BillingRequest.objects.values_list("email_status", flat=True)) == {"sent"}
 
 
 # Faults -------------------------------------------------------------------------------------
