@@ -1,0 +1,201 @@
+"""Run every benchmark in this folder and print one table, with the machine described.
+
+    python benchmarks/run.py [--quick] [--only NAME ...]
+
+A benchmark is any ``benchmarks/*.py`` file (other than this one) that defines a
+top-level ``main()``. Each runs in its own Python process (each sets Django up on a
+database of its own), with ``--quick`` passed through when given. ``main`` may take
+``argv`` (a list of strings) or nothing (it then finds them in ``sys.argv``); it prints
+its own report and returns a dict, or a list of dicts, for the table:
+
+    {"benchmark": "expiry_sweep", "measured": "...", "baseline": "...",
+     "time_s": 1.2, "baseline_s": 0.3, "ratio": 4.0, "notes": "..."}
+
+Missing keys are left blank; a benchmark that returns nothing gets a row with its wall
+time. ``DATABASE_URL`` is passed on: set it to benchmark on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# Runs in the child process: load the file as a module (not as __main__), call main().
+BOOTSTRAP = """
+import importlib.util, inspect, json, sys
+path, out, *argv = sys.argv[1:]
+sys.argv = [path, *argv]
+spec = importlib.util.spec_from_file_location("benchmark_under_test", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+takes_argv = bool(inspect.signature(module.main).parameters)
+result = module.main(argv) if takes_argv else module.main()
+with open(out, "w") as file:
+    json.dump(result, file, default=str)
+"""
+
+
+def benchmarks() -> list[Path]:
+    """The files here that define a top-level ``main()``, by name."""
+    found = []
+    for path in sorted(HERE.glob("*.py")):
+        if path.name in ("run.py", "__init__.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
+            found.append(path)
+    return found
+
+
+def run_one(path: Path, argv: list[str]) -> tuple[list[dict[str, Any]], float, int]:
+    """Run one benchmark in a child process; its rows, wall time and exit status."""
+    with tempfile.TemporaryDirectory(prefix="wcb-bench-run-") as tmp:
+        out = Path(tmp) / "result.json"
+        started = time.perf_counter()
+        completed = subprocess.run(
+            [sys.executable, "-c", BOOTSTRAP, str(path), str(out), *argv],
+            cwd=HERE.parent,
+            check=False,
+        )
+        wall = time.perf_counter() - started
+        result = json.loads(out.read_text()) if out.exists() else None
+    if result is None:
+        rows = [{}]
+    elif isinstance(result, dict):
+        rows = [result]
+    else:
+        rows = [row if isinstance(row, dict) else {"notes": str(row)} for row in result]
+    for row in rows:
+        row.setdefault("benchmark", path.stem)
+    return rows, wall, completed.returncode
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def database() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version} (a temporary file per benchmark)"
+    try:
+        import psycopg
+
+        # The maintenance database, as Django does: the one named may not exist (the
+        # benchmarks make databases of their own next to it).
+        with psycopg.connect(url, dbname="postgres", connect_timeout=5) as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]
+        return f"PostgreSQL {version} ({url.split('@')[-1]}, a fresh database per benchmark)"
+    except Exception as error:  # still worth describing the rest of the machine
+        return f"{url.split('@')[-1]} (version unknown: {error.__class__.__name__})"
+
+
+def machine() -> list[tuple[str, str]]:
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    load = (
+        ", ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    )
+    return [
+        ("CPU", cpu_model()),
+        ("Cores", str(os.cpu_count())),
+        ("Memory", memory or "unknown"),
+        ("Load average", load or "unknown"),
+        ("OS", platform.platform()),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("Database", database()),
+    ]
+
+
+def seconds(value: Any) -> str:
+    return f"{value:.3f} s" if isinstance(value, int | float) else ""
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table (readable in a terminal, pastable into a README)."""
+    header = ["Benchmark", "Measured", "Time", "Baseline", "Baseline time", "Ratio", "Notes"]
+    lines = []
+    for row in rows:
+        ratio = row.get("ratio")
+        lines.append(
+            [
+                str(row.get("benchmark", "")),
+                str(row.get("measured", "")),
+                seconds(row.get("time_s")),
+                str(row.get("baseline", "")),
+                seconds(row.get("baseline_s")),
+                f"{ratio:.2f}x" if isinstance(ratio, int | float) else "",
+                str(row.get("notes", "")),
+            ]
+        )
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+
+    def render(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join(
+        [render(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        + [render(line) for line in lines]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (passed through)")
+    parser.add_argument("--only", nargs="*", default=[], help="benchmark names (file stems)")
+    args = parser.parse_args(argv)
+    passed = ["--quick"] if args.quick else []
+
+    rows: list[dict[str, Any]] = []
+    failed = []
+    for path in benchmarks():
+        if args.only and path.stem not in args.only:
+            continue
+        print(f"== {path.name} {' '.join(passed)}".rstrip(), flush=True)
+        results, wall, status = run_one(path, passed)
+        for row in results:
+            if status:
+                row["notes"] = f"FAILED (exit status {status}) {row.get('notes', '')}".strip()
+            if not row.get("time_s") and not row.get("notes"):
+                row["notes"] = f"ran in {wall:.1f} s (no numbers returned)"
+        rows += results
+        if status:
+            failed.append(path.name)
+        print(flush=True)
+
+    print("Machine")
+    for name, value in machine():
+        print(f"  {name + ':':14} {value}")
+    print()
+    print(table(rows))
+    if failed:
+        print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
