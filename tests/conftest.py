@@ -91,10 +91,18 @@ def wagtail_root(transactional_db) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    """Wagtail caches site root paths; a flushed database must not meet stale ones."""
+    """Wagtail caches site root paths, Django content types: a flushed database must not
+    meet stale ones."""
+    from django.contrib.contenttypes.models import ContentType
     from django.core.cache import cache
 
+    from wagtail_client_billing.views.requests import billing_request_policy
+
     cache.clear()
+    # A transactional test's flush re-creates content types and permissions with new
+    # ids; forget the ones cached in memory (the permission policy caches its own).
+    ContentType.objects.clear_cache()
+    billing_request_policy.__dict__.pop("_content_type", None)
 
 
 @pytest.fixture

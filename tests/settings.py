@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("DJANGO_DEBUG", "0")
 
 from example_project.settings.base import *  # noqa: F403
-from example_project.settings.base import Q_CLUSTER
+from example_project.settings.base import DATABASES, Q_CLUSTER
 
 SECRET_KEY = "tests-only-secret-key-not-for-production"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -23,5 +23,15 @@ WAGTAIL_CLIENT_BILLING = {
     "STRIPE_API_BASE": "http://127.0.0.1:9",  # the simulator fixture overrides this
     "REQUEST_TTL": 86400,
 }
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not Django's default shared-cache in-memory database: live-server and
+    # webhook threads write at the same time as the test, and only a file database
+    # honours WAL and the busy timeout (shared cache fails with "table is locked").
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"wcb-test-{os.getpid()}.sqlite3")
+    }
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", ".localhost", ".test"]
