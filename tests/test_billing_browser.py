@@ -30,21 +30,6 @@ CLIENT_EMAIL = "client@example.com"
 WEBHOOK_WAIT = 15  # seconds
 
 
-@pytest.fixture(autouse=True)
-def _fresh_policy_content_type() -> None:
-    """Forget the billing permission policy's cached ContentType.
-
-    Wagtail's permission policies cache their ContentType for the life of the process
-    (a ``cached_property``). Transactional tests flush the database and the content
-    types come back under new ids, so after some earlier test the policy would compare
-    permissions with a stale id and hide the "Client billing" menu. Never an issue in
-    production, where content type ids do not change under a running process.
-    """
-    from wagtail_client_billing.views.requests import billing_request_policy
-
-    billing_request_policy.__dict__.pop("_content_type", None)
-
-
 def log_in(page: Page, base_url: str, username: str) -> None:
     page.goto(f"{base_url}/admin/login/")
     page.fill("input[name=username]", username)
@@ -80,10 +65,9 @@ def test_editor_sends_client_pays_editor_sees_paid_other_site_sees_nothing(
     grant_billing(make_user("acme-editor"), acme)
     grant_billing(make_user("bakery-editor"), bakery)
     success_url = f"{live_server.url}/"  # site A's home page
-    # Webhooks reach the live server from here on, not before: with SQLite the live
-    # server shares this thread's connection, so the test touches the database only
-    # while no request or delivery is in flight (the onboarding's account.updated
-    # above would otherwise race the set-up).
+    # Webhooks reach the live server from here on, not before: the onboarding's
+    # account.updated above is not delivered, so no request races the set-up's writes,
+    # and the test reads the database only when no request or delivery is in flight.
     stripe.add_webhook(live_server.url + WEBHOOK, SECRET)
 
     # The editor of site A sends a billing request.
