@@ -10,7 +10,7 @@ makes it Paid, flagged ``late_payment``: money taken is never hidden.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +73,11 @@ class RequestDetails:
     success_url: str
     cancel_url: str
     billing_type: str
+
+    @classmethod
+    def of(cls, request: BillingRequest) -> RequestDetails:
+        """The details an existing request was made with (to renew it)."""
+        return cls(**{f.name: getattr(request, f.name) for f in fields(cls)})
 
 
 def session_lifetime() -> int:
@@ -149,13 +154,7 @@ def create_request(
             request = BillingRequest.objects.create(
                 site=site,
                 form_nonce=nonce or None,
-                email=details.email,
-                currency=details.currency,
-                amount=details.amount,
-                description=details.description,
-                success_url=details.success_url,
-                cancel_url=details.cancel_url,
-                billing_type=details.billing_type,
+                **asdict(details),
                 mode=connection.mode,
                 account_id="" if connection.direct else connection.account_id,
                 created_by=user if getattr(user, "pk", None) else None,
@@ -385,15 +384,7 @@ def renew_request(
         raise BillingError(_("Only expired or deleted billing requests can be renewed."))
     renewed = create_request(
         site=request.site,
-        details=RequestDetails(
-            email=request.email,
-            currency=request.currency,
-            amount=request.amount,
-            description=request.description,
-            success_url=request.success_url,
-            cancel_url=request.cancel_url,
-            billing_type=request.billing_type,
-        ),
+        details=RequestDetails.of(request),
         nonce=nonce,
         user=user,
     )
