@@ -126,6 +126,19 @@ class BillingRequest(models.Model):
         indexes = [
             models.Index(fields=["site", "status", "-created_at"], name="wcb_req_site_status"),
             models.Index(fields=["site", "-created_at"], name="wcb_req_site_created"),
+            # The overview (every site): its default ordering, each filter with that
+            # ordering, and the columns it sorts by.
+            models.Index(fields=["-created_at", "-id"], name="wcb_req_created"),
+            models.Index(fields=["status", "-created_at"], name="wcb_req_status_created"),
+            models.Index(fields=["currency", "-created_at"], name="wcb_req_currency_created"),
+            models.Index(fields=["billing_type", "-created_at"], name="wcb_req_type_created"),
+            models.Index(fields=["email"], name="wcb_req_email"),
+            models.Index(fields=["amount"], name="wcb_req_amount"),
+            # Totals, latest payments and the paid-per-month chart: paid (or expired)
+            # since a date, for every site or for the sites an editor may bill for.
+            models.Index(fields=["status", "paid_at"], name="wcb_req_status_paid"),
+            models.Index(fields=["status", "expired_at"], name="wcb_req_status_expired"),
+            models.Index(fields=["site", "status", "paid_at"], name="wcb_req_site_status_paid"),
             # The expiry sweep and the reconciliation look for pending requests by time.
             models.Index(
                 fields=["expires_at"],

@@ -28,7 +28,9 @@ from .requests import (
 
 class OverviewFilterSet(BillingRequestFilterSet):
     site = django_filters.ModelMultipleChoiceFilter(
-        label=gettext_lazy("Site"), queryset=Site.objects.order_by("site_name", "hostname")
+        label=gettext_lazy("Site"),
+        queryset=Site.objects.order_by("site_name", "hostname"),
+        distinct=False,  # a foreign key on the request itself: no duplicates to remove
     )
 
     class Meta(BillingRequestFilterSet.Meta):
