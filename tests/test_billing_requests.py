@@ -643,3 +643,71 @@ def test_a_retried_stripe_call_never_makes_a_second_session(
     assert response.status_code == 302
     request = BillingRequest.objects.get()
     assert [s.id for s in sessions_at_stripe(connection)] == [request.checkout_session_id]
+
+
+# Integrators' signals ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def failing_receivers():
+    """Receivers of every signal that raise, as an integrator's buggy code might."""
+    calls = []
+
+    def broken(signal_name):
+        def receiver(**kwargs):
+            calls.append((signal_name, kwargs["billing_request"].pk))
+            raise RuntimeError(f"integrator bug in {signal_name}")
+
+        return receiver
+
+    connected = []
+    for name in ("created", "paid", "expired", "deleted"):
+        signal = getattr(signals, f"billing_request_{name}")
+        receiver = broken(name)
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+    yield calls
+    for signal, receiver in connected:
+        signal.disconnect(receiver)
+
+
+def test_a_failing_signal_receiver_breaks_nothing(
+    editor, client, sites, connection, stripe, failing_receivers, mailoutbox, caplog,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    # Created: the editor is redirected to the listing and the client still gets the email.
+    response = add(editor, sites[0])
+    assert response.status_code == 302
+    first = BillingRequest.objects.get()
+    assert [m.to for m in mailoutbox] == [["client@example.com"]]
+
+    # Paid by webhook: Stripe gets its 200 (no pointless retries) and the status holds.
+    stripe.complete_checkout(first.checkout_session_id)
+    assert deliver(client, last_event(stripe, "checkout.session.completed")).status_code == 200
+    first.refresh_from_db()
+    assert first.status == Status.PAID
+
+    # Deleted from the admin: the confirmation still leads back to the listing.
+    add(editor, sites[0], email="second@example.com")
+    second = BillingRequest.objects.get(email="second@example.com")
+    delete = reverse("wagtail_client_billing_requests:delete", args=[second.pk])
+    assert editor.post(delete).status_code == 302
+    second.refresh_from_db()
+    assert second.status == Status.DELETED
+
+    # Expired by the sweep: every overdue request is expired and announced, not just
+    # the one before the first failing receiver.
+    add(editor, sites[0], email="third@example.com")
+    add(editor, sites[0], email="fourth@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        expired = billing.expire_overdue(now=timezone.now() + timedelta(hours=25))
+    assert len(expired) == 2
+
+    assert [name for name, _ in failing_receivers].count("expired") == 2
+    assert {name for name, _ in failing_receivers} == {"created", "paid", "deleted", "expired"}
+    assert len(mailoutbox) == 4  # every client's email went out despite the receivers
+    logged = [
+        r for r in caplog.records if "receiver of a billing request signal failed" in r.message
+    ]
+    assert len(logged) == len(failing_receivers)
+    assert all(r.exc_info for r in logged)

@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
@@ -180,10 +181,29 @@ def create_request(
     return request
 
 
+def _announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
+    """Send one of our signals; a receiver that fails is logged, never propagated.
+
+    The transition has committed by then: an integrator's failing receiver must not
+    turn it into an error page or a failed webhook, skip the client's email, or keep
+    the other receivers (and, in the sweep, the other requests) from hearing of it.
+    """
+    for receiver, result in signal.send_robust(
+        sender=BillingRequest, billing_request=request, **kwargs
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "A receiver of a billing request signal failed (%r, request %s).",
+                receiver,
+                request.pk,
+                exc_info=result,
+            )
+
+
 def _created(request: BillingRequest) -> None:
     from . import mail
 
-    signals.billing_request_created.send(sender=BillingRequest, billing_request=request)
+    _announce(signals.billing_request_created, request)
     mail.queue_billing_email(request)
 
 
@@ -245,11 +265,7 @@ def mark_paid(
             return None
         log(request, ACTION_PAID, user=user, data=_log_data(request, source=source, late=late))
         notifications.notify(Notification.Kind.PAID, request, key=f"paid-{request.pk}")
-        transaction.on_commit(
-            lambda: signals.billing_request_paid.send(
-                sender=BillingRequest, billing_request=request, late=late
-            )
-        )
+        transaction.on_commit(lambda: _announce(signals.billing_request_paid, request, late=late))
     if late:
         logger.warning("Billing request %s was paid after it had ended (late).", request.pk)
     return request
@@ -267,11 +283,7 @@ def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
         if request is None:
             return None
         log(request, ACTION_EXPIRED, data=_log_data(request, source=source))
-        transaction.on_commit(
-            lambda: signals.billing_request_expired.send(
-                sender=BillingRequest, billing_request=request
-            )
-        )
+        transaction.on_commit(lambda: _announce(signals.billing_request_expired, request))
     return request
 
 
@@ -301,11 +313,7 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
         )
         if deleted is not None:
             log(deleted, ACTION_DELETED, user=user, data=_log_data(deleted))
-            transaction.on_commit(
-                lambda: signals.billing_request_deleted.send(
-                    sender=BillingRequest, billing_request=deleted
-                )
-            )
+            transaction.on_commit(lambda: _announce(signals.billing_request_deleted, deleted))
     return deleted or BillingRequest.objects.get(pk=request.pk)
 
 
@@ -364,7 +372,7 @@ def _after_sweep(ids: list[int]) -> None:
 
     def send() -> None:
         for request in requests:
-            signals.billing_request_expired.send(sender=BillingRequest, billing_request=request)
+            _announce(signals.billing_request_expired, request)
 
     transaction.on_commit(send)
 

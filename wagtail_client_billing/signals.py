@@ -2,6 +2,9 @@
 
 Receivers get ``sender=BillingRequest`` and ``billing_request`` (the instance, as it is
 after the transition), and run after the transaction that made the change commits.
+They are sent with ``send_robust``: a receiver that raises is logged (logger
+``wagtail_client_billing.billing``, with the traceback) and never undoes the change,
+fails the page or the webhook, or keeps the client's email or other receivers waiting.
 
 - ``billing_request_created``: a request was created and its Checkout Session made.
 - ``billing_request_paid``: Stripe confirmed the payment (``late`` is True when the
