@@ -201,3 +201,11 @@ def test_command_line_help():
     )  # fmt: skip
     for option in ("--port", "--webhook-url", "--webhook-secret"):
         assert option in result.stdout
+
+
+def test_each_request_is_logged_once(stripe_simulator, stripe_client, caplog):
+    caplog.set_level("DEBUG", logger="wagtail_client_billing.stripe_simulator")
+    stripe_client().v1.checkout.sessions.create(params=SESSION)
+    logged = [r.getMessage() for r in caplog.records if "/v1/checkout/sessions" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert re.match(r"POST /v1/checkout/sessions -> 200 \(\d+ ms\)", logged[0])

@@ -83,6 +83,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Nothing: ``_handle`` logs each request once, with its account and timing."""
+
     def _handle(self, method: str) -> None:
         started = time.monotonic()
         sim = self.server.simulator
