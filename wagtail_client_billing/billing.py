@@ -287,34 +287,51 @@ def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
     return request
 
 
-def delete_request(request: BillingRequest, *, user: Any = None) -> BillingRequest:
-    """Expire the session at Stripe first (so the link dies), then mark Deleted.
+class _PaidMeanwhile(Exception):
+    """Stripe says the session being deleted was paid: undo the delete, confirm the payment."""
 
-    If Stripe says the session was already paid, the request becomes Paid instead.
-    Stripe unreachable: ``stripe_api.StripeFailure`` and nothing changes.
+    def __init__(self, session: stripe_api.CheckoutSession) -> None:
+        super().__init__(session.id)
+        self.session = session
+
+
+def delete_request(request: BillingRequest, *, user: Any = None) -> BillingRequest:
+    """Mark Deleted and expire the session at Stripe (so the link dies), together.
+
+    The row is marked Deleted first and the session expired in the same transaction:
+    the ``checkout.session.expired`` webhook that Stripe sends for it (which can arrive
+    before this commits) then finds nothing pending and cannot make the request Expired
+    instead. If Stripe says the session was already paid, the request becomes Paid
+    instead. Stripe unreachable: ``stripe_api.StripeFailure`` and nothing changes.
     """
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be deleted."))
-    if request.checkout_session_id:
-        session = stripe_api.expire_checkout_session(
-            request.mode, account_id=request.account_id, session_id=request.checkout_session_id
-        )
-        if session.status == "complete" and session.payment_status == "paid":
-            paid = mark_paid(
-                Q(pk=request.pk), subscription_id=session.subscription, source="delete", user=user
+    try:
+        with transaction.atomic():
+            deleted = _transition(
+                Q(pk=request.pk),
+                to=Status.DELETED,
+                from_statuses=(Status.PENDING,),
+                deleted_at=timezone.now(),
             )
-            return paid or BillingRequest.objects.get(pk=request.pk)
-    with transaction.atomic():
-        deleted = _transition(
-            Q(pk=request.pk),
-            to=Status.DELETED,
-            from_statuses=(Status.PENDING,),
-            deleted_at=timezone.now(),
-        )
-        if deleted is not None:
+            if deleted is None:  # something else ended it meanwhile
+                return BillingRequest.objects.get(pk=request.pk)
+            if request.checkout_session_id:
+                session = stripe_api.expire_checkout_session(
+                    request.mode,
+                    account_id=request.account_id,
+                    session_id=request.checkout_session_id,
+                )
+                if session.status == "complete" and session.payment_status == "paid":
+                    raise _PaidMeanwhile(session)  # rolls the delete back
             log(deleted, ACTION_DELETED, user=user, data=_log_data(deleted))
             transaction.on_commit(lambda: _announce(signals.billing_request_deleted, deleted))
-    return deleted or BillingRequest.objects.get(pk=request.pk)
+    except _PaidMeanwhile as paid:
+        result = mark_paid(
+            Q(pk=request.pk), subscription_id=paid.session.subscription, source="delete", user=user
+        )
+        return result or BillingRequest.objects.get(pk=request.pk)
+    return deleted
 
 
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
