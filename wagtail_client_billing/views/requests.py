@@ -138,6 +138,9 @@ class IndexView(generic.IndexView):
     template_name = "wagtail_client_billing/requests/index.html"
     results_template_name = "wagtail_client_billing/requests/index_results.html"
     page_title = gettext_lazy("Client billing")
+    # The product's words, not Wagtail's generic "Add %(model_name)s" (in French
+    # "Ajouter un(e) demande de facturation").
+    add_item_label = gettext_lazy("Add billing request")
     default_ordering = "-created_at"
     paginate_by = 25
     any_permission_required = ["add", "view"]
