@@ -1,0 +1,280 @@
+"""What a person does in the admin and on the client's pages, in English or French.
+
+Plain functions over a Playwright ``Page``; the words come from ``WORDS`` so that the
+French journey asserts the French interface.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from playwright.sync_api import Page, expect
+
+from .harness import PASSWORD, MailServer, Stack
+
+REQUESTS = "/admin/client-billing/requests/"
+ALL_STATUSES = "?status=pending&status=paid&status=expired&status=deleted"
+
+WORDS = {
+    "en": {
+        "settings": "Settings",
+        "account_menu": "Client billing account",
+        "create_account": "Create client billing account",
+        "test_mode": "Test mode",
+        "country": "Country",
+        "country_name": "France",
+        "privacy": "Privacy policy URL",
+        "terms": "Terms of service URL",
+        "connect": "Connect",
+        "ready": "Ready to charge",
+        "ready_message": "Your client billing account is ready to charge.",
+        "client_billing": "Client billing",
+        "site": "Site",
+        "email_settings": "Email settings",
+        "custom_smtp": "Custom SMTP",
+        "host": "Host",
+        "port": "Port",
+        "security": "Security",
+        "from": "From",
+        "reply_to": "Reply-to",
+        "save": "Save",
+        "saved": "Email settings saved for {site}.",
+        "send_test": "Send a test email",
+        "send_to": "Send to",
+        "test_sent": "A test email was sent to {email} through {server}.",
+        "test_failed": "The test email could not be sent: ",
+        "test_subject": "Test email from {site}",
+        "add": "Add billing request",
+        "email": "Email",
+        "currency": "Currency",
+        "amount": "Amount",
+        "description": "Description",
+        "billing_type": "Billing type",
+        "send": "Send billing request",
+        "sent": "Billing request sent to {email}.",
+        "subject": "Payment request from {site}",
+        "pending": "Pending",
+        "paid": "Paid",
+        "expired": "Expired",
+        "deleted": "Deleted",
+        "queued": "Queued",
+        "email_sent": "Sent",
+        "delete": "Delete",
+        "yes_delete": "Yes, delete",
+        "deleted_message": "The billing request was deleted; its link no longer works.",
+        "paid_page": "This request has been paid",
+        "withdrawn_page": "This payment request was withdrawn",
+        "expired_page": "This payment request has expired",
+        "ask": "Ask for a new link",
+        "asked": "client asked for a new link",
+        "history": "History",
+        "stripe_events": "Stripe events",
+    },
+    "fr": {
+        "settings": "Paramètres",
+        "account_menu": "Compte de facturation client",
+        "create_account": "Créer un compte de facturation client",
+        "test_mode": "Mode test",
+        "country": "Pays",
+        "country_name": "France",
+        "privacy": "URL de la politique de confidentialité",
+        "terms": "URL des conditions de service",
+        "connect": "Connecter",
+        "ready": "Prêt à encaisser",
+        "ready_message": "Votre compte de facturation client est prêt à encaisser.",
+        "client_billing": "Facturation client",
+        "site": "Site",
+        "email_settings": "Paramètres de courriel",
+        "custom_smtp": "SMTP personnalisé",
+        "host": "Hôte",
+        "port": "Port",
+        "security": "Sécurité",
+        "from": "De",
+        "reply_to": "Répondre à",
+        "save": "Sauvegarder",
+        "saved": "Paramètres de courriel enregistrés pour {site}.",
+        "send_test": "Envoyer un courriel de test",
+        "send_to": "Envoyer à",
+        "test_sent": "Un courriel de test a été envoyé à {email} par {server}.",
+        "test_failed": "Le courriel de test n'a pas pu être envoyé : ",
+        "test_subject": "Courriel de test de {site}",
+        "add": "Ajouter une demande de facturation",
+        "email": "Courriel",
+        "currency": "Devise",
+        "amount": "Montant",
+        "description": "Description",
+        "billing_type": "Type de facturation",
+        "send": "Envoyer la demande de facturation",
+        "sent": "Demande de facturation envoyée à {email}.",
+        "subject": "Demande de paiement de {site}",
+        "pending": "En attente",
+        "paid": "Payé",
+        "expired": "Expiré",
+        "deleted": "Supprimée",
+        "queued": "En file d'attente",
+        "email_sent": "Envoyé",
+        "delete": "Supprimer",
+        "yes_delete": "Oui, supprimer",
+        "deleted_message": (
+            "La demande de facturation a été supprimée ; son lien ne fonctionne plus."
+        ),
+        "paid_page": "Cette demande a été payée",
+        "withdrawn_page": "Cette demande de paiement a été retirée",
+        "expired_page": "Cette demande de paiement a expiré",
+        "ask": "Demander un nouveau lien",
+        "asked": "le client a demandé un nouveau lien",
+        "history": "Historique",
+        "stripe_events": "Événements Stripe",
+    },
+}
+
+
+def field(page: Page, label: str):
+    """The form field labelled ``label`` (Wagtail marks required ones with "*")."""
+    return page.get_by_label(re.compile(rf"^\s*{re.escape(label)}\s*\*?\s*$"))
+
+
+def log_in(page: Page, stack: Stack, username: str) -> None:
+    page.goto(f"{stack.url}/admin/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{stack.url}/admin/")
+
+
+def connect_account(page: Page, stack: Stack, w: dict[str, str], shot=None) -> None:
+    """Settings -> Client billing account -> create it, onboard at "Stripe", see it ready."""
+    page.get_by_role("button", name=w["settings"], exact=True).click()
+    page.get_by_role("link", name=w["account_menu"], exact=True).click()
+    page.get_by_role("link", name=w["create_account"]).click()
+    expect(page.get_by_label(w["test_mode"])).to_be_checked()
+    field(page, w["country"]).select_option(label=w["country_name"])
+    page.get_by_label(w["privacy"]).fill("https://agency.example/privacy")
+    page.get_by_label(w["terms"]).fill("https://agency.example/terms")
+    if shot:
+        shot(page, "agency-connect-form.png")
+    page.get_by_role("button", name=w["connect"], exact=True).click()
+    finish_onboarding(page, stack, w, shot)
+
+
+def finish_onboarding(page: Page, stack: Stack, w: dict[str, str], shot=None) -> None:
+    # The (simulated) Stripe onboarding, then back in the admin.
+    page.wait_for_url(re.compile(re.escape(stack.simulator.url) + "/setup/"))
+    expect(page.get_by_role("heading", name="Set up your Stripe account")).to_be_visible()
+    if shot:
+        shot(page, "agency-onboarding.png")
+    page.get_by_role("button", name="Complete onboarding").click()
+    page.wait_for_url(re.compile(re.escape(stack.url) + "/admin/"))
+    expect(page.get_by_text(w["ready_message"])).to_be_visible()
+    section = page.locator("section[data-mode=test]")
+    expect(section.get_by_role("heading", name=w["ready"])).to_be_visible()
+    expect(section).to_contain_text("acct_")
+    if shot:
+        shot(page, "agency-ready.png")
+
+
+def open_requests(page: Page, stack: Stack, w: dict[str, str], site_name: str) -> None:
+    """The "Client billing" listing of ``site_name`` (chosen with the site switcher)."""
+    page.goto(f"{stack.url}{REQUESTS}")
+    expect(page.get_by_role("heading", name=w["client_billing"], exact=True)).to_be_visible()
+    switcher = field(page, w["site"])
+    if switcher.locator("option:checked").inner_text().strip() != site_name:
+        with page.expect_navigation():
+            switcher.select_option(label=site_name)
+    expect(switcher.locator("option:checked")).to_have_text(site_name)
+
+
+def set_custom_smtp(
+    page: Page, w: dict[str, str], site_name: str, server: MailServer, sender: str, reply_to: str
+) -> None:
+    """From the listing: Email settings -> Custom SMTP on ``server`` -> Save."""
+    page.get_by_role("link", name=w["email_settings"]).first.click()
+    page.get_by_label(w["custom_smtp"]).check()
+    field(page, w["host"]).fill(server.host)
+    field(page, w["port"]).fill(str(server.port))
+    field(page, w["security"]).select_option("none")
+    field(page, w["from"]).fill(sender)
+    field(page, w["reply_to"]).fill(reply_to)
+    page.get_by_role("button", name=w["save"], exact=True).click()
+    expect(page.get_by_text(w["saved"].format(site=site_name))).to_be_visible()
+
+
+def send_test_email(page: Page, w: dict[str, str], to: str) -> None:
+    """On the email settings page: Send a test email."""
+    field(page, w["send_to"]).fill(to)
+    page.get_by_role("button", name=w["send_test"], exact=True).click()
+
+
+@dataclass
+class Request:
+    """A billing request as the editor types it."""
+
+    email: str
+    amount: str
+    billing_type: str = "one_time"
+    currency: str = "eur"
+    description: str = ""
+
+
+def fill_request(page: Page, w: dict[str, str], request: Request) -> None:
+    field(page, w["email"]).fill(request.email)
+    field(page, w["currency"]).select_option(request.currency)
+    field(page, w["amount"]).fill(request.amount)
+    if request.description:
+        field(page, w["description"]).fill(request.description)
+    field(page, w["billing_type"]).select_option(request.billing_type)
+
+
+def open_add_form(page: Page, w: dict[str, str]) -> None:
+    """From the listing: "+ Add billing request"."""
+    page.get_by_role("link", name=w["add"]).first.click()
+    expect(page.get_by_role("button", name=w["send"])).to_be_visible()
+
+
+def add_request(page: Page, w: dict[str, str], request: Request, shot=None) -> None:
+    """From the listing: add a request and see it Pending in the listing."""
+    open_add_form(page, w)
+    fill_request(page, w, request)
+    if shot:
+        shot(page, "billing-request-form.png")
+    page.get_by_role("button", name=w["send"]).click()
+    expect(page.get_by_text(w["sent"].format(email=request.email))).to_be_visible()
+    expect(row(page, request.email)).to_contain_text(w["pending"])
+
+
+def row(page: Page, email: str):
+    return page.get_by_role("row").filter(has_text=email)
+
+
+def wait_for_row(page: Page, email: str, text: str, timeout: float = 60) -> None:
+    """Reload the listing until the request's row shows ``text`` (webhook or task done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        content = " ".join((row(page, email).first.text_content() or "").split())
+        if text in content:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"The row of {email} reads {content!r}, not {text!r}.")
+        time.sleep(0.5)
+        page.reload()
+
+
+def pay(client: Page, stack: Stack, link: str, shot=None) -> str:
+    """The client opens the link, pays on (simulated) Stripe Checkout; the session id."""
+    client.goto(link)
+    client.wait_for_url(re.compile(re.escape(stack.simulator.url) + "/c/pay/"))
+    session_id = client.url.rsplit("/", 1)[-1]
+    expect(client.get_by_role("heading", name="Checkout")).to_be_visible()
+    if shot:
+        shot(client, "checkout.png")
+    client.get_by_role("button", name="Pay", exact=True).click()
+    return session_id
+
+
+def checkout_session_of(client: Page, stack: Stack, link: str) -> str:
+    """Open the link as the client and read the Checkout Session it leads to."""
+    client.goto(link)
+    client.wait_for_url(re.compile(re.escape(stack.simulator.url) + "/c/pay/"))
+    return client.url.rsplit("/", 1)[-1]
