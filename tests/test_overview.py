@@ -33,10 +33,12 @@ def make_request(
     paid_days_ago=None,
     created_days_ago=0,
     expired_days_ago=None,
+    mode="test",
 ):
     now = timezone.now()
     return BillingRequest.objects.create(
         site=site,
+        mode=mode,
         email=email,
         currency=currency,
         amount=amount,
@@ -222,3 +224,43 @@ def test_dashboard_query_count_is_the_same_for_10_and_1000_rows(agency_client, s
     with_10 = queries_for(agency_client, home)
     add_rows(sites, 10, 990)
     assert queries_for(agency_client, home) == with_10
+
+
+def set_active_mode(mode):
+    from wagtail_client_billing.models import AgencyBillingSettings
+
+    row = AgencyBillingSettings.load()
+    row.active_mode = mode
+    row.save()
+
+
+def totals_section(page: str) -> str:
+    start = page.index("data-wcb-totals")
+    return page[start : page.index("</section>", start)]
+
+
+def test_totals_and_dashboard_count_only_the_active_modes_money(agency_client, sites):
+    acme, _ = sites
+    make_request(acme, email="rehearsal@example.com", status="paid", amount=7700,
+                 paid_days_ago=0, mode="test")  # fmt: skip
+    make_request(acme, email="real@example.com", status="paid", amount=5000,
+                 paid_days_ago=0, mode="live")  # fmt: skip
+    make_request(acme, status="pending", amount=300, mode="test")
+    home = reverse("wagtailadmin_home")
+
+    set_active_mode("live")
+    totals = totals_section(agency_client.get(OVERVIEW).content.decode())
+    assert "€50.00" in totals and "€77.00" not in totals and "€3.00" not in totals
+    assert "Live mode: test payments are not counted." in totals
+    panel = agency_client.get(home).content.decode()
+    panel = panel[panel.index("data-wcb-mode") :]
+    assert "real@example.com" in panel and "rehearsal@example.com" not in panel
+    assert "€77.00" not in panel
+
+    set_active_mode("test")
+    page = agency_client.get(OVERVIEW).content.decode()
+    totals = totals_section(page)
+    assert "€77.00" in totals and "€3.00" in totals and "€50.00" not in totals
+    assert "Test mode: only test payments are counted." in totals
+    # The listing itself still shows every request, whatever its mode.
+    assert "real@example.com" in page and "rehearsal@example.com" in page

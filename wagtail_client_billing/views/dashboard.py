@@ -6,7 +6,7 @@ from typing import Any
 
 from wagtail.admin.ui.components import Component
 
-from .. import reports
+from .. import agency, reports
 from .requests import requests_for
 
 
@@ -22,7 +22,10 @@ class BillingDashboardPanel(Component):
 
     def get_context_data(self, parent_context: Any) -> dict[str, Any]:
         context = super().get_context_data(parent_context)
-        requests = requests_for(self.user)  # only the sites this user may bill for
+        # Only the sites this user may bill for, and only the active mode's money: test
+        # payments never swell the live totals (nor live ones the test totals).
+        mode = agency.active_mode()
+        requests = requests_for(self.user).filter(mode=mode)
         totals = reports.totals(requests)
         series = reports.paid_per_month(requests)
         context.update(
@@ -31,5 +34,6 @@ class BillingDashboardPanel(Component):
             latest=reports.latest_payments(requests),
             chart=reports.chart(series),
             series=series,
+            mode=mode,
         )
         return context

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.models import Site
 
-from .. import reports
+from .. import agency, reports
 from ..models import BillingRequest
 from ..permissions import is_agency_admin
 from .agency import forbidden
@@ -124,7 +124,9 @@ class OverviewView(IndexView):
         sites = self.request.GET.getlist("site")
         if sites and all(site.isdigit() for site in sites):
             base = base.filter(site__in=sites)
-        context["totals"] = reports.totals(base)
+        # The totals count the active mode's requests only (the listing shows both).
+        context["mode"] = agency.active_mode()
+        context["totals"] = reports.totals(base.filter(mode=context["mode"]))
         return context
 
 
