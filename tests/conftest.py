@@ -1,12 +1,13 @@
 """Shared fixtures: the Stripe simulator (from the package's pytest plugin) and a browser.
 
-Tests that need PostgreSQL or a browser are skipped with a reason when the machine
-cannot run them. ``WCB_REQUIRE=browser,postgres`` (set by ``.ci/run``) turns those
-skips into failures, so CI can never pass with them silently skipped.
+Tests that need PostgreSQL, a browser or Redis are skipped with a reason when the
+machine cannot run them. ``WCB_REQUIRE=browser,postgres,redis`` (set by ``.ci/run``)
+turns those skips into failures, so CI can never pass with them silently skipped.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,11 +35,37 @@ def chromium_path() -> str | None:
     return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
 
 
+def redis_url() -> str:
+    """The Redis server of django-q2's Redis broker (as in the example project's settings)."""
+    return os.environ.get("Q_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@functools.cache
+def redis_unreachable() -> str:
+    """Why Redis cannot be used here ("" if it answers), asked once per session."""
+    try:
+        import redis
+    except ImportError:
+        return "needs the redis Python package (pip install -e .[test])"
+    url = redis_url()
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as error:
+        return f"needs Redis at {url} (Q_REDIS_URL): {error}"
+    return ""
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         _unavailable("postgres", "needs PostgreSQL: run with DATABASE_URL=postgres://...")
     if item.get_closest_marker("browser") and not chromium_path():
         _unavailable("browser", "needs Debian's chromium (apt-get install chromium)")
+    if item.get_closest_marker("redis") and redis_unreachable():
+        _unavailable("redis", redis_unreachable())
 
 
 @pytest.fixture(scope="session")
