@@ -372,6 +372,7 @@ def expect_title(page: Page, wanted: str, what: str) -> None:
 
 class Install:
     def __init__(self, work: Path, wheel: Path | None, readme: Path = README) -> None:
+        self.blocks, self.section = readme_blocks(readme)
         self.work = work
         self.wheel = wheel
         self.venv = work / "venv"
@@ -380,7 +381,6 @@ class Install:
         self.logs = work / "logs"
         self.logs.mkdir()
         self.processes = Processes(self.logs)
-        self.blocks, self.section = readme_blocks(readme)
         path = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"
         # A user's shell: the virtualenv active, none of CI's Django or Stripe variables.
         self.env = {
@@ -470,9 +470,10 @@ class Install:
         subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
         if self.wheel is None:
             self.wheel = self.build_wheel()
-        [command] = shell_commands(self.blocks["pip"]) or [[]]
+        commands = shell_commands(self.blocks["pip"])
+        command = commands[0] if len(commands) == 1 else []
         if command[:2] != ["pip", "install"] or len(command) != 3:
-            raise Failed(f"README's pip block should be `pip install NAME`, not {command}.")
+            raise Failed(f"README's pip block should be `pip install NAME`, not {commands}.")
         name = re.sub(r"[-_.]+", "-", command[2]).lower()
         wheel_name = re.sub(r"[-_.]+", "-", self.wheel.name.split("-")[0]).lower()
         if name != wheel_name:
@@ -621,7 +622,10 @@ class Install:
         with base.open("a", encoding="utf-8") as out:
             out.write("\n# README.md: simulator-settings (on a free port)\n")
             out.write(line.replace("http://127.0.0.1:12111", sim) + "\n")
-        [argv] = shell_commands(self.blocks["simulator-shell"])
+        commands = shell_commands(self.blocks["simulator-shell"])
+        if len(commands) != 1:
+            raise Failed("README's simulator-shell block should hold one command.")
+        [argv] = commands
         options = dict(zip(argv[3::2], argv[4::2], strict=False))
         if argv[:3] != ["python", "-m", "wagtail_client_billing.testing.stripe_simulator"]:
             raise Failed(f"README's simulator command is not the bundled simulator: {argv}")
@@ -890,19 +894,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         install = Install(work, args.wheel.resolve() if args.wheel else None, args.readme)
         install.main()
-    except (Failed, subprocess.TimeoutExpired) as error:
-        print(f"\nINSTALL AS A USER FAILED: {error}", file=sys.stderr, flush=True)
+    except BaseException as error:
+        if isinstance(error, Failed | subprocess.TimeoutExpired):
+            print(f"\nINSTALL AS A USER FAILED: {error}", file=sys.stderr, flush=True)
         if install is not None:
             for name in list(install.processes.running):
-                print(
-                    f"\n--- {name} output ---\n{tail(install.processes.log(name))}", file=sys.stderr
-                )
-        print(f"(project and logs kept in {work})", file=sys.stderr)
-        args.keep = True
-        return 1
-    finally:
-        if install is not None:
+                log = tail(install.processes.log(name))
+                print(f"\n--- {name} output ---\n{log}", file=sys.stderr)
             install.processes.stop_all()
+        if not args.keep:
+            # Keep the project and the logs to look at, not the 250 MB virtualenv.
+            for bulky in ("venv", "source"):
+                shutil.rmtree(work / bulky, ignore_errors=True)
+        if any(work.iterdir()):
+            print(f"(the project and the logs are kept in {work})", file=sys.stderr)
+        else:
+            work.rmdir()
+        if isinstance(error, Failed | subprocess.TimeoutExpired):
+            return 1
+        raise
+    else:
+        install.processes.stop_all()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - STARTED
