@@ -123,7 +123,7 @@ def test_overview_filters_by_site_status_and_search(agency_client, sites):
 def test_export_csv_has_amounts_in_major_units(agency_client, sites):
     acme, bakery = sites
     make_request(acme, email="kwd@example.com", currency="kwd", amount=12340)
-    make_request(bakery, email="jpy@example.com", currency="jpy", amount=5000)
+    make_request(bakery, email="jpy@example.com", currency="jpy", amount=5000, mode="live")
     response = agency_client.get(f"{OVERVIEW}?export=csv")
     assert response.status_code == 200
     content = (
@@ -137,6 +137,16 @@ def test_export_csv_has_amounts_in_major_units(agency_client, sites):
     assert by_email["kwd@example.com"]["Currency"] == "KWD"
     assert by_email["jpy@example.com"]["Amount"] == "5000"
     assert by_email["jpy@example.com"]["Site"] == "Rue Haute Bakery"
+    assert by_email["jpy@example.com"]["Mode"] == "Live mode"
+    assert by_email["kwd@example.com"]["Mode"] == "Test mode"
+
+    live_only = agency_client.get(f"{OVERVIEW}?export=csv&mode=live")
+    content = (
+        b"".join(live_only.streaming_content).decode()
+        if live_only.streaming
+        else (live_only.content.decode())
+    )
+    assert [row["Email"] for row in csv.DictReader(io.StringIO(content))] == ["jpy@example.com"]
 
 
 def test_export_xlsx(agency_client, sites):

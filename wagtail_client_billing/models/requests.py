@@ -132,6 +132,7 @@ class BillingRequest(models.Model):
             models.Index(fields=["status", "-created_at"], name="wcb_req_status_created"),
             models.Index(fields=["currency", "-created_at"], name="wcb_req_currency_created"),
             models.Index(fields=["billing_type", "-created_at"], name="wcb_req_type_created"),
+            models.Index(fields=["mode", "-created_at"], name="wcb_req_mode_created"),
             models.Index(fields=["email"], name="wcb_req_email"),
             models.Index(fields=["amount"], name="wcb_req_amount"),
             # Totals, latest payments and the paid-per-month chart: paid (or expired)
@@ -169,6 +170,11 @@ class BillingRequest(models.Model):
     @property
     def amount_major(self):  # -> Decimal
         return money.to_major(self.amount, self.currency)
+
+    @property
+    def mode_display(self) -> str:
+        """ "Test mode" or "Live mode", translated."""
+        return str(_("Live mode") if self.mode == "live" else _("Test mode"))
 
     @property
     def currency_code(self) -> str:

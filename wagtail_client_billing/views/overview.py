@@ -32,9 +32,13 @@ class OverviewFilterSet(BillingRequestFilterSet):
         queryset=Site.objects.order_by("site_name", "hostname"),
         distinct=False,  # a foreign key on the request itself: no duplicates to remove
     )
+    mode = django_filters.ChoiceFilter(
+        label=gettext_lazy("Mode"),
+        choices=[("live", gettext_lazy("Live mode")), ("test", gettext_lazy("Test mode"))],
+    )
 
     class Meta(BillingRequestFilterSet.Meta):
-        fields = ["site", *BillingRequestFilterSet.Meta.fields]
+        fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
 
 
 class OverviewView(IndexView):
@@ -57,6 +61,7 @@ class OverviewView(IndexView):
         "created_at",
         "expires_at",
         "paid_at",
+        "mode_display",
     ]
     export_headings = {
         "site": gettext_lazy("Site"),
@@ -69,6 +74,7 @@ class OverviewView(IndexView):
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
         "paid_at": gettext_lazy("Paid at"),
+        "mode_display": gettext_lazy("Mode"),
     }
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
