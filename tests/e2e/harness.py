@@ -106,6 +106,16 @@ def http_status(url: str, timeout: float = 5) -> int | None:
         return None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies (Linux), so that a
+    killed pytest leaves no server behind; the cluster then stops its own workers."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Process:
     """A command in its own process group, its output in a log file."""
 
@@ -122,6 +132,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.pid = self.popen.pid
 
@@ -146,7 +157,7 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 5) -> None:
         """SIGTERM to the process, then SIGKILL to whatever is left of its group."""
         if self.alive:
             self.terminate()
