@@ -16,6 +16,9 @@ from example_project.settings.dev import WAGTAIL_CLIENT_BILLING
 # Logins in every test: a fast hasher (the passwords are the harness's own).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# No avatars from gravatar.com (offline): Wagtail's default one, in the screenshots too.
+WAGTAIL_GRAVATAR_PROVIDER_URL = None
+
 EMAIL_HOST = "127.0.0.1"
 EMAIL_PORT = int(os.environ.get("WCB_E2E_EMAIL_PORT", "25"))
 EMAIL_TIMEOUT = 10

@@ -30,6 +30,10 @@ SITES = {
     "en": ("acme.localhost", "Acme Plumbing", "admin"),
     "fr": (FRENCH_SITE_HOSTNAME, "Rue Haute Bakery", FRENCH_ADMIN),
 }
+DESCRIPTIONS = {
+    "en": {"once": "Website redesign", "monthly": "Care plan", "expired": "Photo shoot"},
+    "fr": {"once": "Refonte du site", "monthly": "Maintenance", "expired": "Séance photo"},
+}
 SUPERUSERS = [ADMIN_EMAIL, f"{FRENCH_ADMIN}@agency.localhost"]  # notified of payments
 MAIL_WAIT = 60  # seconds for the cluster to send an email (two busy cores)
 WEBHOOK_WAIT = 60  # seconds for a webhook's effect to show in the listing
@@ -37,7 +41,7 @@ WEBHOOK_WAIT = 60  # seconds for a webhook's effect to show in the listing
 
 @pytest.mark.parametrize("language", ["en", "fr"])
 def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, language):
-    w = ui.WORDS[language]
+    w, about = ui.WORDS[language], DESCRIPTIONS[language]
     hostname, site_name, username = SITES[language]
     site_url = stack.site_url(hostname)
     shot = screenshots if language == "en" else None
@@ -70,13 +74,11 @@ def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, lan
 
     # A one-time and a monthly billing request.
     ui.open_requests(admin, stack, w, site_name)
-    ui.add_request(
-        admin, w, ui.Request(clients["once"], "49.90", description="Website redesign"), shot
-    )
+    ui.add_request(admin, w, ui.Request(clients["once"], "49.90", description=about["once"]), shot)
     ui.add_request(
         admin,
         w,
-        ui.Request(clients["monthly"], "29.00", "monthly", description="Care plan"),
+        ui.Request(clients["monthly"], "29.00", "monthly", description=about["monthly"]),
     )
 
     # The client reads each email (sent by the cluster through the site's SMTP server),
@@ -99,7 +101,7 @@ def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, lan
         ui.wait_for_row(admin, clients[kind], w["paid"], timeout=WEBHOOK_WAIT)
     client.goto(links["once"])
     expect(client.get_by_role("heading", name=w["paid_page"])).to_be_visible()
-    expect(client.get_by_text("Website redesign")).to_be_visible()
+    expect(client.get_by_text(about["once"])).to_be_visible()
     if shot:
         shot(client, "pay-success.png")
 
@@ -119,7 +121,7 @@ def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, lan
     # A fourth request expires at Stripe: in English Stripe expires the session early (its
     # checkout.session.expired event) while a fifth stays pending; in French Stripe's
     # clock passes the session's expiry.
-    ui.add_request(admin, w, ui.Request(clients["expired"], "75.00", description="Photo shoot"))
+    ui.add_request(admin, w, ui.Request(clients["expired"], "75.00", description=about["expired"]))
     (email,) = inbox.wait_for(clients["expired"], timeout=MAIL_WAIT)
     expired_link = payment_link(email)
     if language == "en":
