@@ -25,7 +25,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import SuspiciousOperation
-from django.db import DataError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -100,7 +100,7 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         raise WebhookRejected("Invalid or expired Stripe-Signature.")
     try:
         data = json.loads(payload)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise WebhookRejected("The webhook body is not JSON.") from error
     problem = _event_shape_problem(data)
     if problem:
@@ -151,8 +151,9 @@ def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
                 "payload": data,
             },
         )
-    except DataError as error:
-        # PostgreSQL refuses some JSON that parses (a \u0000 in a string): not Stripe's.
+    except (DataError, IntegrityError, UnicodeEncodeError) as error:
+        # JSON that parses but cannot be stored (not Stripe's): PostgreSQL refuses a
+        # \u0000 in a string, SQLite's JSON check NaN and Infinity, both a lone surrogate.
         raise WebhookRejected("The event cannot be stored.") from error
 
 
