@@ -63,7 +63,7 @@ class ConnectForm(forms.Form):
         if not cleaned.get("test_mode"):
             for name in ("privacy_policy_url", "terms_of_service_url"):
                 url = cleaned.get(name)
-                if url and not url.startswith("https://"):
+                if url and not url.lower().startswith("https://"):
                     self.add_error(name, _("In live mode this must be an https:// address."))
         return cleaned
 
@@ -132,7 +132,7 @@ class BillingRequestForm(forms.Form):
 
     def _clean_url(self, name: str) -> str:
         url = self.cleaned_data[name]
-        if self.require_https and not url.startswith("https://"):
+        if self.require_https and not url.lower().startswith("https://"):
             raise forms.ValidationError(_("In live mode this must be an https:// address."))
         return url
 
