@@ -39,7 +39,8 @@ class RenewView(RequestViewMixin, View):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         billing_request = self.get_billing_request()
-        nonce = (request.POST.get("nonce") or "")[:64] or None
+        # An opaque key; PostgreSQL cannot even look up one with a NUL in it.
+        nonce = (request.POST.get("nonce") or "").replace("\x00", "")[:64] or None
         try:
             renewed = billing.renew_request(billing_request, nonce=nonce, user=request.user)
         except billing.AlreadySubmitted as duplicate:
