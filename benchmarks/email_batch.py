@@ -62,15 +62,14 @@ def set_up_django(workdir: str) -> None:
 
 
 def create_database(workdir: str) -> str:
-    """Create and migrate a fresh database; return the name to restore afterwards."""
-    from django.db import connection
+    """Create and migrate a fresh database; return the name to restore afterwards.
 
-    if connection.vendor == "sqlite":
-        name = str(Path(workdir) / "email_batch.sqlite3")
-    else:
-        name = f"{connection.settings_dict['NAME']}_email_batch"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    return connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    Under ``run.py``, a copy of its migrated template (``WCB_BENCH_TEMPLATE``, see
+    ``bench_database.py``) instead of migrating again.
+    """
+    from benchmarks.bench_database import create_database as fresh_database
+
+    return fresh_database("email_batch", workdir)
 
 
 def make_site() -> Any:

@@ -52,16 +52,15 @@ def set_up_django(sqlite_dir: str) -> None:
     django.setup()
 
 
-def create_database(sqlite_dir: str) -> str:
-    """Create and migrate a fresh database; return the name to restore afterwards."""
-    from django.db import connection
+def create_database(workdir: str) -> str:
+    """Create and migrate a fresh database; return the name to restore afterwards.
 
-    if connection.vendor == "sqlite":
-        name = str(Path(sqlite_dir) / "expiry_sweep.sqlite3")
-    else:
-        name = f"{connection.settings_dict['NAME']}_expiry_sweep"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    return connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    Under ``run.py``, a copy of its migrated template (``WCB_BENCH_TEMPLATE``, see
+    ``bench_database.py``) instead of migrating again.
+    """
+    from benchmarks.bench_database import create_database as fresh_database
+
+    return fresh_database("expiry_sweep", workdir)
 
 
 def describe_database() -> str:

@@ -13,6 +13,10 @@ its own report and returns a dict, or a list of dicts, for the table:
 
 Missing keys are left blank; a benchmark that returns nothing gets a row with its wall
 time. ``DATABASE_URL`` is passed on: set it to benchmark on PostgreSQL.
+
+Before the benchmarks that use ``bench_database.create_database`` (those that mention
+``WCB_BENCH_TEMPLATE``), one template database is migrated and named to them in that
+variable, so that each copies it instead of migrating its own; it is dropped at the end.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+TEMPLATE_ENV = "WCB_BENCH_TEMPLATE"  # bench_database.TEMPLATE_ENV
 
 # Runs in the child process: load the file as a module (not as __main__), call main().
 BOOTSTRAP = """
@@ -79,6 +86,41 @@ def run_one(path: Path, argv: list[str]) -> tuple[list[dict[str, Any]], float, i
     for row in rows:
         row.setdefault("benchmark", path.stem)
     return rows, wall, completed.returncode
+
+
+@contextmanager
+def template_database(paths: list[Path]) -> Iterator[None]:
+    """Migrate one template database for the benchmarks that copy it (see bench_database)."""
+    users = [path for path in paths if TEMPLATE_ENV in path.read_text(encoding="utf-8")]
+    if not users or os.environ.get(TEMPLATE_ENV):
+        yield
+        return
+    module = "benchmarks.bench_database"
+    with tempfile.TemporaryDirectory(prefix="wcb-bench-template-") as tmp:
+        started = time.perf_counter()
+        completed = subprocess.run(
+            [sys.executable, "-m", module, "create", tmp],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = completed.stdout.strip().splitlines()
+        if completed.returncode or not lines:
+            # Not fatal: each benchmark then migrates a database of its own.
+            print(f"No template database ({completed.stderr.strip()[-500:]})", flush=True)
+            yield
+            return
+        name = lines[-1]
+        print(f"Template database migrated in {time.perf_counter() - started:.1f} s", flush=True)
+        os.environ[TEMPLATE_ENV] = name
+        try:
+            yield
+        finally:
+            del os.environ[TEMPLATE_ENV]
+            subprocess.run(
+                [sys.executable, "-m", module, "drop", name], cwd=HERE.parent, check=False
+            )
 
 
 def cpu_model() -> str:
@@ -172,20 +214,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     failed = []
-    for path in benchmarks():
-        if args.only and path.stem not in args.only:
-            continue
-        print(f"== {path.name} {' '.join(passed)}".rstrip(), flush=True)
-        results, wall, status = run_one(path, passed)
-        for row in results:
+    selected = [path for path in benchmarks() if not args.only or path.stem in args.only]
+    with template_database(selected):
+        for path in selected:
+            print(f"== {path.name} {' '.join(passed)}".rstrip(), flush=True)
+            results, wall, status = run_one(path, passed)
+            for row in results:
+                if status:
+                    row["notes"] = f"FAILED (exit status {status}) {row.get('notes', '')}".strip()
+                if not row.get("time_s") and not row.get("notes"):
+                    row["notes"] = f"ran in {wall:.1f} s (no numbers returned)"
+            rows += results
             if status:
-                row["notes"] = f"FAILED (exit status {status}) {row.get('notes', '')}".strip()
-            if not row.get("time_s") and not row.get("notes"):
-                row["notes"] = f"ran in {wall:.1f} s (no numbers returned)"
-        rows += results
-        if status:
-            failed.append(path.name)
-        print(flush=True)
+                failed.append(path.name)
+            print(flush=True)
 
     print("Machine")
     for name, value in machine():
