@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone, translation
@@ -14,15 +16,22 @@ from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
 TEMPLATES = "wagtail_client_billing/public/"
+# What new_token() makes (URL-safe base64); anything else cannot be a link of ours, and
+# some of it (a NUL) the database refuses to even compare.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _requests_by_token(token: str):  # -> QuerySet[BillingRequest]
+    if not TOKEN.fullmatch(token):
+        return BillingRequest.objects.none()
+    return BillingRequest.objects.filter(token=token)
 
 
 @never_cache
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     """Send the client to Stripe Checkout while payable; otherwise say why not."""
     billing_request = (
-        BillingRequest.objects.select_related("site", "site__root_page__locale")
-        .filter(token=token)
-        .first()
+        _requests_by_token(token).select_related("site", "site__root_page__locale").first()
     )
     if billing_request is None:
         return render(request, TEMPLATES + "not_found.html", status=404)
@@ -64,7 +73,7 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
 
     from .. import billing, notifications
 
-    billing_request = BillingRequest.objects.filter(token=token).first()
+    billing_request = _requests_by_token(token).first()
     if billing_request is None:
         return render(request, TEMPLATES + "not_found.html", status=404)
     if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
