@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -711,3 +712,21 @@ def test_a_failing_signal_receiver_breaks_nothing(
     ]
     assert len(logged) == len(failing_receivers)
     assert all(r.exc_info for r in logged)
+
+
+def test_a_form_that_arrives_without_its_nonce_says_so_and_works_when_resent(
+    editor, sites, connection, stripe, mailoutbox
+):
+    data = form(sites[0])
+    del data["nonce"]  # cut off or changed on the way
+    response = editor.post(f"{ADD}?site={sites[0].pk}", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "This form arrived incomplete" in page
+    assert 'value="client@example.com"' in page  # what was typed is kept
+    assert BillingRequest.objects.count() == 0
+    fresh = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
+
+    response = editor.post(f"{ADD}?site={sites[0].pk}", {**data, "nonce": fresh})
+    assert response.status_code == 302
+    assert BillingRequest.objects.count() == 1 and len(mailoutbox) == 1

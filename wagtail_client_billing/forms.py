@@ -22,6 +22,39 @@ def country_choices() -> list[tuple[str, str]]:
     return sorted(((code, str(names[code])) for code in STRIPE_COUNTRIES), key=lambda c: c[1])
 
 
+INCOMPLETE_FORM = _(
+    "This form arrived incomplete (it may have been cut off or changed on the way). "
+    "Check the values below and send it again."
+)
+
+
+class NonceField(forms.CharField):
+    """The hidden once-only key of a form: a retry or double click makes nothing twice."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault(
+            "error_messages", {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
+        )
+        super().__init__(**kwargs)
+
+
+class FreshNonceMixin:
+    """A form refused for its nonce comes back with a fresh one, so sending it again
+    works (the error itself is shown above the fields by includes/form_fields.html)."""
+
+    def full_clean(self) -> None:
+        super().full_clean()  # type: ignore[misc]
+        if "nonce" in self._errors:  # type: ignore[attr-defined]
+            from .agency import new_idempotency_nonce
+
+            data = self.data.copy()  # type: ignore[attr-defined]
+            data["nonce"] = new_idempotency_nonce()
+            self.data = data
+
+
 class PublicURLField(forms.URLField):
     """An absolute http(s) URL; ``https`` only when ``require_https`` is set."""
 
@@ -33,7 +66,7 @@ class PublicURLField(forms.URLField):
         super().__init__(*args, **kwargs)
 
 
-class ConnectForm(forms.Form):
+class ConnectForm(FreshNonceMixin, forms.Form):
     """Create client billing account: mode, country and the agency's two policy URLs."""
 
     test_mode = forms.BooleanField(
@@ -45,7 +78,7 @@ class ConnectForm(forms.Form):
     country = forms.ChoiceField(label=_("Country"), choices=())
     privacy_policy_url = PublicURLField(label=_("Privacy policy URL"))
     terms_of_service_url = PublicURLField(label=_("Terms of service URL"))
-    nonce = forms.CharField(widget=forms.HiddenInput)
+    nonce = NonceField()
 
     def __init__(self, *args: Any, direct: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -91,7 +124,7 @@ def single_line(value: str) -> str:
     return " ".join(value.split())
 
 
-class BillingRequestForm(forms.Form):
+class BillingRequestForm(FreshNonceMixin, forms.Form):
     """ "Add billing request": what the client is asked to pay and where to go after."""
 
     email = forms.EmailField(label=_("Email"), max_length=254)
@@ -111,7 +144,7 @@ class BillingRequestForm(forms.Form):
     success_url = PublicURLField(label=_("Success URL"), max_length=2000)
     cancel_url = PublicURLField(label=_("Cancel URL"), max_length=2000)
     billing_type = forms.ChoiceField(label=_("Billing type"))
-    nonce = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    nonce = NonceField()
 
     def __init__(self, *args: Any, require_https: bool = False, **kwargs: Any) -> None:
         from .models import BillingRequest
