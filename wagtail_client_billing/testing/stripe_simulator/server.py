@@ -83,6 +83,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
+    # Headers and body go out in separate writes: without TCP_NODELAY every response
+    # waits some 40 ms for the client's delayed ACK (Nagle's algorithm).
+    disable_nagle_algorithm = True
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Nothing: ``_handle`` logs each request once, with its account and timing."""
 
