@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -730,3 +731,34 @@ def test_a_form_that_arrives_without_its_nonce_says_so_and_works_when_resent(
     response = editor.post(f"{ADD}?site={sites[0].pk}", {**data, "nonce": fresh})
     assert response.status_code == 302
     assert BillingRequest.objects.count() == 1 and len(mailoutbox) == 1
+
+
+def test_stripe_still_busy_with_a_timed_out_attempt_says_so_and_keeps_the_form(
+    editor, sites, connection, stripe, settings
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_MAX_NETWORK_RETRIES": 1,
+        "STRIPE_TIMEOUT": 1,
+    }
+    # The first attempt hangs past the timeout; the SDK's retry with the same
+    # idempotency key finds it still running at Stripe (409).
+    stripe.hang_next("POST", "/v1/checkout/sessions", seconds=3.0)
+    data = form(sites[0], email="patient@example.com")
+    response = editor.post(f"{ADD}?site={sites[0].pk}", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Stripe is still working on an earlier attempt of this request" in page
+    assert "Idempotency" not in page  # not Stripe's raw words
+    assert 'value="patient@example.com"' in page
+    assert BillingRequest.objects.count() == 0
+
+    time.sleep(2.5)  # the slow attempt finishes at Stripe
+    response = editor.post(f"{ADD}?site={sites[0].pk}", data)
+    assert response.status_code == 302
+    request = BillingRequest.objects.get()
+    assert request.email == "patient@example.com" and request.status == Status.PENDING
+    # The slow attempt's session was made at Stripe for a request that was never
+    # saved: no link to it was ever sent, and it expires there on its own.
+    sessions = {session.id for session in sessions_at_stripe(connection)}
+    assert request.checkout_session_id in sessions and len(sessions) == 2

@@ -97,6 +97,18 @@ def translate_errors() -> Iterator[None]:
     except stripe.InvalidRequestError as error:
         raise StripeRefused(_reason(error), param=error.param) from error
     except stripe.StripeError as error:
+        if error.http_status == 409:
+            # The same idempotency key is still being worked on at Stripe: an earlier
+            # attempt (one that timed out here) has not finished. Trying again later
+            # gets that attempt's result, never a second object.
+            raise StripeUnavailable(
+                str(
+                    _(
+                        "Stripe is still working on an earlier attempt of this request. "
+                        "Nothing was saved here; please try again in a moment."
+                    )
+                )
+            ) from error
         if (error.http_status or 500) >= 500:
             raise StripeUnavailable(
                 str(
