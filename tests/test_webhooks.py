@@ -645,16 +645,19 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
         deliver(client, b"{}", signature=forged)
 
     records = [r for r in caplog.records if r.name == "wagtail_client_billing.webhooks"]
-    assert len(records) == len(deliveries)
+    assert len(records) == len(deliveries) + 1  # and the refused one
     messages = [r.getMessage() for r in records]
     assert "processed" in messages[0] and event["id"] in messages[0]
     assert "duplicate" in messages[1]
     assert "ignored (no handler)" in messages[2]
     assert records[3].levelname == "ERROR" and "ZeroDivisionError" in messages[3]
     assert not any("whsec_" in m or "v1=" in m for m in caplog.messages)
-    # The refused request is logged by Django's security logger, with the reason only.
-    (refused,) = [r for r in caplog.records if r.name == "django.security.WebhookRejected"]
-    assert refused.getMessage() == "Invalid or expired Stripe-Signature."
+    # The refused request: one warning with the reason only, no traceback, and nothing
+    # for Django's security logger (which would email ADMINS for every probe).
+    refused = records[-1]
+    assert refused.levelname == "WARNING" and refused.exc_info is None
+    assert refused.getMessage() == "Refused a webhook request: Invalid or expired Stripe-Signature."
+    assert not [r for r in caplog.records if r.name.startswith("django.security")]
     assert forged not in caplog.text and "ab" * 32 not in caplog.text
 
 
