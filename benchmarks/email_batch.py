@@ -158,7 +158,7 @@ def measure(site: Any, server: Any, emails: int, *, per_message: bool) -> tuple[
     return elapsed, len(server.inbox.connections)
 
 
-def run(security: str, site: Any, emails: int, repeat: int, workdir: str) -> float:
+def run(security: str, site: Any, emails: int, repeat: int, workdir: str) -> dict[str, Any]:
     from tests.smtp import SMTPServer, make_certificate
 
     cert = make_certificate(Path(workdir)) if security == "starttls" else None
@@ -186,10 +186,21 @@ def run(security: str, site: Any, emails: int, repeat: int, workdir: str) -> flo
         f"{single_connections} connection(s)"
     )
     print(f"  ratio (per message / batch): {single / batch:.2f}x")
-    return single / batch
+    return {
+        "benchmark": "email_batch",
+        "measured": f"the app's send, one connection per site and batch ({label})",
+        "time_s": round(batch, 3),
+        "baseline": "one connection per message",
+        "baseline_s": round(single, 3),
+        "ratio": round(batch / single, 2),
+        "notes": (
+            f"{emails} emails: {emails / batch:.0f}/s vs {emails / single:.0f}/s; "
+            f"{batch_connections} vs {single_connections} connections"
+        ),
+    }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     import logging
     import warnings
@@ -206,8 +217,7 @@ def main(argv: list[str] | None = None) -> None:
             seed(site, args.emails)
             print(f"Database: {connection.vendor}; best of {args.repeat} run(s).")
             modes = ["none", "starttls"] if args.security == "both" else [args.security]
-            for security in modes:
-                run(security, site, args.emails, args.repeat, workdir)
+            return [run(security, site, args.emails, args.repeat, workdir) for security in modes]
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
 
