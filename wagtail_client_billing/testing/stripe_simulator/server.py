@@ -107,10 +107,11 @@ class Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("Stripe simulator failed on %s %s", method, self.path)
             response = json_response(500, api_error("The Stripe simulator crashed.").body())
-        self._send(response)
         elapsed = (time.monotonic() - started) * 1000
         account = self.headers.get("Stripe-Account")
-        # DEBUG so that a host project's logging stays quiet in tests; the CLI shows it.
+        # Logged before the response goes out, so that whoever reads the log once the
+        # client has its answer finds the line there. DEBUG so that a host project's
+        # logging stays quiet in tests; the CLI shows it.
         logger.debug(
             "%s %s -> %d%s (%.0f ms)",
             method,
@@ -119,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
             f" [{account}]" if account else "",
             elapsed,
         )
+        self._send(response)
 
     def _send(self, response: Response) -> None:
         try:
