@@ -269,6 +269,8 @@ AGENCY_URLS = [
     ("get", reverse("wagtail_client_billing_agency:unlink", args=["test"])),
     ("post", reverse("wagtail_client_billing_agency:unlink", args=["test"])),
     ("post", reverse("wagtail_client_billing_agency:register_webhook", args=["test"])),
+    ("post", reverse("wagtail_client_billing_agency:notifications")),
+    ("post", reverse("wagtail_client_billing_agency:send_notification_again", args=[1])),
 ]
 
 

@@ -151,3 +151,108 @@ def test_asking_with_a_bad_token_is_a_clear_404(client, setup):
     response = client.post("/billing/pay/nope/new-link/", HTTP_HOST="acme.test")
     assert response.status_code == 404
     assert client.get("/billing/pay/nope/new-link/", HTTP_HOST="acme.test").status_code == 405
+
+
+AGENCY_PAGE = reverse("wagtail_client_billing_agency:index")
+
+
+def send_again_url(notification):
+    return reverse("wagtail_client_billing_agency:send_notification_again", args=[notification.pk])
+
+
+def test_a_notification_that_failed_is_shown_and_sent_again_once(client, setup, settings):
+    from tests.smtp import closed_port
+
+    site, request, stripe = setup
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port(), 5
+    stripe.complete_checkout(request.checkout_session_id)
+    assert deliver(client, last_event(stripe, "checkout.session.completed")).status_code == 200
+    request.refresh_from_db()
+    assert request.status == Status.PAID  # the payment is never held up by the agency's mail
+    notification = Notification.objects.get()
+    assert notification.sent_at is None
+    assert "refused" in notification.error.lower()
+
+    client.force_login(make_user("agency", agency=True))
+    page = client.get(AGENCY_PAGE).content.decode()
+    assert "Notifications that did not go out" in page
+    assert "Payment received" in page
+    assert notification.error in page
+    assert send_again_url(notification) in page
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # mail fixed
+    page = client.post(send_again_url(notification), follow=True).content.decode()
+    assert "The notification is on its way again." in page
+    assert "Notifications that did not go out" not in page
+    assert len(agency_emails()) == 1
+    assert "Paid: client@example.com (Acme Plumbing)" in agency_emails()[0].subject
+
+    page = client.post(send_again_url(notification), follow=True).content.decode()
+    assert "already sent, or is being sent right now" in page
+    assert len(agency_emails()) == 1  # a second press never sends it twice
+
+
+def test_no_recipients_is_a_clear_reason_in_the_reader_language(client, setup):
+    site, request, stripe = setup
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(username="boss").update(email="")
+    stripe.complete_checkout(request.checkout_session_id)
+    deliver(client, last_event(stripe, "checkout.session.completed"))
+    assert agency_emails() == []
+
+    admin = make_user("agency", agency=True)
+    client.force_login(admin)
+    page = client.get(AGENCY_PAGE).content.decode()
+    assert "No address to send to: add recipients" in page
+
+    from wagtail.users.models import UserProfile
+
+    profile = UserProfile.get_for_user(admin)
+    profile.preferred_language = "fr"
+    profile.save()
+    page = client.get(AGENCY_PAGE).content.decode()
+    assert "Aucune adresse" in page
+    assert "Renvoyer" in page
+
+    client.post(
+        reverse("wagtail_client_billing_agency:notifications"),
+        {"notify_payments": "on", "notification_recipients": "money@agency.test"},
+    )
+    client.post(send_again_url(Notification.objects.get()))
+    assert [m.to for m in agency_emails()] == [["money@agency.test"]]
+
+
+def test_a_lost_or_never_taken_notification_is_shown_only_once_it_is_late(client, setup):
+    site, request, stripe = setup
+    other = billing.create_request(site=site, details=billing.RequestDetails(
+        email="other@example.com", currency="eur", amount=1000, description="Other",
+        success_url="https://acme.test/ok/", cancel_url="https://acme.test/no/",
+        billing_type="one_time",
+    ))  # fmt: skip
+    now = timezone.now()
+    sending = Notification.objects.create(
+        key="sending", kind=Notification.Kind.PAID, billing_request=request, claimed_at=now
+    )
+    lost = Notification.objects.create(
+        key="lost", kind=Notification.Kind.PAID, billing_request=request,
+        claimed_at=now - timedelta(hours=1),
+    )  # fmt: skip
+    never_taken = Notification.objects.create(
+        key="never", kind=Notification.Kind.NEW_LINK_ASKED, billing_request=other
+    )
+    Notification.objects.filter(pk=never_taken.pk).update(created_at=now - timedelta(hours=1))
+
+    client.force_login(make_user("agency", agency=True))
+    page = client.get(AGENCY_PAGE).content.decode()
+    assert "Interrupted while sending: it may or may not have gone out." in page
+    assert "Not taken up: is the django-q2 cluster running?" in page
+    assert send_again_url(lost) in page and send_again_url(never_taken) in page
+    assert send_again_url(sending) not in page  # still in the worker's hands
+
+    client.post(send_again_url(sending))
+    assert agency_emails() == []
+    client.post(send_again_url(never_taken))
+    assert [m.to for m in agency_emails()] == [["billing@localhost"]]
+    assert "other@example.com asks for a new payment link" in agency_emails()[0].subject

@@ -11,6 +11,11 @@ urlpatterns = [
     path("connect/", agency.connect, name="connect"),
     path("mode/", agency.switch_mode, name="switch_mode"),
     path("notifications/", agency.notifications, name="notifications"),
+    path(
+        "notifications/<int:pk>/send-again/",
+        agency.send_notification_again,
+        name="send_notification_again",
+    ),
     path("<str:mode>/onboard/", agency.onboard, name="onboard"),
     path("<str:mode>/refresh/", agency.onboard, name="refresh"),
     path("<str:mode>/return/", agency.return_view, name="return"),

@@ -8,18 +8,24 @@ transaction as the change it reports; a django-q2 task claims and sends it once.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from .models import AgencyBillingSettings, BillingRequest, Notification, SiteEmailSettings
+from .models.notifications import NO_RECIPIENTS
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
+# A notification claimed this long ago and neither sent nor failed was lost with its
+# worker (killed mid-send): it is shown as not sent, and never resent on a guess.
+LOST_AFTER = timedelta(minutes=15)
 
 
 def agency_recipients() -> list[str]:
@@ -83,7 +89,7 @@ def send_notification(notification_id: int) -> bool:
     else:
         recipients = agency_recipients()
     if not recipients:
-        Notification.objects.filter(pk=notification_id).update(error="no recipients")
+        Notification.objects.filter(pk=notification_id).update(error=NO_RECIPIENTS)
         return False
     with translation.override(settings.LANGUAGE_CODE):
         context = {"billing_request": request, "kind": notification.kind, "site": request.site}
@@ -98,6 +104,24 @@ def send_notification(notification_id: int) -> bool:
         return False
     Notification.objects.filter(pk=notification_id).update(sent_at=timezone.now(), error="")
     return True
+
+
+def unsent() -> QuerySet[Notification]:
+    """Notifications that did not go out: the send failed, its worker was lost, or no
+    worker took it up (the cluster was down) within ``LOST_AFTER``."""
+    long_ago = timezone.now() - LOST_AFTER
+    lost = Q(error="", claimed_at__lt=long_ago)
+    never_taken = Q(claimed_at__isnull=True, created_at__lt=long_ago)
+    return Notification.objects.filter(Q(error__gt="") | lost | never_taken, sent_at__isnull=True)
+
+
+def send_again(notification_id: int) -> bool:
+    """Queue an unsent notification once more; False if it was sent or is being sent."""
+    with transaction.atomic():
+        released = unsent().filter(pk=notification_id).update(claimed_at=None, error="")
+        if released:
+            transaction.on_commit(lambda: _enqueue(notification_id))
+    return bool(released)
 
 
 def ask_for_new_link(billing_request: BillingRequest) -> bool:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
+
+# Stored in ``Notification.error`` untranslated, shown in the reader's language.
+NO_RECIPIENTS = gettext_noop(
+    "No address to send to: add recipients, or give a superuser an email address."
+)
 
 
 class Notification(models.Model):
@@ -35,3 +41,8 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def error_display(self) -> str:
+        """The reason it failed, in the reader's language where it is the app's own."""
+        return gettext(self.error) if self.error == NO_RECIPIENTS else self.error

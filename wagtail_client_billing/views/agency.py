@@ -117,10 +117,13 @@ class IndexView(AgencyPageMixin, TemplateView):
             )
         from ..forms import NotificationSettingsForm
         from ..models import AgencyBillingSettings
-        from ..notifications import agency_recipients
+        from ..notifications import agency_recipients, unsent
 
         settings_row = AgencyBillingSettings.load()
         context.update(
+            unsent_notifications=unsent()
+            .select_related("billing_request", "billing_request__site")
+            .order_by("-created_at", "-pk")[:20],
             notifications_form=NotificationSettingsForm(
                 initial={
                     "notify_payments": settings_row.notify_payments,
@@ -323,8 +326,24 @@ class NotificationsView(AgencyAdminMixin, View):
         return redirect(INDEX_URL)
 
 
+class SendNotificationAgainView(AgencyAdminMixin, View):
+    """Queue a notification that did not go out once more."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from ..notifications import send_again
+
+        if send_again(pk):
+            messages.success(request, _("The notification is on its way again."))
+        else:
+            messages.warning(
+                request, _("This notification was already sent, or is being sent right now.")
+            )
+        return redirect(INDEX_URL)
+
+
 index = IndexView.as_view()
 notifications = NotificationsView.as_view()
+send_notification_again = SendNotificationAgainView.as_view()
 connect = ConnectView.as_view()
 onboard = OnboardView.as_view()
 return_view = ReturnView.as_view()
