@@ -314,6 +314,24 @@ def test_register_webhook_endpoint_tells_which_secret_to_set(agency_client, stri
     assert "whsec_" in page
 
 
+def test_live_webhook_endpoints_are_registered_over_https_only(agency_client, stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_suite",
+    }
+    connect(agency_client, test_mode="")
+    register = reverse("wagtail_client_billing_agency:register_webhook", args=["live"])
+    page = agency_client.post(register, follow=True).content.decode()
+    assert "Stripe sends live events to https addresses only" in page
+    assert "register_stripe_webhook --mode live" in page
+    assert stripe_api.list_webhook_endpoints("live") == []
+
+    page = agency_client.post(register, follow=True, secure=True).content.decode()
+    [endpoint] = stripe_api.list_webhook_endpoints("live")
+    assert endpoint["url"] == "https://testserver/billing/stripe/webhook/"
+    assert "STRIPE_LIVE_WEBHOOK_SECRET" in page
+
+
 def test_register_webhook_endpoint_failure_is_explained(agency_client, stripe):
     connect(agency_client)
     stripe.fail_next("POST", "/v1/webhook_endpoints", status=500)

@@ -284,6 +284,19 @@ class RegisterWebhookView(AgencyAdminMixin, View):
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
         mode = get_mode({"mode": mode})
         url = request.build_absolute_uri(reverse("wagtail_client_billing:stripe_webhook"))
+        if mode == "live" and not url.startswith("https://"):
+            # Stripe delivers live events to https endpoints only.
+            messages.error(
+                request,
+                _(
+                    "Stripe sends live events to https addresses only, and this page was "
+                    "opened over http (%(url)s). Open the admin over https (behind a proxy, "
+                    "set SECURE_PROXY_SSL_HEADER), or run manage.py register_stripe_webhook "
+                    "--mode live --url https://your.site%(path)s"
+                )
+                % {"url": url, "path": reverse("wagtail_client_billing:stripe_webhook")},
+            )
+            return redirect(INDEX_URL)
         try:
             endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=not direct_mode())
         except stripe_api.StripeFailure as error:
