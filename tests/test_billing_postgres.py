@@ -290,3 +290,21 @@ def test_a_delete_racing_the_expired_webhook_ends_once(site, account, stripe, si
     assert request.paid_at is None and not request.late_payment
     assert (request.expired_at is None) is (request.status == Status.DELETED)
     assert (request.deleted_at is None) is (request.status == Status.EXPIRED)
+
+
+def test_five_people_renewing_at_once_bill_the_client_once(site, account, stripe):
+    request = new_request(site)
+    billing.delete_request(request)
+    request.refresh_from_db()
+    results = race(
+        [lambda n=n: billing.renew_request(request, nonce=f"renew-{n}") for n in range(5)]
+    )
+    renewals = BillingRequest.objects.filter(renewed_from=request)
+    assert renewals.count() == 1, results
+    renewal = renewals.get()
+    winners = [r for r in results if isinstance(r, BillingRequest)]
+    losers = [r for r in results if isinstance(r, billing.AlreadyRenewed)]
+    assert [w.pk for w in winners] == [renewal.pk], results
+    assert len(losers) == 4 and {e.billing_request.pk for e in losers} == {renewal.pk}
+    assert entries(billing.ACTION_RENEW, request) == 1
+    assert len(list(stripe.engine.store.iter("checkout.session"))) == 2

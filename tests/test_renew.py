@@ -99,3 +99,37 @@ def test_another_sites_editor_cannot_renew(setup):
     assert other.get(renew_url(original)).status_code == 404
     assert other.post(renew_url(original), {"nonce": "n"}).status_code == 404
     assert BillingRequest.objects.count() == 1
+
+
+def test_a_request_is_renewed_once_and_both_pages_link_to_each_other(setup):
+    client, original, stripe = setup
+    billing.delete_request(original)
+    inspect = reverse("wagtail_client_billing_requests:inspect", args=[original.pk])
+    assert renew_url(original) in client.get(inspect).content.decode()
+
+    client.post(renew_url(original), {"nonce": "renew-1"})
+    renewed = BillingRequest.objects.get(renewed_from=original)
+
+    page = client.get(inspect).content.decode()
+    assert "Renewed as" in page
+    assert reverse("wagtail_client_billing_requests:inspect", args=[renewed.pk]) in page
+    assert renew_url(original) not in page  # no second Renew button
+    page = client.get(
+        reverse("wagtail_client_billing_requests:inspect", args=[renewed.pk])
+    ).content.decode()
+    assert "Renewal of" in page and inspect in page
+
+    # Another form (an old tab, a colleague): the client is not billed a second time.
+    response = client.get(renew_url(original), follow=True)
+    assert response.redirect_chain[-1][0].endswith(f"/{renewed.pk}/")
+    assert "already renewed" in response.content.decode()
+    response = client.post(renew_url(original), {"nonce": "renew-2"}, follow=True)
+    assert "already renewed" in response.content.decode()
+    assert BillingRequest.objects.count() == 2
+    sessions = list(stripe.engine.store.iter("checkout.session"))
+    assert len(sessions) == 2  # the original's and the renewal's
+
+    # The renewal can itself be renewed once it has ended.
+    billing.delete_request(renewed)
+    client.post(renew_url(renewed), {"nonce": "renew-3"})
+    assert BillingRequest.objects.get(renewed_from=renewed).status == Status.PENDING

@@ -59,8 +59,18 @@ class AlreadySubmitted(BillingError):
     """The same form was submitted twice; ``billing_request`` is the first one."""
 
     def __init__(self, billing_request: BillingRequest) -> None:
-        super().__init__(_("This billing request was already sent."))
+        super().__init__(self.describe())
         self.billing_request = billing_request
+
+    def describe(self) -> str:
+        return _("This billing request was already sent.")
+
+
+class AlreadyRenewed(AlreadySubmitted):
+    """The request was renewed before; ``billing_request`` is its renewal."""
+
+    def describe(self) -> str:
+        return _("This billing request was already renewed: here is its renewal.")
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,12 @@ def checkout_params(request: BillingRequest) -> dict[str, Any]:
 
 
 def create_request(
-    *, site: Site, details: RequestDetails, nonce: str | None = None, user: Any = None
+    *,
+    site: Site,
+    details: RequestDetails,
+    nonce: str | None = None,
+    user: Any = None,
+    renewed_from: BillingRequest | None = None,
 ) -> BillingRequest:
     """Create a request and its Checkout Session together, or neither.
 
@@ -155,6 +170,7 @@ def create_request(
             request = BillingRequest.objects.create(
                 site=site,
                 form_nonce=nonce or None,
+                renewed_from=renewed_from,
                 **asdict(details),
                 mode=connection.mode,
                 account_id="" if connection.direct else connection.account_id,
@@ -177,6 +193,9 @@ def create_request(
         existing = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
         if existing:  # the same form, submitted concurrently
             raise AlreadySubmitted(existing) from None
+        renewal = _renewal_of(renewed_from)
+        if renewal:  # renewed concurrently from another form
+            raise AlreadyRenewed(renewal) from None
         raise
     return request
 
@@ -402,16 +421,30 @@ def renew_request(
 ) -> BillingRequest:
     """A new Pending request with the same details as an Expired or Deleted one.
 
-    The new request gets its own Checkout Session, token and email; the old one is kept
-    as it is, and both audit logs point at each other.
+    The new request gets its own Checkout Session, token and email, and points at the
+    old one (``renewed_from``); the old one is kept as it is, with a "renewed" entry in
+    its audit log. A request is renewed once: a second try raises ``AlreadyRenewed``
+    with the renewal, even when two people renew at the same moment.
     """
     if request.status not in (Status.EXPIRED, Status.DELETED):
         raise BillingError(_("Only expired or deleted billing requests can be renewed."))
+    if nonce and (first := BillingRequest.objects.filter(form_nonce=nonce).first()):
+        raise AlreadySubmitted(first)  # this very form, sent twice
+    renewal = _renewal_of(request)
+    if renewal:
+        raise AlreadyRenewed(renewal)
     renewed = create_request(
         site=request.site,
         details=RequestDetails.of(request),
         nonce=nonce,
         user=user,
+        renewed_from=request,
     )
     log(request, ACTION_RENEW, user=user, data={"renewed_as": renewed.pk})
     return renewed
+
+
+def _renewal_of(request: BillingRequest | None) -> BillingRequest | None:
+    if request is None:
+        return None
+    return BillingRequest.objects.filter(renewed_from=request).first()

@@ -118,6 +118,15 @@ class BillingRequest(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
     client_asked_at = models.DateTimeField(_("Client asked for a new link"), null=True, blank=True)
+    # One renewal per request (unique), so the client is never billed twice for it.
+    renewed_from = models.OneToOneField(
+        "self",
+        verbose_name=_("Renewal of"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="renewal",
+    )
 
     class Meta:
         verbose_name = _("billing request")

@@ -21,6 +21,10 @@ class RenewView(RequestViewMixin, View):
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         billing_request = self.get_billing_request()
+        renewal = BillingRequest.objects.filter(renewed_from=billing_request).first()
+        if renewal:
+            messages.info(request, billing.AlreadyRenewed(renewal).user_message)
+            return redirect(url("inspect", renewal.pk))
         self.page_title = _("Renew billing request")
         return TemplateResponse(
             request,
