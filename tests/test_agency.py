@@ -360,3 +360,11 @@ def test_a_restricted_account_is_shown_as_such(agency_client, stripe):
     assert "Restricted" in page
     assert "individual.verification.document" in page
     assert "Continue onboarding" in page
+
+
+def test_a_second_connect_from_an_old_tab_is_refused_in_plain_words(agency_client, stripe):
+    connect(agency_client)
+    page = connect(agency_client, nonce="nonce-from-an-old-tab").content.decode()
+    assert "A client billing account is already linked for this mode; unlink it first." in page
+    assert StripeConnection.objects.count() == 1
+    assert 'value="https://agency.example/privacy"' in page  # what was typed is kept

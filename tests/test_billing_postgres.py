@@ -308,3 +308,25 @@ def test_five_people_renewing_at_once_bill_the_client_once(site, account, stripe
     assert len(losers) == 4 and {e.billing_request.pk for e in losers} == {renewal.pk}
     assert entries(billing.ACTION_RENEW, request) == 1
     assert len(list(stripe.engine.store.iter("checkout.session"))) == 2
+
+
+def test_two_connects_at_once_link_one_account(stripe):
+    from wagtail_client_billing import agency, stripe_api
+    from wagtail_client_billing.models import StripeConnection
+
+    def connect(n: int) -> Callable[[], Any]:
+        return lambda: agency.connect(
+            mode="test",
+            country="FR",
+            privacy_policy_url="https://agency.example/privacy",
+            terms_of_service_url="https://agency.example/terms",
+            site_url="https://agency.example/",
+            nonce=f"tab-{n}",
+        )
+
+    results = race([connect(n) for n in range(4)])
+    refused = [r for r in results if isinstance(r, stripe_api.StripeRefused)]
+    assert StripeConnection.objects.count() == 1, results
+    assert len(refused) == 3, results  # a plain message each, never a 500
+    assert all("already linked" in error.user_message for error in refused)
+    assert entries(agency.ACTION_CONNECT) == 1

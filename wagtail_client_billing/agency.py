@@ -11,8 +11,9 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from . import stripe_api
@@ -57,10 +58,7 @@ def connect(
     Stripe is called first and nothing is saved if it fails; the idempotency key comes
     from the form's nonce so a resubmitted form returns the same account.
     """
-    if linked_connection(mode):
-        raise stripe_api.StripeRefused(
-            "A client billing account is already linked for this mode; unlink it first."
-        )
+    _refuse_if_linked(mode)
     state = stripe_api.create_connected_account(
         mode,
         country=country,
@@ -72,50 +70,68 @@ def connect(
         },
         idempotency_key=f"wcb-connect-{mode}-{nonce}",
     )
-    with transaction.atomic():
-        connection = StripeConnection.objects.create(
-            mode=mode,
-            account_id=state.id,
-            country=country,
-            privacy_policy_url=privacy_policy_url,
-            terms_of_service_url=terms_of_service_url,
-        )
-        _store_state(connection, state)
-        settings_row = AgencyBillingSettings.load()
-        settings_row.active_mode = mode
-        settings_row.save(update_fields=["active_mode"])
-        log(connection, ACTION_CONNECT, user=user, data={"mode": mode, "account": state.id})
-    return connection
+    return _store_connection(
+        state,
+        mode=mode,
+        country=country,
+        privacy_policy_url=privacy_policy_url,
+        terms_of_service_url=terms_of_service_url,
+        user=user,
+    )
 
 
 def connect_direct(
     *, mode: str, privacy_policy_url: str, terms_of_service_url: str, user: Any = None
 ) -> StripeConnection:
     """Use the platform's own account (no Connect) after checking the key by reading it."""
-    if linked_connection(mode):
-        raise stripe_api.StripeRefused(
-            "A client billing account is already linked for this mode; unlink it first."
-        )
+    _refuse_if_linked(mode)
     state = stripe_api.retrieve_account(mode)
+    return _store_connection(
+        state,
+        mode=mode,
+        direct=True,
+        country=state.country,
+        privacy_policy_url=privacy_policy_url,
+        terms_of_service_url=terms_of_service_url,
+        user=user,
+    )
+
+
+def _already_linked() -> str:
+    return _("A client billing account is already linked for this mode; unlink it first.")
+
+
+def _refuse_if_linked(mode: str) -> None:
+    if linked_connection(mode):
+        raise stripe_api.StripeRefused(_already_linked())
+
+
+def _store_connection(
+    state: stripe_api.AccountState, *, mode: str, user: Any, direct: bool = False, **fields: str
+) -> StripeConnection:
+    """Store the account as the mode's connection and make that mode the active one."""
     with transaction.atomic():
-        connection = StripeConnection.objects.create(
-            mode=mode,
-            account_id=state.id,
-            direct=True,
-            country=state.country,
-            privacy_policy_url=privacy_policy_url,
-            terms_of_service_url=terms_of_service_url,
-        )
+        try:
+            with transaction.atomic():
+                connection = StripeConnection.objects.create(
+                    mode=mode, account_id=state.id, direct=direct, **fields
+                )
+        except IntegrityError:  # another Connect for this mode won the race
+            if not direct:
+                logger.warning(
+                    "Stripe account %s was created while another Connect linked this mode; "
+                    "it is not used (delete it in the Stripe Dashboard).",
+                    state.id,
+                )
+            raise stripe_api.StripeRefused(_already_linked()) from None
         _store_state(connection, state)
         settings_row = AgencyBillingSettings.load()
         settings_row.active_mode = mode
         settings_row.save(update_fields=["active_mode"])
-        log(
-            connection,
-            ACTION_CONNECT,
-            user=user,
-            data={"mode": mode, "account": state.id, "direct": True},
-        )
+        data: dict[str, Any] = {"mode": mode, "account": state.id}
+        if direct:
+            data["direct"] = True
+        log(connection, ACTION_CONNECT, user=user, data=data)
     return connection
 
 
