@@ -9,21 +9,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy
-from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
+from wagtail.admin.ui.tables import Column
 from wagtail.models import Site
 
 from .. import agency, reports
 from ..models import BillingRequest
 from ..permissions import is_agency_admin
 from .agency import forbidden
-from .requests import (
-    URL_NAME,
-    AmountColumn,
-    BillingRequestFilterSet,
-    IndexView,
-    OutcomeDateColumn,
-    StatusColumn,
-)
+from .requests import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
 
 
 class OverviewFilterSet(BillingRequestFilterSet):
@@ -91,35 +84,7 @@ class OverviewView(IndexView):
 
     @cached_property
     def columns(self) -> list[Column]:
-        return [
-            TitleColumn(
-                "email",
-                label=gettext_lazy("Email"),
-                get_url=lambda instance: self._inspect_url(instance),
-                sort_key="email",
-            ),
-            Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"),
-            Column("description", label=gettext_lazy("Description")),
-            AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
-            Column(
-                "billing_type",
-                label=gettext_lazy("Billing type"),
-                accessor="get_billing_type_display",
-            ),
-            StatusColumn(
-                "status",
-                label=gettext_lazy("Status"),
-                primary=lambda instance: instance.status == BillingRequest.Status.PAID,
-                sort_key="status",
-            ),
-            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-            OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
-        ]
-
-    def _inspect_url(self, instance: BillingRequest) -> str:
-        from django.urls import reverse
-
-        return reverse(f"{URL_NAME}:inspect", args=[instance.pk])
+        return request_columns(with_site=True)
 
     def get_add_url(self) -> None:
         return None

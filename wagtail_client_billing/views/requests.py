@@ -132,6 +132,34 @@ class EmailStateColumn(Column):
         return instance.get_email_status_display()
 
 
+def request_columns(*, with_site: bool = False) -> list[Column]:
+    """The listing's columns of a billing request, with a Site column for the overview."""
+    columns: list[Column] = [
+        TitleColumn(
+            "email",
+            label=gettext_lazy("Email"),
+            get_url=lambda instance: reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
+            sort_key="email",
+        ),
+        Column("description", label=gettext_lazy("Description")),
+        AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
+        Column(
+            "billing_type", label=gettext_lazy("Billing type"), accessor="get_billing_type_display"
+        ),
+        StatusColumn(
+            "status",
+            label=gettext_lazy("Status"),
+            primary=lambda instance: instance.status == Status.PAID,
+            sort_key="status",
+        ),
+        DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+        OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
+    ]
+    if with_site:
+        columns.insert(1, Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"))
+    return columns
+
+
 class IndexView(generic.IndexView):
     """One site's billing requests, newest first; Deleted hidden unless asked for."""
 
@@ -162,30 +190,7 @@ class IndexView(generic.IndexView):
 
     @cached_property
     def columns(self) -> list[Column]:
-        return [
-            TitleColumn(
-                "email",
-                label=gettext_lazy("Email"),
-                get_url=lambda instance: reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
-                sort_key="email",
-            ),
-            Column("description", label=gettext_lazy("Description")),
-            AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
-            Column(
-                "billing_type",
-                label=gettext_lazy("Billing type"),
-                accessor="get_billing_type_display",
-            ),
-            StatusColumn(
-                "status",
-                label=gettext_lazy("Status"),
-                primary=lambda instance: instance.status == Status.PAID,
-                sort_key="status",
-            ),
-            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-            OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
-            EmailStateColumn("email_status", label=gettext_lazy("Email")),
-        ]
+        return [*request_columns(), EmailStateColumn("email_status", label=gettext_lazy("Email"))]
 
     def get_add_url(self) -> str | None:
         if self.site is not None:
