@@ -42,6 +42,8 @@ def ensure_venv() -> None:
     digest = hashlib.sha256(recipe + " ".join(EXTRA_REQUIREMENTS).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
         return
+    if os.environ.get("WCB_NO_INSTALL") and PYTHON.exists():
+        return  # the caller vouches for this virtualenv (the demo command's own test)
     if not PYTHON.exists():
         say(f"Creating the virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -94,15 +96,16 @@ def demo() -> int:
         "PYTHONUNBUFFERED": "1",
     }
     webhook_secret = env.setdefault("STRIPE_TEST_WEBHOOK_SECRET", "whsec_demo")
-    state = ROOT / ".demo"
+    state = Path(os.environ.get("DEMO_STATE_DIR", ROOT / ".demo"))  # as the settings say
     if not os.environ.get("DEMO_KEEP_DATA"):
         # The simulated Stripe keeps nothing between runs, so neither does the demo.
         shutil.rmtree(state, ignore_errors=True)
     state.mkdir(exist_ok=True)
-    say("Migrating the demo database (.demo/db.sqlite3)")
+    say(f"Migrating the demo database ({state / 'db.sqlite3'})")
     manage("migrate", "--no-input", "-v", "0", env=env)
     password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    manage("load_demo_data", "--password", password, "--port", str(port), env=env)
+    # "--password=..." so that a password starting with "-" is not taken for an option.
+    manage("load_demo_data", f"--password={password}", "--port", str(port), env=env)
 
     stripe_url = f"http://127.0.0.1:{sim_port}"
     commands = {
@@ -131,7 +134,7 @@ def demo() -> int:
             say("Connecting a test Stripe account and sending some billing requests")
             try:
                 manage(
-                    "load_demo_data", "--password", password, "--port", str(port),
+                    "load_demo_data", f"--password={password}", "--port", str(port),
                     "--stripe-url", stripe_url, env=env,
                 )  # fmt: skip
             except subprocess.CalledProcessError:
