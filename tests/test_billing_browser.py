@@ -91,10 +91,29 @@ def test_editor_sends_client_pays_editor_sees_paid_other_site_sees_nothing(
     expect(page.get_by_text(f"Billing request sent to {CLIENT_EMAIL}.")).to_be_visible()
     expect(row_of(page, CLIENT_EMAIL)).to_contain_text("Pending")
 
+    # The row's menu copies the payment link (checked against the detail view's below)
+    # and resends the email, back on the same listing.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    row_of(page, CLIENT_EMAIL).get_by_role("button", name=re.compile("More options")).click()
+    page.get_by_role("button", name="Copy payment link").click()
+    page.wait_for_function("async () => (await navigator.clipboard.readText()) !== ''")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    page.keyboard.press("Escape")  # the menu stays open after copying
+    expect(page.get_by_role("button", name="Copy payment link")).to_be_hidden()
+    row_of(page, CLIENT_EMAIL).get_by_role("button", name=re.compile("More options")).click()
+    page.get_by_role("button", name="Resend email").click()
+    expect(page.get_by_text(f"The email to {CLIENT_EMAIL} is queued.")).to_be_visible()
+    expect(row_of(page, CLIENT_EMAIL)).to_contain_text("Pending")
+
     # Its detail view gives the payment link, on site A's own address.
     row_of(page, CLIENT_EMAIL).get_by_role("link", name=CLIENT_EMAIL).click()
     link = page.get_by_label("Payment link").input_value()
     assert re.fullmatch(re.escape(live_server.url) + r"/billing/pay/[\w-]{40,}/", link)
+    assert copied == link
+    page.evaluate("navigator.clipboard.writeText('')")
+    page.get_by_role("button", name="Copy payment link").click()  # the detail view's own
+    page.wait_for_function("async () => (await navigator.clipboard.readText()) !== ''")
+    assert page.evaluate("navigator.clipboard.readText()") == link
     listing_url = f"{live_server.url}{reverse('wagtail_client_billing_requests:index')}"
 
     # The client opens the link, pays on Stripe Checkout, lands on the success URL.

@@ -491,6 +491,45 @@ def test_resend_queues_the_email_again(editor, sites, connection, stripe):
     assert len(outbox.outbox) == 2
 
 
+def test_each_row_menu_offers_details_copy_link_and_for_pending_resend_and_delete(
+    editor, sites, connection, stripe
+):
+    add(editor, sites[0])
+    add(editor, sites[0], email="paid@example.com", nonce="n-2")
+    paid = BillingRequest.objects.get(email="paid@example.com")
+    stripe.complete_checkout(paid.checkout_session_id)
+    deliver(editor, last_event(stripe, "checkout.session.completed"))
+    pending = BillingRequest.objects.get(email="client@example.com")
+    listing = editor.get(reverse("wagtail_client_billing_requests:index")).content.decode()
+
+    def menu_of(request):
+        start = listing.index(f'aria-label="More options for &#x27;{request.email}')
+        return listing[start : listing.index("</ul>", start)]
+
+    for request in (pending, paid):
+        menu = menu_of(request)
+        assert reverse("wagtail_client_billing_requests:inspect", args=[request.pk]) in menu
+        assert "Copy payment link" in menu
+        assert f'data-w-clipboard-value-param="{request.get_payment_url()}"' in menu
+    resend = reverse("wagtail_client_billing_requests:resend", args=[pending.pk])
+    assert f'data-w-action-url-value="{resend}"' in menu_of(pending)  # a POST, not a link
+    assert reverse("wagtail_client_billing_requests:delete", args=[pending.pk]) in menu_of(pending)
+    assert "Resend email" not in menu_of(paid) and "Delete" not in menu_of(paid)
+
+
+def test_resend_goes_back_to_the_listing_it_came_from_never_elsewhere(
+    editor, sites, connection, stripe
+):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    resend = reverse("wagtail_client_billing_requests:resend", args=[request.pk])
+    filtered = reverse("wagtail_client_billing_requests:index") + "?status=pending"
+    assert editor.post(resend, {"next": filtered})["Location"] == filtered
+    response = editor.post(resend, {"next": "https://evil.example/"})
+    assert response["Location"].startswith(reverse("wagtail_client_billing_requests:index"))
+    assert len(outbox.outbox) == 3
+
+
 def test_the_schedule_exists_once():
     from django_q.models import Schedule
 

@@ -84,7 +84,7 @@ class OverviewView(IndexView):
 
     @cached_property
     def columns(self) -> list[Column]:
-        return request_columns(with_site=True)
+        return request_columns(self, with_site=True)
 
     def get_add_url(self) -> None:
         return None

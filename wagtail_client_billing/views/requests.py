@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
@@ -12,14 +13,22 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import FormView, View
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
-from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn, TitleColumn
+from wagtail.admin.ui.tables import (
+    ButtonsColumnMixin,
+    Column,
+    DateColumn,
+    StatusTagColumn,
+    TitleColumn,
+)
 from wagtail.admin.views import generic
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.viewsets.model import ModelViewSet
+from wagtail.admin.widgets.button import Button
 from wagtail.models import Site
 
 from .. import agency, billing, mail, stripe_api
@@ -132,11 +141,54 @@ class EmailStateColumn(Column):
         return instance.get_email_status_display()
 
 
-def request_columns(*, with_site: bool = False) -> list[Column]:
+class MenuButton(Button):
+    """A ``<button>`` in a row's menu, driven by one of Wagtail's Stimulus controllers.
+
+    Always a ``<button>``: Wagtail 7.4's own button template always renders a link.
+    """
+
+    template_name = "wagtail_client_billing/includes/menu_button.html"
+
+    @classmethod
+    def copy(cls, label: str, *, text: str, **kwargs: Any) -> MenuButton:
+        """Copies ``text`` to the clipboard (``w-clipboard``)."""
+        attrs = {
+            "type": "button",
+            "data-controller": "w-clipboard",
+            "data-action": "w-clipboard#copy",
+            "data-w-clipboard-value-param": text,
+        }
+        return cls(label, attrs=attrs, **kwargs)
+
+    @classmethod
+    def post(cls, label: str, *, action: str, **kwargs: Any) -> MenuButton:
+        """POSTs to ``action`` with the CSRF token and ``next`` (``w-action``)."""
+        attrs = {
+            "type": "button",
+            "data-controller": "w-action",
+            "data-action": "w-action#post",
+            "data-w-action-url-value": action,
+        }
+        return cls(label, attrs=attrs, **kwargs)
+
+
+class RequestTitleColumn(ButtonsColumnMixin, TitleColumn):
+    """The email, linking to the request, with the row's menu (the view's list buttons)."""
+
+    def __init__(self, name: str, *, get_buttons: Callable[[Any], list], **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._get_buttons = get_buttons
+
+    def get_buttons(self, instance: BillingRequest, parent_context: Any) -> list:
+        return self._get_buttons(instance)
+
+
+def request_columns(view: IndexView, *, with_site: bool = False) -> list[Column]:
     """The listing's columns of a billing request, with a Site column for the overview."""
     columns: list[Column] = [
-        TitleColumn(
+        RequestTitleColumn(
             "email",
+            get_buttons=view.get_list_buttons,
             label=gettext_lazy("Email"),
             get_url=lambda instance: reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
             sort_key="email",
@@ -190,7 +242,10 @@ class IndexView(generic.IndexView):
 
     @cached_property
     def columns(self) -> list[Column]:
-        return [*request_columns(), EmailStateColumn("email_status", label=gettext_lazy("Email"))]
+        return [
+            *request_columns(self),
+            EmailStateColumn("email_status", label=gettext_lazy("Email")),
+        ]
 
     def get_add_url(self) -> str | None:
         if self.site is not None:
@@ -212,7 +267,7 @@ class IndexView(generic.IndexView):
         return buttons
 
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
-        from wagtail.admin.menu import MenuItem
+        from wagtail.admin.ui.menus import MenuItem
 
         buttons = [
             MenuItem(
@@ -220,12 +275,16 @@ class IndexView(generic.IndexView):
                 url=reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
                 icon_name="info-circle",
                 priority=10,
-            )  # fmt: skip
-        ]
+            ),
+            MenuButton.copy(
+                _("Copy payment link"), text=instance.get_payment_url(), icon_name="link",
+                priority=15,
+            ),
+        ]  # fmt: skip
         if instance.status == Status.PENDING:
             buttons += [
-                MenuItem(
-                    _("Resend email"), url=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
+                MenuButton.post(
+                    _("Resend email"), action=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
                     icon_name="mail", priority=20,
                 ),
                 MenuItem(
@@ -396,6 +455,11 @@ class ResendView(RequestViewMixin, View):
             messages.success(
                 request, _("The email to %(email)s is queued.") % {"email": billing_request.email}
             )
+        back = request.POST.get("next", "")  # the listing it was pressed in, filters and all
+        if url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return redirect(back)
         return redirect(url("index", site=billing_request.site))
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
