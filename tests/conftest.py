@@ -117,6 +117,18 @@ def wagtail_root(transactional_db) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Each test starts and ends in the project's language: a request made in French
+    (a user's preference) must not leave French active for the next test's forms."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Wagtail caches site root paths, Django content types: a flushed database must not
     meet stale ones."""

@@ -203,7 +203,10 @@ def test_the_form_starts_with_sensible_defaults(editor, sites, connection):
         ({"currency": "usd", "amount": "1000000"}, "amount", "The maximum Stripe accepts in USD"),
         ({"currency": "kwd", "amount": "12.345"}, "amount", "KWD amounts can have at most 2"),
         ({"currency": "xyz"}, "currency", "Select a valid choice"),
-        ({"amount": "abc"}, "amount", "Enter a number"),
+        ({"amount": "abc"}, "amount", "Enter an amount, e.g. 49.90."),
+        ({"amount": "-5"}, "amount", "Enter an amount, e.g. 49.90."),
+        ({"amount": "4.9.90"}, "amount", "Enter an amount, e.g. 49.90."),
+        ({"currency": "usd", "amount": "1,000"}, "amount", "can be read two ways"),
         ({"email": "not-an-email"}, "email", "Enter a valid email address"),
         ({"email": "a@example.com\nBcc: x@evil.test"}, "email", "Enter a valid email address"),
         ({"success_url": "javascript:alert(1)"}, "success_url", "Enter a valid URL"),
@@ -226,6 +229,39 @@ def test_bad_input_is_refused_clearly_and_kept(
 def test_kwd_with_three_decimals_is_accepted(editor, sites, connection, stripe):
     add(editor, sites[0], currency="kwd", amount="12.340")
     assert BillingRequest.objects.get().amount == 12340
+
+
+@pytest.mark.parametrize(
+    ("language", "typed", "minor"),
+    [
+        ("en", "49.90", 4990),
+        ("en", "49,90", 4990),  # a decimal comma is never dropped: 49.90, not 4990.00
+        ("en", "1,234.50", 123450),
+        ("fr", "49,90", 4990),
+        ("fr", "1 234,50", 123450),
+        ("fr", "1\u202f234,50", 123450),  # French grouping as some keyboards type it
+        ("fr", "1,000", 100),  # a decimal comma, in French
+        ("fr", "1.234,50", 123450),
+    ],
+)
+def test_amounts_are_read_as_people_type_them(
+    editor, sites, connection, stripe, language, typed, minor
+):
+    from django.contrib.auth import get_user_model
+    from wagtail.users.models import UserProfile
+
+    profile = UserProfile.get_for_user(get_user_model().objects.get(username="acme-editor"))
+    profile.preferred_language = language
+    profile.save()
+    response = add(editor, sites[0], currency="eur", amount=typed)
+    assert response.status_code == 302, response.context["form"].errors
+    assert BillingRequest.objects.get().amount == minor
+
+
+def test_the_amount_box_is_text_with_a_decimal_keypad(editor, sites, connection):
+    page = editor.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    box = re.search(r'<input[^>]*name="amount"[^>]*>', page).group(0)
+    assert 'type="text"' in box and 'inputmode="decimal"' in box
 
 
 def test_live_mode_requires_https(editor, sites, connection, stripe, settings):

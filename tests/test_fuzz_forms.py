@@ -233,11 +233,12 @@ ODD_AMOUNTS = st.sampled_from(
         "-sNaN",
         "Infinity",
         "-Infinity",
-        "1.234,56",
-        "1,234.56",
-        "1 234,56",
+        "49 90",
+        "1,23,456",
+        "1.234.56",
+        "12,,5",
+        "1 234.567,5",
         "€49.90",
-        "49,90",
         "4990 EUR",
         "0x10",
         "1e999999999",
@@ -254,7 +255,7 @@ ODD_AMOUNTS = st.sampled_from(
 )
 ANY_AMOUNTS = TEXT | st.decimals(allow_nan=True).map(str) | st.floats().map(repr)
 AMOUNT_KINDS = st.sampled_from(["good"] * 4 + ["small", "large", "precise", "odd", "odd", "any"])
-GOOD_AMOUNT_FORMS = st.sampled_from(["{:f}", " {:f} ", "{:E}"])
+GOOD_AMOUNT_FORMS = st.sampled_from(["{:f}", " {:f} "])
 
 
 def _between(low: int, high: int, n: int) -> int:

@@ -197,3 +197,45 @@ def test_quantum():
     assert get_currency("kwd").quantum == Decimal("0.01")
     assert get_currency("isk").quantum == Decimal("1")
     assert Currency("usd", 2, 50, 99_999_999).step == 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "separator", "expected"),
+    [
+        ("49.90", ".", "49.90"),
+        ("49,90", ".", "49.90"),  # a decimal comma is read as one even in English
+        ("1 234,50", ",", "1234.50"),
+        ("1\u202f234,5", ",", "1234.5"),
+        ("1,234.50", ".", "1234.50"),
+        ("1.234,50", ",", "1234.50"),
+        ("1'234.50", ".", "1234.50"),
+        ("1,000,000", ".", "1000000"),
+        ("1.000.000", ",", "1000000"),
+        ("12.340", ".", "12.340"),
+        ("1,000", ",", "1.000"),  # French: one, with three decimals
+        (" 7 ", ".", "7"),
+    ],
+)
+def test_amounts_are_parsed_as_people_type_them(typed, separator, expected):
+    assert money.parse_amount(typed, decimal_separator=separator) == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    ("typed", "separator", "error"),
+    [
+        ("1,000", ".", money.AmbiguousAmount),  # a thousand, or one?
+        ("12.340", ",", money.AmbiguousAmount),
+        ("49 90", ".", money.AmountNotUnderstood),  # not a group of three: a typo
+        ("1,23,456", ".", money.AmountNotUnderstood),
+        ("1.234.56", ".", money.AmountNotUnderstood),
+        ("1 234.567,5", ".", money.AmountNotUnderstood),
+        ("12,,5", ".", money.AmountNotUnderstood),
+        ("1e3", ".", money.AmountNotUnderstood),
+        ("-5", ".", money.AmountNotUnderstood),
+        ("€49.90", ".", money.AmountNotUnderstood),
+        ("", ".", money.AmountNotUnderstood),
+    ],
+)
+def test_amounts_that_read_two_ways_or_none_are_refused(typed, separator, error):
+    with pytest.raises(error):
+        money.parse_amount(typed, decimal_separator=separator)

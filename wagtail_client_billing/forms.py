@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -124,16 +125,50 @@ def single_line(value: str) -> str:
     return " ".join(value.split())
 
 
+class AmountField(forms.CharField):
+    """An amount as people type it ("49.90", "49,90", "1 234,50"), cleaned to a Decimal.
+
+    A text box with a decimal keypad, not ``<input type=number>``: a browser set to a
+    language with a decimal comma may drop a comma it does not expect and send "4990"
+    for "49,90", billing the client a hundred times the amount.
+    """
+
+    widget = forms.TextInput(
+        attrs={"inputmode": "decimal", "autocomplete": "off", "maxlength": "32"}
+    )
+
+    def to_python(self, value: Any) -> Decimal | None:
+        from django.utils.formats import get_format
+
+        from . import money
+
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        if len(text) > 32:  # checked here: the validators see the Decimal, not the text
+            raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid")
+        try:
+            return money.parse_amount(text, decimal_separator=get_format("DECIMAL_SEPARATOR"))
+        except money.AmbiguousAmount:
+            raise forms.ValidationError(
+                _(
+                    "“%(value)s” can be read two ways: write it without a thousands "
+                    "separator, e.g. 1000 or 1000.50."
+                ),
+                params={"value": text},
+                code="ambiguous",
+            ) from None
+        except money.AmountNotUnderstood:
+            raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid") from None
+
+
 class BillingRequestForm(FreshNonceMixin, forms.Form):
     """ "Add billing request": what the client is asked to pay and where to go after."""
 
     email = forms.EmailField(label=_("Email"), max_length=254)
     currency = forms.ChoiceField(label=_("Currency"), choices=())
-    amount = forms.DecimalField(
+    amount = AmountField(
         label=_("Amount"),
-        min_value=0,
-        max_digits=16,
-        decimal_places=None,
         help_text=_("In the currency's main unit, e.g. 49.90."),
     )
     description = forms.CharField(

@@ -16,11 +16,14 @@ This module is pure Python (no Django) because the Stripe simulator uses it too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 __all__ = [
     "CURRENCIES",
+    "AmbiguousAmount",
+    "AmountNotUnderstood",
     "AmountTooLarge",
     "AmountTooSmall",
     "Currency",
@@ -31,6 +34,7 @@ __all__ = [
     "check_amount",
     "format_amount",
     "get_currency",
+    "parse_amount",
     "to_major",
     "to_minor",
 ]
@@ -237,6 +241,52 @@ def to_minor(amount: Decimal | int | str, code: str) -> int:
             detail = f"{upper} amounts can have at most {places} decimal places"
         raise TooManyDecimals(f"{detail}; got {value}.", currency=currency, amount=amount)
     return int(minor)
+
+
+class AmountNotUnderstood(MoneyError):
+    """Typed text that is not an amount."""
+
+
+class AmbiguousAmount(MoneyError):
+    """Typed text that reads two ways ("1,000": one thousand, or one with 3 decimals)."""
+
+
+# Characters people put between groups of thousands, besides "." and ",".
+_SPACES = ("\u00a0", "\u202f", "'", "\u2019")
+
+
+def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
+    """An amount typed as people write it, in major units: "49.90", "49,90", "1 234,50",
+    "1,234.50", "1.234,50", "1,000,000".
+
+    The last "." or "," is the decimal separator unless it appears more than once (then
+    it groups thousands); digits before it may be grouped by threes with one other
+    separator (a space, ".", "," or an apostrophe). A single separator followed by
+    exactly three digits that is not ``decimal_separator`` (the reader's language's) is
+    ``AmbiguousAmount``: "1,000" is a thousand to some and one to others, and a wrong
+    guess bills a client a thousand times too much or too little. Anything else, such as
+    "49 90" or "1e3", is ``AmountNotUnderstood``.
+    """
+    value = text.strip()
+    for space in _SPACES:
+        value = value.replace(space, " ")
+    if not re.fullmatch(r"[0-9]+(?:[ .,][0-9]+)*", value):
+        raise AmountNotUnderstood(f"{text!r} is not an amount.")
+    integer, fraction, decimal = value, "", ""
+    last = max(value.rfind("."), value.rfind(","))
+    if last != -1 and value.count(value[last]) == 1:
+        decimal, integer, fraction = value[last], value[:last], value[last + 1 :]
+    groupings = {char for char in integer if char in " .,"}
+    if len(groupings) > 1:
+        raise AmountNotUnderstood(f"{text!r} is not an amount.")
+    if groupings:
+        grouping = groupings.pop()
+        if not re.fullmatch(rf"[0-9]{{1,3}}(?:{re.escape(grouping)}[0-9]{{3}})+", integer):
+            raise AmountNotUnderstood(f"{text!r} is not an amount.")
+        integer = integer.replace(grouping, "")
+    elif decimal and len(fraction) == 3 and decimal != decimal_separator:
+        raise AmbiguousAmount(f"{text!r} reads two ways.")
+    return Decimal(f"{integer}.{fraction}" if decimal else integer)
 
 
 def to_major(minor: int, code: str) -> Decimal:

@@ -74,7 +74,8 @@ def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, lan
 
     # A one-time and a monthly billing request.
     ui.open_requests(admin, stack, w, site_name)
-    ui.add_request(admin, w, ui.Request(clients["once"], "49.90", description=about["once"]), shot)
+    once = ui.Request(clients["once"], w["amount_typed"], description=about["once"])
+    ui.add_request(admin, w, once, shot)
     ui.add_request(
         admin,
         w,
@@ -99,6 +100,7 @@ def test_connect_bill_pay_delete_expire(stack: Stack, new_page, screenshots, lan
     admin.reload()
     for kind in ("once", "monthly"):
         ui.wait_for_row(admin, clients[kind], w["paid"], timeout=WEBHOOK_WAIT)
+    expect(ui.row(admin, clients["once"])).to_contain_text(w["amount_shown"])
     client.goto(links["once"])
     expect(client.get_by_role("heading", name=w["paid_page"])).to_be_visible()
     expect(client.get_by_text(about["once"])).to_be_visible()

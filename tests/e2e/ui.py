@@ -50,6 +50,8 @@ WORDS = {
         "email": "Email",
         "currency": "Currency",
         "amount": "Amount",
+        "amount_typed": "49.90",
+        "amount_shown": "€49.90",
         "description": "Description",
         "billing_type": "Billing type",
         "send": "Send billing request",
@@ -104,6 +106,9 @@ WORDS = {
         "email": "Courriel",
         "currency": "Devise",
         "amount": "Montant",
+        # Typed as a French user types it (a decimal comma), shown as French shows it.
+        "amount_typed": "49,90",
+        "amount_shown": "49,90\u00a0€",
         "description": "Description",
         "billing_type": "Type de facturation",
         "send": "Envoyer la demande de facturation",
