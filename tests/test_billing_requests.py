@@ -837,3 +837,70 @@ def test_stripe_still_busy_with_a_timed_out_attempt_says_so_and_keeps_the_form(
     # saved: no link to it was ever sent, and it expires there on its own.
     sessions = {session.id for session in sessions_at_stripe(connection)}
     assert request.checkout_session_id in sessions and len(sessions) == 2
+
+
+def make_french(site):
+    from wagtail.models import Locale, Page
+
+    french, _ = Locale.objects.get_or_create(language_code="fr")
+    Page.objects.filter(pk=site.root_page_id).update(locale=french)
+
+
+def test_the_default_description_is_in_the_site_language_not_the_editor(editor, sites):
+    make_french(sites[1])
+    grant_billing(BillingRequest._meta.apps.get_model("auth", "User").objects.get(
+        username="acme-editor"), sites[1])  # fmt: skip
+    assert editor.get(f"{ADD}?site={sites[0].pk}").context["form"].initial["description"] == (
+        "Payment to Acme Plumbing"
+    )
+    assert editor.get(f"{ADD}?site={sites[1].pk}").context["form"].initial["description"] == (
+        "Paiement à Rue Haute Bakery"
+    )
+
+
+def test_an_unknown_link_is_explained_in_the_site_language(client, sites):
+    make_french(sites[1])
+    page = client.get("/billing/pay/no-such-token/", HTTP_HOST="bakery.test")
+    assert page.status_code == 404
+    assert 'lang="fr"' in page.content.decode()
+    assert "Lien de paiement introuvable" in page.content.decode()
+    english = client.get("/billing/pay/no-such-token/", HTTP_HOST="acme.test")
+    assert 'lang="en"' in english.content.decode()
+
+
+def test_the_same_request_sent_again_asks_first_then_sends_if_ticked(
+    editor, sites, connection, stripe
+):
+    assert add(editor, sites[0], nonce="first").status_code == 302
+    # Back, then Send again: a fresh page (a new nonce) with the same values typed in.
+    again = add(editor, sites[0], nonce="after-back")
+    assert again.status_code == 200
+    page = again.content.decode()
+    assert "The same billing request to client@example.com is already pending" in page
+    first = BillingRequest.objects.get()
+    assert reverse("wagtail_client_billing_requests:inspect", args=[first.pk]) in page
+    assert re.search(r'<input type="checkbox" name="send_anyway"', page)
+    assert 'value="49.90"' in page  # what was typed is kept
+    assert BillingRequest.objects.count() == 1 and len(sessions_at_stripe(connection)) == 1
+
+    assert add(editor, sites[0], nonce="after-back", send_anyway="on").status_code == 302
+    assert BillingRequest.objects.count() == 2
+    # Another amount, or another client, is not the same request: no question asked.
+    assert add(editor, sites[0], nonce="other", amount="59.90").status_code == 302
+    assert add(editor, sites[0], nonce="other-2", email="b@example.com").status_code == 302
+    assert BillingRequest.objects.count() == 4
+
+
+def test_the_groups_editor_offers_only_the_billing_permission_that_means_something(client):
+    from django.contrib.auth.models import Permission
+
+    client.force_login(make_user("boss", superuser=True))
+    page = client.get(reverse("wagtailusers_groups:add")).content.decode()
+    offered = set(map(int, re.findall(r'name="permissions" value="(\d+)"', page)))
+    billing = {
+        p.codename: p.pk
+        for p in Permission.objects.filter(content_type__app_label="wagtail_client_billing")
+    }
+    assert billing["add_billingrequest"] in offered
+    for codename in ("change_billingrequest", "delete_billingrequest", "view_billingrequest"):
+        assert billing[codename] not in offered, codename

@@ -200,6 +200,19 @@ def create_request(
     return request
 
 
+def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
+    """A Pending request of ``site`` with the very same details, if any: sending
+    another one is most often a mistake (a form sent again after Back, a colleague
+    billing the same thing), and "Resend email" is what re-sends the first one."""
+    return (
+        BillingRequest.objects.filter(
+            site=site, status=Status.PENDING, expires_at__gt=timezone.now(), **asdict(details)
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def _announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
     """Send one of our signals; a receiver that fails is logged, never propagated.
 

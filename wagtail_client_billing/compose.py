@@ -17,6 +17,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from wagtail.models import Site
 
 from . import agency, mailers
 from .models import BillingRequest, SiteEmailSettings
@@ -43,9 +44,14 @@ KINDS = {kind.name: kind for kind in (REQUEST_EMAIL, REMINDER_EMAIL)}
 
 def site_language(request: BillingRequest) -> str:
     """The language of the request's site (its root page's locale), else the default."""
+    return language_of_site(request.site)
+
+
+def language_of_site(site: Site | None) -> str:
+    """A site's language: its root page's locale, else ``LANGUAGE_CODE``."""
     try:
-        return request.site.root_page.locale.language_code
-    except Exception:  # a site without locale data falls back, never fails
+        return site.root_page.locale.language_code
+    except Exception:  # no site, or a site without locale data: the default, never fails
         return settings.LANGUAGE_CODE
 
 

@@ -180,6 +180,8 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
     cancel_url = PublicURLField(label=_("Cancel URL"), max_length=2000)
     billing_type = forms.ChoiceField(label=_("Billing type"))
     nonce = NonceField()
+    # Shown (as a checkbox) only when the same request is already pending.
+    send_anyway = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, require_https: bool = False, **kwargs: Any) -> None:
         from .models import BillingRequest

@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
-from ..compose import site_language
+from ..compose import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
@@ -34,7 +34,7 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         _requests_by_token(token).select_related("site", "site__root_page__locale").first()
     )
     if billing_request is None:
-        return render(request, TEMPLATES + "not_found.html", status=404)
+        return not_found(request)
 
     current_site = Site.find_for_request(request)
     if current_site is not None and current_site.pk != billing_request.site_id:
@@ -59,6 +59,12 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, TEMPLATES + "expired.html", context, status=410)
 
 
+def not_found(request: HttpRequest) -> HttpResponse:
+    """No such link: said in the language of the site it was opened on."""
+    with translation.override(language_of_site(Site.find_for_request(request))):
+        return render(request, TEMPLATES + "not_found.html", status=404)
+
+
 def contact_email(billing_request: BillingRequest) -> str:
     """Where the client can ask for a new link: the site's Reply-to, else From, else
     ``DEFAULT_FROM_EMAIL``."""
@@ -75,7 +81,7 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
 
     billing_request = _requests_by_token(token).first()
     if billing_request is None:
-        return render(request, TEMPLATES + "not_found.html", status=404)
+        return not_found(request)
     if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
         billing.mark_expired(Q(pk=billing_request.pk), source="client")
     # A second click, or a reload of the POST, changes nothing and sends nothing.

@@ -6,14 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 import django_filters
+from django import forms
 from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import FormView, View
@@ -360,11 +363,20 @@ class CreateView(RequestViewMixin, FormView):
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
+        from django.utils import translation
+
+        from ..compose import language_of_site
+
+        # The client reads the description (on Checkout, in the email): the site's
+        # language, not the editor's.
+        with translation.override(language_of_site(self.site)):
+            description = _("Payment to %(site)s") % {
+                "site": self.site.site_name or self.site.hostname
+            }
         return {
             "nonce": agency.new_idempotency_nonce(),
             "billing_type": BillingRequest.BillingType.ONE_TIME,
-            "description": _("Payment to %(site)s")
-            % {"site": self.site.site_name or self.site.hostname},
+            "description": description,
             "success_url": self.site.root_url.rstrip("/") + "/",
             "cancel_url": self.site.root_url.rstrip("/") + "/",
         }
@@ -375,6 +387,7 @@ class CreateView(RequestViewMixin, FormView):
         context["not_ready"] = self.not_ready_message()
         context["agency_admin"] = is_agency_admin(self.request.user)
         context["cancel_url"] = url("index", site=self.site)
+        context["twin"] = getattr(self, "twin", None)
         return context
 
     def not_ready_message(self) -> str:
@@ -395,6 +408,27 @@ class CreateView(RequestViewMixin, FormView):
             cancel_url=data["cancel_url"],
             billing_type=data["billing_type"],
         )
+        twin = None
+        already_sent = BillingRequest.objects.filter(form_nonce=data["nonce"]).exists()
+        if not data.get("send_anyway") and not already_sent:  # a double click: see below
+            twin = billing.pending_twin(self.site, details)
+        if twin is not None:
+            form.add_error(
+                None,
+                _(
+                    "The same billing request to %(email)s is already pending (sent %(when)s). "
+                    "To email it again, use Resend email on it. To bill the client a second "
+                    "time, tick “Send another one” and send again."
+                )
+                % {
+                    "email": twin.email,
+                    "when": date_format(localtime(twin.created_at), "SHORT_DATETIME_FORMAT"),
+                },
+            )
+            form.fields["send_anyway"].widget = forms.CheckboxInput()
+            form.fields["send_anyway"].label = _("Send another one")
+            self.twin = twin
+            return self.form_invalid(form)
         try:
             created = billing.create_request(
                 site=self.site, details=details, nonce=data["nonce"], user=self.request.user
@@ -519,6 +553,12 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     filterset_class = BillingRequestFilterSet
     search_fields = ["email"]
     exclude_form_fields: list[str] = []
+
+    def get_permissions_to_register(self) -> QuerySet:
+        """Only "Can add billing request" in the Groups editor's Object permissions: it
+        is the one billing permission (ticked there, it covers every site). "Change",
+        "delete" and "view" would be boxes that do nothing or mislead."""
+        return super().get_permissions_to_register().filter(codename="add_billingrequest")
 
     def get_urlpatterns(self) -> list:
         from . import overview, renew
