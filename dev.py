@@ -76,8 +76,16 @@ def wait_for(url: str, seconds: float = 60) -> bool:
     return False
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def demo() -> int:
     """Migrate, load demo data, start the simulator, a cluster and the dev server."""
+    # Ctrl-C stops everything, even when a shell started the demo in the background
+    # (which ignores SIGINT); so does SIGTERM (kill, a process manager).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
     ensure_venv()
     port = int(os.environ.get("DEMO_PORT", "8000"))
     sim_port = int(os.environ.get("DEMO_STRIPE_PORT", "12111"))

@@ -292,6 +292,7 @@ def test_stripe_failing_keeps_the_form_and_saves_nothing(
     page = response.content.decode()
     assert response.status_code == 200
     assert message in page
+    assert ".)." not in page and ".)" not in page  # Stripe's reason, punctuated once
     assert 'value="kept@example.com"' in page
     assert BillingRequest.objects.count() == 0
     assert outbox.outbox == []
@@ -904,3 +905,21 @@ def test_the_groups_editor_offers_only_the_billing_permission_that_means_somethi
     assert billing["add_billingrequest"] in offered
     for codename in ("change_billingrequest", "delete_billingrequest", "view_billingrequest"):
         assert billing[codename] not in offered, codename
+
+
+def test_a_pending_request_says_when_it_expires_not_just_now(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    listing = editor.get(reverse("wagtail_client_billing_requests:index")).content.decode()
+    row = rows(listing)
+    assert re.search(r"in 23\xa0hours|in 1\xa0day", row), row
+
+
+def test_an_ended_request_says_when_it_ended_not_when_it_would_have(
+    editor, sites, connection, stripe
+):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    billing.expire_overdue(now=timezone.now() + timedelta(hours=25))
+    inspect = reverse("wagtail_client_billing_requests:inspect", args=[request.pk])
+    page = editor.get(inspect).content.decode()
+    assert "Expired at" in page and ">Expires<" not in page

@@ -97,6 +97,8 @@ def test_the_demo_command_serves_the_admin_with_billing_history_and_stops_on_ctr
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As "python3 dev.py demo &" in a script starts it: with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     output = Output(process)
     try:

@@ -165,6 +165,10 @@ def test_bad_settings_are_refused_and_kept(editor, sites, changes, message):
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not SiteEmailSettings.objects.filter(site=sites[0]).exists()
+    # The test email still goes through what is saved, and the page says so.
+    assert "through the settings as saved (the default email backend)" in (
+        response.content.decode()
+    )
 
 
 def test_without_custom_smtp_host_and_from_are_optional(editor, sites):

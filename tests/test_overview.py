@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -274,3 +275,16 @@ def test_totals_and_dashboard_count_only_the_active_modes_money(agency_client, s
     assert "Test mode: only test payments are counted." in totals
     # The listing itself still shows every request, whatever its mode.
     assert "real@example.com" in page and "rehearsal@example.com" in page
+
+
+def test_both_listings_show_25_requests_a_page(agency_client, sites):
+    add_rows(sites, 0, 60)  # 30 a site
+    site_listing = reverse("wagtail_client_billing_requests:index") + f"?site={sites[0].pk}"
+    for url in (OVERVIEW, site_listing):
+        page = agency_client.get(url).content.decode()
+        assert len(re.findall(r"c\d+@example\.com\s*</a>", page)) == 25, url
+
+
+def test_totals_with_nothing_say_no_requests(agency_client, sites):
+    page = agency_client.get(OVERVIEW).content.decode()
+    assert page.count("No requests") == 3  # paid this month, pending now, expired this month

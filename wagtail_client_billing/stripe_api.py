@@ -113,7 +113,7 @@ def translate_errors() -> Iterator[None]:
             raise StripeUnavailable(
                 str(
                     _("Stripe had a problem (%(reason)s). Nothing was changed; please try again.")
-                    % {"reason": _reason(error)}
+                    % {"reason": _reason(error).rstrip(". ")}
                 )
             ) from error
         raise StripeRefused(_reason(error)) from error

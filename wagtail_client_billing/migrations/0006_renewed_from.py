@@ -16,4 +16,9 @@ class Migration(migrations.Migration):
             name='renewed_from',
             field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='renewal', to='wagtail_client_billing.billingrequest', verbose_name='Renewal of'),
         ),
+        migrations.AlterField(
+            model_name='webhookevent',
+            name='attempts',
+            field=models.PositiveIntegerField(default=0, verbose_name='attempts'),
+        ),
     ]

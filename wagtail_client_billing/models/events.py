@@ -26,7 +26,7 @@ class WebhookEvent(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     error = models.TextField(_("error"), blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
     received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
 

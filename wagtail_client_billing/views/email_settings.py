@@ -157,7 +157,9 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        instance = context["form"].instance
+        # The settings as saved: a refused form has already written what was typed
+        # into its instance, and the test email goes through what is saved.
+        instance = self.get_instance()
         context.update(
             site=self.site,
             sites=billable_sites(self.request.user),

@@ -131,6 +131,13 @@ class StatusColumn(StatusTagColumn):
 class OutcomeDateColumn(DateColumn):
     """When it expires (pending), was paid, expired or was deleted."""
 
+    cell_template_name = "wagtail_client_billing/tables/outcome_date_cell.html"
+
+    def get_cell_context_data(self, instance: BillingRequest, parent_context: Any) -> dict:
+        from django.utils import timezone
+
+        return {**super().get_cell_context_data(instance, parent_context), "now": timezone.now()}
+
     def get_value(self, instance: BillingRequest) -> Any:
         return {
             Status.PAID: instance.paid_at,
@@ -553,6 +560,7 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     filterset_class = BillingRequestFilterSet
     search_fields = ["email"]
     exclude_form_fields: list[str] = []
+    list_per_page = 25  # the viewset passes its own page size to the index view
 
     def get_permissions_to_register(self) -> QuerySet:
         """Only "Can add billing request" in the Groups editor's Object permissions: it
