@@ -368,3 +368,14 @@ def test_a_second_connect_from_an_old_tab_is_refused_in_plain_words(agency_clien
     assert "A client billing account is already linked for this mode; unlink it first." in page
     assert StripeConnection.objects.count() == 1
     assert 'value="https://agency.example/privacy"' in page  # what was typed is kept
+
+
+def test_the_page_names_the_country_and_the_live_panel_asks_for_live(agency_client, stripe):
+    connect(agency_client)
+    page = agency_client.get(INDEX).content.decode()
+    assert "<dd>France</dd>" in page
+    live_create = f"{CONNECT}?mode=live"
+    assert live_create in page
+    form = agency_client.get(live_create).context["form"]
+    assert form.initial["test_mode"] is False
+    assert agency_client.get(CONNECT).context["form"].initial["test_mode"] is True

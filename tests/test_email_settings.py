@@ -252,6 +252,7 @@ def test_a_test_email_through_the_default_backend(editor, sites, mailoutbox):
         ("auth", "The SMTP server refused the username or password: 535"),
         ("sender", "The SMTP server refused the sender billing@acme.test: 553 5.7.1 Not yours"),
         ("tls", "The TLS connection to 127.0.0.1:{port} failed"),
+        ("ssl-on-plain-port", "this port does not speak SSL/TLS from the start"),
     ],
 )
 def test_a_failing_test_email_says_what_the_server_said(editor, sites, fault, expected, tmp_path):
@@ -265,7 +266,7 @@ def test_a_failing_test_email_says_what_the_server_said(editor, sites, fault, ex
     with server:
         port = closed_port() if fault == "down" else server.port
         server.inbox.mail_reply = "553 5.7.1 Not yours" if fault == "sender" else ""
-        security = "starttls" if fault == "tls" else "none"
+        security = {"tls": "starttls", "ssl-on-plain-port": "ssl"}.get(fault, "none")
         password = "wrong-password" if fault == "auth" else ""
         save(editor, sites[0], port=str(port), security=security, password=password)
         page = send_test(editor, sites[0])

@@ -41,6 +41,10 @@ def test_demo_data_makes_an_admin_and_three_client_sites(client):
 
     assert client.login(username="admin", password="demo-pass-456")
     assert client.get("/admin/").status_code == 200
+    # Wagtail's account settings (where one picks French) require a name to save.
+    from django.contrib.auth import get_user_model
+
+    assert get_user_model().objects.get(username="admin").get_full_name() == "Agency Admin"
     response = client.get("/", headers={"host": "bakery.localhost:8000"})
     assert b"Rue Haute Bakery" in response.content
 

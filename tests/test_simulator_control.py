@@ -148,6 +148,9 @@ def test_control_api_errors(stripe_simulator):
     bad_json = requests.post(f"{base}/clock", data=b"{", timeout=5)
     assert bad_json.status_code == 400
     assert requests.post(f"{base}/clock", json={}, timeout=5).status_code == 400
+    back = requests.post(f"{base}/clock", json={"to": stripe_simulator.now() - 3600}, timeout=5)
+    assert back.status_code == 400  # never silently ignored
+    assert "only moves forward" in back.json()["error"]["message"]
     unknown = requests.post(f"{base}/faults", json={"kind": "error", "colour": "red"}, timeout=5)
     assert unknown.status_code == 400
     assert requests.post(f"{base}/config", json={"nope": 1}, timeout=5).status_code == 400

@@ -126,6 +126,21 @@ def _classify(error: BaseException, email_settings: SiteEmailSettings | None) ->
             _("The SMTP server answered: %(reply)s") % {"reply": reply},
             transient=400 <= error.smtp_code < 500,
         )
+    if isinstance(error, ssl.SSLError) and getattr(error, "reason", "") in (
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+    ):
+        # The server answered in plain text: SSL/TLS chosen for a STARTTLS or plain port.
+        return Failure(
+            _(
+                "The TLS connection to %(server)s failed: this port does not speak SSL/TLS "
+                "from the start. Choose STARTTLS (usually port 587) or check the port "
+                "(SSL/TLS is usually 465)."
+            )
+            % {"server": where},
+            transient=False,
+        )
     if isinstance(error, ssl.SSLError | ssl.CertificateError):
         # A certificate or protocol mismatch is configuration: retrying cannot fix it.
         return Failure(

@@ -72,6 +72,12 @@ class StripeConnection(models.Model):
     def get_status_display(self) -> str:
         return self.Status(self.status).label
 
+    def get_country_display(self) -> str:
+        """The country's name in the reader's language ("France", "Allemagne")."""
+        from django_countries import countries
+
+        return str(countries.name(self.country)) or self.country
+
     @property
     def is_linked(self) -> bool:
         return self.unlinked_at is None

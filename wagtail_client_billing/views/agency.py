@@ -155,7 +155,9 @@ class ConnectView(AgencyPageMixin, FormView):
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
-        return {"nonce": agency.new_idempotency_nonce(), "test_mode": True}
+        # "Create client billing account" on the Live panel asks for live mode.
+        live = self.request.GET.get("mode") == "live"
+        return {"nonce": agency.new_idempotency_nonce(), "test_mode": not live}
 
     def form_valid(self, form: ConnectForm) -> HttpResponse:
         mode = form.mode

@@ -79,6 +79,11 @@ class Clock:
 
     def set(self, timestamp: float) -> int:
         """Jump to ``timestamp`` (not earlier than now); return the new now."""
+        if timestamp < self.now():
+            raise ValueError(
+                "The simulator's clock only moves forward; reset the simulator to go back "
+                "to real time."
+            )
         return self.advance(max(0.0, timestamp - self.time()))
 
     def reset(self) -> None:

@@ -46,6 +46,9 @@ class Command(BaseCommand):
             username="admin", defaults={"email": "admin@agency.localhost"}
         )
         admin.is_staff = admin.is_superuser = True
+        # Wagtail's account settings ask for a name before saving anything else.
+        admin.first_name = admin.first_name or "Agency"
+        admin.last_name = admin.last_name or "Admin"
         admin.set_password(password)
         admin.save()
 
