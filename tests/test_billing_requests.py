@@ -923,3 +923,13 @@ def test_an_ended_request_says_when_it_ended_not_when_it_would_have(
     inspect = reverse("wagtail_client_billing_requests:inspect", args=[request.pk])
     page = editor.get(inspect).content.decode()
     assert "Expired at" in page and ">Expires<" not in page
+
+
+def test_a_search_that_finds_nothing_says_so(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    index = reverse("wagtail_client_billing_requests:index")
+    page = editor.get(f"{index}?q=zzz-nobody").content.decode()
+    assert "No billing requests match this search or these filters." in page
+    assert "No billing requests here yet." not in page
+    page = editor.get(f"{index}?status=paid").content.decode()
+    assert "No billing requests match this search or these filters." in page
