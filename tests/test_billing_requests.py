@@ -933,3 +933,19 @@ def test_a_search_that_finds_nothing_says_so(editor, sites, connection, stripe):
     assert "No billing requests here yet." not in page
     page = editor.get(f"{index}?status=paid").content.decode()
     assert "No billing requests match this search or these filters." in page
+
+
+def test_a_request_page_title_writes_the_amount_as_the_reader_does(
+    editor, sites, connection, stripe
+):
+    from django.contrib.auth import get_user_model
+    from wagtail.users.models import UserProfile
+
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    inspect = reverse("wagtail_client_billing_requests:inspect", args=[request.pk])
+    assert "client@example.com · €49.90" in editor.get(inspect).content.decode()
+    profile = UserProfile.get_for_user(get_user_model().objects.get(username="acme-editor"))
+    profile.preferred_language = "fr"
+    profile.save()
+    assert "client@example.com · 49,90\xa0€" in editor.get(inspect).content.decode()

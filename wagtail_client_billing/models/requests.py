@@ -169,7 +169,8 @@ class BillingRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.email} · {self.amount_display}"
+        # Titles and labels in the admin: the amount as the reader's language writes it.
+        return f"{self.email} · {money.format_money(self.amount, self.currency)}"
 
     @property
     def amount_display(self) -> str:
