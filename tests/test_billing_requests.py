@@ -206,6 +206,7 @@ def test_the_form_starts_with_sensible_defaults(editor, sites, connection):
         ({"amount": "abc"}, "amount", "Enter an amount, e.g. 49.90."),
         ({"amount": "-5"}, "amount", "Enter an amount, e.g. 49.90."),
         ({"amount": "4.9.90"}, "amount", "Enter an amount, e.g. 49.90."),
+        ({"currency": "", "amount": "9" * 17}, "amount", "This amount is far too large."),
         ({"currency": "usd", "amount": "1,000"}, "amount", "can be read two ways"),
         ({"email": "not-an-email"}, "email", "Enter a valid email address"),
         ({"email": "a@example.com\nBcc: x@evil.test"}, "email", "Enter a valid email address"),

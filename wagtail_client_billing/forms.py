@@ -125,6 +125,11 @@ def single_line(value: str) -> str:
     return " ".join(value.split())
 
 
+# More digits than any amount Stripe accepts, in any currency (the largest maximum,
+# 999,999,999,999 minor units, has 12).
+MAX_AMOUNT_DIGITS = 16
+
+
 class AmountField(forms.CharField):
     """An amount as people type it ("49.90", "49,90", "1 234,50"), cleaned to a Decimal.
 
@@ -148,7 +153,7 @@ class AmountField(forms.CharField):
         if len(text) > 32:  # checked here: the validators see the Decimal, not the text
             raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid")
         try:
-            return money.parse_amount(text, decimal_separator=get_format("DECIMAL_SEPARATOR"))
+            amount = money.parse_amount(text, decimal_separator=get_format("DECIMAL_SEPARATOR"))
         except money.AmbiguousAmount:
             raise forms.ValidationError(
                 _(
@@ -160,6 +165,9 @@ class AmountField(forms.CharField):
             ) from None
         except money.AmountNotUnderstood:
             raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid") from None
+        if len(amount.as_tuple().digits) > MAX_AMOUNT_DIGITS:  # whatever the currency
+            raise forms.ValidationError(_("This amount is far too large."), code="max_digits")
+        return amount
 
 
 class BillingRequestForm(FreshNonceMixin, forms.Form):
