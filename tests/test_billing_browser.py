@@ -96,10 +96,11 @@ def test_editor_sends_client_pays_editor_sees_paid_other_site_sees_nothing(
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     row_of(page, CLIENT_EMAIL).get_by_role("button", name=re.compile("More options")).click()
     page.get_by_role("button", name="Copy payment link").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()  # it says so
     page.wait_for_function("async () => (await navigator.clipboard.readText()) !== ''")
     copied = page.evaluate("navigator.clipboard.readText()")
     page.keyboard.press("Escape")  # the menu stays open after copying
-    expect(page.get_by_role("button", name="Copy payment link")).to_be_hidden()
+    expect(page.get_by_role("button", name="Resend email")).to_be_hidden()
     row_of(page, CLIENT_EMAIL).get_by_role("button", name=re.compile("More options")).click()
     page.get_by_role("button", name="Resend email").click()
     expect(page.get_by_text(f"The email to {CLIENT_EMAIL} is queued.")).to_be_visible()
@@ -112,6 +113,8 @@ def test_editor_sends_client_pays_editor_sees_paid_other_site_sees_nothing(
     assert copied == link
     page.evaluate("navigator.clipboard.writeText('')")
     page.get_by_role("button", name="Copy payment link").click()  # the detail view's own
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    expect(page.get_by_role("button", name="Copy payment link")).to_be_visible()  # 2 s later
     page.wait_for_function("async () => (await navigator.clipboard.readText()) !== ''")
     assert page.evaluate("navigator.clipboard.readText()") == link
     listing_url = f"{live_server.url}{reverse('wagtail_client_billing_requests:index')}"

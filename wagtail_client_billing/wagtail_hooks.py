@@ -15,6 +15,16 @@ from .views.events import webhook_event_viewset
 from .views.requests import billing_request_viewset
 
 
+@hooks.register("insert_global_admin_js")
+def copy_feedback_js() -> str:
+    from django.templatetags.static import static
+    from django.utils.html import format_html
+
+    return format_html(
+        '<script src="{}" defer></script>', static("wagtail_client_billing/js/admin.js")
+    )
+
+
 class AgencyMenuItem(MenuItem):
     def is_shown(self, request):
         return is_agency_admin(request.user)

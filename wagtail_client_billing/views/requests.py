@@ -167,6 +167,7 @@ class MenuButton(Button):
             "data-controller": "w-clipboard",
             "data-action": "w-clipboard#copy",
             "data-w-clipboard-value-param": text,
+            "data-wcb-copied-label": _("Copied"),
         }
         return cls(label, attrs=attrs, **kwargs)
 
