@@ -193,7 +193,7 @@ def create_request(
         existing = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
         if existing:  # the same form, submitted concurrently
             raise AlreadySubmitted(existing) from None
-        renewal = _renewal_of(renewed_from)
+        renewal = renewal_of(renewed_from)
         if renewal:  # renewed concurrently from another form
             raise AlreadyRenewed(renewal) from None
         raise
@@ -443,7 +443,7 @@ def renew_request(
         raise BillingError(_("Only expired or deleted billing requests can be renewed."))
     if nonce and (first := BillingRequest.objects.filter(form_nonce=nonce).first()):
         raise AlreadySubmitted(first)  # this very form, sent twice
-    renewal = _renewal_of(request)
+    renewal = renewal_of(request)
     if renewal:
         raise AlreadyRenewed(renewal)
     renewed = create_request(
@@ -457,7 +457,8 @@ def renew_request(
     return renewed
 
 
-def _renewal_of(request: BillingRequest | None) -> BillingRequest | None:
+def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
+    """The request that renewed ``request``, if any (there is at most one)."""
     if request is None:
         return None
     return BillingRequest.objects.filter(renewed_from=request).first()

@@ -8,7 +8,6 @@ transaction as the change it reports; a django-q2 task claims and sends it once.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,14 +17,14 @@ from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+# A send claimed this long ago and neither done nor failed was lost with its worker
+# (killed mid-send): shown as not sent, never resent on a guess. As for billing emails.
+from .mail import LOST_AFTER
 from .models import AgencyBillingSettings, BillingRequest, Notification, SiteEmailSettings
 from .models.notifications import NO_RECIPIENTS
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
-# A notification claimed this long ago and neither sent nor failed was lost with its
-# worker (killed mid-send): it is shown as not sent, and never resent on a guess.
-LOST_AFTER = timedelta(minutes=15)
 
 
 def agency_recipients() -> list[str]:

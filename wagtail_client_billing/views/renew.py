@@ -21,7 +21,7 @@ class RenewView(RequestViewMixin, View):
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         billing_request = self.get_billing_request()
-        renewal = BillingRequest.objects.filter(renewed_from=billing_request).first()
+        renewal = billing.renewal_of(billing_request)
         if renewal:
             messages.info(request, billing.AlreadyRenewed(renewal).user_message)
             return redirect(url("inspect", renewal.pk))

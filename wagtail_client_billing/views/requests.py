@@ -475,7 +475,7 @@ class InspectView(RequestViewMixin, View):
                 "payment_url": billing_request.get_payment_url(),
                 "history": history,
                 "stripe_events": stripe_events_for(billing_request),
-                "renewal": BillingRequest.objects.filter(renewed_from=billing_request).first(),
+                "renewal": billing.renewal_of(billing_request),
                 "can_see_events": is_agency_admin(request.user),
                 "index_url": url("index", site=billing_request.site),
             },
