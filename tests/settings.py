@@ -22,6 +22,8 @@ WAGTAIL_CLIENT_BILLING = {
     "STRIPE_TEST_WEBHOOK_SECRET": "whsec_test_suite",
     "STRIPE_API_BASE": "http://127.0.0.1:9",  # the simulator fixture overrides this
     "REQUEST_TTL": 86400,
+    # The suite's SMTP servers listen on loopback; the SSRF tests turn this off.
+    "SMTP_ALLOW_PRIVATE_HOSTS": True,
 }
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

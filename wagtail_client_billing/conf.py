@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_CONNECT": True,
     "REMINDER_HOURS_BEFORE_EXPIRY": None,
     "SMTP_TIMEOUT": 20,
+    "SMTP_DEADLINE": 60,
+    "SMTP_ALLOW_PRIVATE_HOSTS": False,
+    "SENDER_DOMAINS": (),
+    "TEST_EMAILS_PER_MINUTE": 3,
 }
 
 SECRET_KEY_PREFIXES = {
@@ -64,6 +68,10 @@ class BillingSettings:
     direct: bool
     reminder_hours_before_expiry: float | None
     smtp_timeout: float
+    smtp_deadline: float
+    smtp_allow_private_hosts: bool
+    sender_domains: tuple[str, ...]
+    test_emails_per_minute: int
 
     def secret_key(self, mode: str) -> str:
         """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
@@ -173,6 +181,18 @@ def _reminder_hours(raw: dict[str, Any], request_ttl: int) -> float | None:
     return float(hours)
 
 
+def _sender_domains(raw: dict[str, Any]) -> tuple[str, ...]:
+    """Domains a site's From may use through the default backend (lower case, no "@")."""
+    domains = tuple(d.lower().lstrip("@") for d in _strings(raw, "SENDER_DOMAINS"))
+    for domain in domains:
+        if not domain or "." not in domain or any(c in domain for c in " /:@"):
+            raise ImproperlyConfigured(
+                f"{setting_key('SENDER_DOMAINS')} must list domain names such as "
+                f"example.com, got {domain!r}."
+            )
+    return domains
+
+
 @functools.cache
 def billing_settings() -> BillingSettings:
     """Read and validate ``WAGTAIL_CLIENT_BILLING``; raise ``ImproperlyConfigured`` if wrong."""
@@ -191,6 +211,10 @@ def billing_settings() -> BillingSettings:
         direct=not _boolean(raw, "STRIPE_CONNECT"),
         reminder_hours_before_expiry=_reminder_hours(raw, request_ttl),
         smtp_timeout=float(_number(raw, "SMTP_TIMEOUT", 1, 300)),
+        smtp_deadline=float(_number(raw, "SMTP_DEADLINE", 1, 600)),
+        smtp_allow_private_hosts=_boolean(raw, "SMTP_ALLOW_PRIVATE_HOSTS"),
+        sender_domains=_sender_domains(raw),
+        test_emails_per_minute=int(_number(raw, "TEST_EMAILS_PER_MINUTE", 1, 60)),
     )
 
 

@@ -169,6 +169,10 @@ WAGTAIL_CLIENT_BILLING = {
     "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com"),
     "REQUEST_TTL": int(os.environ.get("BILLING_REQUEST_TTL", "86400")),
     "ENCRYPTION_KEYS": env_list("BILLING_ENCRYPTION_KEYS"),
+    # The example project's sites send through SMTP servers on this machine (the demo's
+    # and the tests' loopback servers): allow them. A real project leaves this off, so
+    # that a site editor cannot point the SMTP host at the agency's internal network.
+    "SMTP_ALLOW_PRIVATE_HOSTS": True,
 }
 
 LOGGING = {
