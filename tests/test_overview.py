@@ -150,6 +150,42 @@ def test_export_csv_has_amounts_in_major_units(agency_client, sites):
     assert [row["Email"] for row in csv.DictReader(io.StringIO(content))] == ["jpy@example.com"]
 
 
+def csv_rows(response) -> list[dict[str, str]]:
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    return list(csv.DictReader(io.StringIO(content.decode())))
+
+
+@pytest.mark.parametrize(
+    "description",
+    ['=HYPERLINK("http://evil.example","Pay")', "+1+2", "-2+3", "@SUM(A1:A9)", "\tTab", "\rCR"],
+)
+def test_export_csv_never_starts_a_cell_with_a_formula(agency_client, sites, description):
+    # CSV injection: a spreadsheet runs a cell starting with = + - @ tab or CR as a
+    # formula; the export prefixes it with a quote (OWASP), so it opens as text.
+    make_request(sites[0], description=description, email="-x@example.com")
+    (row,) = csv_rows(agency_client.get(f"{OVERVIEW}?export=csv"))
+    assert row["Description"] == "'" + description
+    assert row["Email"] == "'-x@example.com"
+    assert row["Amount"] == "10.00"  # numbers are left as they are
+
+
+def test_export_csv_leaves_ordinary_text_alone(agency_client, sites):
+    make_request(sites[0], description="Website, May = 3 pages", email="a@example.com")
+    (row,) = csv_rows(agency_client.get(f"{OVERVIEW}?export=csv"))
+    assert row["Description"] == "Website, May = 3 pages"
+    assert row["Email"] == "a@example.com"
+
+
+def test_export_xlsx_writes_formula_looking_text_as_text(agency_client, sites):
+    import openpyxl
+
+    make_request(sites[0], description="=1+1")
+    response = agency_client.get(f"{OVERVIEW}?export=xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    cells = [cell for row in sheet.iter_rows() for cell in row if cell.value == "=1+1"]
+    assert cells and all(cell.data_type == "s" for cell in cells)
+
+
 def test_export_xlsx(agency_client, sites):
     make_request(sites[0])
     response = agency_client.get(f"{OVERVIEW}?export=xlsx")

@@ -13,6 +13,7 @@ from wagtail.admin.ui.tables import Column
 from wagtail.models import Site
 
 from .. import agency, reports
+from ..exports import SafeCSVExportMixin
 from ..models import BillingRequest
 from ..permissions import is_agency_admin
 from .agency import forbidden
@@ -34,7 +35,7 @@ class OverviewFilterSet(BillingRequestFilterSet):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
 
 
-class OverviewView(IndexView):
+class OverviewView(SafeCSVExportMixin, IndexView):
     """Every site's requests for agency admins, with the site as a column and filter."""
 
     template_name = "wagtail_client_billing/overview/index.html"
