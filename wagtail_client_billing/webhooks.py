@@ -3,7 +3,8 @@
 The HTTP contract (see docs/webhooks.md):
 
 - 400: no valid ``Stripe-Signature`` (missing, wrong secret, older than 5 minutes), a body
-  that is not JSON or not an event object. Nothing is stored.
+  that is not JSON or not an event object, or one over Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE``. Nothing is stored; one warning line is logged.
 - 200: the event was stored and applied, stored and ignored (no handler, or not about the
   linked account), or it is a duplicate of one already applied or ignored.
 - 500: a handler raised. The event is stored as failed with its traceback; Stripe retries,
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -279,6 +280,21 @@ def _describe(event: WebhookEvent) -> str:
 # The view ------------------------------------------------------------------------------
 
 
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body; ``WebhookRejected`` if it is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+
+    Django raises ``RequestDataTooBig`` when the body is read; left to Django, that is an
+    ERROR with a traceback (and a mail to ADMINS) for any unauthenticated probe. Stripe's
+    events are far below the limit.
+    """
+    try:
+        return request.body
+    except RequestDataTooBig as error:
+        raise WebhookRejected(
+            "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        ) from error
+
+
 @csrf_exempt
 @login_not_required
 @transaction.non_atomic_requests
@@ -287,7 +303,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Receive one Stripe event: verify, store once, apply; see the module docstring."""
     # Verify the raw bytes: Stripe signs the body exactly as sent.
     try:
-        data = parse_event(request.body, request.headers.get("Stripe-Signature", ""))
+        data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
         event, created = record_event(data)
     except WebhookRejected as rejected:
         # A plain 400 and one warning line with the reason only: anyone can POST here,
