@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
+from .. import agency
 from ..compose import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
@@ -49,6 +50,10 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         }
         status = billing_request.status
         if status == Status.PENDING and billing_request.expires_at > timezone.now():
+            if not agency.account_is_linked(billing_request):
+                # The account is gone (unlinked, deauthorized at Stripe): its Checkout
+                # would take money the agency no longer receives through this app.
+                return render(request, TEMPLATES + "account_gone.html", context, status=410)
             if billing_request.checkout_url:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:
