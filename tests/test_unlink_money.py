@@ -15,7 +15,14 @@ from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
 from tests.factories import connect_ready_account, grant_billing, make_site, make_user
-from tests.test_billing_requests import CommittingClient, add, deliver, last_event, session_of
+from tests.test_billing_requests import (
+    CommittingClient,
+    add,
+    deliver,
+    last_event,
+    make_french,
+    session_of,
+)
 from tests.test_webhooks import LIVE_SECRET, make_event
 from tests.test_webhooks import deliver as deliver_signed
 from wagtail_client_billing import agency, billing, tasks
@@ -381,6 +388,17 @@ def test_the_pay_link_of_a_gone_account_says_it_no_longer_works(
     assert "Acme Plumbing can no longer take payments through it" in page
     assert 'href="mailto:billing@localhost"' in page  # the site's contact (DEFAULT_FROM_EMAIL)
     assert session_of(stripe, request)["url"] not in page
+
+
+def test_the_gone_page_is_in_the_sites_language(editor, client, site, connection, stripe):
+    request = send(editor, site, "a@example.com")
+    make_french(site)
+    agency.unlink(connection, reason="deauthorized at Stripe")
+
+    response = client.get(request.get_payment_path(), HTTP_HOST="acme.test")
+
+    assert response.status_code == 410
+    assert 'lang="fr"' in response.content.decode()  # the strings: once translated
 
 
 def test_resend_of_a_gone_account_is_refused_and_not_offered(editor, site, connection, stripe):
