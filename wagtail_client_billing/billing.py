@@ -306,11 +306,10 @@ def mark_paid(
         transaction.on_commit(lambda: _announce(signals.billing_request_paid, request, late=late))
     if gone:
         logger.warning(
-            "Billing request %s was paid after its Stripe account %s (%s mode) was unlinked "
-            "(late).",
+            "Billing request %s was paid after its %s-mode Stripe account %s was unlinked (late).",
             request.pk,
-            request.account_id or "of the platform",
             request.mode,
+            request.account_id or "(direct mode)",
         )
     elif late:
         logger.warning("Billing request %s was paid after it had ended (late).", request.pk)
