@@ -5,6 +5,7 @@ requests whose account is gone say so instead of opening Checkout."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
@@ -32,6 +33,7 @@ from wagtail_client_billing.models import (
     StripeConnection,
     WebhookEvent,
 )
+from wagtail_client_billing.views import agency as agency_views
 
 pytestmark = pytest.mark.django_db
 
@@ -216,6 +218,42 @@ def test_a_request_created_while_withdrawing_is_withdrawn_too(editor, site, conn
     assert not linked(connection)
     assert set(BillingRequest.objects.values_list("status", flat=True)) == {Status.DELETED}
     assert session_of(stripe, created_meanwhile[0])["status"] == "expired"
+
+
+def test_a_request_committed_as_the_unlink_commits_is_withdrawn_too(
+    editor, site, connection, stripe
+):
+    first = send(editor, site, "a@example.com")
+    late_comer: list[BillingRequest] = []
+
+    def a_create_that_read_the_connection_before(sender, instance, created, **kwargs):
+        # A create that saw the account linked commits its row just as the unlink does.
+        if instance.action == agency.ACTION_UNLINK and not late_comer:
+            late_comer.append(
+                BillingRequest.objects.create(
+                    site=site,
+                    **{**asdict(billing.RequestDetails.of(first)), "email": "b@example.com"},
+                    mode=first.mode,
+                    account_id=first.account_id,
+                    expires_at=first.expires_at,
+                )
+            )
+
+    post_save.connect(a_create_that_read_the_connection_before, sender=ModelLogEntry)
+    try:
+        outcome = agency.withdraw_and_unlink(connection, reason="test")
+    finally:
+        post_save.disconnect(a_create_that_read_the_connection_before, sender=ModelLogEntry)
+
+    assert late_comer
+    assert outcome.unlinked and outcome.withdrawn == 2
+    late_comer[0].refresh_from_db()
+    assert late_comer[0].status == Status.DELETED
+
+
+def test_the_unlink_view_runs_outside_any_request_transaction():
+    # Withdrawing calls Stripe once per request: ATOMIC_REQUESTS must not wrap it.
+    assert agency_views.unlink._non_atomic_requests == {"default"}
 
 
 def test_only_that_connections_requests_are_withdrawn(editor, site, connection, stripe):
