@@ -221,6 +221,32 @@ def test_bad_requests_are_400_and_store_nothing(client, connection, case, body, 
     assert not connection.charges_enabled
 
 
+def test_a_body_over_djangos_limit_is_400_with_one_warning(client, connection, settings, caplog):
+    # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig):
+    # anyone can POST here, so that is one warning like any refused body, not an ERROR
+    # with a traceback (and a mail to ADMINS) per probe.
+    event = account_updated_event()
+    event["data"]["object"]["padding"] = "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = body_of(event)
+    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    with caplog.at_level(logging.INFO):
+        response = deliver(client, body)
+
+    assert response.status_code == 400
+    assert "too large" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    ours = [r for r in caplog.records if r.name == "wagtail_client_billing.webhooks"]
+    assert [(r.levelno, r.getMessage()) for r in ours] == [
+        (
+            logging.WARNING,
+            "Refused a webhook request: The webhook body is too large "
+            "(over DATA_UPLOAD_MAX_MEMORY_SIZE).",
+        )
+    ]
+
+
 def test_a_timestamp_within_five_minutes_is_accepted(client, connection):
     body = body_of(account_updated_event())
     response = deliver(client, body, signature=sign(body, timestamp=int(time.time()) - 280))

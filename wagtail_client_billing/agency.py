@@ -2,13 +2,19 @@
 
 Views, webhook handlers and commands call these; each writes Wagtail's audit log for
 the changes a person would want to find later.
+
+Unlinking never loses money: a person's unlink first withdraws the account's pending
+requests (each Checkout Session is expired at Stripe, so its link dies) and refuses to
+unlink while any is left. A request whose account is gone anyway (deauthorized at
+Stripe) keeps a link that says so, and a payment Stripe still reports for it is applied.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -17,7 +23,10 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from . import stripe_api
-from .models import AgencyBillingSettings, StripeConnection
+from .models import AgencyBillingSettings, BillingRequest, StripeConnection
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -186,24 +195,164 @@ def _store_state(connection: StripeConnection, state: stripe_api.AccountState) -
 
 
 def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") -> bool:
-    """Detach the connection locally (a live account cannot always be deleted at Stripe).
+    """Detach the connection locally, pending requests or not (a live account cannot
+    always be deleted at Stripe).
 
-    Returns False if it was already unlinked (a second click, or a webhook racing a
-    person): the audit log gets one entry.
+    For an account that is gone already (deauthorized at Stripe), where nothing can be
+    withdrawn; a person unlinks with ``withdraw_and_unlink``. Returns False if it was
+    already unlinked (a second click, or a webhook racing a person): the audit log gets
+    one entry.
     """
     with transaction.atomic():
-        updated = StripeConnection.objects.filter(
-            pk=connection.pk, unlinked_at__isnull=True
-        ).update(unlinked_at=timezone.now())
-        if updated:
-            connection.refresh_from_db()
-            log(
-                connection,
-                ACTION_UNLINK,
-                user=user,
-                data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
-            )
+        return _detach(connection, user=user, reason=reason)
+
+
+def _detach(connection: StripeConnection, *, user: Any, reason: str) -> bool:
+    updated = StripeConnection.objects.filter(pk=connection.pk, unlinked_at__isnull=True).update(
+        unlinked_at=timezone.now()
+    )
+    if updated:
+        connection.refresh_from_db()
+        log(
+            connection,
+            ACTION_UNLINK,
+            user=user,
+            data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
+        )
     return bool(updated)
+
+
+# Requests and the account they were made with -----------------------------------------
+
+
+def request_account(connection: StripeConnection) -> str:
+    """The ``account_id`` that requests made with ``connection`` store ("" in direct mode)."""
+    return "" if connection.direct else connection.account_id
+
+
+def pending_requests(connection: StripeConnection) -> QuerySet[BillingRequest]:
+    """The connection's Pending requests: their links still open Checkout on its account."""
+    return BillingRequest.objects.filter(
+        status=BillingRequest.Status.PENDING,
+        mode=connection.mode,
+        account_id=request_account(connection),
+    )
+
+
+def linked_accounts() -> set[tuple[str, str]]:
+    """(mode, account) of every linked connection, as billing requests store them."""
+    return {
+        (connection.mode, request_account(connection))
+        for connection in StripeConnection.objects.filter(unlinked_at__isnull=True)
+    }
+
+
+def account_is_linked(
+    request: BillingRequest, accounts: set[tuple[str, str]] | None = None
+) -> bool:
+    """Whether the account ``request`` was made with is still linked in its mode.
+
+    If not (unlinked, replaced, deauthorized at Stripe), its link must not open Checkout
+    and its email must not be sent again. ``accounts`` (from ``linked_accounts``) saves
+    a query per row in a listing.
+    """
+    accounts = linked_accounts() if accounts is None else accounts
+    return (request.mode, request.account_id) in accounts
+
+
+# Unlinking with pending requests --------------------------------------------------------
+
+# Each round withdraws what is pending, then unlinks if nothing new arrived meanwhile.
+WITHDRAW_ROUNDS = 3
+
+
+@dataclass
+class UnlinkOutcome:
+    """What ``withdraw_and_unlink`` did: counts for the page, and what Stripe refused."""
+
+    unlinked: bool = False
+    withdrawn: int = 0
+    paid: int = 0  # paid before the withdraw reached them: now marked Paid
+    failures: list[tuple[BillingRequest, str]] = field(default_factory=list)
+    pending: int = 0  # still pending when it gave up (requests kept arriving)
+
+
+def unlink_unless_pending(
+    connection: StripeConnection, *, user: Any = None, reason: str = ""
+) -> int:
+    """Unlink if no request is pending on the connection; else the number pending.
+
+    The count and the unlink happen under a lock on the connection's row, so two admins
+    (or a retry) cannot both count zero and race; 0 also when it was already unlinked.
+    """
+    with transaction.atomic():
+        locked = (
+            StripeConnection.objects.select_for_update()
+            .filter(pk=connection.pk, unlinked_at__isnull=True)
+            .first()
+        )
+        if locked is None:
+            return 0
+        pending = pending_requests(locked).count()
+        if pending:
+            return pending
+        _detach(locked, user=user, reason=reason)
+    connection.refresh_from_db()
+    return 0
+
+
+def withdraw_and_unlink(
+    connection: StripeConnection, *, user: Any = None, reason: str = ""
+) -> UnlinkOutcome:
+    """Withdraw each pending request of the connection, then unlink it if none is left.
+
+    Each request goes through ``billing.delete_request`` (its Checkout Session is expired
+    at Stripe, so the link dies; Paid if Stripe says it was paid meanwhile), one at a
+    time and outside any transaction of ours. If Stripe fails for one, nothing is
+    unlinked: the outcome says what was withdrawn and what was not, and calling this
+    again continues with what is left.
+
+    Concurrency: a colleague may send a request while this runs. The unlink re-counts
+    under a row lock and, if a request arrived, withdraws it in another round. A request
+    whose creation had already read the connection when the unlink committed is looked
+    for once more right after; one that commits later still is a request of an unlinked
+    account: its link says it no longer works, Resend is refused, and a payment Stripe
+    reports for it is applied and flagged late (never lost).
+    """
+    outcome = UnlinkOutcome()
+    for _round in range(WITHDRAW_ROUNDS):
+        _withdraw(connection, user=user, outcome=outcome)
+        if outcome.failures:
+            return outcome
+        outcome.pending = unlink_unless_pending(connection, user=user, reason=reason)
+        if not outcome.pending:
+            break
+    if outcome.pending:
+        return outcome
+    outcome.unlinked = True
+    _withdraw(connection, user=user, outcome=outcome)
+    return outcome
+
+
+def _withdraw(connection: StripeConnection, *, user: Any, outcome: UnlinkOutcome) -> None:
+    from . import billing  # billing imports this module
+
+    for request in list(pending_requests(connection).order_by("pk")):
+        try:
+            result = billing.delete_request(request, user=user)
+        except (billing.BillingError, stripe_api.StripeFailure) as error:
+            logger.warning(
+                "Could not withdraw billing request %s before unlinking %s: %s",
+                request.pk,
+                connection.account_id,
+                error,
+            )
+            outcome.failures.append((request, error.user_message))
+            continue
+        if result.status == BillingRequest.Status.PAID:
+            outcome.paid += 1
+        elif result.status == BillingRequest.Status.DELETED:
+            outcome.withdrawn += 1
 
 
 def switch_mode(mode: str, *, user: Any = None) -> None:

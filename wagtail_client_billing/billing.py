@@ -295,10 +295,23 @@ def mark_paid(
             late = request is not None
         if request is None:
             return None
+        # Money taken for a request whose account is gone (unlinked, replaced,
+        # deauthorized) is applied all the same, and flagged for the agency to look at.
+        gone = not agency.account_is_linked(request)
+        if gone and not late:
+            BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
+            request.late_payment = late = True
         log(request, ACTION_PAID, user=user, data=_log_data(request, source=source, late=late))
         notifications.notify(Notification.Kind.PAID, request, key=f"paid-{request.pk}")
         transaction.on_commit(lambda: _announce(signals.billing_request_paid, request, late=late))
-    if late:
+    if gone:
+        logger.warning(
+            "Billing request %s was paid after its %s-mode Stripe account %s was unlinked (late).",
+            request.pk,
+            request.mode,
+            request.account_id or "(direct mode)",
+        )
+    elif late:
         logger.warning("Billing request %s was paid after it had ended (late).", request.pk)
     return request
 

@@ -3,9 +3,12 @@
 The HTTP contract (see docs/webhooks.md):
 
 - 400: no valid ``Stripe-Signature`` (missing, wrong secret, older than 5 minutes), a body
-  that is not JSON or not an event object. Nothing is stored.
+  that is not JSON or not an event object, or one over Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE``. Nothing is stored; one warning line is logged.
 - 200: the event was stored and applied, stored and ignored (no handler, or not about the
-  linked account), or it is a duplicate of one already applied or ignored.
+  linked account), or it is a duplicate of one already applied or ignored. An event that
+  reports money taken for a request we know is applied even if that request's account is
+  no longer linked (``MONEY_EVENTS``): a payment is never lost.
 - 500: a handler raised. The event is stored as failed with its traceback; Stripe retries,
   and the retry (or "Reprocess" in the admin) applies it.
 
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -34,7 +37,7 @@ from django.views.decorators.http import require_POST
 
 from . import agency, stripe_api
 from .conf import billing_settings, setting_key
-from .models import StripeConnection, WebhookEvent
+from .models import BillingRequest, StripeConnection, WebhookEvent
 
 logger = logging.getLogger("wagtail_client_billing.webhooks")
 
@@ -196,6 +199,32 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
     )
 
 
+#: Events that report money taken. They are applied to a request we know whatever its
+#: account's state now (unlinked, replaced, deauthorized): the client has paid, and
+#: ignoring it would leave the request Pending forever. Other events of an account that
+#: is no longer linked stay ignored.
+MONEY_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+
+
+def money_for_own_request(event: WebhookEvent) -> bool:
+    """Whether ``event`` reports money for a request made with the event's own account.
+
+    Only the request's own account may settle it: the event's account (none for the
+    platform's own, direct mode) must be the one the request stored, and its mode the
+    request's mode. The signature is verified already; this keeps one account's events
+    from ever touching another account's request.
+    """
+    if event.type not in MONEY_EVENTS:
+        return False
+    session = event.payload["data"]["object"]
+    session_id = session.get("id")
+    if not isinstance(session_id, str) or not session_id:
+        return False
+    return BillingRequest.objects.filter(
+        checkout_session_id=session_id, mode=event.mode, account_id=event.account or ""
+    ).exists()
+
+
 def connection_for(event: WebhookEvent) -> StripeConnection:
     """The linked connection ``event`` is about; raise ``EventIgnored`` if there is none."""
     connection, note = match_connection(event)
@@ -249,7 +278,7 @@ def _apply(event: WebhookEvent) -> str:
     if handler is None:
         return NOTE_NO_HANDLER
     connection, note = match_connection(event)
-    if connection is None:
+    if connection is None and not money_for_own_request(event):
         return note
     try:
         # A savepoint, so that a handler that writes and then decides to ignore the
@@ -279,6 +308,21 @@ def _describe(event: WebhookEvent) -> str:
 # The view ------------------------------------------------------------------------------
 
 
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body; ``WebhookRejected`` if it is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+
+    Django raises ``RequestDataTooBig`` when the body is read; left to Django, that is an
+    ERROR with a traceback (and a mail to ADMINS) for any unauthenticated probe. Stripe's
+    events are far below the limit.
+    """
+    try:
+        return request.body
+    except RequestDataTooBig as error:
+        raise WebhookRejected(
+            "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        ) from error
+
+
 @csrf_exempt
 @login_not_required
 @transaction.non_atomic_requests
@@ -287,7 +331,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Receive one Stripe event: verify, store once, apply; see the module docstring."""
     # Verify the raw bytes: Stripe signs the body exactly as sent.
     try:
-        data = parse_event(request.body, request.headers.get("Stripe-Signature", ""))
+        data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
         event, created = record_event(data)
     except WebhookRejected as rejected:
         # A plain 400 and one warning line with the reason only: anyone can POST here,

@@ -6,12 +6,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import FormView, TemplateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
@@ -247,21 +248,120 @@ class RefreshStatusView(AgencyAdminMixin, View):
 
 
 class UnlinkView(AgencyPageMixin, TemplateView):
-    """Unlink account: asks for confirmation, then detaches the account for that mode."""
+    """Unlink account: says how many requests are pending and withdraws them first."""
 
     template_name = "wagtail_client_billing/agency/unlink.html"
     page_subtitle = gettext_lazy("Unlink account")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["connection"] = connection_or_404(get_mode(self.kwargs))
+        connection = connection_or_404(get_mode(self.kwargs))
+        context["connection"] = connection
+        context["pending"] = agency.pending_requests(connection).count()
         return context
 
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
         connection = connection_or_404(get_mode({"mode": mode}))
-        agency.unlink(connection, user=request.user, reason="unlinked by an agency admin")
-        messages.success(request, _("The client billing account was unlinked."))
+        reason = "unlinked by an agency admin"
+        if "withdraw" not in request.POST:
+            pending = agency.unlink_unless_pending(connection, user=request.user, reason=reason)
+            if pending:
+                messages.error(request, still_pending_message(pending))
+                return redirect("wagtail_client_billing_agency:unlink", mode)
+            messages.success(request, _("The client billing account was unlinked."))
+            return redirect(INDEX_URL)
+        outcome = agency.withdraw_and_unlink(connection, user=request.user, reason=reason)
+        if not outcome.unlinked:
+            messages.error(request, not_unlinked_message(outcome))
+            return redirect("wagtail_client_billing_agency:unlink", mode)
+        if outcome.failures:
+            messages.warning(request, unlinked_but_message(outcome))
+        else:
+            messages.success(request, unlinked_message(outcome))
         return redirect(INDEX_URL)
+
+
+def still_pending_message(count: int) -> str:
+    """A plain unlink refused: how many requests are still pending."""
+    return ngettext(
+        "The account was not unlinked: %(count)s billing request is still pending on it. "
+        "Withdraw it first.",
+        "The account was not unlinked: %(count)s billing requests are still pending on it. "
+        "Withdraw them first.",
+        count,
+    ) % {"count": count}
+
+
+def _done(outcome: agency.UnlinkOutcome) -> list[str]:
+    done = []
+    if outcome.withdrawn:
+        done.append(
+            ngettext(
+                "%(count)s pending billing request was withdrawn",
+                "%(count)s pending billing requests were withdrawn",
+                outcome.withdrawn,
+            )
+            % {"count": outcome.withdrawn}
+        )
+    if outcome.paid:
+        done.append(
+            ngettext(
+                "%(count)s had already been paid and is now marked Paid",
+                "%(count)s had already been paid and are now marked Paid",
+                outcome.paid,
+            )
+            % {"count": outcome.paid}
+        )
+    return done
+
+
+def _reasons(outcome: agency.UnlinkOutcome) -> str:
+    return "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)
+
+
+def unlinked_message(outcome: agency.UnlinkOutcome) -> str:
+    """Withdrawn (or found paid), then unlinked."""
+    done = _done(outcome)
+    if not done:
+        return _("The client billing account was unlinked.")
+    return _("%(done)s; the client billing account was unlinked.") % {"done": "; ".join(done)}
+
+
+def not_unlinked_message(outcome: agency.UnlinkOutcome) -> str:
+    """Stripe failed for some (nothing unlinked), or requests kept arriving."""
+    if not outcome.failures:
+        return ngettext(
+            "The account was not unlinked: new billing requests kept arriving on it "
+            "(%(count)s pending now). Try again.",
+            "The account was not unlinked: new billing requests kept arriving on it "
+            "(%(count)s pending now). Try again.",
+            outcome.pending,
+        ) % {"count": outcome.pending}
+    failed = len(outcome.failures)
+    not_done = ngettext("%(count)s could not be", "%(count)s could not be", failed) % {
+        "count": failed
+    }
+    return _(
+        "The account was not unlinked: %(done)s (%(reasons)s). "
+        "Try again to withdraw the rest and unlink."
+    ) % {
+        "done": ", ".join([*_done(outcome), not_done]),
+        "reasons": _reasons(outcome),
+    }
+
+
+def unlinked_but_message(outcome: agency.UnlinkOutcome) -> str:
+    """Unlinked, but requests sent during the unlink could not be withdrawn."""
+    failed = len(outcome.failures)
+    return ngettext(
+        "The client billing account was unlinked, but %(count)s billing request sent "
+        "meanwhile could not be withdrawn (%(reasons)s): its link now says it no longer "
+        "works, and a payment Stripe still reports for it is recorded.",
+        "The client billing account was unlinked, but %(count)s billing requests sent "
+        "meanwhile could not be withdrawn (%(reasons)s): their links now say they no "
+        "longer work, and a payment Stripe still reports for them is recorded.",
+        failed,
+    ) % {"count": failed, "reasons": _reasons(outcome)}
 
 
 class SwitchModeView(AgencyAdminMixin, View):
@@ -363,6 +463,7 @@ connect = ConnectView.as_view()
 onboard = OnboardView.as_view()
 return_view = ReturnView.as_view()
 refresh_status = RefreshStatusView.as_view()
-unlink = UnlinkView.as_view()
+# Withdrawing calls Stripe once per request: never inside a request-wide transaction.
+unlink = transaction.non_atomic_requests(UnlinkView.as_view())
 switch_mode = SwitchModeView.as_view()
 register_webhook = RegisterWebhookView.as_view()

@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
+from .. import agency
 from ..compose import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
@@ -49,6 +50,11 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         }
         status = billing_request.status
         if status == Status.PENDING and billing_request.expires_at > timezone.now():
+            if not agency.account_is_linked(billing_request):
+                # The account is gone (unlinked, replaced, deauthorized at Stripe): the
+                # agency no longer bills through it, so say so instead of opening its
+                # Checkout (a payment made there anyway is still recorded, flagged late).
+                return render(request, TEMPLATES + "account_gone.html", context, status=410)
             if billing_request.checkout_url:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:

@@ -277,6 +277,11 @@ class IndexView(generic.IndexView):
             )  # fmt: skip
         return buttons
 
+    @cached_property
+    def linked_accounts(self) -> set[tuple[str, str]]:
+        """Read once per listing: a request of an account that is gone offers no Resend."""
+        return agency.linked_accounts()
+
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
         from wagtail.admin.ui.menus import MenuItem
 
@@ -293,11 +298,15 @@ class IndexView(generic.IndexView):
             ),
         ]  # fmt: skip
         if instance.status == Status.PENDING:
+            if agency.account_is_linked(instance, self.linked_accounts):
+                buttons.append(
+                    MenuButton.post(
+                        _("Resend email"),
+                        action=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
+                        icon_name="mail", priority=20,
+                    )
+                )  # fmt: skip
             buttons += [
-                MenuButton.post(
-                    _("Resend email"), action=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
-                    icon_name="mail", priority=20,
-                ),
                 MenuItem(
                     _("Delete"), url=reverse(f"{URL_NAME}:delete", args=[instance.pk]),
                     icon_name="bin", priority=30,
@@ -476,6 +485,7 @@ class InspectView(RequestViewMixin, View):
                 "history": history,
                 "stripe_events": stripe_events_for(billing_request),
                 "renewal": billing.renewal_of(billing_request),
+                "account_linked": agency.account_is_linked(billing_request),
                 "can_see_events": is_agency_admin(request.user),
                 "index_url": url("index", site=billing_request.site),
             },
@@ -485,6 +495,12 @@ class InspectView(RequestViewMixin, View):
         return {"view": self, **super().get_context_data(**kwargs)}
 
 
+ACCOUNT_GONE_MESSAGE = gettext_lazy(
+    "This billing request's Stripe account was unlinked, so its payment link no longer "
+    "works: the email was not sent again."
+)
+
+
 class ResendView(RequestViewMixin, View):
     """Resend the email of a pending request (queued again)."""
 
@@ -492,6 +508,8 @@ class ResendView(RequestViewMixin, View):
         billing_request = self.get_billing_request()
         if billing_request.status != Status.PENDING:
             messages.error(request, _("Only pending billing requests can be sent again."))
+        elif not agency.account_is_linked(billing_request):
+            messages.error(request, ACCOUNT_GONE_MESSAGE)
         else:
             mail.queue_billing_email(billing_request)
             messages.success(
