@@ -441,3 +441,44 @@ def test_failed_test_emails_count_too(editor, sites, settings):
 
 def test_the_test_email_log_action_is_registered():
     assert log_registry.get_action_label(ACTION_TEST) == "Send a test email"
+
+
+# In a browser --------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("wagtail_root")
+def test_in_a_browser_a_new_host_leaves_no_stored_password(live_server, page):
+    from playwright.sync_api import expect
+
+    from tests.factories import PASSWORD as LOGIN_PASSWORD
+
+    acme = make_site("acme.test", "Acme Plumbing")
+    user = make_user("acme-editor")
+    grant_billing(user, acme)
+    grant_email_settings(user, acme)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("input[name=username]", "acme-editor")
+    page.fill("input[name=password]", LOGIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.goto(f"{live_server.url}{INDEX}?site={acme.pk}")
+    page.get_by_role("link", name="Email settings").first.click()
+    page.get_by_label("Custom SMTP").check()
+    page.get_by_label("Host", exact=True).fill("smtp.acme.test")
+    page.get_by_label("Username", exact=True).fill("billing@acme.test")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("From", exact=True).fill("billing@acme.test")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Email settings saved for Acme Plumbing.")).to_be_visible()
+    expect(page.get_by_text("A password is stored for this server.")).to_be_visible()
+
+    # The editor points the settings at another server and leaves the password blank.
+    page.get_by_label("Host", exact=True).fill("smtp.elsewhere.test")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text(PASSWORD_REMOVED)).to_be_visible()
+    expect(page.get_by_text("A password is stored for this server.")).to_have_count(0)
+    expect(page.get_by_label("Remove the stored password")).to_have_count(0)
+    assert not SiteEmailSettings.objects.get(site=acme).has_password
