@@ -149,6 +149,27 @@ def test_the_same_server_keeps_the_password_and_a_new_one_can_be_typed(editor, s
     assert SiteEmailSettings.objects.get(site=acme).get_password() == "new-one"
 
 
+def test_the_rule_holds_outside_the_form_too(sites):
+    """The model keeps the rule: the shell, or any code that saves the settings."""
+    stored = SiteEmailSettings(site=sites[0], custom_smtp=True, host="smtp.acme.test")
+    stored.set_password(PASSWORD)
+    stored.save()
+    loaded = SiteEmailSettings.objects.get(pk=stored.pk)
+    loaded.reply_to = "office@acme.test"
+    loaded.save()
+    assert not loaded.password_removed and loaded.get_password() == PASSWORD
+    loaded.port = 2525
+    loaded.save(update_fields=["port"])
+    assert loaded.password_removed
+    assert SiteEmailSettings.objects.get(pk=stored.pk).password_encrypted == ""
+    # A password set for the new server in the same save is that server's.
+    loaded.host = "smtp.elsewhere.test"
+    loaded.set_password("elsewhere")
+    loaded.save()
+    assert not loaded.password_removed
+    assert SiteEmailSettings.objects.get(pk=stored.pk).get_password() == "elsewhere"
+
+
 def test_the_form_says_the_password_belongs_to_its_server(editor, sites):
     page = editor.get(f"{SETTINGS_URL}?site={sites[0].pk}").content.decode()
     assert "changing the host, port, username or security removes it" in page

@@ -104,7 +104,8 @@ class SiteEmailSettings(BaseSiteSetting):
         the settings could point them at a server of their own, keep the password ("leave
         blank to keep it"), send a test email and read the password in the AUTH exchange.
         Checked here, against the row as saved, so that every path (the form, the shell,
-        the Django admin) keeps the rule; a password set in the same save is kept.
+        any code that saves the model) keeps the rule; a password set in the same save is
+        kept. A queryset ``update()`` bypasses it, as it bypasses every ``save``.
         """
         saved = self.saved_server() if self.password_encrypted else None
         current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
@@ -124,7 +125,11 @@ class SiteEmailSettings(BaseSiteSetting):
 
     @property
     def sender(self) -> str:
-        """The From address: the site's own, else ``DEFAULT_FROM_EMAIL``."""
+        """The site's own address (From), else ``DEFAULT_FROM_EMAIL``.
+
+        Not always the From header: without Custom SMTP, ``compose.sender`` uses it only
+        on the agency's ``SENDER_DOMAINS``.
+        """
         return self.from_email or settings.DEFAULT_FROM_EMAIL
 
     @property
