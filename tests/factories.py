@@ -59,6 +59,19 @@ def grant_billing(user, *sites) -> None:
     user.groups.add(group)
 
 
+def grant_email_settings(user, *sites) -> None:
+    """Let ``user`` edit the email settings of ``sites`` only (the Groups editor's panel)."""
+    from wagtail.models import GroupSitePermission
+
+    permission = Permission.objects.get(
+        content_type__app_label="wagtail_client_billing", codename="change_siteemailsettings"
+    )
+    group, _ = Group.objects.get_or_create(name=f"Email settings {user.username}")
+    for site in sites:
+        GroupSitePermission.objects.get_or_create(group=group, site=site, permission=permission)
+    user.groups.add(group)
+
+
 def connect_ready_account(simulator, mode: str = "test"):
     """A linked connection, onboarded at the simulator, ready to charge."""
     from wagtail_client_billing import agency

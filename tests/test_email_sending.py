@@ -266,7 +266,15 @@ def test_headers_cannot_be_injected_and_are_not_html_escaped(
     assert smtp.inbox.envelopes[0][1] == ["client@example.com"]
 
 
-def test_the_default_backend_gets_from_and_reply_to_too(sites, connection, stripe, commit):
+def test_the_default_backend_gets_from_and_reply_to_too(
+    sites, connection, stripe, commit, settings
+):
+    # A From on one of SENDER_DOMAINS: others become the Reply-To only (issue 10, see
+    # test_email_settings_security.py).
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "SENDER_DOMAINS": "acme.test",
+    }
     acme = sites[0]
     SiteEmailSettings.objects.create(
         site=acme, from_email="billing@acme.test", reply_to="agency@agency.test"

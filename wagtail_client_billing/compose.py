@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.utils import formataddr
+from email.utils import formataddr, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from wagtail.models import Site
 
 from . import agency, mailers
+from .conf import billing_settings
 from .models import BillingRequest, SiteEmailSettings
 from .money import format_money
 
@@ -112,7 +113,7 @@ def billing_email(
         body=text,
         from_email=sender(email_settings, name),
         to=[request.email],
-        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
+        reply_to=reply_to(email_settings),
     )
     message.attach_alternative(html, "text/html")
     # Anymail ESPs echo these back in tracking events (``tracking.py`` matches on them);
@@ -122,11 +123,49 @@ def billing_email(
     return message
 
 
+def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
+    """Whether the site's From address may head its emails.
+
+    Through the site's own SMTP server, its server decides. Through the project's
+    backend, which the agency's domain reputation stands behind, only an address on one
+    of ``SENDER_DOMAINS`` (exact domain, any case) may: otherwise any editor could send
+    as anyone (the agency's CEO) through it.
+    """
+    if not email_settings.from_email:
+        return False
+    if email_settings.custom_smtp:
+        return True
+    domain = email_settings.from_email.rpartition("@")[2].lower()
+    return domain in billing_settings().sender_domains
+
+
+def default_sender_address() -> str:
+    """The address of ``DEFAULT_FROM_EMAIL`` (which may carry a display name)."""
+    return parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or settings.DEFAULT_FROM_EMAIL
+
+
 def sender(email_settings: SiteEmailSettings, display_name: str) -> str:
-    """The From header: the site's address under the site's name, else the default."""
+    """The From header: the site's name, with its address if allowed, else the project's.
+
+    Decided here, when the message is built, so rows saved before the rule still cannot
+    send as someone else.
+    """
     if not email_settings.from_email:
         return settings.DEFAULT_FROM_EMAIL
-    return formataddr((one_line(display_name), email_settings.from_email))
+    if sends_from_own_address(email_settings):
+        address = email_settings.from_email
+    else:
+        address = default_sender_address()
+    return formataddr((one_line(display_name), address))
+
+
+def reply_to(email_settings: SiteEmailSettings) -> list[str] | None:
+    """Reply-To: the site's Reply-to, else its From when that could not be the From."""
+    if email_settings.reply_to:
+        return [email_settings.reply_to]
+    if email_settings.from_email and not sends_from_own_address(email_settings):
+        return [email_settings.from_email]
+    return None
 
 
 def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternatives:
@@ -141,5 +180,5 @@ def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternat
         body=body,
         from_email=sender(email_settings, name),
         to=[to],
-        reply_to=[email_settings.reply_to] if email_settings.reply_to else None,
+        reply_to=reply_to(email_settings),
     )

@@ -56,7 +56,60 @@ class AgencyPermissionPolicy(BasePermissionPolicy):
         return agency_admins()
 
 
-class BillingRequestPermissionPolicy(SitePermissionPolicy):
+class AgencyWideSitePermissionPolicy(SitePermissionPolicy):
+    """One per-site permission that covers several actions; agency admins hold it everywhere.
+
+    Subclasses name the one ``permission_action`` checked (``<action>_<model>``, granted
+    per site through ``GroupSitePermission`` or globally) and the ``actions`` it covers;
+    any other action is never allowed.
+    """
+
+    permission_action = "change"
+    actions: frozenset[str] = frozenset()
+
+    def _granted(self, actions: Any) -> list[str]:
+        return [self.permission_action] if self.actions.intersection(actions) else []
+
+    def _user_has_global_permission(self, user: Any, actions: Any) -> bool:
+        actions = self._granted(actions)
+        return bool(actions) and (
+            is_agency_admin(user) or super()._user_has_global_permission(user, actions)
+        )
+
+    def user_has_any_permission(self, user: Any, actions: Any) -> bool:
+        return bool(self._granted(actions)) and super().user_has_any_permission(
+            user, self._granted(actions)
+        )
+
+    def user_has_any_permission_for_instance(self, user: Any, actions: Any, instance: Any) -> bool:
+        return bool(self._granted(actions)) and super().user_has_any_permission_for_instance(
+            user, self._granted(actions), instance
+        )
+
+    def sites_user_has_any_permission_for(self, user: Any, actions: Any) -> QuerySet:
+        if not self._granted(actions):
+            return Site.objects.none()
+        if is_agency_admin(user):
+            return Site.objects.all()
+        return super().sites_user_has_any_permission_for(user, self._granted(actions))
+
+    def users_with_any_permission(self, actions: Any) -> QuerySet:
+        if not self._granted(actions):
+            return get_user_model().objects.none()
+        return (
+            super().users_with_any_permission(self._granted(actions)) | agency_admins()
+        ).distinct()
+
+    def users_with_any_permission_for_instance(self, actions: Any, instance: Any) -> QuerySet:
+        if not self._granted(actions):
+            return get_user_model().objects.none()
+        return (
+            super().users_with_any_permission_for_instance(self._granted(actions), instance)
+            | agency_admins()
+        ).distinct()
+
+
+class BillingRequestPermissionPolicy(AgencyWideSitePermissionPolicy):
     """Per-site billing with Wagtail's own machinery.
 
     One permission, "Can add billing request", granted per site through
@@ -66,45 +119,19 @@ class BillingRequestPermissionPolicy(SitePermissionPolicy):
     edited, so "change" is never allowed.
     """
 
-    BILLING_ACTIONS = frozenset({"add", "view", "delete", "inspect", "history", "export"})
+    permission_action = "add"
+    actions = frozenset({"add", "view", "delete", "inspect", "history", "export"})
 
-    def _billing(self, actions: Any) -> list[str]:
-        return ["add"] if self.BILLING_ACTIONS.intersection(actions) else []
 
-    def _user_has_global_permission(self, user: Any, actions: Any) -> bool:
-        actions = self._billing(actions)
-        return bool(actions) and (
-            is_agency_admin(user) or super()._user_has_global_permission(user, actions)
-        )
+class EmailSettingsPermissionPolicy(AgencyWideSitePermissionPolicy):
+    """Who may edit a site's email settings: its own per-site permission.
 
-    def user_has_any_permission(self, user: Any, actions: Any) -> bool:
-        return bool(self._billing(actions)) and super().user_has_any_permission(
-            user, self._billing(actions)
-        )
+    "Can change email settings", granted per site through ``GroupSitePermission`` (the
+    Groups editor's "Client billing: sites whose email settings this group can edit"
+    panel). Billing for a site does not imply it: these settings decide which server
+    gets the stored SMTP password and which address the emails come from. Agency admins
+    have it for every site. Seeing the page is editing it, so every action means "change".
+    """
 
-    def user_has_any_permission_for_instance(self, user: Any, actions: Any, instance: Any) -> bool:
-        return bool(self._billing(actions)) and super().user_has_any_permission_for_instance(
-            user, self._billing(actions), instance
-        )
-
-    def sites_user_has_any_permission_for(self, user: Any, actions: Any) -> QuerySet:
-        if not self._billing(actions):
-            return Site.objects.none()
-        if is_agency_admin(user):
-            return Site.objects.all()
-        return super().sites_user_has_any_permission_for(user, self._billing(actions))
-
-    def users_with_any_permission(self, actions: Any) -> QuerySet:
-        if not self._billing(actions):
-            return get_user_model().objects.none()
-        return (
-            super().users_with_any_permission(self._billing(actions)) | agency_admins()
-        ).distinct()
-
-    def users_with_any_permission_for_instance(self, actions: Any, instance: Any) -> QuerySet:
-        if not self._billing(actions):
-            return get_user_model().objects.none()
-        return (
-            super().users_with_any_permission_for_instance(self._billing(actions), instance)
-            | agency_admins()
-        ).distinct()
+    permission_action = "change"
+    actions = frozenset({"add", "change", "view"})

@@ -6,11 +6,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 from wagtail.contrib.settings.forms import SitePermissionForm
+from wagtail.log_actions import LogFormatter
 
 from . import admin_urls, agency, billing, mail, tracking
-from .models import BillingRequest
+from .models import BillingRequest, SiteEmailSettings
 from .permissions import AGENCY_PERMISSION, is_agency_admin
 from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
+from .views.email_settings import ACTION_TEST as ACTION_EMAIL_SETTINGS_TEST
 from .views.events import webhook_event_viewset
 from .views.requests import billing_request_viewset
 
@@ -72,6 +74,35 @@ def register_billing_site_permission_panel():
     return BillingSitePermissionForm
 
 
+class EmailSettingsSitePermissionForm(SitePermissionForm):
+    """The Groups editor panel: which sites' email settings this group can edit.
+
+    Its own permission ("Can change email settings", per site), not implied by billing:
+    these settings choose the server that gets the SMTP password and the From address.
+    """
+
+    settings_model = SiteEmailSettings
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "wagtail_client_billing_email_settings_permissions")
+        super().__init__(*args, **kwargs)
+
+    def as_admin_panel(self):
+        return render_to_string(
+            self.template_name,
+            {
+                "heading": _("Client billing: sites whose email settings this group can edit"),
+                "form": self,
+                "panel_id": "wagtail-client-billing-email-settings-permissions",
+            },
+        )
+
+
+@hooks.register("register_group_permission_panel")
+def register_email_settings_site_permission_panel():
+    return EmailSettingsSitePermissionForm
+
+
 @hooks.register("register_settings_menu_item")
 def register_agency_menu_item():
     return AgencyMenuItem(
@@ -87,6 +118,41 @@ def register_agency_menu_item():
 def register_permissions():
     app_label, codename = AGENCY_PERMISSION.split(".")
     return Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+
+
+class EmailSettingsEditFormatter(LogFormatter):
+    """An email settings change, with the old and new server when it moved."""
+
+    label = _("Edit email settings")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        server, removed = data.get("server"), data.get("password_removed")
+        if server and removed:
+            return (
+                _(
+                    "Email settings changed: server %(old)s → %(new)s; "
+                    "the stored password was removed"
+                )
+                % server
+            )
+        if server:
+            return _("Email settings changed: server %(old)s → %(new)s") % server
+        if removed:
+            return _("Email settings changed; the stored password was removed")
+        return _("Email settings changed")
+
+
+class TestEmailFormatter(LogFormatter):
+    """A test email: to whom, and why it failed if it did."""
+
+    label = _("Send a test email")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        if data.get("error"):
+            return _("Test email to %(to)s failed: %(error)s") % data
+        return _("Test email sent to %(to)s") % data
 
 
 @hooks.register("register_log_actions")
@@ -117,10 +183,11 @@ def register_log_actions(actions):
             _("Email event"),
             _("The email service reported a problem"),
         ),
-        (ACTION_EMAIL_SETTINGS_EDIT, _("Edit email settings"), _("Email settings changed")),
         (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
     ):
         actions.register_action(action, label, message)
+    actions.register_action(ACTION_EMAIL_SETTINGS_EDIT)(EmailSettingsEditFormatter)
+    actions.register_action(ACTION_EMAIL_SETTINGS_TEST)(TestEmailFormatter)
 
 
 @hooks.register("register_reports_menu_item")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -15,10 +17,15 @@ class SiteEmailSettings(BaseSiteSetting):
     """How one site's billing emails go out (one row per site).
 
     Not registered with ``register_setting``: the page lives in the site's "Client
-    billing" area and follows the billing permission, not Wagtail's settings permission.
-    The password is stored only encrypted (``crypto``) and never leaves this model in
-    clear except to open an SMTP connection.
+    billing" area and follows its own per-site permission, "Can change email settings"
+    (``permissions.EmailSettingsPermissionPolicy``). The password is stored only
+    encrypted (``crypto``) and never leaves this model in clear except to open an SMTP
+    connection to the server it was entered for: saving another host, port, username or
+    security drops it (see ``save``).
     """
+
+    # What the stored password was entered for: change any of them and it is dropped.
+    SERVER_FIELDS = ("host", "port", "username", "security")
 
     class Security(models.TextChoices):
         STARTTLS = "starttls", _("STARTTLS")
@@ -49,9 +56,17 @@ class SiteEmailSettings(BaseSiteSetting):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Set by ``set_password`` until the next save: a password typed for this save.
+    _password_typed = False
+    # Set by ``save``: this save dropped the stored password (the server changed).
+    password_removed = False
+
     class Meta:
         verbose_name = _("email settings")
         verbose_name_plural = _("email settings")
+        # One permission, granted per site: "Can change email settings" (seeing the page
+        # is editing it; there is nothing to add or delete).
+        default_permissions = ("change",)
 
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} · {self.site}"
@@ -67,6 +82,42 @@ class SiteEmailSettings(BaseSiteSetting):
     def set_password(self, password: str) -> None:
         """Store ``password`` encrypted ("" removes it)."""
         self.password_encrypted = crypto.encrypt(password)
+        self._password_typed = True
+
+    @property
+    def server_address(self) -> str:
+        """The SMTP server as "host:port" (for messages and the audit log)."""
+        return f"{self.host}:{self.port}"
+
+    def saved_server(self) -> tuple | None:
+        """The server fields as the database holds them, or None for a new row."""
+        if self.pk is None:
+            return None
+        return (
+            type(self)._default_manager.filter(pk=self.pk).values_list(*self.SERVER_FIELDS).first()
+        )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; drop the stored password if it was entered for another server.
+
+        The password belongs to the server it was typed for. Otherwise whoever may edit
+        the settings could point them at a server of their own, keep the password ("leave
+        blank to keep it"), send a test email and read the password in the AUTH exchange.
+        Checked here, against the row as saved, so that every path (the form, the shell,
+        any code that saves the model) keeps the rule; a password set in the same save is
+        kept. A queryset ``update()`` bypasses it, as it bypasses every ``save``.
+        """
+        saved = self.saved_server() if self.password_encrypted else None
+        current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
+        self.password_removed = bool(
+            saved is not None and saved != current and not self._password_typed
+        )
+        if self.password_removed:
+            self.password_encrypted = ""
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "password_encrypted"}
+        super().save(*args, **kwargs)
+        self._password_typed = False
 
     def get_password(self) -> str:
         """The password in clear, or ``crypto.UndecryptableSecret``."""
@@ -74,7 +125,11 @@ class SiteEmailSettings(BaseSiteSetting):
 
     @property
     def sender(self) -> str:
-        """The From address: the site's own, else ``DEFAULT_FROM_EMAIL``."""
+        """The site's own address (From), else ``DEFAULT_FROM_EMAIL``.
+
+        Not always the From header: without Custom SMTP, ``compose.sender`` uses it only
+        on the agency's ``SENDER_DOMAINS``.
+        """
         return self.from_email or settings.DEFAULT_FROM_EMAIL
 
     @property

@@ -1,35 +1,46 @@
 """A site's "Email settings" in its Client billing area: custom SMTP, From, Reply-to.
 
-Whoever may bill for a site may edit its email settings: the same per-site permission
-(``billable_sites``/``selected_site``), so an editor of site A gets 404 on site B. The
-password is write-only: never rendered back, kept when the field is left blank.
+Editing them is its own per-site permission ("Can change email settings", see
+``permissions.EmailSettingsPermissionPolicy``), not implied by billing: an editor without
+it for site B gets 404 on site B. The password is write-only: never rendered back, kept
+when the field is left blank, and dropped when the server it was entered for changes
+(``SiteEmailSettings.save``). Test emails are limited per user and minute, counted in
+the audit log so that every web process sees the same count.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import FormView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.log_actions import log
-from wagtail.models import Site
+from wagtail.models import ModelLogEntry, Site
 
-from .. import crypto, mail, mailers
+from .. import compose, crypto, mail, mailers
+from ..conf import billing_settings
 from ..models import SiteEmailSettings
-from .requests import URL_NAME, billable_sites, selected_site, url
+from ..permissions import EmailSettingsPermissionPolicy
+from .requests import SESSION_SITE_KEY, URL_NAME, billable_sites, url
 
 ACTION_EDIT = "wagtail_client_billing.email_settings.edit"
+ACTION_TEST = "wagtail_client_billing.email_settings.test"
+TEST_EMAIL_WINDOW = timedelta(minutes=1)
+email_settings_policy = EmailSettingsPermissionPolicy(SiteEmailSettings)
 HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
 
 
@@ -62,12 +73,21 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The server as saved, before this form writes into the instance.
+        self.saved_server = self.instance.server_address if self.instance.pk else ""
         if self.instance.has_password:
             self.fields["password"].help_text = _(
-                "A password is stored. Leave this blank to keep it."
+                "A password is stored for this server. Leave this blank to keep it; "
+                "changing the host, port, username or security removes it, so type it "
+                "again then."
             )
         else:
+            self.fields["password"].help_text = _(
+                "Stored encrypted, for this server only: changing the host, port, username "
+                "or security removes it."
+            )
             del self.fields["clear_password"]
+        self.fields["from_email"].help_text = from_help_text()
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()
@@ -95,28 +115,119 @@ class SiteEmailSettingsForm(forms.ModelForm):
         return instance
 
     def changed_names(self) -> list[str]:
-        """The fields this save changes (the password by name only)."""
+        """The fields this save changes (the password by name only); after ``save``."""
         names = [name for name in self.changed_data if name not in ("password", "clear_password")]
-        if self.cleaned_data.get("password") or self.cleaned_data.get("clear_password"):
+        if (
+            self.cleaned_data.get("password")
+            or self.cleaned_data.get("clear_password")
+            or self.instance.password_removed
+        ):
             names.append("password")
         return names
+
+
+def from_help_text() -> str:
+    """What the From field does, and what it cannot do without Custom SMTP."""
+    default = compose.default_sender_address()
+    domains = billing_settings().sender_domains
+    if domains:
+        return _(
+            "The address your client receives the billing emails from. Without Custom SMTP, "
+            "only an address at %(domains)s is used as the From; with any other, the emails "
+            "come from %(default)s and this address is their Reply-to."
+        ) % {"domains": ", ".join(domains), "default": default}
+    return _(
+        "The address your client receives the billing emails from, with Custom SMTP. "
+        "Without it, the emails come from %(default)s under the site's name, with this "
+        "address as their Reply-to."
+    ) % {"default": default}
+
+
+def from_note(email_settings: SiteEmailSettings) -> str:
+    """Why the saved From address does not head the emails, or "" when it does."""
+    if not email_settings.from_email or compose.sends_from_own_address(email_settings):
+        return ""
+    site = email_settings.site
+    values = {
+        "default": compose.default_sender_address(),
+        "site": site.site_name or site.hostname,
+        "address": email_settings.from_email,
+        "reply_to": (compose.reply_to(email_settings) or [""])[0],
+        "domains": ", ".join(billing_settings().sender_domains),
+    }
+    if values["domains"]:
+        return (
+            _(
+                "Without Custom SMTP, this site's emails are sent from %(default)s under the "
+                "name %(site)s, not from %(address)s: through the project's email backend, a "
+                "site can send only from %(domains)s. Replies go to %(reply_to)s."
+            )
+            % values
+        )
+    return (
+        _(
+            "Without Custom SMTP, this site's emails are sent from %(default)s under the name "
+            "%(site)s, not from %(address)s: the project's email backend sends only from its "
+            "own address. Replies go to %(reply_to)s."
+        )
+        % values
+    )
 
 
 class TestEmailForm(forms.Form):
     to = forms.EmailField(label=gettext_lazy("Send to"))
 
 
+def editable_sites(user: Any) -> QuerySet:
+    """The sites whose email settings ``user`` may edit, by name."""
+    return email_settings_policy.sites_user_has_any_permission_for(user, ["change"]).order_by(
+        "site_name", "hostname"
+    )
+
+
+def may_edit_email_settings(user: Any, site: Site) -> bool:
+    """Whether ``user`` may edit (and test) the email settings of ``site``."""
+    return email_settings_policy.user_has_permission_for_instance(user, "change", site)
+
+
+def selected_site(request: HttpRequest) -> Site | None:
+    """The site chosen with the switcher (``?site=``) among those the user may edit.
+
+    The choice is shared with the billing area's switcher (the same session key); a
+    remembered site the user may not edit here falls back to one they may.
+    """
+    sites = editable_sites(request.user)
+    wanted = request.GET.get("site")
+    if wanted:
+        site = sites.filter(pk=wanted).first() if str(wanted).isdigit() else None
+        if site is None:
+            raise Http404(_("You cannot edit this site's email settings."))
+    else:
+        remembered = request.session.get(SESSION_SITE_KEY)
+        site = sites.filter(pk=remembered).first() if str(remembered).isdigit() else None
+        if site is None:
+            current = Site.find_for_request(request)
+            site = sites.filter(pk=current.pk).first() if current else None
+        site = site or sites.first()
+    if site is not None:
+        request.session[SESSION_SITE_KEY] = site.pk
+    return site
+
+
 def forbidden(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(
         request,
-        "wagtail_client_billing/forbidden.html",
+        "wagtail_client_billing/email_settings/forbidden.html",
         {"page_title": _("Permission denied"), "header_title": _("Permission denied")},
         status=403,
     )
 
 
 class SiteMixin:
-    """The site from the switcher, among those the user may bill for (404 otherwise)."""
+    """The site from the switcher, among those whose email settings the user may edit.
+
+    403 when there is none, 404 for ``?site=`` of a site the user may not edit.
+    """
 
     site: Site
 
@@ -140,10 +251,18 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
     def get_page_subtitle(self) -> str:
         return self.site.site_name or self.site.hostname
 
+    def may_bill(self) -> bool:
+        return billable_sites(self.request.user).filter(pk=self.site.pk).exists()
+
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        billing_area = (
+            [{"url": url("index", site=self.site), "label": _("Client billing")}]
+            if self.may_bill()
+            else []
+        )
         return [
             *super().get_breadcrumbs_items(),
-            {"url": url("index", site=self.site), "label": _("Client billing")},
+            *billing_area,
             {"url": "", "label": _("Email settings")},
         ]
 
@@ -162,32 +281,43 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
         instance = self.get_instance()
         context.update(
             site=self.site,
-            sites=billable_sites(self.request.user),
+            sites=editable_sites(self.request.user),
             switch_url=reverse(f"{URL_NAME}:email_settings"),
             action_url=url("email_settings", site=self.site),
-            index_url=url("index", site=self.site),
+            index_url=url("index", site=self.site) if self.may_bill() else "",
             test_url=url("email_settings_test", site=self.site),
             test_form=TestEmailForm(initial={"to": self.request.user.email}),
             password_problem=password_problem(instance),
+            from_note=from_note(instance),
             server=mailers.server_name(instance),
         )
         return context
 
     def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:
-        changed = form.changed_names()
         instance = form.save()
+        changed = form.changed_names()
         if changed:
-            log(
-                instance,
-                ACTION_EDIT,
-                user=self.request.user,
-                data={"site": self.site.pk, "changed": changed},
-            )
+            data: dict[str, Any] = {"site": self.site.pk, "changed": changed}
+            if form.saved_server and form.saved_server != instance.server_address:
+                data["server"] = {"old": form.saved_server, "new": instance.server_address}
+            if instance.password_removed:
+                data["password_removed"] = True
+            log(instance, ACTION_EDIT, user=self.request.user, data=data)
         messages.success(
             self.request,
             _("Email settings saved for %(site)s.")
             % {"site": self.site.site_name or self.site.hostname},
         )
+        if instance.password_removed:
+            messages.warning(
+                self.request,
+                _(
+                    "The stored password was removed: it was entered for another server "
+                    "(the host, port, username or security changed). If %(server)s needs "
+                    "a password, type it again and save."
+                )
+                % {"server": instance.server_address},
+            )
         return redirect(url("email_settings", site=self.site))
 
 
@@ -200,11 +330,28 @@ class SendTestEmailView(SiteMixin, View):
         if not form.is_valid():
             messages.error(request, _("Enter the address to send the test email to."))
             return back
-        email_settings = SiteEmailSettings.for_site_or_default(self.site.pk)
+        # A row of defaults if none was saved: the test email's audit entry needs one.
+        email_settings, _created = SiteEmailSettings.objects.get_or_create(site=self.site)
         to = form.cleaned_data["to"]
+        entry, sent_before = claim_test_email(request.user, email_settings, to)
+        if entry is None:
+            messages.error(
+                request,
+                ngettext(
+                    "You have sent %(count)s test email in the last minute; wait a minute "
+                    "before sending another.",
+                    "You have sent %(count)s test emails in the last minute; wait a minute "
+                    "before sending another.",
+                    sent_before,
+                )
+                % {"count": sent_before},
+            )
+            return back
         try:
             mail.send_test_email(email_settings, to)
         except mail.EmailFailed as error:
+            entry.data = {**entry.data, "error": str(error)}
+            entry.save(update_fields=["data"])
             messages.error(
                 request, _("The test email could not be sent: %(reason)s") % {"reason": error}
             )
@@ -218,6 +365,37 @@ class SendTestEmailView(SiteMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return redirect(url("email_settings", site=self.site))
+
+
+def claim_test_email(
+    user: Any, email_settings: SiteEmailSettings, to: str
+) -> tuple[ModelLogEntry | None, int]:
+    """Record a test email about to be sent, unless the user is over the limit.
+
+    Returns the audit entry (None if refused) and how many the user sent in the last
+    minute before this one. The count lives in the database, not a per-process cache,
+    so every web worker sees the same. The entry is written *before* counting: two
+    requests at once both see each other and at worst both are refused, never both sent
+    over the limit. Failed sends count too: each one holds a worker until its deadline.
+    """
+    entry = log(
+        email_settings,
+        ACTION_TEST,
+        user=user,
+        data={
+            "site": email_settings.site_id,
+            "to": to,
+            "server": mailers.server_name(email_settings),
+        },
+    )
+    recent = ModelLogEntry.objects.filter(
+        action=ACTION_TEST, user_id=user.pk, timestamp__gt=timezone.now() - TEST_EMAIL_WINDOW
+    ).exclude(pk=entry.pk)
+    sent_before = recent.count()
+    if sent_before >= billing_settings().test_emails_per_minute:
+        entry.delete()
+        return None, sent_before
+    return entry, sent_before
 
 
 def password_problem(email_settings: SiteEmailSettings) -> str:

@@ -267,8 +267,10 @@ class IndexView(generic.IndexView):
     def header_buttons(self) -> list:
         from wagtail.admin.widgets.button import HeaderButton
 
+        from .email_settings import may_edit_email_settings
+
         buttons = list(super().header_buttons)
-        if self.site is not None:
+        if self.site is not None and may_edit_email_settings(self.request.user, self.site):
             buttons.append(
                 HeaderButton(
                     _("Email settings"), url=url("email_settings", site=self.site),
