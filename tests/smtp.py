@@ -3,8 +3,9 @@
 ``SMTPServer`` runs aiosmtpd in a thread: plain, with AUTH, with STARTTLS or implicit
 TLS (a self-signed certificate for localhost/127.0.0.1 made here with
 ``cryptography``), and with scripted replies (451 then accept, 550 at RCPT or DATA).
-It records what it received and how many connections delivered mail. ``closed_port()``
-is a port where nothing listens (the server is down).
+It records what it received, how many connections delivered mail and how many TCP
+connections it accepted at all. ``closed_port()`` is a port where nothing listens (the
+server is down).
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def closed_port() -> int:
     return free_port()
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1: (cert.pem, key.pem)."""
+def make_certificate(directory: Path, *, ip: bool = True) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1: (cert.pem, key.pem).
+
+    ``ip=False`` leaves 127.0.0.1 out: only a client that checks the name "localhost"
+    accepts it.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,7 +63,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost")]
+                + ([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if ip else [])
             ),
             critical=False,
         )
@@ -85,6 +91,7 @@ class Inbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.connections: set[tuple[str, int]] = set()
         self.auth_attempts = 0
+        self.accepted = 0  # TCP connections accepted, whatever happened next
         # Consumed one per DATA before accepting; "DROP" closes the connection instead
         # of answering (the line breaks after the message was sent).
         self.data_replies: list[str] = []
@@ -128,6 +135,23 @@ class Inbox:
             self.messages.clear()
             self.envelopes.clear()
             self.connections.clear()
+            self.accepted = 0
+
+
+class _CountingController(Controller):
+    """aiosmtpd's controller, counting every TCP connection the server accepts."""
+
+    def factory(self):
+        protocol = super().factory()
+        made = protocol.connection_made
+
+        def connection_made(transport) -> None:
+            with self.handler._lock:
+                self.handler.accepted += 1
+            made(transport)
+
+        protocol.connection_made = connection_made
+        return protocol
 
 
 class SMTPServer:
@@ -163,7 +187,7 @@ class SMTPServer:
                 auth_required=True,
                 auth_require_tls=starttls,
             )
-        self.controller = Controller(self.inbox, **kwargs)
+        self.controller = _CountingController(self.inbox, **kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.inbox.auth_attempts += 1
@@ -176,6 +200,7 @@ class SMTPServer:
 
     def __enter__(self) -> SMTPServer:
         self.controller.start()
+        self.inbox.clear()  # the controller's own connection checking that it started
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -193,10 +193,7 @@ class _Connection:
 
     def close(self) -> None:
         if self.backend is not None:
-            try:
-                self.backend.close()
-            except Exception:  # closing a dead connection must not fail the batch
-                logger.debug("Closing the email connection failed.", exc_info=True)
+            mailers.close_quietly(self.backend)  # a dead connection must not fail the batch
             self.backend = None
 
 
@@ -204,6 +201,9 @@ def _connection_lost(error: BaseException) -> bool:
     """An SMTP line that broke mid-message (not a reply from the server about it)."""
     from anymail.exceptions import AnymailError
 
+    if isinstance(error, mailers.DeadlineExceeded):
+        # Cut before DATA began: the server cannot have the message, it may be retried.
+        return error.maybe_delivered
     answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, AnymailError)
     return isinstance(error, OSError) and not isinstance(error, answered)
 
@@ -340,10 +340,10 @@ def _finish(request: BillingRequest, kind: EmailKind, status: str, **values: Any
 
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
-    """Send a short test email through the settings as saved; ``EmailFailed`` says why not."""
-    message = compose.test_email(email_settings, to)
-    connection = _Connection(email_settings)
-    try:
-        connection.send(message)
-    finally:
-        connection.close()
+    """Send a short test email through the settings as saved; ``EmailFailed`` says why not.
+
+    The whole SMTP conversation has one deadline: a web worker waits at most that long.
+    """
+    failure = mailers.send_message(compose.test_email(email_settings, to), email_settings)
+    if failure is not None:
+        raise EmailFailed(failure)
