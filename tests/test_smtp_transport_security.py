@@ -11,14 +11,17 @@ import ipaddress
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from tests import test_email_sending
-from tests.smtp import PASSWORD, SMTPServer, make_certificate
+from tests import test_email_sending, test_notifications
+from tests.smtp import PASSWORD, SMTPServer, closed_port, make_certificate
+from tests.test_billing_requests import deliver, last_event
 from tests.test_email_sending import create_queued, use_smtp
-from wagtail_client_billing import mail, mailers, tasks
-from wagtail_client_billing.models import BillingRequest
+from wagtail_client_billing import mail, mailers, notifications, tasks
+from wagtail_client_billing.models import BillingRequest, Notification
 
 pytestmark = [
     pytest.mark.django_db,
@@ -32,6 +35,7 @@ stripe, sites, connection = (
     test_email_sending.connection,
 )
 commit = test_email_sending.commit
+client, setup = test_notifications.client, test_notifications.setup
 
 EmailStatus = BillingRequest.EmailStatus
 PRIVATE = "resolves to a private or local address"
@@ -313,3 +317,105 @@ def test_each_message_of_a_batch_has_its_own_deadline(sites, connection, stripe,
         assert request.email_status == EmailStatus.SENT
     assert len(smtp.messages) == 2
     assert len(smtp.inbox.connections) == 1
+
+
+# Notifications go through the mail layer -----------------------------------------------------
+
+
+def drain(django_capture_on_commit_callbacks) -> None:
+    """What the every-minute schedule does, with its tasks run inline."""
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.expire_and_reconcile()
+
+
+def pay(client, stripe, request) -> None:
+    stripe.complete_checkout(request.checkout_session_id)
+    assert deliver(client, last_event(stripe, "checkout.session.completed")).status_code == 200
+
+
+def use_default_smtp(settings, port: int) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, None
+
+
+def test_a_notification_is_retried_until_the_server_is_back(
+    client, setup, settings, django_capture_on_commit_callbacks
+):
+    site, request, stripe = setup
+    server = SMTPServer()  # not started yet: its port refuses connections
+    use_default_smtp(settings, server.port)
+    pay(client, stripe, request)
+    notification = Notification.objects.get()
+    assert notification.sent_at is None
+    refused = "Could not connect to the default email backend: connection refused."
+    assert notification.error == refused
+    assert notification.attempts == 1
+    assert notification.retry_at - timezone.now() > timedelta(seconds=50)
+
+    drain(django_capture_on_commit_callbacks)  # not due yet: nothing happens
+    notification.refresh_from_db()
+    assert notification.attempts == 1
+
+    Notification.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    drain(django_capture_on_commit_callbacks)  # still down: the next back-off step
+    notification.refresh_from_db()
+    assert notification.attempts == 2
+    assert notification.retry_at - timezone.now() > timedelta(minutes=4)
+
+    with server:
+        Notification.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+        drain(django_capture_on_commit_callbacks)
+        drain(django_capture_on_commit_callbacks)  # once sent, never again
+    notification.refresh_from_db()
+    assert notification.sent_at is not None
+    assert notification.error == ""
+    assert notification.retry_at is None
+    assert len(server.messages) == 1
+    assert "Paid: client@example.com" in str(server.messages[0]["Subject"])
+
+
+def test_a_notification_gives_up_after_its_attempts(
+    client, setup, settings, django_capture_on_commit_callbacks
+):
+    site, request, stripe = setup
+    use_default_smtp(settings, closed_port())
+    pay(client, stripe, request)
+    for _attempt in range(mail.MAX_ATTEMPTS + 1):
+        Notification.objects.filter(retry_at__isnull=False).update(
+            retry_at=timezone.now() - timedelta(seconds=1)
+        )
+        drain(django_capture_on_commit_callbacks)
+    notification = Notification.objects.get()
+    assert notification.attempts == mail.MAX_ATTEMPTS
+    assert notification.retry_at is None
+    assert "connection refused" in notification.error
+    assert list(notifications.unsent()) == [notification]  # shown, with Send again
+
+
+def test_a_silent_server_holds_a_notification_no_longer_than_the_timeout(
+    client, setup, settings, django_capture_on_commit_callbacks
+):
+    site, request, stripe = setup
+    configure(settings, SMTP_TIMEOUT=1)
+    with RawServer(lambda conn, stop: stop.wait()) as server:  # accepts, never says hello
+        use_default_smtp(settings, server.port)
+        started = time.monotonic()
+        pay(client, stripe, request)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5
+    notification = Notification.objects.get()
+    assert notification.error == "The default email backend did not answer within 1 seconds."
+    assert notification.retry_at is not None
+
+
+def test_a_refused_notification_fails_at_once(
+    client, setup, settings, smtp, django_capture_on_commit_callbacks
+):
+    site, request, stripe = setup
+    use_default_smtp(settings, smtp.port)
+    smtp.inbox.rcpt_reply = "550 5.1.1 No such user"
+    pay(client, stripe, request)
+    notification = Notification.objects.get()
+    assert notification.error == "The SMTP server refused the recipient: 550 5.1.1 No such user"
+    assert notification.retry_at is None
+    assert notification.attempts == 1
