@@ -304,6 +304,24 @@ def test_a_slow_drip_cannot_hold_the_worker(sites, connection, stripe, settings,
     assert request.email_error == f"127.0.0.1:{server.port} did not finish within 2 seconds."
 
 
+def test_a_batch_is_cut_before_django_q_would_kill_its_task(
+    sites, connection, stripe, settings, commit
+):
+    """A per-step deadline longer than the task may run: the batch's own limit cuts it, so
+    no email is left "sending" by a killed task (to be reported lost 15 minutes later)."""
+    configure(settings, SMTP_TIMEOUT=30, SMTP_DEADLINE=30)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 4}
+    assert mail.time_limit() == 5
+    with RawServer(drip_lines, lifetime=20) as server:
+        use_smtp(sites[0], port=server.port)
+        started = time.monotonic()
+        request = send_batch(sites[0], commit)
+        elapsed = time.monotonic() - started
+    assert elapsed < 8
+    assert request.email_status == EmailStatus.QUEUED
+    assert "did not finish within" in request.email_error
+
+
 def test_each_message_of_a_batch_has_its_own_deadline(sites, connection, stripe, smtp, commit):
     """A batch over one connection: opening gets one deadline, each message its own, so a
     long batch to a healthy server is never cut (the batch has its own time budget)."""

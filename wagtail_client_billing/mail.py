@@ -7,6 +7,9 @@ and the client still gets it once. A site's due emails go out together over one
 connection (``send_pending_emails``), through the site's own SMTP server or the
 project's default backend (``mailers``); ``compose`` writes them.
 
+Opening the connection has one deadline (``SMTP_DEADLINE``) and each message sent over
+it its own; the whole batch is cut at ``time_limit()``, before django-q2 would kill it.
+
 A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
 the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
 drain picks it up when due. Anything else fails at once with the reason. Email state
@@ -149,8 +152,18 @@ def report_lost_sends(now: datetime | None = None) -> int:
 def time_budget() -> float:
     """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
     and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
-    q_timeout = (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
-    return max(5.0, min(q_timeout / 2, LOST_AFTER.total_seconds() / 3))
+    return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
+
+
+def time_limit() -> float:
+    """Seconds after which a batch's connection is cut whatever it is doing (each SMTP
+    step has its own deadline, but a last message may start just inside the budget):
+    before django-q2 kills the task, which would leave its email "sending", lost."""
+    return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
+
+
+def _task_timeout() -> float:
+    return (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
 
 
 class _Connection:
@@ -221,18 +234,19 @@ def send_pending_emails(
     connection = _Connection(email_settings)
     links: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + time_budget()
-    try:
-        for request, kind in due:
-            if time.monotonic() > deadline:
-                result.more = True
-                break
-            if not _claim(request, kind, now):
-                continue
-            if request.mode not in links:
-                links[request.mode] = compose.agency_links(request)
-            _send_one(request, kind, connection, links[request.mode], now, result)
-    finally:
-        connection.close()
+    with mailers.conversation(time_limit()):
+        try:
+            for request, kind in due:
+                if time.monotonic() > deadline:
+                    result.more = True
+                    break
+                if not _claim(request, kind, now):
+                    continue
+                if request.mode not in links:
+                    links[request.mode] = compose.agency_links(request)
+                _send_one(request, kind, connection, links[request.mode], now, result)
+        finally:
+            connection.close()
     result.more = result.more or len(due) >= limit
     return result
 

@@ -19,7 +19,8 @@ A guarded SMTP connection:
   that trickles a line (or a byte) at a time never trips a read timeout, so a watchdog
   shuts the socket down when the deadline passes. Opening a connection gets one
   deadline and each message sent over it its own; ``send_message`` (a test email, a
-  notification) puts the whole conversation under one.
+  notification) puts the whole conversation under one, and a batch is cut at its own
+  limit (``conversation(seconds)``) before django-q2 would kill its task.
 
 ``describe()`` turns an exception into a ``Failure``: a reason in plain words (the
 server's own reply included when it is a real SMTP reply, never another service's bytes,
@@ -156,9 +157,10 @@ _conversation_end: ContextVar[float | None] = ContextVar("wcb_smtp_end", default
 
 
 @contextlib.contextmanager
-def conversation() -> Iterator[None]:
-    """One deadline over every SMTP step inside (open, send, close), not one per step."""
-    token = _conversation_end.set(time.monotonic() + deadline())
+def conversation(seconds: float | None = None) -> Iterator[None]:
+    """A deadline over every SMTP step inside (open, send, close) together, by default
+    ``SMTP_DEADLINE``; each step still ends by its own deadline if that comes first."""
+    token = _conversation_end.set(time.monotonic() + (deadline() if seconds is None else seconds))
     try:
         yield
     finally:
@@ -197,8 +199,10 @@ class _Watchdog:
         if self._watching:
             yield
             return
-        end = _conversation_end.get()
-        self._end = end if end is not None else time.monotonic() + self.seconds
+        limit = _conversation_end.get()
+        self._end = time.monotonic() + self.seconds
+        if limit is not None:
+            self._end = min(self._end, limit)
         with self._lock:
             self._step += 1
             self._watching = True
