@@ -10,6 +10,7 @@ server is down).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
@@ -97,6 +98,7 @@ class Inbox:
         self.data_replies: list[str] = []
         self.rcpt_reply = ""  # e.g. "550 5.1.1 No such user": refuse every recipient
         self.mail_reply = ""  # e.g. "553 5.7.1 Sender not owned": refuse the sender
+        self.stall: dict[str, float] = {}  # e.g. {"DATA": 2}: seconds before answering
         self._lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -106,6 +108,7 @@ class Inbox:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await asyncio.sleep(self.stall.get("MAIL", 0))
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address
@@ -119,6 +122,7 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.stall.get("DATA", 0))
         with self._lock:
             if self.data_replies:
                 reply = self.data_replies.pop(0)

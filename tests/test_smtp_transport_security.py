@@ -255,6 +255,19 @@ def test_a_non_smtp_servers_bytes_are_never_shown(sites, connection, stripe, com
         assert "INFO" not in text and "ERR" not in text
 
 
+def test_a_busy_greeting_shows_only_its_code_and_is_retried(sites, connection, stripe, commit):
+    def busy(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"421 " + SECRET.encode() + b" too busy\r\n")
+        stop.wait()
+
+    with RawServer(busy) as server:
+        use_smtp(sites[0], port=server.port)
+        request = send_batch(sites[0], commit)
+    assert request.email_status == EmailStatus.QUEUED
+    expected = f"127.0.0.1:{server.port} is not accepting email right now (SMTP 421)."
+    assert request.email_error == expected
+
+
 def test_a_real_smtp_reply_is_still_shown(sites, stripe, smtp):
     smtp.inbox.mail_reply = "553 5.7.1 Sender not owned"
     reason = send_test(use_smtp(sites[0], smtp))
@@ -320,6 +333,26 @@ def test_a_batch_is_cut_before_django_q_would_kill_its_task(
     assert elapsed < 8
     assert request.email_status == EmailStatus.QUEUED
     assert "did not finish within" in request.email_error
+
+
+@pytest.mark.parametrize(
+    ("stall", "status", "reason"),
+    [
+        ("MAIL", EmailStatus.QUEUED, "did not finish within 1 seconds."),
+        ("DATA", EmailStatus.FAILED, "it may not have arrived"),
+    ],
+)
+def test_a_message_cut_by_its_deadline_is_retried_only_if_it_cannot_have_arrived(
+    sites, connection, stripe, settings, smtp, commit, stall, status, reason
+):
+    """Cut before DATA: the server cannot have it, it is tried again. Cut after: it may
+    have arrived, so it is reported, never sent twice on a guess."""
+    configure(settings, SMTP_TIMEOUT=5, SMTP_DEADLINE=1)
+    use_smtp(sites[0], smtp)
+    smtp.inbox.stall[stall] = 2
+    request = send_batch(sites[0], commit)
+    assert request.email_status == status
+    assert reason in request.email_error
 
 
 def test_each_message_of_a_batch_has_its_own_deadline(sites, connection, stripe, smtp, commit):
