@@ -14,9 +14,11 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from tests import test_email_sending, test_notifications
+from tests.factories import make_user
 from tests.smtp import PASSWORD, SMTPServer, closed_port, make_certificate
 from tests.test_billing_requests import deliver, last_event
 from tests.test_email_sending import create_queued, use_smtp
@@ -402,6 +404,9 @@ def test_a_notification_is_retried_until_the_server_is_back(
     assert notification.error == refused
     assert notification.attempts == 1
     assert notification.retry_at - timezone.now() > timedelta(seconds=50)
+    client.force_login(make_user("agency", agency=True))
+    page = client.get(reverse("wagtail_client_billing_agency:index")).content.decode()
+    assert f"{refused} Next attempt:" in page
 
     drain(django_capture_on_commit_callbacks)  # not due yet: nothing happens
     notification.refresh_from_db()
