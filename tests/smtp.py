@@ -3,12 +3,14 @@
 ``SMTPServer`` runs aiosmtpd in a thread: plain, with AUTH, with STARTTLS or implicit
 TLS (a self-signed certificate for localhost/127.0.0.1 made here with
 ``cryptography``), and with scripted replies (451 then accept, 550 at RCPT or DATA).
-It records what it received and how many connections delivered mail. ``closed_port()``
-is a port where nothing listens (the server is down).
+It records what it received, how many connections delivered mail and how many TCP
+connections it accepted at all. ``closed_port()`` is a port where nothing listens (the
+server is down).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
@@ -38,8 +40,12 @@ def closed_port() -> int:
     return free_port()
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1: (cert.pem, key.pem)."""
+def make_certificate(directory: Path, *, ip: bool = True) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1: (cert.pem, key.pem).
+
+    ``ip=False`` leaves 127.0.0.1 out: only a client that checks the name "localhost"
+    accepts it.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,7 +64,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost")]
+                + ([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if ip else [])
             ),
             critical=False,
         )
@@ -85,11 +92,13 @@ class Inbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.connections: set[tuple[str, int]] = set()
         self.auth_attempts = 0
+        self.accepted = 0  # TCP connections accepted, whatever happened next
         # Consumed one per DATA before accepting; "DROP" closes the connection instead
         # of answering (the line breaks after the message was sent).
         self.data_replies: list[str] = []
         self.rcpt_reply = ""  # e.g. "550 5.1.1 No such user": refuse every recipient
         self.mail_reply = ""  # e.g. "553 5.7.1 Sender not owned": refuse the sender
+        self.stall: dict[str, float] = {}  # e.g. {"DATA": 2}: seconds before answering
         self._lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -99,6 +108,7 @@ class Inbox:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await asyncio.sleep(self.stall.get("MAIL", 0))
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address
@@ -112,6 +122,7 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.stall.get("DATA", 0))
         with self._lock:
             if self.data_replies:
                 reply = self.data_replies.pop(0)
@@ -128,6 +139,23 @@ class Inbox:
             self.messages.clear()
             self.envelopes.clear()
             self.connections.clear()
+            self.accepted = 0
+
+
+class _CountingController(Controller):
+    """aiosmtpd's controller, counting every TCP connection the server accepts."""
+
+    def factory(self):
+        protocol = super().factory()
+        made = protocol.connection_made
+
+        def connection_made(transport) -> None:
+            with self.handler._lock:
+                self.handler.accepted += 1
+            made(transport)
+
+        protocol.connection_made = connection_made
+        return protocol
 
 
 class SMTPServer:
@@ -163,7 +191,7 @@ class SMTPServer:
                 auth_required=True,
                 auth_require_tls=starttls,
             )
-        self.controller = Controller(self.inbox, **kwargs)
+        self.controller = _CountingController(self.inbox, **kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.inbox.auth_attempts += 1
@@ -176,6 +204,7 @@ class SMTPServer:
 
     def __enter__(self) -> SMTPServer:
         self.controller.start()
+        self.inbox.clear()  # the controller's own connection checking that it started
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,6 +7,9 @@ and the client still gets it once. A site's due emails go out together over one
 connection (``send_pending_emails``), through the site's own SMTP server or the
 project's default backend (``mailers``); ``compose`` writes them.
 
+Opening the connection has one deadline (``SMTP_DEADLINE``) and each message sent over
+it its own; the whole batch is cut at ``time_limit()``, before django-q2 would kill it.
+
 A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
 the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
 drain picks it up when due. Anything else fails at once with the reason. Email state
@@ -149,8 +152,18 @@ def report_lost_sends(now: datetime | None = None) -> int:
 def time_budget() -> float:
     """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
     and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
-    q_timeout = (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
-    return max(5.0, min(q_timeout / 2, LOST_AFTER.total_seconds() / 3))
+    return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
+
+
+def time_limit() -> float:
+    """Seconds after which a batch's connection is cut whatever it is doing (each SMTP
+    step has its own deadline, but a last message may start just inside the budget):
+    before django-q2 kills the task, which would leave its email "sending", lost."""
+    return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
+
+
+def _task_timeout() -> float:
+    return (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
 
 
 class _Connection:
@@ -193,10 +206,7 @@ class _Connection:
 
     def close(self) -> None:
         if self.backend is not None:
-            try:
-                self.backend.close()
-            except Exception:  # closing a dead connection must not fail the batch
-                logger.debug("Closing the email connection failed.", exc_info=True)
+            mailers.close_quietly(self.backend)  # a dead connection must not fail the batch
             self.backend = None
 
 
@@ -204,6 +214,9 @@ def _connection_lost(error: BaseException) -> bool:
     """An SMTP line that broke mid-message (not a reply from the server about it)."""
     from anymail.exceptions import AnymailError
 
+    if isinstance(error, mailers.DeadlineExceeded):
+        # Cut before DATA began: the server cannot have the message, it may be retried.
+        return error.maybe_delivered
     answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, AnymailError)
     return isinstance(error, OSError) and not isinstance(error, answered)
 
@@ -221,18 +234,19 @@ def send_pending_emails(
     connection = _Connection(email_settings)
     links: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + time_budget()
-    try:
-        for request, kind in due:
-            if time.monotonic() > deadline:
-                result.more = True
-                break
-            if not _claim(request, kind, now):
-                continue
-            if request.mode not in links:
-                links[request.mode] = compose.agency_links(request)
-            _send_one(request, kind, connection, links[request.mode], now, result)
-    finally:
-        connection.close()
+    with mailers.conversation(time_limit()):
+        try:
+            for request, kind in due:
+                if time.monotonic() > deadline:
+                    result.more = True
+                    break
+                if not _claim(request, kind, now):
+                    continue
+                if request.mode not in links:
+                    links[request.mode] = compose.agency_links(request)
+                _send_one(request, kind, connection, links[request.mode], now, result)
+        finally:
+            connection.close()
     result.more = result.more or len(due) >= limit
     return result
 
@@ -340,10 +354,10 @@ def _finish(request: BillingRequest, kind: EmailKind, status: str, **values: Any
 
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
-    """Send a short test email through the settings as saved; ``EmailFailed`` says why not."""
-    message = compose.test_email(email_settings, to)
-    connection = _Connection(email_settings)
-    try:
-        connection.send(message)
-    finally:
-        connection.close()
+    """Send a short test email through the settings as saved; ``EmailFailed`` says why not.
+
+    The whole SMTP conversation has one deadline: a web worker waits at most that long.
+    """
+    failure = mailers.send_message(compose.test_email(email_settings, to), email_settings)
+    if failure is not None:
+        raise EmailFailed(failure)

@@ -2,29 +2,38 @@
 fails, the site's reply-to address when a client asks for a new link.
 
 Each notification is a ``Notification`` row under a unique key, created in the same
-transaction as the change it reports; a django-q2 task claims and sends it once.
+transaction as the change it reports; a django-q2 task claims and sends it once,
+through the project's default backend as ``mailers`` builds it (timeout, deadline,
+failure in plain words). A failure that may pass is tried again with the billing
+emails' back-off (``mail.RETRY_DELAYS``, at most ``mail.MAX_ATTEMPTS``), picked up by
+the every-minute drain; the agency sees the reason meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from . import mailers
+
 # A send claimed this long ago and neither done nor failed was lost with its worker
-# (killed mid-send): shown as not sent, never resent on a guess. As for billing emails.
-from .mail import LOST_AFTER
+# (killed mid-send): shown as not sent, never resent on a guess. As for billing emails,
+# and with their back-off for failures that may pass.
+from .mail import LOST_AFTER, MAX_ATTEMPTS, RETRY_DELAYS
 from .models import AgencyBillingSettings, BillingRequest, Notification, SiteEmailSettings
 from .models.notifications import NO_RECIPIENTS
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
+RETRY_BATCH = 500
 
 
 def agency_recipients() -> list[str]:
@@ -72,10 +81,14 @@ def _enqueue(notification_id: int) -> None:
 
 
 def send_notification(notification_id: int) -> bool:
-    """Task: send one notification unless another run already claimed it."""
-    claimed = Notification.objects.filter(pk=notification_id, claimed_at__isnull=True).update(
-        claimed_at=timezone.now()
-    )
+    """Task: send one notification unless another run already claimed it or it is not due."""
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+        pk=notification_id,
+        claimed_at__isnull=True,
+        sent_at__isnull=True,
+    ).update(claimed_at=now, attempts=F("attempts") + 1, error="", retry_at=None)
     if not claimed:
         return False
     notification = Notification.objects.select_related(
@@ -95,14 +108,41 @@ def send_notification(notification_id: int) -> bool:
         subject = render_to_string("wagtail_client_billing/notifications/subject.txt", context)
         body = render_to_string("wagtail_client_billing/notifications/body.txt", context)
     message = EmailMessage(subject=" ".join(subject.split()), body=body, to=recipients)
-    try:
-        message.send()
-    except Exception as error:  # recorded; the agency can see it, the request is untouched
-        Notification.objects.filter(pk=notification_id).update(error=str(error)[:2000])
-        logger.warning("Notification %s failed: %r", notification.key, error)
-        return False
-    Notification.objects.filter(pk=notification_id).update(sent_at=timezone.now(), error="")
-    return True
+    failure = mailers.send_message(message)
+    if failure is None:
+        Notification.objects.filter(pk=notification_id).update(sent_at=timezone.now(), error="")
+        return True
+    # Recorded; the agency sees it, the request is untouched.
+    if failure.transient and notification.attempts < MAX_ATTEMPTS:
+        retry_at = timezone.now() + RETRY_DELAYS[notification.attempts - 1]
+        # Released (claimed_at cleared) for the drain to pick up once due.
+        Notification.objects.filter(pk=notification_id).update(
+            error=failure.reason, retry_at=retry_at, claimed_at=None
+        )
+        logger.info(
+            "Notification %s will be retried at %s: %s",
+            notification.key, retry_at.isoformat(), failure.reason,
+        )  # fmt: skip
+    else:
+        Notification.objects.filter(pk=notification_id).update(error=failure.reason)
+        logger.warning("Notification %s failed: %s", notification.key, failure.reason)
+    return False
+
+
+def enqueue_due_retries(now: datetime | None = None) -> int:
+    """Queue the notifications whose next attempt is due (run by the every-minute drain).
+
+    A notification queued twice is still sent once: the task claims it first.
+    """
+    now = now or timezone.now()
+    due = list(
+        Notification.objects.filter(
+            claimed_at__isnull=True, sent_at__isnull=True, retry_at__lte=now
+        ).values_list("pk", flat=True)[:RETRY_BATCH]
+    )
+    for notification_id in due:
+        _enqueue(notification_id)
+    return len(due)
 
 
 def unsent() -> QuerySet[Notification]:
@@ -117,7 +157,11 @@ def unsent() -> QuerySet[Notification]:
 def send_again(notification_id: int) -> bool:
     """Queue an unsent notification once more; False if it was sent or is being sent."""
     with transaction.atomic():
-        released = unsent().filter(pk=notification_id).update(claimed_at=None, error="")
+        released = (
+            unsent()
+            .filter(pk=notification_id)
+            .update(claimed_at=None, error="", retry_at=None, attempts=0)
+        )
         if released:
             transaction.on_commit(lambda: _enqueue(notification_id))
     return bool(released)

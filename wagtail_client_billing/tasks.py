@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import billing, mail, stripe_api
+from . import billing, mail, notifications, stripe_api
 from .models import BillingRequest
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,11 @@ def drain_email_queue() -> int:
     """Queue a batch for every site with emails due (retries, reminders, stragglers).
 
     Retries are not scheduled one by one: a failed attempt stores when the next is due
-    (``email_due_at``) and this drain, run by the every-minute schedule, picks it up.
+    (``email_due_at``) and this drain, run by the every-minute schedule, picks it up;
+    notifications likewise (``retry_at``).
     """
     mail.report_lost_sends()
+    notifications.enqueue_due_retries()
     site_ids = mail.sites_with_due_emails()
     for site_id in site_ids:
         enqueue_pending_emails(site_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import formats, timezone
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
@@ -17,7 +18,8 @@ class Notification(models.Model):
 
     Created in the transaction of the change it reports, so a webhook retry or a
     duplicate delivery finds the key taken; the task then claims it before sending, so
-    the at-least-once broker cannot send it twice.
+    the at-least-once broker cannot send it twice. A failure that may pass is tried
+    again at ``retry_at`` (the every-minute drain), as billing emails are.
     """
 
     class Kind(models.TextChoices):
@@ -34,6 +36,9 @@ class Notification(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt is due after a failure that may pass; null otherwise.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("notification")
@@ -45,4 +50,8 @@ class Notification(models.Model):
     @property
     def error_display(self) -> str:
         """The reason it failed, in the reader's language where it is the app's own."""
-        return gettext(self.error) if self.error == NO_RECIPIENTS else self.error
+        reason = gettext(self.error) if self.error == NO_RECIPIENTS else self.error
+        if self.retry_at is None or self.sent_at is not None:
+            return reason
+        when = formats.date_format(timezone.localtime(self.retry_at), "SHORT_DATETIME_FORMAT")
+        return gettext("%(reason)s Next attempt: %(when)s.") % {"reason": reason, "when": when}
