@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0006_renewed_from"),
+        ("wagtail_client_billing", "0007_email_settings_permission"),
     ]
 
     operations = [
