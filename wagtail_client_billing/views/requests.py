@@ -73,8 +73,10 @@ def selected_site(request: HttpRequest) -> Site | None:
 
 
 def requests_for(user: Any) -> QuerySet:
-    """Every request ``user`` may see (their sites only)."""
-    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"])
+    """Every request ``user`` may see (their sites only); never one still being created."""
+    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"]).exclude(
+        status=BillingRequest.CREATING
+    )
 
 
 def url(name: str, *args: Any, site: Site | None = None) -> str:
