@@ -351,3 +351,11 @@ def test_reconciliation_finishes_a_delete_whose_answer_was_lost(editor, stripe):
     request.refresh_from_db()
     assert request.status == Status.DELETED
     assert not ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).exists()
+
+
+def test_create_and_delete_run_outside_atomic_requests():
+    # Under ATOMIC_REQUESTS the request's transaction would be held across Stripe.
+    from django.urls import resolve
+
+    for path in (ADD, reverse("wagtail_client_billing_requests:delete", args=[1])):
+        assert resolve(path).func._non_atomic_requests == {"default"}
