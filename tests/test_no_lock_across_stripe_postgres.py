@@ -12,7 +12,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.test_no_lock_across_stripe import stripe_hangs_while_others_work
+from tests.factories import connect_ready_account, make_site
+from tests.test_billing_postgres import race
+from tests.test_no_lock_across_stripe import details, stripe_hangs_while_others_work
+from wagtail_client_billing import billing, stripe_api
+from wagtail_client_billing.models import BillingRequest
 
 pytestmark = [
     pytest.mark.postgres,
@@ -48,3 +52,42 @@ def test_while_stripe_hangs_no_transaction_is_open_and_others_answer_at_once(
         action,
         during_hang=no_transaction_open_across_the_wait,
     )
+
+
+@pytest.fixture
+def ready(billing_stripe_settings, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+        "STRIPE_TIMEOUT": 10,
+    }
+    connect_ready_account(billing_stripe_settings)
+    return make_site("acme.test", "Acme Plumbing"), billing_stripe_settings
+
+
+def test_one_form_sent_five_times_at_once_makes_one_request_and_one_session(ready):
+    site, stripe = ready
+    stripe.hang_next("POST", "/v1/checkout/sessions", seconds=1.0)  # all arrive meanwhile
+    results = race(
+        [
+            lambda: billing.create_request(
+                site=site, details=details("client@example.com"), nonce="one-form"
+            )
+            for _ in range(5)
+        ]
+    )
+    made = [r for r in results if isinstance(r, BillingRequest)]
+    # The others: this form went through already, or Stripe is still busy with its key
+    # (the editor's retry then gets the first one).
+    others = [
+        r for r in results if isinstance(r, billing.AlreadySubmitted | stripe_api.StripeNoAnswer)
+    ]
+    assert len(made) == 1 and len(others) == 4, results
+    request = BillingRequest.objects.get()
+    assert request.pk == made[0].pk and request.status == BillingRequest.Status.PENDING
+    sessions = list(stripe.engine.store.iter("checkout.session"))
+    assert [s.data["id"] for s in sessions] == [request.checkout_session_id]
+    retry = race(
+        [lambda: billing.create_request(site=site, details=details("x@y.z"), nonce="one-form")]
+    )
+    assert isinstance(retry[0], billing.AlreadySubmitted)
