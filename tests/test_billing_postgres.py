@@ -304,8 +304,12 @@ def test_five_people_renewing_at_once_bill_the_client_once(site, account, stripe
     renewal = renewals.get()
     winners = [r for r in results if isinstance(r, BillingRequest)]
     losers = [r for r in results if isinstance(r, billing.AlreadyRenewed)]
+    # No lock is held across Stripe now: a loser that comes while the winner still
+    # waits for its session is told so, instead of waiting on the winner's lock.
+    busy = [r for r in results if isinstance(r, billing.RenewalInProgress)]
     assert [w.pk for w in winners] == [renewal.pk], results
-    assert len(losers) == 4 and {e.billing_request.pk for e in losers} == {renewal.pk}
+    assert len(losers) + len(busy) == 4, results
+    assert {e.billing_request.pk for e in losers} <= {renewal.pk}
     assert entries(billing.ACTION_RENEW, request) == 1
     assert len(list(stripe.engine.store.iter("checkout.session"))) == 2
 

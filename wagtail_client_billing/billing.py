@@ -9,6 +9,7 @@ makes it Paid, flagged ``late_payment``: money taken is never hidden.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,15 @@ class AlreadyRenewed(AlreadySubmitted):
 
     def describe(self) -> str:
         return _("This billing request was already renewed: here is its renewal.")
+
+
+class RenewalInProgress(BillingError):
+    """Someone else's renewal of the request is waiting for Stripe's session right now."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _("This billing request is being renewed at this moment; try again in a minute.")
+        )
 
 
 @dataclass(frozen=True)
@@ -152,52 +162,195 @@ def create_request(
     user: Any = None,
     renewed_from: BillingRequest | None = None,
 ) -> BillingRequest:
-    """Create a request and its Checkout Session together, or neither.
+    """Create a request and its Checkout Session, with no transaction open across Stripe.
 
-    The row is inserted and the session created inside one transaction: if Stripe
-    refuses or cannot be reached, the row is rolled back and nothing is saved. The
-    idempotency key comes from the row's own random token, so an SDK retry returns the
-    same session; ``nonce`` (from the form) makes a double submission return the first
-    request instead of billing the client twice.
+    1. The row is saved and committed as ``CREATING``: its id goes into the session's
+       metadata, but nothing lists, counts, sweeps or emails it yet.
+    2. Stripe is asked for the session, outside any transaction, with an idempotency
+       key made of the form's nonce and the row (``checkout_idempotency_key``).
+    3. One short transaction stores the session and makes the request Pending; the
+       signal and the client's email follow the commit.
+
+    Stripe refuses or fails: the row is removed and the error raised (the form comes
+    back as typed). No answer (a timeout, or Stripe still busy with the key): the row
+    stays ``CREATING``, so the same form sent again (same nonce) resumes it with the
+    same key and gets the same session back: one client, one session. A creation that
+    nobody resumes is removed by the sweep (``abandon_stalled_creations``). A form
+    whose first submission went through raises ``AlreadySubmitted``.
     """
     connection = ready_connection()
-    if nonce:
-        existing = BillingRequest.objects.filter(form_nonce=nonce).first()
-        if existing:
-            raise AlreadySubmitted(existing)
+    request = _start_creation(site, details, nonce, user, renewed_from, connection)
     try:
-        with transaction.atomic():
-            request = BillingRequest.objects.create(
+        session = stripe_api.create_checkout_session(
+            request.mode,
+            account_id=request.account_id,
+            params=checkout_params(request),
+            idempotency_key=checkout_idempotency_key(request),
+        )
+    except stripe_api.StripeNoAnswer:
+        # Stripe may have made the session: keep the row for the form's retry, which
+        # sends the same key. Without a nonce nothing can resume it.
+        if not nonce:
+            _discard_creation(request)
+        raise
+    except stripe_api.StripeFailure:
+        # Refused, or an error Stripe saves under the key: nothing usable was made, and
+        # a retry gets a new row (and so a new key).
+        _discard_creation(request)
+        raise
+    return _finish_creation(request, session, user=user)
+
+
+def checkout_idempotency_key(request: BillingRequest) -> str:
+    """The key of a request's Checkout Session create: the form's nonce and the row.
+
+    Retries of the same form resume the same row, so they send the same key and Stripe
+    returns the session it made (after a timeout too). The row's id is part of it so
+    that a form whose attempt was refused or discarded starts again with a fresh key
+    (Stripe would replay a saved error, or refuse other parameters, for the old one).
+    The nonce is hashed: it comes from a form and a header takes only plain ASCII.
+    """
+    if request.form_nonce:
+        digest = hashlib.sha256(request.form_nonce.encode("utf-8", "surrogatepass"))
+        return f"wcb-checkout-{digest.hexdigest()[:32]}-{request.pk}"
+    return f"wcb-checkout-{request.token}"
+
+
+def _start_creation(
+    site: Site,
+    details: RequestDetails,
+    nonce: str | None,
+    user: Any,
+    renewed_from: BillingRequest | None,
+    connection: StripeConnection,
+) -> BillingRequest:
+    """The committed ``CREATING`` row to ask Stripe for: this form's earlier one, or new."""
+    account_id = "" if connection.direct else connection.account_id
+    wanted = {
+        "site_id": site.pk,
+        "renewed_from_id": getattr(renewed_from, "pk", None),
+        "mode": connection.mode,
+        "account_id": account_id,
+        **asdict(details),
+    }
+    if nonce and (earlier := BillingRequest.objects.filter(form_nonce=nonce).first()):
+        resumed = _resume_creation(earlier, wanted)
+        if resumed is not None:
+            return resumed
+    try:
+        with transaction.atomic():  # a savepoint: the unique nonce may be taken meanwhile
+            return BillingRequest.objects.create(
                 site=site,
                 form_nonce=nonce or None,
                 renewed_from=renewed_from,
                 **asdict(details),
+                status=BillingRequest.CREATING,
                 mode=connection.mode,
-                account_id="" if connection.direct else connection.account_id,
+                account_id=account_id,
                 created_by=user if getattr(user, "pk", None) else None,
                 expires_at=timezone.now() + timedelta(seconds=session_lifetime()),
             )
-            session = stripe_api.create_checkout_session(
-                request.mode,
-                account_id=request.account_id,
-                params=checkout_params(request),
-                idempotency_key=f"wcb-checkout-{request.token}",
-            )
-            request.checkout_session_id = session.id
-            request.checkout_url = session.url
-            request.expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
-            request.save(update_fields=["checkout_session_id", "checkout_url", "expires_at"])
-            log(request, ACTION_CREATE, user=user, data=_log_data(request))
-            transaction.on_commit(lambda: _created(request))
     except IntegrityError:
-        existing = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
-        if existing:  # the same form, submitted concurrently
-            raise AlreadySubmitted(existing) from None
+        earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
+        if earlier is not None:  # the same form, submitted concurrently
+            resumed = _resume_creation(earlier, wanted)
+            if resumed is not None:
+                return resumed
         renewal = renewal_of(renewed_from)
         if renewal:  # renewed concurrently from another form
             raise AlreadyRenewed(renewal) from None
+        if renewed_from and BillingRequest.objects.filter(renewed_from=renewed_from).exists():
+            raise RenewalInProgress() from None
         raise
-    return request
+
+
+def _resume_creation(earlier: BillingRequest, wanted: dict[str, Any]) -> BillingRequest | None:
+    """This form's earlier row, to ask Stripe again with the same key; or None for a
+    new row. ``AlreadySubmitted`` if that earlier submission went through."""
+    if earlier.status != BillingRequest.CREATING:
+        raise AlreadySubmitted(earlier)
+    if any(getattr(earlier, name) != value for name, value in wanted.items()):
+        # The form was changed before it was sent again: other parameters need another
+        # key (Stripe refuses a key reused with different ones). The earlier attempt
+        # was never listed nor emailed; a session Stripe may have made for it was never
+        # sent to anyone and expires there on its own.
+        _discard_creation(earlier)
+        return None
+    # Touched, so that the sweep leaves it alone while this attempt waits for Stripe.
+    if BillingRequest.objects.filter(pk=earlier.pk, status=BillingRequest.CREATING).update(
+        created_at=timezone.now()
+    ):
+        return BillingRequest.objects.select_related("site").get(pk=earlier.pk)
+    now = BillingRequest.objects.filter(pk=earlier.pk).first()
+    if now is not None:  # a concurrent submission of the form finished it meanwhile
+        raise AlreadySubmitted(now)
+    return None  # the sweep removed it meanwhile
+
+
+def _discard_creation(request: BillingRequest) -> None:
+    """Remove a row Stripe made no session for (only while it is still ``CREATING``)."""
+    BillingRequest.objects.filter(pk=request.pk, status=BillingRequest.CREATING).delete()
+
+
+def _finish_creation(
+    request: BillingRequest, session: stripe_api.CheckoutSession, *, user: Any
+) -> BillingRequest:
+    """Store the session and make the request Pending: one short transaction."""
+    expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
+    with transaction.atomic():
+        finished = BillingRequest.objects.filter(
+            pk=request.pk, status=BillingRequest.CREATING
+        ).update(
+            status=Status.PENDING,
+            checkout_session_id=session.id,
+            checkout_url=session.url,
+            expires_at=expires_at,
+        )
+        if finished:
+            request.refresh_from_db()
+            log(request, ACTION_CREATE, user=user, data=_log_data(request))
+            transaction.on_commit(lambda: _created(request))
+            return request
+    current = BillingRequest.objects.filter(pk=request.pk).first()
+    if current is not None and current.checkout_session_id == session.id:
+        raise AlreadySubmitted(current)  # the same form, sent twice at once: it won
+    # The sweep gave up on this creation while Stripe took its time: withdraw the
+    # session nobody will hear of, and let the editor send the form again.
+    logger.warning("Billing request %s was abandoned before Stripe answered.", request.pk)
+    try:
+        stripe_api.expire_checkout_session(
+            request.mode, account_id=request.account_id, session_id=session.id
+        )
+    except stripe_api.StripeFailure as error:
+        logger.warning("Could not expire the abandoned session %s: %s", session.id, error)
+    raise stripe_api.StripeUnavailable(
+        _("Stripe took too long to answer. Nothing was sent; please send the form again.")
+    )
+
+
+def stalled_creation_age() -> timedelta:
+    """How long a ``CREATING`` row may wait for Stripe before the sweep removes it: far
+    longer than one create can take (timeout times attempts), and at least 15 minutes."""
+    conf = billing_settings()
+    longest = conf.stripe_timeout * (conf.stripe_max_network_retries + 1)
+    return timedelta(seconds=max(15 * 60, 2 * longest + 60))
+
+
+def abandon_stalled_creations(*, now: datetime | None = None) -> int:
+    """Remove the ``CREATING`` rows whose Stripe call never came back (the process died).
+
+    They were never listed nor emailed; a session Stripe may have made for one was never
+    sent to anyone and expires at Stripe on its own. The editor saw an error, not a
+    sent request: finishing them now would bill a client they think was not billed.
+    """
+    cutoff = (now or timezone.now()) - stalled_creation_age()
+    _total, deleted = BillingRequest.objects.filter(
+        status=BillingRequest.CREATING, created_at__lte=cutoff
+    ).delete()
+    count = deleted.get(BillingRequest._meta.label, 0)
+    if count:
+        logger.warning("Removed %s billing request(s) Stripe never answered for.", count)
+    return count
 
 
 def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
@@ -332,51 +485,70 @@ def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
     return request
 
 
-class _PaidMeanwhile(Exception):
-    """Stripe says the session being deleted was paid: undo the delete, confirm the payment."""
+def mark_deleted(request_filter: Q, *, source: str) -> BillingRequest | None:
+    """Pending -> Deleted (its deletion was asked for); the request if this call won.
 
-    def __init__(self, session: stripe_api.CheckoutSession) -> None:
-        super().__init__(session.id)
-        self.session = session
+    The audit log names who asked (``delete_requested_by``), whichever path wins: the
+    delete itself, or the ``checkout.session.expired`` event its Stripe call caused.
+    """
+    with transaction.atomic():
+        request = _transition(
+            request_filter,
+            to=Status.DELETED,
+            from_statuses=(Status.PENDING,),
+            deleted_at=timezone.now(),
+        )
+        if request is None:
+            return None
+        log(
+            request,
+            ACTION_DELETED,
+            user=request.delete_requested_by,
+            data=_log_data(request, source=source),
+        )
+        transaction.on_commit(lambda: _announce(signals.billing_request_deleted, request))
+    return request
+
+
+def end_with_expired_session(request: BillingRequest, *, source: str) -> BillingRequest | None:
+    """Stripe reports the request's session expired: Deleted if its deletion was asked
+    for (our own expire call caused it), else Expired. The request if this call won."""
+    if request.delete_requested_at is not None:
+        return mark_deleted(Q(pk=request.pk), source=source)
+    return mark_expired(Q(pk=request.pk), source=source)
 
 
 def delete_request(request: BillingRequest, *, user: Any = None) -> BillingRequest:
-    """Mark Deleted and expire the session at Stripe (so the link dies), together.
+    """Withdraw a Pending request: expire its session at Stripe (so the link dies), then
+    mark it Deleted; no transaction is open while Stripe is called.
 
-    The row is marked Deleted first and the session expired in the same transaction:
-    the ``checkout.session.expired`` webhook that Stripe sends for it (which can arrive
-    before this commits) then finds nothing pending and cannot make the request Expired
-    instead. If Stripe says the session was already paid, the request becomes Paid
-    instead. Stripe unreachable: ``stripe_api.StripeFailure`` and nothing changes.
+    The wish to delete is committed on the row first (``delete_requested_at``), so the
+    ``checkout.session.expired`` event our expire call causes (which can arrive before
+    this returns) makes the request Deleted, not Expired: whichever of the two comes
+    first wins and the other finds nothing to do. If Stripe says the session was paid,
+    the request becomes Paid instead. Stripe unreachable: ``stripe_api.StripeFailure``,
+    and the request stays Pending (the wish stays recorded: if Stripe did expire the
+    session after all, its event makes the request Deleted).
     """
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be deleted."))
-    try:
-        with transaction.atomic():
-            deleted = _transition(
-                Q(pk=request.pk),
-                to=Status.DELETED,
-                from_statuses=(Status.PENDING,),
-                deleted_at=timezone.now(),
-            )
-            if deleted is None:  # something else ended it meanwhile
-                return BillingRequest.objects.get(pk=request.pk)
-            if request.checkout_session_id:
-                session = stripe_api.expire_checkout_session(
-                    request.mode,
-                    account_id=request.account_id,
-                    session_id=request.checkout_session_id,
-                )
-                if session.status == "complete" and session.payment_status == "paid":
-                    raise _PaidMeanwhile(session)  # rolls the delete back
-            log(deleted, ACTION_DELETED, user=user, data=_log_data(deleted))
-            transaction.on_commit(lambda: _announce(signals.billing_request_deleted, deleted))
-    except _PaidMeanwhile as paid:
-        result = mark_paid(
-            Q(pk=request.pk), subscription_id=paid.session.subscription, source="delete", user=user
+    asked = BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
+        delete_requested_at=timezone.now(),
+        delete_requested_by=user if getattr(user, "pk", None) else None,
+    )
+    if not asked:  # something else ended it meanwhile
+        return BillingRequest.objects.get(pk=request.pk)
+    if request.checkout_session_id:
+        session = stripe_api.expire_checkout_session(
+            request.mode, account_id=request.account_id, session_id=request.checkout_session_id
         )
-        return result or BillingRequest.objects.get(pk=request.pk)
-    return deleted
+        if stripe_api.is_paid(session):
+            paid = mark_paid(
+                Q(pk=request.pk), subscription_id=session.subscription, source="delete", user=user
+            )
+            return paid or BillingRequest.objects.get(pk=request.pk)
+    deleted = mark_deleted(Q(pk=request.pk), source="delete")
+    return deleted or BillingRequest.objects.get(pk=request.pk)
 
 
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
@@ -454,8 +626,9 @@ def renew_request(
     """
     if request.status not in (Status.EXPIRED, Status.DELETED):
         raise BillingError(_("Only expired or deleted billing requests can be renewed."))
-    if nonce and (first := BillingRequest.objects.filter(form_nonce=nonce).first()):
-        raise AlreadySubmitted(first)  # this very form, sent twice
+    first = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
+    if first is not None and first.status != BillingRequest.CREATING:
+        raise AlreadySubmitted(first)  # this very form, sent twice (a timed-out one resumes)
     renewal = renewal_of(request)
     if renewal:
         raise AlreadyRenewed(renewal)
@@ -474,4 +647,8 @@ def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
     """The request that renewed ``request``, if any (there is at most one)."""
     if request is None:
         return None
-    return BillingRequest.objects.filter(renewed_from=request).first()
+    return (
+        BillingRequest.objects.filter(renewed_from=request)
+        .exclude(status=BillingRequest.CREATING)
+        .first()
+    )

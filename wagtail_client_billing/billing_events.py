@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Q
 from wagtail.log_actions import log
 
-from . import billing, notifications
+from . import billing, notifications, stripe_api
 from .models import BillingRequest, Notification, WebhookEvent
 from .webhooks import EventIgnored, register_handler
 
@@ -38,11 +38,13 @@ def _subscription_id(session: dict[str, Any]) -> str:
 
 
 @register_handler("checkout.session.completed")
+@register_handler("checkout.session.async_payment_succeeded")
 def checkout_completed(event: WebhookEvent, payload: dict[str, Any]) -> None:
-    """Paid at once (cards), or processing until the delayed payment settles."""
+    """Paid (``stripe_api.is_paid``: cards at once, or a delayed payment that settled),
+    or completed but processing until the delayed payment settles."""
     session = payload["data"]["object"]
     request = _request_for_session(event, session)
-    if session.get("payment_status") in ("paid", "no_payment_required"):
+    if stripe_api.is_paid(session, event_type=event.type):
         billing.mark_paid(
             Q(pk=request.pk), subscription_id=_subscription_id(session), source=event.stripe_id
         )
@@ -52,16 +54,6 @@ def checkout_completed(event: WebhookEvent, payload: dict[str, Any]) -> None:
     BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
         payment_state=BillingRequest.PaymentState.PROCESSING,
         subscription_id=_subscription_id(session) or request.subscription_id,
-    )
-
-
-@register_handler("checkout.session.async_payment_succeeded")
-def async_payment_succeeded(event: WebhookEvent, payload: dict[str, Any]) -> None:
-    """The delayed payment arrived."""
-    session = payload["data"]["object"]
-    request = _request_for_session(event, session)
-    billing.mark_paid(
-        Q(pk=request.pk), subscription_id=_subscription_id(session), source=event.stripe_id
     )
 
 
@@ -80,9 +72,10 @@ def async_payment_failed(event: WebhookEvent, payload: dict[str, Any]) -> None:
 
 @register_handler("checkout.session.expired")
 def checkout_expired(event: WebhookEvent, payload: dict[str, Any]) -> None:
-    """Stripe expired the session (at ``expires_at``, or because we asked)."""
+    """Stripe expired the session: at ``expires_at`` (Expired), or because a delete asked
+    it to (Deleted: the delete may not have finished yet when this arrives)."""
     request = _request_for_session(event, payload["data"]["object"])
-    billing.mark_expired(Q(pk=request.pk), source=event.stripe_id)
+    billing.end_with_expired_session(request, source=event.stripe_id)
 
 
 def _subscription_changed(event: WebhookEvent, payload: dict[str, Any]) -> None:

@@ -9,15 +9,19 @@ for the person at the keyboard.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
+from django.db import connections
 from django.utils.translation import gettext_lazy as _
 
 from .conf import billing_settings
+
+logger = logging.getLogger(__name__)
 
 
 class StripeFailure(Exception):
@@ -35,6 +39,16 @@ class StripeNotConfigured(StripeFailure):
 
 class StripeUnavailable(StripeFailure):
     """Stripe did not answer, or answered with a server error: worth retrying later."""
+
+
+class StripeNoAnswer(StripeUnavailable):
+    """No answer came (timeout, connection lost) or Stripe is still busy with the same
+    idempotency key: the request may have been carried out. Retrying with the same key
+    returns its result, never a second object."""
+
+
+class StripeCalledInTransaction(RuntimeError):
+    """A Stripe call was made inside a database transaction: a bug in the caller."""
 
 
 class StripeKeyRejected(StripeFailure):
@@ -68,8 +82,42 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
     )
 
 
+def refuse_inside_transaction() -> None:
+    """Raise ``StripeCalledInTransaction`` if a database transaction is open.
+
+    A network call inside ``transaction.atomic()`` holds the transaction (and on SQLite
+    the database's only write lock) for as long as Stripe takes: every webhook and every
+    other editor waits, then fails with "database is locked". Write state before and
+    after the call instead. The atomic blocks a test case wraps each test in do not
+    count (Django marks them ``_from_testcase``), so the whole suite enforces the rule.
+    A project that wraps every request in a transaction (``ATOMIC_REQUESTS``) cannot be
+    helped from here: it gets an error in the log instead of a failure.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block or not any(
+            not block._from_testcase for block in connection.atomic_blocks
+        ):
+            continue
+        if connection.settings_dict.get("ATOMIC_REQUESTS"):
+            logger.error(
+                "Stripe was called inside a database transaction (ATOMIC_REQUESTS is on "
+                "for %r): the database stays locked until Stripe answers.",
+                connection.alias,
+            )
+            continue
+        raise StripeCalledInTransaction(
+            f"Stripe was called inside a transaction on database {connection.alias!r}; "
+            "call it between transactions."
+        )
+
+
 def get_client(mode: str) -> stripe.StripeClient:
-    """The configured client for ``mode``; raise ``StripeNotConfigured`` without a key."""
+    """The configured client for ``mode``; raise ``StripeNotConfigured`` without a key.
+
+    Every call to Stripe gets its client here, so this is where a call made inside a
+    database transaction is refused (see ``refuse_inside_transaction``).
+    """
+    refuse_inside_transaction()
     conf = billing_settings()
     api_key = conf.secret_key(mode)
     if not api_key:
@@ -90,7 +138,11 @@ def translate_errors() -> Iterator[None]:
         raise StripeKeyRejected(
             str(_("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)})
         ) from error
-    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+    except stripe.APIConnectionError as error:
+        raise StripeNoAnswer(
+            str(_("Stripe could not be reached. Nothing was changed; please try again."))
+        ) from error
+    except stripe.RateLimitError as error:
         raise StripeUnavailable(
             str(_("Stripe could not be reached. Nothing was changed; please try again."))
         ) from error
@@ -101,7 +153,7 @@ def translate_errors() -> Iterator[None]:
             # The same idempotency key is still being worked on at Stripe: an earlier
             # attempt (one that timed out here) has not finished. Trying again later
             # gets that attempt's result, never a second object.
-            raise StripeUnavailable(
+            raise StripeNoAnswer(
                 str(
                     _(
                         "Stripe is still working on an earlier attempt of this request. "
@@ -250,6 +302,41 @@ class CheckoutSession:
     payment_intent: str = ""
     client_reference_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def paid(self) -> bool:
+        """Stripe says this session is paid (``is_paid``)."""
+        return is_paid(self)
+
+
+# The one rule for "this Checkout Session is paid" (the webhook handlers, the
+# reconciliation and delete all ask ``is_paid``): complete, and nothing left to pay.
+# ``no_payment_required`` is a session that completed with nothing to charge (a
+# 100 % discount, a free trial's first invoice): the client did all they were asked.
+PAID_PAYMENT_STATUSES = ("paid", "no_payment_required")
+EVENT_COMPLETED = "checkout.session.completed"
+EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+
+
+def is_paid(session: CheckoutSession | Mapping[str, Any], *, event_type: str = "") -> bool:
+    """True if Stripe says the session is paid: the one rule, for every caller.
+
+    ``session`` is a ``CheckoutSession`` (from the API) or a webhook event's session
+    object; ``event_type`` is the event it came with, if any. A delayed payment that
+    settled (``async_payment_succeeded``) is paid; a ``checkout.session.completed`` event
+    is about a complete session by definition. Otherwise: status ``complete`` and
+    payment status ``paid`` or ``no_payment_required``. A completed session still
+    ``unpaid`` is a delayed payment on its way, not a payment.
+    """
+    if event_type == EVENT_ASYNC_SUCCEEDED:
+        return True
+    if isinstance(session, Mapping):
+        status, payment_status = session.get("status"), session.get("payment_status")
+    else:
+        status, payment_status = session.status, session.payment_status
+    complete = status == "complete" or event_type == EVENT_COMPLETED
+    # A tuple, not a set: a webhook body may hold any JSON here (a list is unhashable).
+    return complete and payment_status in PAID_PAYMENT_STATUSES
 
 
 def checkout_session(session: Any) -> CheckoutSession:

@@ -94,6 +94,7 @@ def drain_email_queue() -> int:
 def expire_and_reconcile() -> dict[str, int]:
     """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
     due reminders and send the emails that are due."""
+    billing.abandon_stalled_creations()
     expired = billing.expire_overdue()
     reconciled = reconcile(extra_ids=expired)
     reminders = mail.queue_due_reminders()
@@ -144,12 +145,13 @@ def reconcile_one(request: BillingRequest) -> None:
         request.mode, account_id=request.account_id, session_id=request.checkout_session_id
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
-    if session.status == "complete" and session.payment_status in ("paid", "no_payment_required"):
+    if stripe_api.is_paid(session):
         billing.mark_paid(
             Q(pk=request.pk), subscription_id=session.subscription, source="reconciliation"
         )
     elif session.status == "expired":
-        billing.mark_expired(Q(pk=request.pk), source="reconciliation")
+        # A delete whose process died after Stripe expired the session ends as Deleted.
+        billing.end_with_expired_session(request, source="reconciliation")
 
 
 def ensure_schedule(**kwargs: Any) -> None:

@@ -26,6 +26,11 @@ class BillingRequest(models.Model):
         EXPIRED = "expired", _("Expired")
         DELETED = "deleted", _("Deleted")
 
+    #: Internal, never shown: the row is saved (its id goes into the Checkout Session's
+    #: metadata) but Stripe has not given its session yet. Not a choice of ``Status``:
+    #: listings, totals, the sweep and every "pending" query leave it out by its status.
+    CREATING = "creating"
+
     class BillingType(models.TextChoices):
         ONE_TIME = "one_time", _("One-time")
         MONTHLY = "monthly", _("Monthly")
@@ -116,6 +121,12 @@ class BillingRequest(models.Model):
     paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set before the session is expired at Stripe, so that the checkout.session.expired
+    # event our own call causes makes the request Deleted, not Expired.
+    delete_requested_at = models.DateTimeField(null=True, blank=True)
+    delete_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reconciled_at = models.DateTimeField(null=True, blank=True)
     client_asked_at = models.DateTimeField(_("Client asked for a new link"), null=True, blank=True)
     # One renewal per request (unique), so the client is never billed twice for it.

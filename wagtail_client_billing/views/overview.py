@@ -81,7 +81,8 @@ class OverviewView(SafeCSVExportMixin, IndexView):
         return None  # every site
 
     def get_base_queryset(self) -> QuerySet:
-        return BillingRequest.objects.select_related("site")
+        # Not the rows still waiting for Stripe's session (billing.create_request).
+        return BillingRequest.objects.exclude(status=BillingRequest.CREATING).select_related("site")
 
     @cached_property
     def columns(self) -> list[Column]:

@@ -8,11 +8,13 @@ from typing import Any
 import django_filters
 from django import forms
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -73,8 +75,10 @@ def selected_site(request: HttpRequest) -> Site | None:
 
 
 def requests_for(user: Any) -> QuerySet:
-    """Every request ``user`` may see (their sites only)."""
-    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"])
+    """Every request ``user`` may see (their sites only); never one still being created."""
+    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"]).exclude(
+        status=BillingRequest.CREATING
+    )
 
 
 def url(name: str, *args: Any, site: Site | None = None) -> str:
@@ -356,6 +360,9 @@ class RequestViewMixin(WagtailAdminTemplateMixin):
         ]
 
 
+# Create and delete write before and after their Stripe call, in transactions of their
+# own: under ATOMIC_REQUESTS the whole request would be one transaction held across it.
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class CreateView(RequestViewMixin, FormView):
     """ "+ Add billing request" for the selected site."""
 
@@ -528,6 +535,7 @@ class ResendView(RequestViewMixin, View):
         return redirect(url("inspect", pk))
 
 
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class DeleteView(RequestViewMixin, View):
     """Delete asks for confirmation, expires the session at Stripe, then marks Deleted."""
 
