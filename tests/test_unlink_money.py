@@ -251,6 +251,41 @@ def test_a_request_committed_as_the_unlink_commits_is_withdrawn_too(
     assert late_comer[0].status == Status.DELETED
 
 
+def test_an_unlink_while_stripe_makes_the_session_sends_nothing(site, connection, stripe):
+    # The editor's create has read the account as linked and waits for Stripe; the
+    # agency unlinks meanwhile (nothing is Pending yet, so nothing to withdraw). When
+    # Stripe answers, the request must not become Pending on the unlinked account.
+    from tests.test_billing_requests import sessions_at_stripe
+
+    def unlink_meanwhile(sender, instance, created, **kwargs):
+        if created and instance.status == BillingRequest.CREATING:
+            assert agency.withdraw_and_unlink(connection, reason="test").unlinked
+
+    post_save.connect(unlink_meanwhile, sender=BillingRequest)
+    try:
+        with pytest.raises(billing.NotReadyToCharge, match="unlinked while"):
+            billing.create_request(
+                site=site,
+                details=billing.RequestDetails(
+                    email="c@example.com",
+                    currency="eur",
+                    amount=4990,
+                    description="Care plan",
+                    success_url="https://acme.test/ok/",
+                    cancel_url="https://acme.test/no/",
+                    billing_type="one_time",
+                ),
+            )
+    finally:
+        post_save.disconnect(unlink_meanwhile, sender=BillingRequest)
+
+    assert not BillingRequest.objects.exists()  # nothing pending, nothing half-made
+    (session,) = sessions_at_stripe(connection)
+    assert session.status == "expired"  # the session nobody was sent is withdrawn
+    assert outbox.outbox == []
+    assert not linked(connection)
+
+
 def test_the_unlink_view_runs_outside_any_request_transaction():
     # Withdrawing calls Stripe once per request: ATOMIC_REQUESTS must not wrap it.
     assert agency_views.unlink._non_atomic_requests == {"default"}

@@ -313,11 +313,12 @@ def withdraw_and_unlink(
     again continues with what is left.
 
     Concurrency: a colleague may send a request while this runs. The unlink re-counts
-    under a row lock and, if a request arrived, withdraws it in another round. A request
-    whose creation had already read the connection when the unlink committed is looked
-    for once more right after; one that commits later still is a request of an unlinked
-    account: its link says it no longer works, Resend is refused, and a payment Stripe
-    reports for it is applied and flagged late (never lost).
+    under a row lock and, if a request arrived, withdraws it in another round. A create
+    still waiting for Stripe when the unlink commits takes the same lock before it makes
+    its request Pending, finds the account unlinked, withdraws its session and sends
+    nothing (``billing._finish_creation``). Should a request of an unlinked account exist
+    all the same (a deauthorization at Stripe), its link says it no longer works, Resend
+    is refused, and a payment Stripe reports for it is applied and flagged (never lost).
     """
     outcome = UnlinkOutcome()
     for _round in range(WITHDRAW_ROUNDS):

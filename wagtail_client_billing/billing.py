@@ -298,34 +298,71 @@ def _finish_creation(
     """Store the session and make the request Pending: one short transaction."""
     expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
     with transaction.atomic():
-        finished = BillingRequest.objects.filter(
-            pk=request.pk, status=BillingRequest.CREATING
-        ).update(
-            status=Status.PENDING,
-            checkout_session_id=session.id,
-            checkout_url=session.url,
-            expires_at=expires_at,
-        )
+        if not _lock_own_connection(request):
+            unlinked = True
+            finished = 0
+        else:
+            unlinked = False
+            finished = BillingRequest.objects.filter(
+                pk=request.pk, status=BillingRequest.CREATING
+            ).update(
+                status=Status.PENDING,
+                checkout_session_id=session.id,
+                checkout_url=session.url,
+                expires_at=expires_at,
+            )
         if finished:
             request.refresh_from_db()
             log(request, ACTION_CREATE, user=user, data=_log_data(request))
             transaction.on_commit(lambda: _created(request))
             return request
+    if unlinked:
+        # The account was unlinked while Stripe made the session: the unlink withdrew
+        # every request it could see, and this one was not Pending yet. Withdraw its
+        # session too, so no link to an unlinked account ever goes out.
+        _expire_unsent_session(request, session)
+        _discard_creation(request)
+        raise NotReadyToCharge(
+            _(
+                "The client billing account was unlinked while this billing request was "
+                "being sent: nothing was sent."
+            )
+        )
     current = BillingRequest.objects.filter(pk=request.pk).first()
     if current is not None and current.checkout_session_id == session.id:
         raise AlreadySubmitted(current)  # the same form, sent twice at once: it won
     # The sweep gave up on this creation while Stripe took its time: withdraw the
     # session nobody will hear of, and let the editor send the form again.
     logger.warning("Billing request %s was abandoned before Stripe answered.", request.pk)
+    _expire_unsent_session(request, session)
+    raise stripe_api.StripeUnavailable(
+        _("Stripe took too long to answer. Nothing was sent; please send the form again.")
+    )
+
+
+def _lock_own_connection(request: BillingRequest) -> bool:
+    """Whether the request's account is still linked, locking that connection's row.
+
+    ``agency.unlink_unless_pending`` counts the Pending requests under the same lock:
+    either this request becomes Pending first (and the unlink withdraws it), or the
+    unlink commits first (and this request never becomes Pending).
+    """
+    return any(
+        agency.request_account(linked) == request.account_id
+        for linked in StripeConnection.objects.select_for_update().filter(
+            mode=request.mode, unlinked_at__isnull=True
+        )
+    )
+
+
+def _expire_unsent_session(request: BillingRequest, session: stripe_api.CheckoutSession) -> None:
+    """Withdraw a session that no client was sent (best effort: it expires anyway)."""
     try:
         stripe_api.expire_checkout_session(
             request.mode, account_id=request.account_id, session_id=session.id
         )
     except stripe_api.StripeFailure as error:
-        logger.warning("Could not expire the abandoned session %s: %s", session.id, error)
-    raise stripe_api.StripeUnavailable(
-        _("Stripe took too long to answer. Nothing was sent; please send the form again.")
-    )
+        logger.warning("Could not expire the unsent session %s: %s", session.id, error)
 
 
 def stalled_creation_age() -> timedelta:

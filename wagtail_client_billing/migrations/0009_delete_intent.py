@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0006_renewed_from"),
+        ("wagtail_client_billing", "0008_notification_retries"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
