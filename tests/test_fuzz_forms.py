@@ -1034,8 +1034,10 @@ def test_renew_confirmation(editor, renewables, unhandled, which, method, nonce)
 
 @pytest.fixture
 def payable(sites):
-    """Requests of Acme in every state, made directly (the pay page never calls Stripe)."""
+    """Requests of Acme in every state, made directly (the pay page never calls Stripe),
+    on a linked account (a request whose account is gone has a page of its own)."""
     now = timezone.now()
+    StripeConnection.objects.create(mode="test", account_id="acct_fuzz", charges_enabled=True)
     made = {}
     for key, fields in {
         "pending": {},
@@ -1052,6 +1054,7 @@ def payable(sites):
             description="Maintenance",
             success_url="https://acme.test/ok/",
             cancel_url="https://acme.test/no/",
+            account_id="acct_fuzz",
             checkout_session_id=f"cs_test_{key}",
             checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_{key}",
             expires_at=fields.pop("expires_at", now + timedelta(hours=20)),

@@ -26,7 +26,7 @@ from tests.test_billing_requests import (
 )
 from tests.test_webhooks import LIVE_SECRET, make_event
 from tests.test_webhooks import deliver as deliver_signed
-from wagtail_client_billing import agency, billing, tasks
+from wagtail_client_billing import agency, billing, signals, tasks
 from wagtail_client_billing.models import (
     BillingRequest,
     Notification,
@@ -192,26 +192,30 @@ def test_stripe_failing_for_some_unlinks_nothing_and_a_retry_continues(
     assert not linked(connection)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("wagtail_root")
 def test_a_request_created_while_withdrawing_is_withdrawn_too(editor, site, connection, stripe):
     send(editor, site, "a@example.com")
     created_meanwhile: list[BillingRequest] = []
 
-    def another_editor_sends(sender, instance, created, **kwargs):
+    def another_editor_sends(sender, billing_request, **kwargs):
         # A colleague's request lands right after the first withdrawal, before the
-        # unlink (the "deleted" audit entry is written as the withdrawal happens).
-        if instance.action == billing.ACTION_DELETED and not created_meanwhile:
-            first = BillingRequest.objects.get(pk=instance.object_id)
+        # unlink (the "deleted" signal is sent as the withdrawal commits, outside any
+        # transaction, as a colleague's create would be).
+        if not created_meanwhile:
             created_meanwhile.append(
                 billing.create_request(
-                    site=site, details=billing.RequestDetails.of(first), nonce="meanwhile"
+                    site=site,
+                    details=billing.RequestDetails.of(billing_request),
+                    nonce="meanwhile",
                 )
             )
 
-    post_save.connect(another_editor_sends, sender=ModelLogEntry)
+    signals.billing_request_deleted.connect(another_editor_sends)
     try:
         outcome = agency.withdraw_and_unlink(connection, reason="test")
     finally:
-        post_save.disconnect(another_editor_sends, sender=ModelLogEntry)
+        signals.billing_request_deleted.disconnect(another_editor_sends)
 
     assert created_meanwhile
     assert outcome.unlinked and outcome.withdrawn == 2 and not outcome.failures

@@ -138,9 +138,10 @@ def test_stripe_webhook_and_smtp_faults(stack: Stack, new_page):
     expect(admin.get_by_text(w["sent"].format(email=typed.email))).to_be_visible()
     assert not pending_faults(stack)
 
-    # Stripe takes longer than the app waits: a message, nothing saved, the form as
-    # typed; Stripe makes that session anyway (nothing refers to it), and once Stripe is
-    # fast again the same form goes through, once.
+    # Stripe takes longer than the app waits: a message, nothing listed, the form as
+    # typed; Stripe makes that session anyway, and once Stripe is fast again the same
+    # form goes through, once, with that very session (its idempotency key comes from
+    # the form's nonce): one client, one session.
     typed = ui.Request(clients["stripe-timeout"], "33.00", description="Hosting")
     hang = STRIPE_TIMEOUT + 4
     sim.hang_next("POST", SESSIONS, times=1, seconds=hang)
@@ -178,13 +179,13 @@ def test_stripe_webhook_and_smtp_faults(stack: Stack, new_page):
     ui.pay(client, stack, payment_link(email))
     ui.wait_for_row(admin, clients["smtp-down"], w["paid"], timeout=WEBHOOK_WAIT)
 
-    # The requests nobody paid expire at Stripe (its clock passes their expiry), and so
-    # does the session Stripe made for the request that timed out, which changes nothing.
+    # The requests nobody paid expire at Stripe (its clock passes their expiry); the
+    # request that timed out had no second session made for it, so none is left over.
     sim.advance_clock(SESSION_LIFETIME + 60)
     ui.wait_for_row(admin, clients["after"], w["expired"], timeout=WEBHOOK_WAIT)
     ui.wait_for_row(admin, clients["stripe-timeout"], w["expired"], timeout=WEBHOOK_WAIT)
     expired = sim.events("checkout.session.expired")
-    assert len(expired) == 3  # the two requests' sessions and the orphan
+    assert len(expired) == 2  # the two requests' sessions, and no orphan
     paid = ("dropped", "smtp-down", "stripe-500")
     for kind, address in clients.items():
         expect(ui.row(admin, address)).to_contain_text(w["paid" if kind in paid else "expired"])
