@@ -135,13 +135,15 @@ def _fresh_cache() -> None:
     from django.contrib.contenttypes.models import ContentType
     from django.core.cache import cache
 
+    from wagtail_client_billing.views.email_settings import email_settings_policy
     from wagtail_client_billing.views.requests import billing_request_policy
 
     cache.clear()
     # A transactional test's flush re-creates content types and permissions with new
-    # ids; forget the ones cached in memory (the permission policy caches its own).
+    # ids; forget the ones cached in memory (each permission policy caches its own).
     ContentType.objects.clear_cache()
-    billing_request_policy.__dict__.pop("_content_type", None)
+    for policy in (billing_request_policy, email_settings_policy):
+        policy.__dict__.pop("_content_type", None)
 
 
 @pytest.fixture
