@@ -15,8 +15,9 @@ class WagtailClientBillingConfig(AppConfig):
 
         from . import billing_events, checks, tracking  # noqa: F401  (handlers, checks, signals)
         from .compat import register_policy
-        from .models import BillingRequest, WebhookEvent
+        from .models import BillingRequest, SiteEmailSettings, WebhookEvent
         from .tasks import ensure_schedule
+        from .views.email_settings import email_settings_policy
         from .views.events import webhook_event_policy
         from .views.requests import billing_request_policy
 
@@ -25,3 +26,4 @@ class WagtailClientBillingConfig(AppConfig):
         # Before Wagtail creates fallback policies, which it does on first use.
         register_policy(WebhookEvent, webhook_event_policy)
         register_policy(BillingRequest, billing_request_policy)
+        register_policy(SiteEmailSettings, email_settings_policy)

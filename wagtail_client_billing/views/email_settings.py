@@ -17,7 +17,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -35,7 +35,8 @@ from .. import compose, crypto, mail, mailers
 from ..conf import billing_settings
 from ..models import SiteEmailSettings
 from ..permissions import EmailSettingsPermissionPolicy
-from .requests import SESSION_SITE_KEY, URL_NAME, billable_sites, url
+from . import requests as requests_views
+from .requests import URL_NAME, billable_sites, url
 
 ACTION_EDIT = "wagtail_client_billing.email_settings.edit"
 ACTION_TEST = "wagtail_client_billing.email_settings.test"
@@ -191,27 +192,10 @@ def may_edit_email_settings(user: Any, site: Site) -> bool:
 
 
 def selected_site(request: HttpRequest) -> Site | None:
-    """The site chosen with the switcher (``?site=``) among those the user may edit.
-
-    The choice is shared with the billing area's switcher (the same session key); a
-    remembered site the user may not edit here falls back to one they may.
-    """
-    sites = editable_sites(request.user)
-    wanted = request.GET.get("site")
-    if wanted:
-        site = sites.filter(pk=wanted).first() if str(wanted).isdigit() else None
-        if site is None:
-            raise Http404(_("You cannot edit this site's email settings."))
-    else:
-        remembered = request.session.get(SESSION_SITE_KEY)
-        site = sites.filter(pk=remembered).first() if str(remembered).isdigit() else None
-        if site is None:
-            current = Site.find_for_request(request)
-            site = sites.filter(pk=current.pk).first() if current else None
-        site = site or sites.first()
-    if site is not None:
-        request.session[SESSION_SITE_KEY] = site.pk
-    return site
+    """The site chosen with the switcher (``?site=``) among those the user may edit."""
+    return requests_views.selected_site(
+        request, editable_sites(request.user), _("You cannot edit this site's email settings.")
+    )
 
 
 def forbidden(request: HttpRequest) -> HttpResponse:

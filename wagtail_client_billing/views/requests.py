@@ -56,15 +56,22 @@ def billable_sites(user: Any) -> QuerySet:
     )
 
 
-def selected_site(request: HttpRequest) -> Site | None:
-    """The site chosen with the switcher (``?site=``), remembered in the session."""
-    sites = billable_sites(request.user)
+def selected_site(
+    request: HttpRequest, sites: QuerySet | None = None, refusal: str = ""
+) -> Site | None:
+    """The site chosen with the switcher (``?site=``) among ``sites`` (by default those
+    the user may bill for), remembered in the session; 404 with ``refusal`` for another.
+
+    The billing area and the email settings share the remembered choice: a remembered
+    site that is not among ``sites`` falls back to one that is.
+    """
+    sites = billable_sites(request.user) if sites is None else sites
     wanted = request.GET.get("site") or request.session.get(SESSION_SITE_KEY)
     site = None
     if wanted and str(wanted).isdigit():
         site = sites.filter(pk=wanted).first()
         if site is None and request.GET.get("site"):
-            raise Http404(_("You cannot bill for this site."))
+            raise Http404(refusal or _("You cannot bill for this site."))
     if site is None:
         current = Site.find_for_request(request)
         site = sites.filter(pk=current.pk).first() if current else None
