@@ -24,7 +24,7 @@ from wagtail.models import Locale, ModelLogEntry, Page
 
 from tests.factories import connect_ready_account, grant_billing, make_site, make_user
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
-from wagtail_client_billing import billing, mail, tasks
+from wagtail_client_billing import agency, billing, mail, tasks
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings
 
 pytestmark = [
@@ -755,6 +755,29 @@ def test_no_reminder_when_the_first_email_failed_or_the_request_ended(
     drain(commit)
     assert [m["To"] for m in smtp.messages] == ["paid@example.com"]
     assert set(BillingRequest.objects.values_list("reminder_status", flat=True)) == {""}
+
+
+def test_no_email_invites_to_pay_once_the_requests_account_is_gone(
+    sites, connection, stripe, smtp, commit, reminders
+):
+    # Deauthorized at Stripe (nothing could be withdrawn): the request stays Pending
+    # until it expires, but its link says it no longer works, so no email invites the
+    # client to use it: neither the reminder nor a first email still queued.
+    use_smtp(sites[0], smtp)
+    reminded = create(sites[0], commit, email="reminded@example.com")
+    queued = create(sites[0], commit, email="queued@example.com")
+    agency.unlink(connection, reason="deauthorized at Stripe")
+    near_expiry(reminded)
+    BillingRequest.objects.filter(pk=queued.pk).update(email_status=EmailStatus.QUEUED)
+    drain(commit)
+    drain(commit)
+    assert len(smtp.messages) == 2  # only the two first emails, sent before the unlink
+    for request in (reminded, queued):
+        request.refresh_from_db()
+    assert reminded.reminder_status == EmailStatus.NOT_SENT
+    assert "account was unlinked" in reminded.reminder_error
+    assert queued.email_status == EmailStatus.NOT_SENT
+    assert "account was unlinked" in queued.email_error
 
 
 def test_the_reminder_is_tracked_like_the_first_email(

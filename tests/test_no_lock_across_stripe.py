@@ -353,9 +353,22 @@ def test_reconciliation_finishes_a_delete_whose_answer_was_lost(editor, stripe):
     assert not ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).exists()
 
 
-def test_create_and_delete_run_outside_atomic_requests():
-    # Under ATOMIC_REQUESTS the request's transaction would be held across Stripe.
+def test_every_view_that_calls_stripe_or_smtp_runs_outside_atomic_requests():
+    # Under ATOMIC_REQUESTS the request's transaction would be held across the network.
     from django.urls import resolve
 
-    for path in (ADD, reverse("wagtail_client_billing_requests:delete", args=[1])):
-        assert resolve(path).func._non_atomic_requests == {"default"}
+    calling_out = [
+        reverse("wagtail_client_billing_requests:add"),
+        reverse("wagtail_client_billing_requests:delete", args=[1]),
+        reverse("wagtail_client_billing_requests:renew", args=[1]),
+        reverse("wagtail_client_billing_requests:email_settings_test"),
+        *(
+            reverse(f"wagtail_client_billing_agency:{name}", args=["test"])
+            for name in ("onboard", "refresh", "return", "refresh_status", "unlink")
+        ),
+        reverse("wagtail_client_billing_agency:register_webhook", args=["test"]),
+        reverse("wagtail_client_billing_agency:connect"),
+        "/billing/stripe/webhook/",
+    ]
+    for path in calling_out:
+        assert getattr(resolve(path).func, "_non_atomic_requests", None) == {"default"}, path

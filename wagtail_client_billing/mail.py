@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from . import compose, mailers
+from . import agency, compose, mailers
 from .compose import KINDS, REMINDER_EMAIL, REQUEST_EMAIL, EmailKind
 from .conf import billing_settings
 from .models import BillingRequest, SiteEmailSettings
@@ -221,6 +221,11 @@ def _connection_lost(error: BaseException) -> bool:
     return isinstance(error, OSError) and not isinstance(error, answered)
 
 
+def _account_gone() -> str:
+    """Why an email of a request whose account is gone was not sent."""
+    return _("Not sent: the request's Stripe account was unlinked, so its link no longer works.")
+
+
 def send_pending_emails(
     site_id: int, *, limit: int = BATCH_SIZE, now: datetime | None = None
 ) -> BatchResult:
@@ -233,6 +238,7 @@ def send_pending_emails(
     email_settings = SiteEmailSettings.for_site_or_default(site_id)
     connection = _Connection(email_settings)
     links: dict[str, dict[str, str]] = {}
+    accounts = agency.linked_accounts()  # once per batch: a gone account's links are dead
     deadline = time.monotonic() + time_budget()
     with mailers.conversation(time_limit()):
         try:
@@ -244,6 +250,11 @@ def send_pending_emails(
                     continue
                 if request.mode not in links:
                     links[request.mode] = compose.agency_links(request)
+                if not agency.account_is_linked(request, accounts):
+                    # Its link says "no longer works" (the account was deauthorized at
+                    # Stripe, say): an email inviting the client to pay would mislead.
+                    _finish(request, kind, EmailStatus.NOT_SENT, error=_account_gone())
+                    continue
                 _send_one(request, kind, connection, links[request.mode], now, result)
         finally:
             connection.close()

@@ -456,14 +456,18 @@ class SendNotificationAgainView(AgencyAdminMixin, View):
         return redirect(INDEX_URL)
 
 
+# The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):
+# a transaction must never stay open while Stripe answers.
+outside_transactions = transaction.non_atomic_requests
+
 index = IndexView.as_view()
 notifications = NotificationsView.as_view()
 send_notification_again = SendNotificationAgainView.as_view()
-connect = ConnectView.as_view()
-onboard = OnboardView.as_view()
-return_view = ReturnView.as_view()
-refresh_status = RefreshStatusView.as_view()
+connect = outside_transactions(ConnectView.as_view())
+onboard = outside_transactions(OnboardView.as_view())
+return_view = outside_transactions(ReturnView.as_view())
+refresh_status = outside_transactions(RefreshStatusView.as_view())
 # Withdrawing calls Stripe once per request: never inside a request-wide transaction.
-unlink = transaction.non_atomic_requests(UnlinkView.as_view())
+unlink = outside_transactions(UnlinkView.as_view())
 switch_mode = SwitchModeView.as_view()
-register_webhook = RegisterWebhookView.as_view()
+register_webhook = outside_transactions(RegisterWebhookView.as_view())

@@ -16,6 +16,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -305,6 +306,8 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
         return redirect(url("email_settings", site=self.site))
 
 
+# The test email talks to an SMTP server: never inside a request transaction.
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class SendTestEmailView(SiteMixin, View):
     """Send a test email through the site's settings as saved, and say what happened."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -60,4 +61,5 @@ class RenewView(RequestViewMixin, View):
         return redirect(url("inspect", renewed.pk))
 
 
-renew = RenewView.as_view()
+# Renewing calls Stripe: never inside a request transaction (ATOMIC_REQUESTS).
+renew = transaction.non_atomic_requests(RenewView.as_view())
