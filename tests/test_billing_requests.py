@@ -482,6 +482,21 @@ def test_reconciliation_survives_stripe_being_down(editor, sites, connection, st
     assert tasks.reconcile() == 0
     request.refresh_from_db()
     assert request.status == Status.PENDING
+    assert request.reconciled_at is None  # Stripe down: asked again next run
+
+
+def test_a_request_stripe_refuses_to_reconcile_waits_its_turn(editor, sites, connection, stripe):
+    # An account deauthorized at Stripe refuses every read of its sessions: asking every
+    # minute would fail the same way and keep the rest of the batch waiting.
+    add(editor, sites[0], email="refused@example.com", nonce="refused")
+    add(editor, sites[0], email="other@example.com", nonce="other")
+    refused = BillingRequest.objects.get(email="refused@example.com")
+    BillingRequest.objects.update(created_at=timezone.now() - timedelta(hours=2))
+    stripe.fail_next("GET", f"/v1/checkout/sessions/{refused.checkout_session_id}", status=404)
+    assert tasks.reconcile() == 1  # the other one
+    refused.refresh_from_db()
+    assert refused.reconciled_at is not None  # asked again in an hour, not next minute
+    assert tasks.reconcile() == 0
 
 
 def test_delete_expires_the_session_then_marks_deleted(editor, client, sites, connection, stripe):

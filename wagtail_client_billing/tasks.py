@@ -114,7 +114,8 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
 
     Pending requests older than an hour (not re-checked within the hour) and the
     requests the sweep just expired: a session Stripe reports complete and paid makes the
-    request Paid even if it was marked Expired. Stripe unreachable: try again next run.
+    request Paid even if it was marked Expired. Stripe unreachable: try again next run;
+    Stripe refusing: try again in ``RECONCILE_EVERY``.
     """
     now = timezone.now()
     stale = Q(status=BillingRequest.Status.PENDING, created_at__lte=now - RECONCILE_AFTER) & (
@@ -132,7 +133,15 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
     for request in BillingRequest.objects.filter(pk__in=ids).exclude(checkout_session_id=None):
         try:
             reconcile_one(request)
+        except stripe_api.StripeUnavailable as error:
+            # Stripe down or slow: every request fails alike; try again next run.
+            logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
+            continue
         except stripe_api.StripeFailure as error:
+            # Stripe answered and refused (an account deauthorized at Stripe, a session
+            # it no longer has): asking every minute would get the same answer and keep
+            # the other requests of the batch waiting. Ask again in RECONCILE_EVERY.
+            BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
             logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
             continue
         done += 1
