@@ -35,6 +35,7 @@ from tests.smtp import PASSWORD, SMTPServer, closed_port
 from tests.test_email_settings import csrf_post, save, settings_form
 from wagtail_client_billing import billing, compose
 from wagtail_client_billing.models import SiteEmailSettings
+from wagtail_client_billing.views.email_settings import SiteEmailSettingsForm
 
 pytestmark = [
     pytest.mark.django_db,
@@ -503,3 +504,25 @@ def test_in_a_browser_a_new_host_leaves_no_stored_password(live_server, page):
     expect(page.get_by_text("A password is stored for this server.")).to_have_count(0)
     expect(page.get_by_label("Remove the stored password")).to_have_count(0)
     assert not SiteEmailSettings.objects.get(site=acme).has_password
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.0.0.5", "169.254.169.254"])
+def test_a_private_address_typed_as_the_host_is_refused_at_once(sites, settings, host):
+    # The obvious cases are said on save; a name is checked when an email is sent.
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "SMTP_ALLOW_PRIVATE_HOSTS": False,
+    }
+    form = SiteEmailSettingsForm(
+        data={"custom_smtp": "on", "host": host, "port": "587", "security": "starttls",
+              "from_email": "billing@acme.test"},
+        instance=SiteEmailSettings(site=sites[0]),
+    )  # fmt: skip
+    assert not form.is_valid()
+    assert "private or local address" in str(form.errors["host"])
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "SMTP_ALLOW_PRIVATE_HOSTS": True,
+    }
+    form = SiteEmailSettingsForm(data=form.data, instance=SiteEmailSettings(site=sites[0]))
+    assert form.is_valid(), form.errors

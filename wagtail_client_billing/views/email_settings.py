@@ -10,6 +10,7 @@ the audit log so that every web process sees the same count.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Any
@@ -95,6 +96,15 @@ class SiteEmailSettingsForm(forms.ModelForm):
         host = self.cleaned_data["host"].strip()
         if host and not HOST_PATTERN.match(host):
             raise forms.ValidationError(_("Enter a host name such as smtp.example.com."))
+        if host and not billing_settings().smtp_allow_private_hosts and _obviously_private(host):
+            # Said at once for an address typed as such; a name is looked up (and every
+            # address it resolves to checked) only when an email is sent: DNS can change.
+            raise forms.ValidationError(
+                _(
+                    "This is a private or local address; this install only sends to "
+                    "public mail servers."
+                )
+            )
         return host
 
     def clean(self) -> dict[str, Any]:
@@ -174,6 +184,17 @@ def from_note(email_settings: SiteEmailSettings) -> str:
         )
         % values
     )
+
+
+def _obviously_private(host: str) -> bool:
+    """An address literal that is not public, or "localhost" (no lookup is made here)."""
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name: checked when sending
+    return not mailers.is_public_address(address)
 
 
 class TestEmailForm(forms.Form):
