@@ -145,15 +145,48 @@ def test_control_api_drives_a_simulator_over_http(stripe_simulator, stripe_clien
 def test_control_api_errors(stripe_simulator):
     base = f"{stripe_simulator.url}/_simulator"
     assert requests.post(f"{base}/nothing", timeout=5).status_code == 404
-    bad_json = requests.post(f"{base}/clock", data=b"{", timeout=5)
+    assert requests.get(f"{base}/reset", timeout=5).status_code == 404  # changes: POST only
+    bad_json = requests.post(f"{base}/advance_clock", data=b"{", timeout=5)
     assert bad_json.status_code == 400
-    assert requests.post(f"{base}/clock", json={}, timeout=5).status_code == 400
-    back = requests.post(f"{base}/clock", json={"to": stripe_simulator.now() - 3600}, timeout=5)
+    missing = requests.post(f"{base}/advance_clock", json={}, timeout=5)
+    assert missing.status_code == 400
+    assert "seconds" in missing.json()["error"]["message"]
+    back = requests.post(
+        f"{base}/set_clock", json={"timestamp": stripe_simulator.now() - 3600}, timeout=5
+    )
     assert back.status_code == 400  # never silently ignored
     assert "only moves forward" in back.json()["error"]["message"]
-    unknown = requests.post(f"{base}/faults", json={"kind": "error", "colour": "red"}, timeout=5)
+    unknown = requests.post(f"{base}/fail_next", json={"colour": "red"}, timeout=5)
     assert unknown.status_code == 400
-    assert requests.post(f"{base}/config", json={"nope": 1}, timeout=5).status_code == 400
+    assert "colour" in unknown.json()["error"]["message"]
+    assert requests.post(f"{base}/configure", json={"nope": 1}, timeout=5).status_code == 400
+    assert stripe_simulator.faults()["faults"] == []  # nothing half-done
+
+
+def test_read_commands_answer_get_with_a_query_string(stripe_simulator):
+    base = f"{stripe_simulator.url}/_simulator"
+    stripe_simulator.hang_next("GET", "/v1/accounts", times=2)
+    faults = requests.get(f"{base}/faults", timeout=5).json()["faults"]
+    assert [(f["kind"], f["times"]) for f in faults] == [("hang", 2)]
+    waited = requests.get(f"{base}/wait_for_delivery?event_type=x&timeout=0.1", timeout=5)
+    assert waited.status_code == 408
+    assert requests.get(f"{base}/health", timeout=5).json()["status"] == "ok"
+
+
+def test_every_command_is_a_method_a_route_and_a_remote_method(stripe_simulator):
+    import inspect
+
+    from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
+    from wagtail_client_billing.testing.stripe_simulator.control import COMMANDS
+
+    remote = RemoteSimulator(stripe_simulator.url)
+    assert {"hang_next", "fail_next", "advance_clock", "complete_checkout", "events"} <= set(
+        COMMANDS
+    )
+    for name in COMMANDS:
+        local = inspect.signature(getattr(StripeSimulator(), name))
+        assert inspect.signature(getattr(remote, name)).parameters == local.parameters, name
+    assert remote.call("health")["url"] == stripe_simulator.url
 
 
 def test_hosted_index_and_unknown_pages(stripe_simulator):

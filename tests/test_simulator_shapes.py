@@ -25,6 +25,68 @@ ALLOWED_EXTRA = {
 }  # fmt: skip
 
 
+# Nested objects Stripe leaves null in the states these tests create, although its
+# example object fills them; every other nested object of the example must be there.
+_UNSET = "null unless the session is created with this option"
+NULL_IN_THIS_STATE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "after_expiration",
+            "consent_collection",
+            "currency_conversion",
+            "permissions",
+            "custom_text.after_submit",
+            "custom_text.shipping_address",
+            "custom_text.submit",
+            "custom_text.terms_of_service_acceptance",
+            "shipping_address_collection",
+            "shipping_cost",
+            "wallet_options",
+            "adjustable_quantity",
+            "transform_quantity",
+            "price.transform_quantity",
+            "items.data[*].price.transform_quantity",
+            "plan.transform_usage",
+            "items.data[*].plan.transform_usage",
+        ),
+        _UNSET,
+    ),  # fmt: skip
+    "consent": "null unless consent_collection asked for consent",
+    "automatic_tax.liability": "null while automatic tax is disabled",
+    "collected_information": "null unless shipping or a name was collected",
+    "customer_details": "null until the customer pays (checked on complete sessions below)",
+    "saved_payment_method_options": "null unless the session has a customer",
+    "invoice_creation": "null in subscription mode (checked in payment mode below)",
+    "invoice_creation.invoice_data.issuer": "null while invoice creation is disabled",
+    "invoice_creation.invoice_data.rendering_options": "null while invoice creation is disabled",
+    "payment_method_configuration_details": "null when payment_method_types were given",
+    "recurring": "a one-time price's (checked on recurring prices below)",
+    "price.recurring": "a one-time price's",
+    # Customers, payment intents and subscriptions in their plain paid state:
+    "address": "null until an address is collected",
+    "discount": "null without a coupon",
+    "shipping": "null without shipping",
+    **dict.fromkeys(
+        (
+            "automatic_payment_methods",
+            "last_payment_error",
+            "next_action",
+            "processing",
+            "transfer_data",
+            "billing_cycle_anchor_config",
+            "billing_thresholds",
+            "items.data[*].billing_thresholds",
+            "pause_collection",
+            "pending_invoice_item_interval",
+            "pending_update",
+        ),
+        "null in the state the simulator creates (paid by card, no Connect transfer, no "
+        "threshold, pause or pending update)",
+    ),  # fmt: skip
+    "data.object": "an event's object is checked on its own, against its kind's example",
+}
+
+
 def raw(obj: Any) -> dict[str, Any]:
     """The JSON the simulator sent (the SDK turns decimal strings into Decimals)."""
     return json.loads(obj.last_response.body)
@@ -37,8 +99,12 @@ def fixture(name: str) -> dict[str, Any]:
 
 def shape_errors(ours: Any, theirs: Any, path: str = "") -> list[str]:
     """Differences in keys and types between our object and Stripe's example."""
+    if ours is None and isinstance(theirs, dict) and path not in NULL_IN_THIS_STATE:
+        return [f"{path}: null instead of an object"]
+    if theirs is None and isinstance(ours, dict) and (DATA / f"{ours.get('object')}.json").exists():
+        theirs = fixture(ours["object"])  # an expanded object: Stripe's example of its kind
     if theirs is None or ours is None:
-        return []  # nullable on one side: the example and our state just differ in value
+        return []  # null in Stripe's example: nothing to compare a value with
     if isinstance(theirs, dict):
         if not isinstance(ours, dict):
             return [f"{path or '<root>'}: expected an object, got {type(ours).__name__}"]
@@ -108,10 +174,16 @@ def test_shape_checker_catches_differences():
     assert shape_errors({"a": 2, "b": {"c": "y"}, "d": [{"e": False}]}, theirs) == []
     assert shape_errors({"a": "2", "b": {"c": "y"}, "d": []}, theirs) == ["a: str instead of int"]
     assert shape_errors({"a": 1, "b": {}, "d": None}, theirs) == ["b: missing keys ['c']"]
+    assert shape_errors({"a": True, "b": {"c": "y"}, "d": None}, theirs) == [
+        "a: bool instead of int"
+    ]
     assert shape_errors({"a": 1, "b": {"c": "y", "z": 1}, "d": None}, theirs) == [
         "b: unexpected keys ['z']"
     ]
-    assert shape_errors({"a": True, "b": None, "d": None}, theirs) == ["a: bool instead of int"]
+    assert shape_errors({"a": 1, "b": None, "d": None}, theirs) == ["b: null instead of an object"]
+    assert shape_errors({"a": 1, "b": {"c": "y"}, "d": None}, {"a": 1, "b": None, "d": None}) == []
+    expanded = {"id": "x", "object": "customer"}  # an expanded object: compared with its kind
+    assert "missing keys" in shape_errors({"customer": expanded}, {"customer": None})[0]
 
 
 def test_account_and_account_link_shapes(stripe_client, stripe_simulator):
@@ -149,6 +221,9 @@ def test_checkout_session_shapes_in_every_state(stripe_client, stripe_simulator,
     stripe_simulator.complete_checkout(created.id)
     complete = client.v1.checkout.sessions.retrieve(created.id, params={"expand": ["line_items"]})
     assert_shape(raw(complete), "checkout.session", {"line_items"})
+    assert isinstance(raw(complete)["customer_details"], dict)
+    assert isinstance(raw(complete)["payment_method_configuration_details"], dict)
+    assert isinstance(raw(complete)["invoice_creation"], dict) == (mode == "payment")
     for item in raw(complete)["line_items"]["data"]:
         assert_shape(item, "item")
         assert_shape(item["price"], "price")
@@ -167,6 +242,8 @@ def test_checkout_session_shapes_in_every_state(stripe_client, stripe_simulator,
         assert_shape(subscription, "subscription")
         for item in subscription["items"]["data"]:
             assert_shape(item, "subscription_item")
+            assert item["plan"]["object"] == "plan" and item["price"]["recurring"]
+            assert item["plan"]["id"] == item["price"]["id"]
         assert_shape(raw(client.v1.customers.retrieve(complete.customer)),
                      "customer")  # fmt: skip
         canceled = raw(client.v1.subscriptions.cancel(complete.subscription))

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .errors import StripeError, invalid_param, unknown_param
+from .errors import StripeError, invalid_param
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
@@ -147,13 +147,6 @@ def as_enum(value: Any, param: str, choices: tuple[str, ...]) -> str:
         listed = ", ".join(choices[:-1]) + f", or {choices[-1]}" if len(choices) > 1 else choices[0]
         raise invalid_param(param, f"Invalid {param}: must be one of {listed}")
     return value
-
-
-def check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
-    """Reject top-level parameters the endpoint does not have."""
-    for key in params:
-        if key not in allowed:
-            raise unknown_param(key)
 
 
 def metadata(value: Any, param: str = "metadata") -> dict[str, str]:

@@ -133,6 +133,25 @@ def price(
     )
 
 
+def plan(price_obj: dict[str, Any]) -> dict[str, Any]:
+    """The legacy ``plan`` Stripe still shows beside a subscription item's recurring price."""
+    recurring = price_obj["recurring"]
+    return build(
+        "plan",
+        id=price_obj["id"],
+        active=price_obj["active"],
+        amount=price_obj["unit_amount"],
+        amount_decimal=price_obj["unit_amount_decimal"],
+        created=price_obj["created"],
+        currency=price_obj["currency"],
+        interval=recurring["interval"],
+        interval_count=recurring["interval_count"],
+        livemode=price_obj["livemode"],
+        product=price_obj["product"],
+        usage_type=recurring["usage_type"],
+    )
+
+
 def line_item(*, price_obj: dict[str, Any], quantity: int, description: str) -> dict[str, Any]:
     """One Checkout line item (object ``item``)."""
     total = price_obj["unit_amount"] * quantity
@@ -179,6 +198,11 @@ def checkout_session(
         amount_total=amount,
         locale=params.get("locale"),
         payment_method_types=list(params.get("payment_method_types") or ["card"]),
+        # Without payment_method_types, Stripe picks them from the account's default
+        # payment method configuration and says which one.
+        payment_method_configuration_details=None
+        if params.get("payment_method_types")
+        else {"id": new_id("pmc"), "parent": None},
         customer_creation="if_required" if mode == "payment" else "always",
         invoice_creation=invoice_creation,
     )
@@ -248,6 +272,7 @@ def subscription(
             created=created,
             subscription=sub_id,
             price=item["price"],
+            plan=plan(item["price"]),
             quantity=item["quantity"],
             current_period_start=created,
             current_period_end=created + PERIOD_SECONDS[item["price"]["recurring"]["interval"]],

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .engine import Engine, RequestInfo
-from .errors import StripeError, no_such, unrecognized_url
-from .forms import as_int, as_list, check_known
+from .errors import StripeError, no_such, unknown_param, unrecognized_url
+from .forms import as_int, as_list
 from .store import Record, Scope
 
 
@@ -25,6 +27,7 @@ class ApiRequest:
     info: RequestInfo
     engine: Engine
     args: dict[str, str]
+    route: str = ""
 
     @property
     def livemode(self) -> bool:
@@ -37,8 +40,13 @@ class ApiRequest:
         return Scope(self.scope.livemode)
 
     def allow(self, *names: str) -> None:
-        """Reject any parameter not in ``names`` (``expand`` is always allowed)."""
-        check_known(self.params, frozenset((*names, "expand")))
+        """Reject any parameter not in ``names`` (``expand`` is always allowed), and any
+        nested one Stripe's tree for this route does not have."""
+        tree = PARAMS.get(self.route, {})
+        for key, value in self.params.items():
+            if key not in names and key != "expand":
+                raise unknown_param(key)
+            check_tree(value, tree.get(key), key)
 
     def expand(self) -> list[str]:
         """The ``expand[]`` paths requested."""
@@ -46,8 +54,33 @@ class ApiRequest:
 
 
 Handler = Callable[[ApiRequest], tuple[int, dict[str, Any]]]
+# (``"POST /v1/accounts/{id}"``, its regex, its handler)
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
 _ID = r"(?P<{}>[A-Za-z0-9_]+)"
+# Stripe's accepted parameters of each route, read from the stripe SDK's typed params
+# (see tests/test_simulator_params.py): a dict is a hash of known keys, ``[x]`` an array
+# of x, ``"*"`` a hash of free keys (metadata), null a value.
+PARAMS_FILE = Path(__file__).resolve().parent.parent / "stripe_objects" / "params.json"
+PARAMS: dict[str, dict[str, Any]] = json.loads(PARAMS_FILE.read_text(encoding="utf-8"))
+
+
+def check_tree(value: Any, tree: Any, param: str) -> None:
+    """Refuse, as Stripe does, the first nested key of ``value`` not in ``tree``.
+
+    Only the tree's shape is checked here: a value of the wrong kind (a string for a
+    hash...) is left to the handler, whose coercion names the parameter.
+    """
+    if not isinstance(value, dict | list) or not isinstance(tree, dict | list):
+        return
+    entries = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in entries:
+        if isinstance(tree, list):
+            check_tree(item, tree[0], f"{param}[{key}]")
+        elif str(key) in tree:
+            check_tree(item, tree[str(key)], f"{param}[{key}]")
+        else:
+            # Keys 0..n of a hash decoded as an array are unknown keys all the same.
+            raise unknown_param(f"{param}[{key}]")
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -55,18 +88,19 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
     regex = re.compile("^" + re.sub(r"\{(\w+)\}", lambda m: _ID.format(m.group(1)), pattern) + "$")
 
     def register(handler: Handler) -> Handler:
-        ROUTES.append((method, regex, handler))
+        ROUTES.append((f"{method} {pattern}", regex, handler))
         return handler
 
     return register
 
 
-def resolve(method: str, path: str) -> tuple[Handler, dict[str, str]]:
-    """The handler for a request, or Stripe's 404 "Unrecognized request URL"."""
-    for route_method, regex, handler in ROUTES:
+def resolve(method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+    """The handler for a request, its arguments and its route, or Stripe's 404
+    "Unrecognized request URL"."""
+    for key, regex, handler in ROUTES:
         match = regex.match(path)
-        if match and route_method == method:
-            return handler, match.groupdict()
+        if match and key.startswith(f"{method} "):
+            return handler, match.groupdict(), key
     raise unrecognized_url(method, path)
 
 

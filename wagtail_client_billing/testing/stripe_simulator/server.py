@@ -170,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
                     status=403,
                     code="account_invalid",
                 )
-            handler, args = resolve(method, path)
+            handler, args, route = resolve(method, path)
             text = (body.decode("utf-8") if method == "POST" else query) or ""
             params = parse_form(text)
             if idem_key:
@@ -199,6 +199,7 @@ class Handler(BaseHTTPRequestHandler):
                 info=info,
                 engine=engine,
                 args=args,
+                route=route,
             )
             with engine.lock:
                 # Serialize under the lock: the ticker may be changing the same object.

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from .control import command
 from .engine import Engine
 from .faults import Fault
 from .server import SimulatorServer
@@ -136,6 +137,11 @@ class StripeSimulator:
                 # Keep ticking: one bad transition must not stop expiry for the whole run.
                 logger.exception("Stripe simulator: the expiry ticker failed")
 
+    @command(read=True)
+    def health(self) -> dict[str, Any]:
+        """Liveness, URL and simulated time."""
+        return {"status": "ok", "url": self.url, "now": self.now()}
+
     # Settings ----------------------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
@@ -150,6 +156,7 @@ class StripeSimulator:
             "account_link_ttl": engine.account_link_ttl,
         }
 
+    @command()
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings for this run (``reset()`` restores the constructor's)."""
         for name, value in settings.items():
@@ -161,6 +168,7 @@ class StripeSimulator:
             )
         return self._settings()
 
+    @command()
     def reset(self) -> None:
         """Forget all objects, events, deliveries, faults and extra endpoints; back to real
         time and to the constructor's settings and accepted keys."""
@@ -170,16 +178,19 @@ class StripeSimulator:
 
     # Time --------------------------------------------------------------------------------
 
+    @command(read=True)
     def now(self) -> int:
         """The simulator's clock (real time plus the offset tests moved it by)."""
         return self.engine.now()
 
+    @command()
     def advance_clock(self, seconds: float) -> int:
         """Move time forward and apply what became due (expiries) before returning."""
         self.engine.store.clock.advance(seconds)
         self.engine.tick()
         return self.now()
 
+    @command()
     def set_clock(self, timestamp: float) -> int:
         """Jump forward to ``timestamp`` and apply what became due."""
         self.engine.store.clock.set(timestamp)
@@ -188,26 +199,37 @@ class StripeSimulator:
 
     # Faults ------------------------------------------------------------------------------
 
+    @command(read=True)
+    def faults(self) -> dict[str, Any]:
+        """Pending API faults, and the webhook faults (``{"drop": n, "duplicate": n}``)."""
+        active = [fault.as_dict() for fault in self.engine.faults.active()]
+        return {"faults": active, "webhooks": self.dispatcher.pending_faults()}
+
+    @command()
     def fail_next(
         self, method: str = "*", path: str = "*", times: int = 1, status: int = 500
     ) -> Fault:
         """The next ``times`` matching API calls answer ``status`` (a Stripe ``api_error``)."""
         return self.engine.faults.add(Fault("error", method, path, times, status=status))
 
+    @command()
     def hang_next(
         self, method: str = "*", path: str = "*", times: int = 1, seconds: float = 5.0
     ) -> Fault:
         """The next ``times`` matching API calls wait ``seconds``, then are carried out."""
         return self.engine.faults.add(Fault("hang", method, path, times, seconds=seconds))
 
+    @command()
     def drop_next_webhooks(self, count: int = 1) -> None:
         """Lose the next ``count`` webhook deliveries (never sent, never retried)."""
         self.dispatcher.drop_next(count)
 
+    @command()
     def duplicate_next_webhooks(self, count: int = 1) -> None:
         """Send each of the next ``count`` webhook deliveries twice."""
         self.dispatcher.duplicate_next(count)
 
+    @command()
     def clear_faults(self) -> None:
         """Remove all pending API and webhook faults."""
         self.engine.faults.clear()
@@ -215,6 +237,7 @@ class StripeSimulator:
 
     # Webhooks and events -----------------------------------------------------------------
 
+    @command()
     def add_webhook(
         self,
         url: str,
@@ -237,6 +260,7 @@ class StripeSimulator:
         self.engine.extra_targets.append(target)
         return target
 
+    @command(read=True)
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """Every event so far (all modes and accounts), oldest first."""
         with self.engine.lock:
@@ -247,11 +271,13 @@ class StripeSimulator:
                 if event_type is None or record.data["type"] == event_type
             ]
 
+    @command(read=True)
     def deliveries(self, event_type: str | None = None) -> list[Delivery]:
         """The webhook delivery log (event id, url, attempt, status...), oldest first."""
         log = self.dispatcher.deliveries()
         return [d for d in log if event_type is None or d.event_type == event_type]
 
+    @command(read=True)
     def wait_for_delivery(
         self,
         event_type: str | None = None,
@@ -279,6 +305,7 @@ class StripeSimulator:
 
     # Acting as the customer or the connected account ------------------------------------
 
+    @command()
     def complete_checkout(
         self, session_id: str, *, delayed: bool = False, email: str | None = None
     ) -> dict[str, Any]:
@@ -287,26 +314,31 @@ class StripeSimulator:
             data = self.engine.complete_checkout(session_id, delayed=delayed, email=email)
             return copy.deepcopy(data)
 
+    @command()
     def settle_async(self, session_id: str, succeed: bool = True) -> dict[str, Any]:
         """Settle a delayed payment now: ``async_payment_succeeded`` or ``_failed``."""
         with self.engine.lock:
             return copy.deepcopy(self.engine.settle_async(session_id, succeed))
 
+    @command()
     def expire_session(self, session_id: str) -> dict[str, Any]:
         """Expire an open session as the API's expire endpoint does."""
         with self.engine.lock:
             return copy.deepcopy(self.engine.expire_session(self.engine.session(session_id)))
 
+    @command()
     def complete_onboarding(self, account_id: str) -> dict[str, Any]:
         """Submit the onboarding form for an account (charges and payouts enabled)."""
         with self.engine.lock:
             return copy.deepcopy(self.engine.complete_onboarding(account_id))
 
+    @command()
     def deauthorize(self, account_id: str) -> dict[str, Any]:
         """The account disconnects the platform; returns the deauthorization event."""
         with self.engine.lock:
             return copy.deepcopy(self.engine.deauthorize(account_id))
 
+    @command(read=True)
     def get_object(self, object_id: str, kind: str) -> dict[str, Any] | None:
         """Any stored object by id and kind ("checkout.session", "account"...), any scope."""
         with self.engine.lock:
