@@ -23,3 +23,14 @@ def test_every_test_the_security_page_names_exists():
 
 def test_the_security_page_is_in_the_docs_navigation():
     assert "security.md" in (ROOT / "mkdocs.yml").read_text()
+
+
+def test_links_into_the_security_page_land_on_its_sections():
+    # Its sections carry explicit ids ({#ssrf}, needs mkdocs' attr_list); other pages link
+    # to them, and a link to an id that is not there lands at the top of the page.
+    ids = set(re.findall(r"^#+ .*\{#([\w-]+)\}$", PAGE.read_text(), re.MULTILINE))
+    assert {"ssrf", "deadlines", "from", "no-lock"} <= ids
+    assert "attr_list" in (ROOT / "mkdocs.yml").read_text()
+    for page in (ROOT / "docs").glob("*.md"):
+        for anchor in re.findall(r"\(security\.md#([\w-]+)\)", page.read_text()):
+            assert anchor in ids, f"{page.name} links to security.md#{anchor}"
