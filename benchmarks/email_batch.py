@@ -98,13 +98,18 @@ def seed(site: Any, emails: int) -> None:
     """``emails`` pending requests of ``site`` with their email queued."""
     from django.utils import timezone
 
-    from wagtail_client_billing.models import BillingRequest
+    from wagtail_client_billing.models import BillingRequest, StripeConnection
 
+    # On a linked account: the emails of a request whose account is gone are not sent.
+    StripeConnection.objects.get_or_create(
+        mode="test", account_id="acct_bench", defaults={"charges_enabled": True}
+    )
     expires = timezone.now() + timedelta(hours=23)
     BillingRequest.objects.bulk_create(
         [
             BillingRequest(
                 site=site,
+                account_id="acct_bench",
                 email=f"client{number}@example.com",
                 currency="eur",
                 amount=4990 + number,

@@ -25,7 +25,7 @@ from wagtail.models import Locale, ModelLogEntry, Page
 from tests.factories import connect_ready_account, grant_billing, make_site, make_user
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
 from wagtail_client_billing import agency, billing, mail, tasks
-from wagtail_client_billing.models import BillingRequest, SiteEmailSettings
+from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
 
 pytestmark = [
     pytest.mark.django_db,
@@ -448,11 +448,14 @@ def test_concurrent_workers_send_once(wagtail_root, transactional_db, smtp):
 
     acme = make_site("acme.test", "Acme Plumbing")
     use_smtp(acme, smtp)
+    # On a linked account: the emails of a request whose account is gone are not sent.
+    StripeConnection.objects.create(mode="test", account_id="acct_race", charges_enabled=True)
     # Rows made directly: here a commit is real, and a created request's email would
     # go out at once through the sync-mode task.
     BillingRequest.objects.bulk_create(
         BillingRequest(
             site=acme,
+            account_id="acct_race",
             email=f"client{number}@example.com",
             currency="eur",
             amount=4990,
