@@ -1,4 +1,5 @@
-"""Shared fixtures: the Stripe simulator (from the package's pytest plugin) and a browser.
+"""Shared fixtures: the Stripe simulator (from the package's pytest plugin), the app pointed
+at it, two client sites, a linked Stripe account, and a browser.
 
 Tests that need PostgreSQL, a browser or Redis are skipped with a reason when the
 machine cannot run them. ``WCB_REQUIRE=browser,postgres,redis`` (set by ``.ci/run``)
@@ -13,7 +14,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import connection as database
+
+from tests.factories import connect_ready_account, make_site
 
 pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
 
@@ -60,12 +63,41 @@ def redis_unreachable() -> str:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+    if item.get_closest_marker("postgres") and database.vendor != "postgresql":
         _unavailable("postgres", "needs PostgreSQL: run with DATABASE_URL=postgres://...")
     if item.get_closest_marker("browser") and not chromium_path():
         _unavailable("browser", "needs Debian's chromium (apt-get install chromium)")
     if item.get_closest_marker("redis") and redis_unreachable():
         _unavailable("redis", redis_unreachable())
+
+
+@pytest.fixture
+def stripe_timeout() -> float:
+    """The app's Stripe timeout (seconds) in ``stripe``; a module overrides this fixture."""
+    return 2
+
+
+@pytest.fixture
+def stripe(billing_stripe_settings, settings, stripe_timeout):
+    """The app pointed at the simulator, with no SDK retries so faults show at once."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+        "STRIPE_TIMEOUT": stripe_timeout,
+    }
+    return billing_stripe_settings
+
+
+@pytest.fixture
+def sites(db) -> tuple:
+    """Two client sites: Acme (``sites[0]``) and the bakery."""
+    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
+
+
+@pytest.fixture
+def connection(stripe):
+    """The agency's Stripe account, linked and onboarded at the simulator."""
+    return connect_ready_account(stripe)
 
 
 @pytest.fixture(scope="session")

@@ -30,18 +30,6 @@ def agency_client(client):
     return client
 
 
-@pytest.fixture
-def stripe(stripe_simulator, settings):
-    """The app pointed at the simulator, with no SDK retries so faults show at once."""
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_API_BASE": stripe_simulator.url,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 2,
-    }
-    return stripe_simulator
-
-
 def connect(client, **changes):
     return client.post(CONNECT, {**FORM, **changes})
 

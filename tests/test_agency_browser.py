@@ -48,15 +48,6 @@ WORDS = {
 }
 
 
-@pytest.fixture
-def stripe(stripe_simulator, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_API_BASE": stripe_simulator.url,
-    }
-    return stripe_simulator
-
-
 @pytest.mark.parametrize("language", ["en", "fr"])
 def test_connect_onboard_and_unlink(live_server, page, stripe, language):
     words = WORDS[language]

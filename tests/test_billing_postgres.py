@@ -23,7 +23,7 @@ from django.test import Client
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import connect_ready_account, make_site
+from tests.factories import make_site
 from wagtail_client_billing import billing, signals
 from wagtail_client_billing.models import BillingRequest, WebhookEvent
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
@@ -42,23 +42,13 @@ ROUNDS = 3
 
 
 @pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 10,
-    }
-    return billing_stripe_settings
+def stripe_timeout():
+    return 10
 
 
 @pytest.fixture
 def site(db):
     return make_site("acme.test", "Acme Plumbing")
-
-
-@pytest.fixture
-def account(stripe):
-    return connect_ready_account(stripe)
 
 
 class SignalLog:
@@ -154,7 +144,7 @@ def entries(action: str, request: BillingRequest | None = None) -> int:
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_fifty_deliveries_racing_the_sweep_and_a_delete_pay_once(
-    site, account, stripe, signal_log, round_
+    site, connection, stripe, signal_log, round_
 ):
     request = new_request(site)
     stripe.complete_checkout(request.checkout_session_id)  # the client paid at Stripe
@@ -199,7 +189,7 @@ def test_fifty_deliveries_racing_the_sweep_and_a_delete_pay_once(
     )
 
 
-def test_late_payment_after_the_sweep_won_is_paid_and_flagged(site, account, stripe, signal_log):
+def test_late_payment_after_the_sweep_won_is_paid_and_flagged(site, connection, stripe, signal_log):
     # The sweep has already won (the deterministic end of the race above); then fifty
     # deliveries of the payment at once still make exactly one late transition.
     request = new_request(site)
@@ -256,7 +246,9 @@ def test_concurrent_sweeps_flip_each_row_once(site, signal_log, sweeps, batch_si
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
-def test_a_delete_racing_the_expired_webhook_ends_once(site, account, stripe, signal_log, round_):
+def test_a_delete_racing_the_expired_webhook_ends_once(
+    site, connection, stripe, signal_log, round_
+):
     request = new_request(site)
     stripe.expire_session(request.checkout_session_id)  # Stripe expired it on its own
     body, header = signed(stripe.events("checkout.session.expired")[-1])
@@ -292,7 +284,7 @@ def test_a_delete_racing_the_expired_webhook_ends_once(site, account, stripe, si
     assert (request.deleted_at is None) is (request.status == Status.EXPIRED)
 
 
-def test_five_people_renewing_at_once_bill_the_client_once(site, account, stripe):
+def test_five_people_renewing_at_once_bill_the_client_once(site, connection, stripe):
     request = new_request(site)
     billing.delete_request(request)
     request.refresh_from_db()

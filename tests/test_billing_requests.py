@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_user
 from wagtail_client_billing import billing, signals, stripe_api, tasks
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.faults import Fault
@@ -27,26 +27,6 @@ WEBHOOK = "/billing/stripe/webhook/"
 SECRET = "whsec_test_suite"
 INDEX = reverse("wagtail_client_billing_requests:index")
 ADD = reverse("wagtail_client_billing_requests:add")
-
-
-@pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 2,
-    }
-    return billing_stripe_settings
-
-
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
-
-
-@pytest.fixture
-def connection(stripe):
-    return connect_ready_account(stripe)
 
 
 class CommittingClient:

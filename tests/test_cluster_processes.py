@@ -106,13 +106,8 @@ def smtp() -> Iterator[SMTPServer]:
 
 
 @pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 10,
-    }
-    return billing_stripe_settings
+def stripe_timeout():
+    return 10
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import Locale, ModelLogEntry, Page
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_site, make_user
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
 from wagtail_client_billing import agency, billing, mail, tasks
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
@@ -42,24 +42,9 @@ ANYMAIL_TEST_BACKEND = "anymail.backends.test.EmailBackend"
 
 
 @pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 2,
-        "SMTP_TIMEOUT": 2,
-    }
-    return billing_stripe_settings
-
-
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
-
-
-@pytest.fixture
-def connection(stripe):
-    return connect_ready_account(stripe)
+def stripe(stripe, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "SMTP_TIMEOUT": 2}
+    return stripe
 
 
 @pytest.fixture

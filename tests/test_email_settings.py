@@ -16,7 +16,6 @@ from tests.factories import (
     connect_ready_account,
     grant_billing,
     grant_email_settings,
-    make_site,
     make_user,
 )
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port
@@ -31,11 +30,6 @@ pytestmark = [
 SETTINGS_URL = reverse("wagtail_client_billing_requests:email_settings")
 TEST_URL = reverse("wagtail_client_billing_requests:email_settings_test")
 INDEX = reverse("wagtail_client_billing_requests:index")
-
-
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
 
 
 @pytest.fixture

@@ -50,11 +50,6 @@ ACTION_TEST = "wagtail_client_billing.email_settings.test"
 PASSWORD_REMOVED = "The stored password was removed"
 
 
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
-
-
 def client_of(user) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)

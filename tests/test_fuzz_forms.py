@@ -70,7 +70,6 @@ from tests.factories import (
     connect_ready_account,
     grant_billing,
     grant_email_settings,
-    make_site,
     make_user,
 )
 from tests.test_fuzz_webhooks import (  # noqa: F401 (the autouse fixture counts here too)
@@ -502,18 +501,8 @@ def _quiet(caplog) -> None:
 
 
 @pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 5,
-    }
-    return billing_stripe_settings
-
-
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
+def stripe_timeout():
+    return 5
 
 
 def client_of(user) -> Client:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_user
 from wagtail_client_billing import reports
 from wagtail_client_billing.models import BillingRequest
 
@@ -51,11 +51,6 @@ def make_request(
         paid_at=None if paid_days_ago is None else now - timedelta(days=paid_days_ago),
         expired_at=None if expired_days_ago is None else now - timedelta(days=expired_days_ago),
     )
-
-
-@pytest.fixture
-def sites(db):
-    return make_site("acme.test", "Acme Plumbing"), make_site("bakery.test", "Rue Haute Bakery")
 
 
 @pytest.fixture

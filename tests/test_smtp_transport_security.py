@@ -31,12 +31,7 @@ pytestmark = [
 ]
 
 # The fixtures of the email and notification tests, shared.
-stripe, sites, connection = (
-    test_email_sending.stripe,
-    test_email_sending.sites,
-    test_email_sending.connection,
-)
-commit = test_email_sending.commit
+stripe, commit = test_email_sending.stripe, test_email_sending.commit
 client, setup = test_notifications.client, test_notifications.setup
 
 EmailStatus = BillingRequest.EmailStatus

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_site, make_user
 from tests.test_billing_requests import (
     CommittingClient,
     add,
@@ -42,23 +42,8 @@ UNLINK = reverse("wagtail_client_billing_agency:unlink", args=["test"])
 
 
 @pytest.fixture
-def stripe(billing_stripe_settings, settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_MAX_NETWORK_RETRIES": 0,
-        "STRIPE_TIMEOUT": 2,
-    }
-    return billing_stripe_settings
-
-
-@pytest.fixture
 def site(db):
     return make_site("acme.test", "Acme Plumbing")
-
-
-@pytest.fixture
-def connection(stripe):
-    return connect_ready_account(stripe)
 
 
 @pytest.fixture
