@@ -81,7 +81,7 @@ def template_event() -> tuple[dict[str, Any], Any]:
     from django.conf import settings
     from django.test import override_settings
 
-    from tests.factories import connect_ready_account, make_site
+    from tests.factories import connect_ready_account, make_site, request_details
     from wagtail_client_billing import billing
     from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
 
@@ -96,15 +96,7 @@ def template_event() -> tuple[dict[str, Any], Any]:
             site = make_site("acme.test", "Acme Plumbing")
             request = billing.create_request(
                 site=site,
-                details=billing.RequestDetails(
-                    email="client@example.com",
-                    currency="eur",
-                    amount=4990,
-                    description="Website maintenance",
-                    success_url="https://acme.test/thanks/",
-                    cancel_url="https://acme.test/cancel/",
-                    billing_type="one_time",
-                ),
+                details=request_details(),
             )
             simulator.complete_checkout(request.checkout_session_id)
             event = simulator.events("checkout.session.completed")[-1]

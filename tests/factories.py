@@ -1,10 +1,11 @@
-"""Users, groups and connections for the tests."""
+"""Users, groups, connections and billing request details for the tests."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from wagtail_client_billing import billing
 from wagtail_client_billing.permissions import AGENCY_PERMISSION
 
 PASSWORD = "correct horse battery"
@@ -35,6 +36,20 @@ def make_user(username: str, *, superuser: bool = False, agency: bool = False, l
         profile.preferred_language = language
         profile.save()
     return user
+
+
+def request_details(**changes) -> billing.RequestDetails:
+    """What an editor types in "Add billing request": a one-time EUR 49.90 for Acme."""
+    values = {
+        "email": "client@example.com",
+        "currency": "eur",
+        "amount": 4990,
+        "description": "Website maintenance",
+        "success_url": "https://acme.test/thanks/",
+        "cancel_url": "https://acme.test/cancel/",
+        "billing_type": "one_time",
+    }
+    return billing.RequestDetails(**{**values, **changes})
 
 
 def make_site(hostname: str, name: str, port: int = 80):

@@ -23,7 +23,7 @@ from django.test import Client
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import make_site
+from tests.factories import make_site, request_details
 from wagtail_client_billing import billing, signals
 from wagtail_client_billing.models import BillingRequest, WebhookEvent
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
@@ -91,15 +91,7 @@ def new_request(site, email: str = "client@example.com") -> BillingRequest:
     """A request made as the admin makes it: the row and its Checkout Session."""
     return billing.create_request(
         site=site,
-        details=billing.RequestDetails(
-            email=email,
-            currency="eur",
-            amount=4990,
-            description="Website maintenance",
-            success_url="https://acme.test/thanks/",
-            cancel_url="https://acme.test/cancel/",
-            billing_type="one_time",
-        ),
+        details=request_details(email=email),
     )
 
 

@@ -45,7 +45,7 @@ from django_q.models import OrmQ, Task
 from wagtail.models import ModelLogEntry
 
 from tests.conftest import redis_url
-from tests.factories import connect_ready_account, make_site
+from tests.factories import connect_ready_account, make_site, request_details
 from tests.processes import QCluster, database_env, stop, wait_until, write_settings
 from tests.smtp import Inbox, SMTPServer
 from wagtail_client_billing import billing, mail, tasks
@@ -138,15 +138,7 @@ def create_requests(sites: list, prefix: str, count: int, every: int = 0, then=N
         site = sites[number % len(sites)]
         request = billing.create_request(
             site=site,
-            details=billing.RequestDetails(
-                email=f"{prefix}-{number}@example.com",
-                currency="eur",
-                amount=4990 + number,
-                description="Website maintenance",
-                success_url=f"https://{site.hostname}/thanks/",
-                cancel_url=f"https://{site.hostname}/cancel/",
-                billing_type="one_time",
-            ),
+            details=request_details(email=f"{prefix}-{number}@example.com", amount=4990 + number),
         )
         ids.append(request.pk)
         if every and then is not None and number % every == every - 1:

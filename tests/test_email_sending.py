@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import Locale, ModelLogEntry, Page
 
-from tests.factories import grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_site, make_user, request_details
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
 from wagtail_client_billing import agency, billing, mail, tasks
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
@@ -101,30 +101,17 @@ def use_smtp(site, server=None, *, port=None, security="none", password=None, **
     return email_settings
 
 
-def details(**changes):
-    values = {
-        "email": "client@example.com",
-        "currency": "eur",
-        "amount": 4990,
-        "description": "Website maintenance",
-        "success_url": "https://acme.test/thanks/",
-        "cancel_url": "https://acme.test/cancel/",
-        "billing_type": "one_time",
-    }
-    return billing.RequestDetails(**{**values, **changes})
-
-
 def create(site, commit, **changes):
     """A billing request, committed: its email goes out at once."""
     with commit():
-        request = billing.create_request(site=site, details=details(**changes))
+        request = billing.create_request(site=site, details=request_details(**changes))
     request.refresh_from_db()
     return request
 
 
 def create_queued(site, **changes):
     """A billing request whose email is queued but not sent yet (no commit ran)."""
-    request = billing.create_request(site=site, details=details(**changes))
+    request = billing.create_request(site=site, details=request_details(**changes))
     mail.queue_billing_email(request)  # its task would run on commit: it never does here
     request.refresh_from_db()
     assert request.email_status == EmailStatus.QUEUED

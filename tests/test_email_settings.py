@@ -17,6 +17,7 @@ from tests.factories import (
     grant_billing,
     grant_email_settings,
     make_user,
+    request_details,
 )
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port
 from wagtail_client_billing import billing
@@ -288,12 +289,8 @@ def expired_request(billing_stripe_settings, sites, django_capture_on_commit_cal
     connect_ready_account(billing_stripe_settings)
     request = billing.create_request(
         site=sites[0],
-        details=billing.RequestDetails(
-            email="client@example.com", currency="eur", amount=4990, description="Work",
-            success_url="https://acme.test/", cancel_url="https://acme.test/",
-            billing_type="one_time",
-        ),
-    )  # fmt: skip
+        details=request_details(),
+    )
     BillingRequest.objects.filter(pk=request.pk).update(
         status=BillingRequest.Status.EXPIRED, expires_at=timezone.now() - timedelta(hours=1)
     )

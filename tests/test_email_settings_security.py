@@ -30,6 +30,7 @@ from tests.factories import (
     grant_email_settings,
     make_site,
     make_user,
+    request_details,
 )
 from tests.smtp import PASSWORD, SMTPServer, closed_port
 from tests.test_email_settings import csrf_post, save, settings_form
@@ -311,12 +312,8 @@ def billing_request(billing_stripe_settings, sites):
     connect_ready_account(billing_stripe_settings)
     return billing.create_request(
         site=sites[0],
-        details=billing.RequestDetails(
-            email="client@example.com", currency="eur", amount=4990, description="Work",
-            success_url="https://acme.test/", cancel_url="https://acme.test/",
-            billing_type="one_time",
-        ),
-    )  # fmt: skip
+        details=request_details(),
+    )
 
 
 @pytest.fixture

@@ -71,6 +71,7 @@ from tests.factories import (
     grant_billing,
     grant_email_settings,
     make_user,
+    request_details,
 )
 from tests.test_fuzz_webhooks import (  # noqa: F401 (the autouse fixture counts here too)
     EXAMPLES,
@@ -962,15 +963,7 @@ def renewables(editor, sites, ready):
         made.append(
             billing.create_request(
                 site=sites[0],
-                details=billing.RequestDetails(
-                    email=email,
-                    currency="eur",
-                    amount=4990,
-                    description="Maintenance",
-                    success_url="https://acme.test/ok/",
-                    cancel_url="https://acme.test/no/",
-                    billing_type="one_time",
-                ),
+                details=request_details(email=email),
             )
         )
     billing.mark_expired(Q(pk=made[0].pk), source="test")

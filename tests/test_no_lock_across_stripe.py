@@ -34,7 +34,13 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import (
+    connect_ready_account,
+    grant_billing,
+    make_site,
+    make_user,
+    request_details,
+)
 from tests.test_billing_requests import (
     ADD,
     INDEX,
@@ -61,18 +67,6 @@ def stripe_timeout():
 
 
 # The proof, on a live server -------------------------------------------------------------
-
-
-def details(email: str) -> billing.RequestDetails:
-    return billing.RequestDetails(
-        email=email,
-        currency="eur",
-        amount=4990,
-        description="Website maintenance",
-        success_url="https://acme.test/thanks/",
-        cancel_url="https://acme.test/cancel/",
-        billing_type="one_time",
-    )
 
 
 def browser_of(live_server, user) -> requests.Session:
@@ -107,7 +101,8 @@ def stripe_hangs_while_others_work(
     grant_billing(editor_b, site_b)
     connect_ready_account(stripe)
     others = [
-        billing.create_request(site=site_b, details=details(f"c{n}@example.com")) for n in range(5)
+        billing.create_request(site=site_b, details=request_details(email=f"c{n}@example.com"))
+        for n in range(5)
     ]
     for other in others:  # paid at Stripe; the webhooks are sent below
         stripe.complete_checkout(other.checkout_session_id)
@@ -115,7 +110,9 @@ def stripe_hangs_while_others_work(
     for event in stripe.events("checkout.session.completed"):
         body = json.dumps(event).encode()
         webhooks.append((body, signature_header(body, SECRET)))
-    doomed = billing.create_request(site=site_a, details=details("doomed@example.com"))
+    doomed = billing.create_request(
+        site=site_a, details=request_details(email="doomed@example.com")
+    )
 
     a, b = browser_of(live_server, editor_a), browser_of(live_server, editor_b)
     if action == "create":

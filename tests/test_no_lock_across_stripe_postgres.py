@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.factories import connect_ready_account, make_site
+from tests.factories import connect_ready_account, make_site, request_details
 from tests.test_billing_postgres import race
-from tests.test_no_lock_across_stripe import details, stripe_hangs_while_others_work
+from tests.test_no_lock_across_stripe import stripe_hangs_while_others_work
 from wagtail_client_billing import billing, stripe_api
 from wagtail_client_billing.models import BillingRequest
 
@@ -70,9 +70,7 @@ def test_one_form_sent_five_times_at_once_makes_one_request_and_one_session(read
     stripe.hang_next("POST", "/v1/checkout/sessions", seconds=1.0)  # all arrive meanwhile
     results = race(
         [
-            lambda: billing.create_request(
-                site=site, details=details("client@example.com"), nonce="one-form"
-            )
+            lambda: billing.create_request(site=site, details=request_details(), nonce="one-form")
             for _ in range(5)
         ]
     )
@@ -88,6 +86,10 @@ def test_one_form_sent_five_times_at_once_makes_one_request_and_one_session(read
     sessions = list(stripe.engine.store.iter("checkout.session"))
     assert [s.data["id"] for s in sessions] == [request.checkout_session_id]
     retry = race(
-        [lambda: billing.create_request(site=site, details=details("x@y.z"), nonce="one-form")]
+        [
+            lambda: billing.create_request(
+                site=site, details=request_details(email="x@y.z"), nonce="one-form"
+            )
+        ]
     )
     assert isinstance(retry[0], billing.AlreadySubmitted)

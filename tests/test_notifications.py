@@ -9,7 +9,13 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import (
+    connect_ready_account,
+    grant_billing,
+    make_site,
+    make_user,
+    request_details,
+)
 from tests.test_billing_requests import CommittingClient, deliver, last_event
 from wagtail_client_billing import billing
 from wagtail_client_billing.models import AgencyBillingSettings, BillingRequest, Notification
@@ -31,15 +37,7 @@ def setup(billing_stripe_settings, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         request = billing.create_request(
             site=site,
-            details=billing.RequestDetails(
-                email="client@example.com",
-                currency="eur",
-                amount=4990,
-                description="Maintenance",
-                success_url="https://acme.test/ok/",
-                cancel_url="https://acme.test/no/",
-                billing_type="monthly",
-            ),
+            details=request_details(billing_type="monthly"),
         )
     mail.outbox.clear()  # the client's billing email
     return site, request, billing_stripe_settings
@@ -226,11 +224,9 @@ def test_no_recipients_is_a_clear_reason_in_the_reader_language(client, setup):
 
 def test_a_lost_or_never_taken_notification_is_shown_only_once_it_is_late(client, setup):
     site, request, stripe = setup
-    other = billing.create_request(site=site, details=billing.RequestDetails(
-        email="other@example.com", currency="eur", amount=1000, description="Other",
-        success_url="https://acme.test/ok/", cancel_url="https://acme.test/no/",
-        billing_type="one_time",
-    ))  # fmt: skip
+    other = billing.create_request(
+        site=site, details=request_details(email="other@example.com", amount=1000)
+    )
     now = timezone.now()
     sending = Notification.objects.create(
         key="sending", kind=Notification.Kind.PAID, billing_request=request, claimed_at=now

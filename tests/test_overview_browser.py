@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD, connect_ready_account, make_site, make_user
+from tests.factories import PASSWORD, connect_ready_account, make_site, make_user, request_details
 from wagtail_client_billing import billing
 from wagtail_client_billing.models import BillingRequest
 
@@ -24,15 +24,7 @@ pytestmark = [
 def send(site, email, amount=4990):
     return billing.create_request(
         site=site,
-        details=billing.RequestDetails(
-            email=email,
-            currency="eur",
-            amount=amount,
-            description="Maintenance",
-            success_url="https://example.com/ok/",
-            cancel_url="https://example.com/no/",
-            billing_type="one_time",
-        ),
+        details=request_details(email=email, amount=amount),
     )
 
 

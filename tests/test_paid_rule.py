@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.factories import connect_ready_account, make_site
+from tests.factories import connect_ready_account, make_site, request_details
 from wagtail_client_billing import billing, stripe_api, tasks
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
@@ -33,15 +33,7 @@ def request_(billing_stripe_settings, settings):
     connect_ready_account(billing_stripe_settings)
     return billing.create_request(
         site=make_site("acme.test", "Acme Plumbing"),
-        details=billing.RequestDetails(
-            email="client@example.com",
-            currency="eur",
-            amount=4990,
-            description="Website maintenance",
-            success_url="https://acme.test/thanks/",
-            cancel_url="https://acme.test/cancel/",
-            billing_type="one_time",
-        ),
+        details=request_details(),
     )
 
 

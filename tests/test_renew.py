@@ -9,7 +9,13 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import connect_ready_account, grant_billing, make_site, make_user
+from tests.factories import (
+    connect_ready_account,
+    grant_billing,
+    make_site,
+    make_user,
+    request_details,
+)
 from wagtail_client_billing import billing
 from wagtail_client_billing.models import BillingRequest
 
@@ -26,15 +32,7 @@ def setup(billing_stripe_settings, client):
     client.force_login(user)
     original = billing.create_request(
         site=site,
-        details=billing.RequestDetails(
-            email="client@example.com",
-            currency="eur",
-            amount=4990,
-            description="Maintenance",
-            success_url="https://acme.test/ok/",
-            cancel_url="https://acme.test/no/",
-            billing_type="monthly",
-        ),
+        details=request_details(description="Maintenance", billing_type="monthly"),
         user=user,
     )
     return client, original, billing_stripe_settings

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.factories import PASSWORD, connect_ready_account, make_site, make_user
+from tests.factories import PASSWORD, connect_ready_account, make_site, make_user, request_details
 from wagtail_client_billing import billing
 from wagtail_client_billing.models import BillingRequest, StripeConnection
 
@@ -35,14 +35,8 @@ def pending(live_server, billing_stripe_settings) -> BillingRequest:
     make_user("agency", superuser=True)
     return billing.create_request(
         site=site,
-        details=billing.RequestDetails(
-            email="client@example.com",
-            currency="eur",
-            amount=4990,
-            description="Website maintenance",
-            success_url=f"{live_server.url}/",
-            cancel_url=f"{live_server.url}/",
-            billing_type="one_time",
+        details=request_details(
+            success_url=f"{live_server.url}/", cancel_url=f"{live_server.url}/"
         ),
     )
 

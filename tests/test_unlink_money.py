@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
-from tests.factories import grant_billing, make_site, make_user
+from tests.factories import grant_billing, make_site, make_user, request_details
 from tests.test_billing_requests import (
     CommittingClient,
     add,
@@ -255,15 +255,7 @@ def test_an_unlink_while_stripe_makes_the_session_sends_nothing(site, connection
         with pytest.raises(billing.NotReadyToCharge, match="unlinked while"):
             billing.create_request(
                 site=site,
-                details=billing.RequestDetails(
-                    email="c@example.com",
-                    currency="eur",
-                    amount=4990,
-                    description="Care plan",
-                    success_url="https://acme.test/ok/",
-                    cancel_url="https://acme.test/no/",
-                    billing_type="one_time",
-                ),
+                details=request_details(email="c@example.com"),
             )
     finally:
         post_save.disconnect(unlink_meanwhile, sender=BillingRequest)
