@@ -12,7 +12,7 @@ compared is the billing requests (status, paid_at...), the Stripe connections, t
 stored webhook events, the audit log, the notifications and the outgoing mail.
 
 Examples per test (every test checks, when it ends, that it really ran that many;
-``test_the_fuzz_suite_runs_at_least_10000_examples`` adds up both fuzz modules):
+``test_the_fuzz_suite_runs_at_least_10000_examples`` adds up what ran in both modules):
 
 =========================================================  ======
 test_bodies_without_a_valid_signature_change_nothing        2,600
@@ -1074,11 +1074,11 @@ def test_validly_signed_events_change_only_what_they_mean(
 
 
 def test_the_fuzz_suite_runs_at_least_10000_examples(capsys):
-    """The documented split adds up; print what ran in this session."""
+    """At least 10,000 examples ran in this session, as counted by the examples themselves
+    (not the targets the decorators declare); print what ran."""
     from tests import test_fuzz_forms  # registers its tests' targets
 
     assert test_fuzz_forms.EXAMPLES is EXAMPLES
-    assert sum(TARGETS.values()) >= 10_000
     with capsys.disabled():
         print("\nFuzz examples (target / run in this session):")
         for name, target in TARGETS.items():
@@ -1087,5 +1087,7 @@ def test_the_fuzz_suite_runs_at_least_10000_examples(capsys):
         print(f"  total: {sum(TARGETS.values())} / {sum(EXAMPLES.values())}")
         if OUTCOMES:
             print(f"  validly signed events: {dict(OUTCOMES)}")
-    if set(TARGETS) <= set(EXAMPLES):  # both modules ran in this process
-        assert sum(EXAMPLES.values()) >= 10_000
+    not_run = sorted(set(TARGETS) - set(EXAMPLES))
+    if not_run:  # deselected (-k), or run by another xdist worker: nothing to count here
+        pytest.skip(f"counts only after every fuzz test ran in this process; not run: {not_run}")
+    assert sum(EXAMPLES[name] for name in TARGETS) >= 10_000
