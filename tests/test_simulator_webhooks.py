@@ -36,6 +36,16 @@ def paid_session(client, sim, **options):
     return session
 
 
+def wait_until_delivered(sim, timeout: float = 5.0) -> None:
+    """A bounded drain: block until every event reached all its endpoints (its
+    ``pending_webhooks`` is 0), after which nothing else is on its way."""
+    deadline = time.monotonic() + timeout
+    while pending := [event["id"] for event in sim.events() if event["pending_webhooks"]]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Webhooks still pending after {timeout}s: {pending}")
+        time.sleep(0.01)
+
+
 def test_signature_matches_stripes_own_computation():
     payload = '{"id": "evt_1"}'
     ours = compute_signature(payload, SECRET, 1_700_000_000)
@@ -129,8 +139,7 @@ def test_api_endpoints_follow_connect_and_enabled_events(stripe_simulator, strip
         stripe.Webhook.construct_event(
             platform_event.body, platform_event.signature, platform.secret
         )
-        connect_rx.wait_for(count=2)
-        time.sleep(0.2)  # nothing else arrives
+        wait_until_delivered(stripe_simulator)
         # Stripe does not promise delivery order (neither does the simulator, which
         # delivers from several threads): compare what arrived, not in which order.
         connect_events = {r.json()["type"]: r.json() for r in connect_rx.received()}
@@ -159,7 +168,7 @@ def test_deleted_and_disabled_endpoints_receive_nothing(stripe_simulator, stripe
         receiver.wait_for("checkout.session.completed")
         assert client.v1.webhook_endpoints.delete(endpoint.id).deleted is True
         paid_session(client, stripe_simulator)
-        time.sleep(0.2)
+        wait_until_delivered(stripe_simulator)
         assert len(receiver.received()) == 1
         assert [e.id for e in client.v1.webhook_endpoints.list().data] == []
 
@@ -233,7 +242,8 @@ def test_retries_stop_after_max_attempts(stripe_simulator, stripe_client):
         stripe_simulator.add_webhook(receiver.webhook_url, SECRET)
         session = paid_session(stripe_client(), stripe_simulator)
         failures = stripe_simulator.wait_for_delivery(ok=False, count=4, timeout=5)
-        time.sleep(0.6)  # longer than the last back-off: no fifth attempt
+        with pytest.raises(TimeoutError):  # no fifth attempt, past the longest back-off
+            stripe_simulator.wait_for_delivery(ok=False, count=5, timeout=0.6)
         assert len(stripe_simulator.deliveries()) == 4
         assert [d.attempt for d in failures] == [1, 2, 3, 4]
         [event] = stripe_simulator.events("checkout.session.completed")
@@ -265,8 +275,8 @@ def test_dropped_webhooks_never_arrive(stripe_simulator, stripe_client, webhook_
     assert len(dropped) == 1 and not dropped[0].ok
     lost_event = stripe_simulator.get_object(dropped[0].event_id, "event")
     assert lost_event["data"]["object"]["id"] == lost.id
-    time.sleep(0.3)
-    assert len(webhook_receiver.received()) == 1  # not retried either
+    with pytest.raises(TimeoutError):  # not retried either
+        webhook_receiver.wait_for(count=2, timeout=0.3)
 
 
 def test_duplicated_webhooks_arrive_twice(stripe_simulator, stripe_client, webhook_receiver):
@@ -294,5 +304,5 @@ def test_reset_clears_events_deliveries_and_extra_endpoints(
     stripe_simulator.reset()
     assert stripe_simulator.events() == [] and stripe_simulator.deliveries() == []
     paid_session(stripe_client(), stripe_simulator)
-    time.sleep(0.2)
+    wait_until_delivered(stripe_simulator)
     assert len(webhook_receiver.received()) == 1
