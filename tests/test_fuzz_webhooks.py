@@ -699,8 +699,19 @@ HEADERS = st.one_of(
 # Without a valid signature: nothing happens -------------------------------------------
 
 
-def _assert_refused_and_unchanged(world: World, response) -> None:
+#: Why a body without a valid signature is refused: never for its content (not JSON, not
+#: an event...), which must not be looked at before the signature is verified.
+UNSIGNED = (
+    "Missing Stripe-Signature header.",
+    "Invalid or expired Stripe-Signature.",
+    "The webhook body is not UTF-8.",
+    "The webhook body is too large",
+)
+
+
+def _assert_refused_and_unchanged(world: World, response, reasons=UNSIGNED) -> None:
     assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"].startswith(reasons), response.content[:300]
     world.assert_unchanged()
 
 
@@ -804,7 +815,9 @@ def test_a_live_event_signed_with_the_test_secret_is_refused(world):
     }
     body = encode(event)
     with world.example():
-        _assert_refused_and_unchanged(world, world.post(body, sign(body), "application/json"))
+        forged = world.post(body, sign(body), "application/json")
+        live_only = "A live-mode event must be signed with a live-mode secret."
+        _assert_refused_and_unchanged(world, forged, live_only)
     with world.example():
         response = world.post(body, sign(body, LIVE_SECRET), "application/json")
         assert response.status_code == 200
@@ -1067,6 +1080,7 @@ def test_validly_signed_events_change_only_what_they_mean(
             # Refused although validly signed: only a bad shape, a forged live event, or
             # what the database cannot store (NUL, NaN, lone surrogates, deep nesting).
             assert not plain(body) or not well_formed or live_forged, "a genuine event refused"
+            assert "Stripe-Signature" not in response.json()["error"], "signed, yet refused"
             OUTCOMES["400"] += 1
         else:
             assert not live_forged, "a live event signed with the test secret was accepted"

@@ -175,26 +175,34 @@ def test_the_url_is_the_documented_one():
     assert reverse("wagtail_client_billing:stripe_webhook") == URL
 
 
+SIGNATURE_REFUSED = "Invalid or expired Stripe-Signature."
+NOT_AN_EVENT = "The webhook body is not a Stripe event: "
+
+
 @pytest.mark.parametrize(
-    ("case", "body", "signature"),
+    ("case", "body", "reason"),
     [
-        ("no signature", b'{"id": "evt_1"}', ""),
-        ("garbage header", b'{"id": "evt_1"}', "not a signature"),
-        ("no v1", b'{"id": "evt_1"}', f"t={int(time.time())}"),
-        ("wrong secret", None, sign(b"{}", "whsec_someone_else")),
-        ("stale timestamp", None, "stale"),
-        ("body changed after signing", None, "tampered"),
-        ("malformed JSON", b'{"id": "evt_1", ', None),
-        ("not UTF-8", b"\xff\xfe{}", None),
-        ("a JSON list", b"[]", None),
-        ("not an event", json.dumps({"object": "account", "id": "acct_1"}).encode(), None),
-        ("no id", None, None),
-        ("no data.object", None, None),
-        ("livemode not a boolean", None, None),
-        ("bad account", None, None),
+        ("no signature", b'{"id": "evt_1"}', "Missing Stripe-Signature header."),
+        ("garbage header", b'{"id": "evt_1"}', SIGNATURE_REFUSED),
+        ("no v1", b'{"id": "evt_1"}', SIGNATURE_REFUSED),
+        ("wrong secret", None, SIGNATURE_REFUSED),
+        ("stale timestamp", None, SIGNATURE_REFUSED),
+        ("body changed after signing", None, SIGNATURE_REFUSED),
+        ("malformed JSON", b'{"id": "evt_1", ', "The webhook body is not JSON."),
+        ("not UTF-8", b"\xff\xfe{}", "The webhook body is not UTF-8."),
+        ("a JSON list", b"[]", f'{NOT_AN_EVENT}not an object of type "event".'),
+        (
+            "not an event",
+            json.dumps({"object": "account", "id": "acct_1"}).encode(),
+            f'{NOT_AN_EVENT}not an object of type "event".',
+        ),
+        ("no id", None, f"{NOT_AN_EVENT}no valid id."),
+        ("no data.object", None, f"{NOT_AN_EVENT}no data.object."),
+        ("livemode not a boolean", None, f"{NOT_AN_EVENT}no livemode."),
+        ("bad account", None, f"{NOT_AN_EVENT}an invalid account."),
     ],
 )
-def test_bad_requests_are_400_and_store_nothing(client, connection, case, body, signature):
+def test_bad_requests_are_400_and_store_nothing(client, connection, case, body, reason):
     event = account_updated_event()
     if case == "no id":
         del event["id"]
@@ -205,17 +213,22 @@ def test_bad_requests_are_400_and_store_nothing(client, connection, case, body, 
     elif case == "bad account":
         event["account"] = 42
     body = body if body is not None else body_of(event)
-    if signature == "stale":
-        signature = sign(body, timestamp=int(time.time()) - 301)
-    elif signature == "tampered":
-        signature = sign(body)
+    # Signed here, not at import: a signature carries the time it was made.
+    signature = {
+        "no signature": "",
+        "garbage header": "not a signature",
+        "no v1": f"t={int(time.time())}",
+        "wrong secret": sign(body, "whsec_someone_else"),
+        "stale timestamp": sign(body, timestamp=int(time.time()) - 301),
+    }.get(case, sign(body))
+    if case == "body changed after signing":
         body = body.replace(b"acct_agency", b"acct_attacker")
-    elif signature is None:
-        signature = sign(body)
+        assert b"acct_attacker" in body
 
     response = deliver(client, body, signature=signature)
 
     assert response.status_code == 400, case
+    assert response.json() == {"error": reason}
     assert not WebhookEvent.objects.exists()
     connection.refresh_from_db()
     assert not connection.charges_enabled
@@ -267,6 +280,7 @@ def test_without_any_signing_secret_everything_is_refused(client, connection, se
     with caplog.at_level(logging.ERROR, logger="wagtail_client_billing.webhooks"):
         response = deliver(client, account_updated_event())
     assert response.status_code == 400
+    assert response.json() == {"error": "No Stripe webhook signing secret is configured."}
     assert not WebhookEvent.objects.exists()
     assert "STRIPE_TEST_WEBHOOK_SECRET" in caplog.text
 
@@ -277,7 +291,11 @@ def test_the_view_is_public_csrf_exempt_and_not_atomic(client, connection, setti
         *settings.MIDDLEWARE,
         "django.contrib.auth.middleware.LoginRequiredMiddleware",
     ]
-    assert client.post(URL, data=b"{}", content_type="application/json").status_code == 400
+    unsigned = client.post(URL, data=b"{}", content_type="application/json")
+    assert (unsigned.status_code, unsigned.json()) == (
+        400,
+        {"error": "Missing Stripe-Signature header."},
+    )
     assert deliver(client, account_updated_event()).status_code == 200
     # Under ATOMIC_REQUESTS the insert would only commit with the answer: a concurrent
     # duplicate could not see it, and a failure record would be rolled back.
@@ -406,6 +424,7 @@ def test_secret_rotation_accepts_every_configured_secret(client, connection, set
     retired = deliver(client, account_updated_event(), secret=SECRET)
 
     assert (old.status_code, new.status_code, retired.status_code) == (200, 200, 400)
+    assert retired.json() == {"error": SIGNATURE_REFUSED}
     assert WebhookEvent.objects.filter(status=STATUS.PROCESSED).count() == 2
 
 
@@ -429,6 +448,7 @@ def test_live_events_need_a_live_secret(client, with_live_secret, db):
     genuine = deliver(client, event, secret=LIVE_SECRET)
 
     assert (forged.status_code, genuine.status_code) == (400, 200)
+    assert forged.json() == {"error": "A live-mode event must be signed with a live-mode secret."}
     assert WebhookEvent.objects.get().livemode is True
     live.refresh_from_db()
     assert live.charges_enabled

@@ -22,6 +22,7 @@ from tests.test_webhooks import (
     URL,
     account_updated_event,
     body_of,
+    deliver,
     handlers,  # noqa: F401  (fixture)
     link,
     onboarding_entries,
@@ -110,7 +111,10 @@ def test_a_signed_event_postgresql_cannot_store_is_refused_with_400():
     event = account_updated_event()
     event["data"]["object"]["business_profile"] = {"name": "nul \u0000 byte"}
 
-    (status,) = deliver_at_once(body_of(event), count=1)
+    response = deliver(Client(enforce_csrf_checks=True), event)
 
-    assert status == 400
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "The event cannot be stored."},
+    )
     assert not WebhookEvent.objects.exists()
