@@ -367,3 +367,16 @@ def test_the_page_names_the_country_and_the_live_panel_asks_for_live(agency_clie
     form = agency_client.get(live_create).context["form"]
     assert form.initial["test_mode"] is False
     assert agency_client.get(CONNECT).context["form"].initial["test_mode"] is True
+
+
+def test_an_existing_settings_row_is_the_one_the_page_shows_and_saves(agency_client, stripe):
+    # A row as an older version made it (pk 1): the page shows and edits that one.
+    AgencyBillingSettings.objects.create(pk=1, active_mode="live", notify_payments=False)
+    page = agency_client.get(INDEX).content.decode()
+    assert "Live mode is active" in page
+    assert not agency_client.get(INDEX).context["notifications_form"]["notify_payments"].value()
+
+    notifications = reverse("wagtail_client_billing_agency:notifications")
+    agency_client.post(notifications, {"notify_payments": "on", "notification_recipients": ""})
+    row = AgencyBillingSettings.objects.get()  # still one row
+    assert (row.pk, row.active_mode, row.notify_payments) == (1, "live", True)

@@ -194,6 +194,8 @@ def test_site_editors_cannot_open_the_overview(client, sites):
     client.force_login(user)
     assert client.get(OVERVIEW).status_code == 403
     assert client.get(f"{OVERVIEW}?export=csv").status_code == 403
+    results = reverse("wagtail_client_billing_requests:overview_results")
+    assert client.get(results).status_code == 403  # the listing's partial too
     assert OVERVIEW not in client.get(reverse("wagtailadmin_home")).content.decode()
 
 

@@ -10,6 +10,9 @@ from django.core.validators import URLValidator
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
+from .models import AgencyBillingSettings, BillingRequest, StripeConnection
+from .models.agency import Mode
+
 # Countries where Stripe accounts can be opened (https://stripe.com/global).
 STRIPE_COUNTRIES = (
     "AE AT AU BE BG BR CA CH CY CZ DE DK EE ES FI FR GB GI GR HK HR HU IE IT JP LI LT LU "
@@ -67,7 +70,7 @@ class PublicURLField(forms.URLField):
         super().__init__(*args, **kwargs)
 
 
-class ConnectForm(FreshNonceMixin, forms.Form):
+class ConnectForm(FreshNonceMixin, forms.ModelForm):
     """Create client billing account: mode, country and the agency's two policy URLs."""
 
     test_mode = forms.BooleanField(
@@ -76,21 +79,33 @@ class ConnectForm(FreshNonceMixin, forms.Form):
         initial=True,
         help_text=_("Try the whole process with Stripe's test data; no real money moves."),
     )
-    country = forms.ChoiceField(label=_("Country"), choices=())
-    privacy_policy_url = PublicURLField(label=_("Privacy policy URL"))
-    terms_of_service_url = PublicURLField(label=_("Terms of service URL"))
     nonce = NonceField()
+
+    class Meta:
+        model = StripeConnection
+        fields = ["country", "privacy_policy_url", "terms_of_service_url"]
+        field_classes = {
+            "privacy_policy_url": PublicURLField,
+            "terms_of_service_url": PublicURLField,
+        }
+
+    field_order = ["test_mode", *Meta.fields]
 
     def __init__(self, *args: Any, direct: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["country"].choices = [("", "---------"), *country_choices()]
-        if direct:
-            # The platform's own account already has its country.
+        # Blank on the model (a direct account may have no country), required here.
+        self.fields["privacy_policy_url"].required = True
+        self.fields["terms_of_service_url"].required = True
+        if direct:  # the platform's own account already has its country
             del self.fields["country"]
+        else:
+            label = self.fields["country"].label
+            choices = [("", "---------"), *country_choices()]
+            self.fields["country"] = forms.ChoiceField(label=label, choices=choices)
 
     @property
-    def mode(self) -> str:
-        return "test" if self.cleaned_data.get("test_mode") else "live"
+    def mode(self) -> Mode:
+        return Mode.TEST if self.cleaned_data.get("test_mode") else Mode.LIVE
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -192,8 +207,6 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
     send_anyway = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, require_https: bool = False, **kwargs: Any) -> None:
-        from .models import BillingRequest
-
         super().__init__(*args, **kwargs)
         self.require_https = require_https
         self.fields["currency"].choices = [("", "---------"), *currency_choices()]
@@ -265,20 +278,13 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
         return cleaned
 
 
-class NotificationSettingsForm(forms.Form):
+class NotificationSettingsForm(forms.ModelForm):
     """Who hears when money arrives."""
 
-    notify_payments = forms.BooleanField(
-        label=_("Email me when money arrives"),
-        required=False,
-        help_text=_("An email when a billing request is paid or a subscription payment fails."),
-    )
-    notification_recipients = forms.CharField(
-        label=_("Notification recipients"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_("One address per line. Empty: every active superuser with an email address."),
-    )
+    class Meta:
+        model = AgencyBillingSettings
+        fields = ["notify_payments", "notification_recipients"]
+        widgets = {"notification_recipients": forms.Textarea(attrs={"rows": 3})}
 
     def clean_notification_recipients(self) -> str:
         from django.core.validators import validate_email

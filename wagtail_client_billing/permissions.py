@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
 from wagtail.models import Site
 from wagtail.permission_policies.base import BasePermissionPolicy
 from wagtail.permission_policies.sites import SitePermissionPolicy
@@ -135,3 +140,34 @@ class EmailSettingsPermissionPolicy(AgencyWideSitePermissionPolicy):
 
     permission_action = "change"
     actions = frozenset({"add", "change", "view"})
+
+
+FORBIDDEN_TEMPLATE = "wagtail_client_billing/forbidden.html"
+
+
+def forbidden(request: HttpRequest, template_name: str = FORBIDDEN_TEMPLATE) -> HttpResponse:
+    """A real 403 page (Wagtail turns ``PermissionDenied`` into a redirect to the dashboard)."""
+    title = _("Permission denied")
+    context = {"page_title": title, "header_title": title}
+    return TemplateResponse(request, template_name, context, status=403)
+
+
+def agency_admins_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Everyone but agency admins gets the 403 page on every URL, GET and POST, before the
+    view looks anything up (for URL patterns built by Wagtail, such as a viewset's)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_agency_admin(request.user):
+            return forbidden(request)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+class AgencyAdminRequiredMixin:
+    """A view for agency admins only: ``agency_admins_only`` around ``as_view()``."""
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponse]:
+        return agency_admins_only(super().as_view(**initkwargs))  # type: ignore[misc]

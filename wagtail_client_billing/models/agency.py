@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from wagtail.contrib.settings.models import BaseGenericSetting
 
-MODE_CHOICES = [("test", _("Test mode")), ("live", _("Live mode"))]
+
+class Mode(models.TextChoices):
+    """Stripe's two worlds, kept apart everywhere: test data or real money."""
+
+    TEST = "test", _("Test mode")
+    LIVE = "live", _("Live mode")
 
 
 class StripeConnection(models.Model):
@@ -21,7 +27,7 @@ class StripeConnection(models.Model):
         RESTRICTED = "restricted", _("Restricted")
         READY = "ready", _("Ready to charge")
 
-    mode = models.CharField(_("mode"), max_length=4, choices=MODE_CHOICES)
+    mode = models.CharField(_("mode"), max_length=4, choices=Mode.choices)
     account_id = models.CharField(_("Stripe account"), max_length=255)
     direct = models.BooleanField(
         _("direct mode"),
@@ -83,13 +89,17 @@ class StripeConnection(models.Model):
         return self.unlinked_at is None
 
 
-class AgencyBillingSettings(models.Model):
-    """The agency's billing settings (one row): which mode billing requests use."""
+class AgencyBillingSettings(BaseGenericSetting):
+    """The agency's billing settings (one row): the active mode and who hears of payments.
+
+    Read with ``AgencyBillingSettings.load(request_or_site=request)``. Not registered with
+    ``register_setting``: it is edited on the "Client billing account" page, by agency
+    admins only, and the mode changes only through ``agency.switch_mode`` (audit log).
+    """
 
     active_mode = models.CharField(
-        _("active mode"), max_length=4, choices=MODE_CHOICES, default="test"
+        _("active mode"), max_length=4, choices=Mode.choices, default=Mode.TEST
     )
-
     notify_payments = models.BooleanField(
         _("Email me when money arrives"),
         default=True,
@@ -103,12 +113,3 @@ class AgencyBillingSettings(models.Model):
 
     class Meta:
         verbose_name = _("agency billing settings")
-
-    def __str__(self) -> str:
-        return str(self._meta.verbose_name)
-
-    @classmethod
-    def load(cls) -> AgencyBillingSettings:
-        """The single settings row, created on first use."""
-        settings, _created = cls.objects.get_or_create(pk=1)
-        return settings

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .agency import Mode
+
 
 class WebhookEvent(models.Model):
     """One Stripe event as received, and what applying it did."""
@@ -39,5 +41,5 @@ class WebhookEvent(models.Model):
         return f"{self.type} {self.stripe_id}"
 
     @property
-    def mode(self) -> str:
-        return "live" if self.livemode else "test"
+    def mode(self) -> Mode:
+        return Mode.LIVE if self.livemode else Mode.TEST

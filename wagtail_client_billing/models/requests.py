@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from .. import money
+from .agency import Mode
 
 
 def new_token() -> str:
@@ -85,7 +86,7 @@ class BillingRequest(models.Model):
         help_text=_("Stripe confirmed a payment after the request had expired or been deleted."),
     )
 
-    mode = models.CharField(max_length=4, default="test")
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
     account_id = models.CharField(max_length=255, blank=True)
     checkout_session_id = models.CharField(max_length=255, unique=True, null=True)  # noqa: DJ001
     checkout_url = models.URLField(max_length=2000, blank=True)
@@ -191,11 +192,6 @@ class BillingRequest(models.Model):
     @property
     def amount_major(self):  # -> Decimal
         return money.to_major(self.amount, self.currency)
-
-    @property
-    def mode_display(self) -> str:
-        """ "Test mode" or "Live mode", translated."""
-        return str(_("Live mode") if self.mode == "live" else _("Test mode"))
 
     @property
     def currency_code(self) -> str:

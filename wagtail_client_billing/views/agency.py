@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -18,11 +16,12 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from .. import agency, stripe_api, webhook_setup
 from ..conf import billing_settings
-from ..forms import ConnectForm
-from ..models import StripeConnection
-from ..permissions import is_agency_admin
+from ..forms import ConnectForm, NotificationSettingsForm
+from ..models import AgencyBillingSettings, StripeConnection
+from ..models.agency import Mode
+from ..notifications import agency_recipients, send_again, unsent
+from ..permissions import AgencyAdminRequiredMixin
 
-MODES = ("test", "live")
 INDEX_URL = "wagtail_client_billing_agency:index"
 
 
@@ -34,31 +33,19 @@ def mask(secret: str) -> str:
     return f"{prefix}…{secret[-4:]}" if len(secret) > len(prefix) + 8 else f"{prefix}…"
 
 
-def direct_mode() -> bool:
-    """Whether the install uses the platform's own account instead of Connect."""
-    return billing_settings().direct
+def connection_or_404(mode: str) -> StripeConnection:
+    """The connection linked in ``mode`` (a URL part): 404 for another word or none linked."""
+    connection = agency.linked_connection(mode) if mode in Mode.values else None
+    if connection is None:
+        raise Http404(_("No client billing account is linked in %(mode)s mode.") % {"mode": mode})
+    return connection
 
 
-class AgencyAdminMixin:
-    """Agency admins only: everyone else gets 403 on every URL, GET and POST."""
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_agency_admin(request.user):
-            return forbidden(request)
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+def webhook_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri(reverse("wagtail_client_billing:stripe_webhook"))
 
 
-def forbidden(request: HttpRequest) -> HttpResponse:
-    """A real 403 (Wagtail turns ``PermissionDenied`` into a redirect to the dashboard)."""
-    return TemplateResponse(
-        request,
-        "wagtail_client_billing/forbidden.html",
-        {"page_title": _("Permission denied"), "header_title": _("Permission denied")},
-        status=403,
-    )
-
-
-class AgencyPageMixin(AgencyAdminMixin, WagtailAdminTemplateMixin):
+class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
     header_icon = "credit-card"
     page_title = gettext_lazy("Client billing account")
 
@@ -69,31 +56,19 @@ class AgencyPageMixin(AgencyAdminMixin, WagtailAdminTemplateMixin):
         ]
 
 
-def get_mode(kwargs: dict[str, Any]) -> str:
-    mode = kwargs["mode"]
-    if mode not in MODES:
-        raise PermissionDenied
-    return mode
+class AgencyActionView(AgencyAdminRequiredMixin, View):
+    """A button of the page: do one thing, say how it went, and go back to the page (or
+    on to the address ``act`` returns). A Stripe failure is said in plain words."""
 
+    def act(self, request: HttpRequest, **kwargs: Any) -> str | None:
+        raise NotImplementedError
 
-def connection_or_404(mode: str) -> StripeConnection:
-    from django.http import Http404
-
-    connection = agency.linked_connection(mode)
-    if connection is None:
-        raise Http404(_("No client billing account is linked in %(mode)s mode.") % {"mode": mode})
-    return connection
-
-
-def onboarding_urls(request: HttpRequest, mode: str) -> dict[str, str]:
-    return {
-        "refresh_url": request.build_absolute_uri(
-            reverse("wagtail_client_billing_agency:refresh", args=[mode])
-        ),
-        "return_url": request.build_absolute_uri(
-            reverse("wagtail_client_billing_agency:return", args=[mode])
-        ),
-    }
+    def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        try:
+            return redirect(self.act(request, **kwargs) or INDEX_URL)
+        except stripe_api.StripeFailure as error:
+            messages.error(request, error.user_message)
+            return redirect(INDEX_URL)
 
 
 class IndexView(AgencyPageMixin, TemplateView):
@@ -102,45 +77,31 @@ class IndexView(AgencyPageMixin, TemplateView):
     template_name = "wagtail_client_billing/agency/index.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
         conf = billing_settings()
-        active = agency.active_mode()
-        modes = []
-        for mode in MODES:
-            modes.append(
-                {
-                    "mode": mode,
-                    "active": mode == active,
-                    "connection": agency.linked_connection(mode),
-                    "secret_key": mask(conf.secret_key(mode)),
-                    "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
-                }
-            )
-        from ..forms import NotificationSettingsForm
-        from ..models import AgencyBillingSettings
-        from ..notifications import agency_recipients, unsent
-
-        settings_row = AgencyBillingSettings.load()
-        context.update(
+        settings_row = AgencyBillingSettings.load(request_or_site=self.request)
+        modes = [
+            {
+                "mode": mode,
+                "active": mode == settings_row.active_mode,
+                "connection": agency.linked_connection(mode),
+                "secret_key": mask(conf.secret_key(mode)),
+                "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
+            }
+            for mode in Mode
+        ]
+        return super().get_context_data(
             unsent_notifications=unsent()
             .select_related("billing_request", "billing_request__site")
             .order_by("-created_at", "-pk")[:20],
-            notifications_form=NotificationSettingsForm(
-                initial={
-                    "notify_payments": settings_row.notify_payments,
-                    "notification_recipients": settings_row.notification_recipients,
-                }
-            ),
+            notifications_form=NotificationSettingsForm(instance=settings_row),
             notification_recipients=agency_recipients(),
             modes=modes,
-            active_mode=active,
+            active_mode=settings_row.active_mode,
             any_linked=any(m["connection"] for m in modes),
             direct=conf.direct,
-            webhook_url=self.request.build_absolute_uri(
-                reverse("wagtail_client_billing:stripe_webhook")
-            ),
+            webhook_url=webhook_url(self.request),
+            **kwargs,
         )
-        return context
 
 
 class ConnectView(AgencyPageMixin, FormView):
@@ -151,42 +112,34 @@ class ConnectView(AgencyPageMixin, FormView):
     page_subtitle = gettext_lazy("Create client billing account")
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        kwargs = super().get_form_kwargs()
-        kwargs["direct"] = direct_mode()
-        return kwargs
+        return {**super().get_form_kwargs(), "direct": billing_settings().direct}
 
     def get_initial(self) -> dict[str, Any]:
         # "Create client billing account" on the Live panel asks for live mode.
-        live = self.request.GET.get("mode") == "live"
+        live = self.request.GET.get("mode") == Mode.LIVE
         return {"nonce": agency.new_idempotency_nonce(), "test_mode": not live}
 
     def form_valid(self, form: ConnectForm) -> HttpResponse:
-        mode = form.mode
-        data = form.cleaned_data
+        data, user = form.cleaned_data, self.request.user
+        urls = {name: data[name] for name in ("privacy_policy_url", "terms_of_service_url")}
         try:
-            if direct_mode():
-                agency.connect_direct(
-                    mode=mode,
-                    privacy_policy_url=data["privacy_policy_url"],
-                    terms_of_service_url=data["terms_of_service_url"],
-                    user=self.request.user,
-                )
+            if billing_settings().direct:
+                agency.connect_direct(mode=form.mode, user=user, **urls)
                 messages.success(self.request, _("Stripe accepted the keys: billing can start."))
                 return redirect(INDEX_URL)
             connection = agency.connect(
-                mode=mode,
+                mode=form.mode,
                 country=data["country"],
-                privacy_policy_url=data["privacy_policy_url"],
-                terms_of_service_url=data["terms_of_service_url"],
                 site_url=self.request.build_absolute_uri("/"),
                 nonce=data["nonce"],
-                user=self.request.user,
+                user=user,
+                **urls,
             )
         except stripe_api.StripeFailure as error:
             form.add_error(None, error.user_message)
             return self.form_invalid(form)
         try:
-            url = agency.onboarding_link(connection, **onboarding_urls(self.request, mode))
+            return redirect(onboarding_link(self.request, connection))
         except stripe_api.StripeFailure as error:
             # The account exists at Stripe and is stored: onboarding can resume later.
             messages.error(
@@ -198,53 +151,50 @@ class ConnectView(AgencyPageMixin, FormView):
                 % {"reason": error.user_message},
             )
             return redirect(INDEX_URL)
-        return HttpResponseRedirect(url)
 
 
-class OnboardView(AgencyAdminMixin, View):
+def onboarding_link(request: HttpRequest, connection: StripeConnection) -> str:
+    """A fresh link to Stripe's onboarding, which comes back to this page's mode URLs."""
+    urls = {
+        f"{name}_url": request.build_absolute_uri(
+            reverse(f"wagtail_client_billing_agency:{name}", args=[connection.mode])
+        )
+        for name in ("refresh", "return")
+    }
+    return agency.onboarding_link(connection, **urls)
+
+
+class OnboardView(AgencyActionView):
     """Continue onboarding (POST from the page) and Stripe's refresh URL (GET)."""
 
-    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
-        connection = connection_or_404(get_mode({"mode": mode}))
-        try:
-            url = agency.onboarding_link(connection, **onboarding_urls(request, mode))
-        except stripe_api.StripeFailure as error:
-            messages.error(request, error.user_message)
-            return redirect(INDEX_URL)
-        return HttpResponseRedirect(url)
+    def act(self, request: HttpRequest, mode: str) -> str:
+        return onboarding_link(request, connection_or_404(mode))
 
     # Stripe sends the browser to the refresh URL with a GET when a link has expired.
-    get = post
+    get = AgencyActionView.post
 
 
-class ReturnView(AgencyAdminMixin, View):
+class ReturnView(AgencyActionView):
     """Stripe's return URL: re-read the account and say where onboarding stands."""
 
-    def get(self, request: HttpRequest, mode: str) -> HttpResponse:
-        connection = connection_or_404(get_mode({"mode": mode}))
-        try:
-            connection = agency.refresh(connection, user=request.user)
-        except stripe_api.StripeFailure as error:
-            messages.error(request, error.user_message)
-            return redirect(INDEX_URL)
+    http_method_names = ["get"]
+
+    def act(self, request: HttpRequest, mode: str) -> None:
+        connection = agency.refresh(connection_or_404(mode), user=request.user)
         if connection.status == StripeConnection.Status.READY:
             messages.success(request, _("Your client billing account is ready to charge."))
         else:
             messages.warning(request, _("Stripe still needs some information before billing."))
-        return redirect(INDEX_URL)
+
+    get = AgencyActionView.post
 
 
-class RefreshStatusView(AgencyAdminMixin, View):
+class RefreshStatusView(AgencyActionView):
     """Ask Stripe again now (the webhook does this on its own)."""
 
-    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
-        connection = connection_or_404(get_mode({"mode": mode}))
-        try:
-            agency.refresh(connection, user=request.user)
-            messages.success(request, _("Status updated from Stripe."))
-        except stripe_api.StripeFailure as error:
-            messages.error(request, error.user_message)
-        return redirect(INDEX_URL)
+    def act(self, request: HttpRequest, mode: str) -> None:
+        agency.refresh(connection_or_404(mode), user=request.user)
+        messages.success(request, _("Status updated from Stripe."))
 
 
 class UnlinkView(AgencyPageMixin, TemplateView):
@@ -254,45 +204,29 @@ class UnlinkView(AgencyPageMixin, TemplateView):
     page_subtitle = gettext_lazy("Unlink account")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        connection = connection_or_404(get_mode(self.kwargs))
-        context["connection"] = connection
-        context["pending"] = agency.pending_requests(connection).count()
-        return context
+        connection = connection_or_404(self.kwargs["mode"])
+        pending = agency.pending_requests(connection).count()
+        return super().get_context_data(connection=connection, pending=pending, **kwargs)
 
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
-        connection = connection_or_404(get_mode({"mode": mode}))
+        connection, user = connection_or_404(mode), request.user
         reason = "unlinked by an agency admin"
-        if "withdraw" not in request.POST:
-            pending = agency.unlink_unless_pending(connection, user=request.user, reason=reason)
-            if pending:
-                messages.error(request, still_pending_message(pending))
-                return redirect("wagtail_client_billing_agency:unlink", mode)
-            messages.success(request, _("The client billing account was unlinked."))
-            return redirect(INDEX_URL)
-        outcome = agency.withdraw_and_unlink(connection, user=request.user, reason=reason)
-        if not outcome.unlinked:
-            messages.error(request, not_unlinked_message(outcome))
-            return redirect("wagtail_client_billing_agency:unlink", mode)
-        if outcome.failures:
-            messages.warning(request, unlinked_but_message(outcome))
+        withdraw = "withdraw" in request.POST
+        if withdraw:
+            outcome = agency.withdraw_and_unlink(connection, user=user, reason=reason)
         else:
-            messages.success(request, unlinked_message(outcome))
-        return redirect(INDEX_URL)
+            pending = agency.unlink_unless_pending(connection, user=user, reason=reason)
+            outcome = agency.UnlinkOutcome(unlinked=not pending, pending=pending)
+        messages.add_message(request, *unlink_report(outcome, withdrew=withdraw))
+        if outcome.unlinked:
+            return redirect(INDEX_URL)
+        return redirect("wagtail_client_billing_agency:unlink", mode)
 
 
-def still_pending_message(count: int) -> str:
-    """A plain unlink refused: how many requests are still pending."""
-    return ngettext(
-        "The account was not unlinked: %(count)s billing request is still pending on it. "
-        "Withdraw it first.",
-        "The account was not unlinked: %(count)s billing requests are still pending on it. "
-        "Withdraw them first.",
-        count,
-    ) % {"count": count}
-
-
-def _done(outcome: agency.UnlinkOutcome) -> list[str]:
+def unlink_report(outcome: agency.UnlinkOutcome, *, withdrew: bool) -> tuple[int, str]:
+    """The message (level, text) that says what Unlink did, or why it did not."""
+    count, failed = outcome.pending, len(outcome.failures)
+    reasons = "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)
     done = []
     if outcome.withdrawn:
         done.append(
@@ -312,81 +246,68 @@ def _done(outcome: agency.UnlinkOutcome) -> list[str]:
             )
             % {"count": outcome.paid}
         )
-    return done
-
-
-def _reasons(outcome: agency.UnlinkOutcome) -> str:
-    return "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)
-
-
-def unlinked_message(outcome: agency.UnlinkOutcome) -> str:
-    """Withdrawn (or found paid), then unlinked."""
-    done = _done(outcome)
-    if not done:
-        return _("The client billing account was unlinked.")
-    return _("%(done)s; the client billing account was unlinked.") % {"done": "; ".join(done)}
-
-
-def not_unlinked_message(outcome: agency.UnlinkOutcome) -> str:
-    """Stripe failed for some (nothing unlinked), or requests kept arriving."""
-    if not outcome.failures:
-        return ngettext(
+    if not outcome.unlinked and failed:  # Stripe failed for some: nothing unlinked
+        not_done = ngettext("%(count)s could not be", "%(count)s could not be", failed)
+        return messages.ERROR, _(
+            "The account was not unlinked: %(done)s (%(reasons)s). "
+            "Try again to withdraw the rest and unlink."
+        ) % {"done": ", ".join([*done, not_done % {"count": failed}]), "reasons": reasons}
+    if not outcome.unlinked and withdrew:  # requests kept arriving while withdrawing
+        return messages.ERROR, ngettext(
             "The account was not unlinked: new billing requests kept arriving on it "
             "(%(count)s pending now). Try again.",
             "The account was not unlinked: new billing requests kept arriving on it "
             "(%(count)s pending now). Try again.",
-            outcome.pending,
-        ) % {"count": outcome.pending}
-    failed = len(outcome.failures)
-    not_done = ngettext("%(count)s could not be", "%(count)s could not be", failed) % {
-        "count": failed
-    }
-    return _(
-        "The account was not unlinked: %(done)s (%(reasons)s). "
-        "Try again to withdraw the rest and unlink."
-    ) % {
-        "done": ", ".join([*_done(outcome), not_done]),
-        "reasons": _reasons(outcome),
-    }
+            count,
+        ) % {"count": count}
+    if not outcome.unlinked:  # a plain unlink, refused while requests are pending
+        return messages.ERROR, ngettext(
+            "The account was not unlinked: %(count)s billing request is still pending on it. "
+            "Withdraw it first.",
+            "The account was not unlinked: %(count)s billing requests are still pending on "
+            "it. Withdraw them first.",
+            count,
+        ) % {"count": count}
+    if failed:  # unlinked, but requests sent meanwhile could not be withdrawn
+        return messages.WARNING, ngettext(
+            "The client billing account was unlinked, but %(count)s billing request sent "
+            "meanwhile could not be withdrawn (%(reasons)s): its link now says it no longer "
+            "works, and a payment Stripe still reports for it is recorded.",
+            "The client billing account was unlinked, but %(count)s billing requests sent "
+            "meanwhile could not be withdrawn (%(reasons)s): their links now say they no "
+            "longer work, and a payment Stripe still reports for them is recorded.",
+            failed,
+        ) % {"count": failed, "reasons": reasons}
+    if done:
+        return messages.SUCCESS, _("%(done)s; the client billing account was unlinked.") % {
+            "done": "; ".join(done)
+        }
+    return messages.SUCCESS, _("The client billing account was unlinked.")
 
 
-def unlinked_but_message(outcome: agency.UnlinkOutcome) -> str:
-    """Unlinked, but requests sent during the unlink could not be withdrawn."""
-    failed = len(outcome.failures)
-    return ngettext(
-        "The client billing account was unlinked, but %(count)s billing request sent "
-        "meanwhile could not be withdrawn (%(reasons)s): its link now says it no longer "
-        "works, and a payment Stripe still reports for it is recorded.",
-        "The client billing account was unlinked, but %(count)s billing requests sent "
-        "meanwhile could not be withdrawn (%(reasons)s): their links now say they no "
-        "longer work, and a payment Stripe still reports for them is recorded.",
-        failed,
-    ) % {"count": failed, "reasons": _reasons(outcome)}
-
-
-class SwitchModeView(AgencyAdminMixin, View):
+class SwitchModeView(AgencyActionView):
     """Make test or live the mode new billing requests use."""
 
-    def post(self, request: HttpRequest) -> HttpResponse:
+    def act(self, request: HttpRequest) -> None:
         mode = request.POST.get("mode", "")
-        if mode not in MODES:
+        if mode not in Mode.values:
             messages.error(request, _("Unknown mode."))
-        else:
-            agency.switch_mode(mode, user=request.user)
-            messages.success(
-                request,
-                _("Live mode is now active.") if mode == "live" else _("Test mode is now active."),
-            )
-        return redirect(INDEX_URL)
+            return
+        agency.switch_mode(mode, user=request.user)
+        live = mode == Mode.LIVE
+        messages.success(
+            request, _("Live mode is now active.") if live else _("Test mode is now active.")
+        )
 
 
-class RegisterWebhookView(AgencyAdminMixin, View):
+class RegisterWebhookView(AgencyActionView):
     """Register this install's webhook endpoint at Stripe and show the secret to set."""
 
-    def post(self, request: HttpRequest, mode: str) -> HttpResponse:
-        mode = get_mode({"mode": mode})
-        url = request.build_absolute_uri(reverse("wagtail_client_billing:stripe_webhook"))
-        if mode == "live" and not url.startswith("https://"):
+    def act(self, request: HttpRequest, mode: str) -> None:
+        if mode not in Mode.values:
+            raise Http404
+        url = webhook_url(request)
+        if mode == Mode.LIVE and not url.startswith("https://"):
             # Stripe delivers live events to https endpoints only.
             messages.error(
                 request,
@@ -398,12 +319,9 @@ class RegisterWebhookView(AgencyAdminMixin, View):
                 )
                 % {"url": url, "path": reverse("wagtail_client_billing:stripe_webhook")},
             )
-            return redirect(INDEX_URL)
-        try:
-            endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=not direct_mode())
-        except stripe_api.StripeFailure as error:
-            messages.error(request, error.user_message)
-            return redirect(INDEX_URL)
+            return
+        connect = not billing_settings().direct
+        endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=connect)
         messages.success(
             request,
             _(
@@ -417,43 +335,34 @@ class RegisterWebhookView(AgencyAdminMixin, View):
                 "secret": endpoint.secret,
             },
         )
-        return redirect(INDEX_URL)
 
 
-class NotificationsView(AgencyAdminMixin, View):
-    """Save who hears when money arrives."""
+class NotificationsView(AgencyActionView):
+    """Save who hears when money arrives (errors come back as messages on the page)."""
 
-    def post(self, request: HttpRequest) -> HttpResponse:
-        from ..forms import NotificationSettingsForm
-        from ..models import AgencyBillingSettings
-
-        form = NotificationSettingsForm(request.POST)
+    def act(self, request: HttpRequest) -> None:
+        settings_row = AgencyBillingSettings.load(request_or_site=request)
+        form = NotificationSettingsForm(request.POST, instance=settings_row)
         if not form.is_valid():
             for errors in form.errors.values():
                 for error in errors:
                     messages.error(request, error)
-            return redirect(INDEX_URL)
-        settings_row = AgencyBillingSettings.load()
-        settings_row.notify_payments = form.cleaned_data["notify_payments"]
-        settings_row.notification_recipients = form.cleaned_data["notification_recipients"]
-        settings_row.save(update_fields=["notify_payments", "notification_recipients"])
+            return
+        # Only the form's fields: a mode switched meanwhile is not written back.
+        form.save(commit=False).save(update_fields=list(form.fields))
         messages.success(request, _("Notification settings saved."))
-        return redirect(INDEX_URL)
 
 
-class SendNotificationAgainView(AgencyAdminMixin, View):
+class SendNotificationAgainView(AgencyActionView):
     """Queue a notification that did not go out once more."""
 
-    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from ..notifications import send_again
-
+    def act(self, request: HttpRequest, pk: int) -> None:
         if send_again(pk):
             messages.success(request, _("The notification is on its way again."))
         else:
             messages.warning(
                 request, _("This notification was already sent, or is being sent right now.")
             )
-        return redirect(INDEX_URL)
 
 
 # The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):

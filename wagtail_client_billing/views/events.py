@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import django_filters
@@ -32,10 +31,9 @@ from wagtail.utils.urlpatterns import decorate_urlpatterns
 
 from ..compat import PolicyViewSetMixin
 from ..models import WebhookEvent
-from ..models.agency import MODE_CHOICES
-from ..permissions import AgencyPermissionPolicy, is_agency_admin
+from ..models.agency import Mode
+from ..permissions import AgencyPermissionPolicy, agency_admins_only
 from ..webhooks import HANDLERS, EventProcessingFailed, process_event
-from .agency import forbidden
 
 STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
@@ -47,7 +45,7 @@ webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", REP
 
 def mode_label(event: WebhookEvent) -> str:
     """ "Test mode" or "Live mode", translated."""
-    return str(dict(MODE_CHOICES)[event.mode])
+    return str(event.mode.label)
 
 
 def short_error(event: WebhookEvent, length: int = 100) -> str:
@@ -74,7 +72,7 @@ class WebhookEventFilterSet(WagtailFilterSet):
     )
     mode = django_filters.ChoiceFilter(
         label=gettext_lazy("Mode"),
-        choices=MODE_CHOICES,
+        choices=Mode.choices,
         method="filter_mode",
         widget=forms.RadioSelect,
         empty_label=gettext_lazy("All"),
@@ -100,7 +98,7 @@ class WebhookEventFilterSet(WagtailFilterSet):
         self.filters["type"].extra["choices"] = [(t, t) for t in types]
 
     def filter_mode(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(livemode=value == "live") if value else queryset
+        return queryset.filter(livemode=value == Mode.LIVE) if value else queryset
 
 
 class WebhookEventIndexView(IndexView):
@@ -239,21 +237,6 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
         return redirect(self.inspect_url)
 
 
-def agency_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Answer everyone but agency admins with a real 403 on every URL, GET and POST.
-
-    Wagtail turns ``PermissionDenied`` into a redirect to the dashboard; the agency's
-    screens answer with 403, like the agency page, before looking anything up.
-    """
-
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_agency_admin(request.user):
-            return forbidden(request)
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
 def reprocess_url_name() -> str:
     return webhook_event_viewset.get_url_name(REPROCESS)
 
@@ -325,7 +308,9 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
             *super().get_urlpatterns(),
             path(f"{REPROCESS}/<int:pk>/", self.reprocess_view, name=REPROCESS),
         ]
-        return decorate_urlpatterns(patterns, agency_only)
+        # Agency admins only, on every URL (the viewset's own too): a real 403 for others,
+        # before anything is looked up.
+        return decorate_urlpatterns(patterns, agency_admins_only)
 
 
 webhook_event_viewset = WebhookEventViewSet()

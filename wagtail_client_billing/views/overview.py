@@ -6,17 +6,16 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy
 from wagtail.admin.ui.tables import Column
 from wagtail.models import Site
 
-from .. import agency, reports
+from .. import reports
 from ..exports import SafeCSVExportMixin
-from ..models import BillingRequest
-from ..permissions import is_agency_admin
-from .agency import forbidden
+from ..models import AgencyBillingSettings, BillingRequest
+from ..models.agency import Mode
+from ..permissions import AgencyAdminRequiredMixin
 from .requests import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
 
 
@@ -28,14 +27,14 @@ class OverviewFilterSet(BillingRequestFilterSet):
     )
     mode = django_filters.ChoiceFilter(
         label=gettext_lazy("Mode"),
-        choices=[("live", gettext_lazy("Live mode")), ("test", gettext_lazy("Test mode"))],
+        choices=Mode.choices,
     )
 
     class Meta(BillingRequestFilterSet.Meta):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
 
 
-class OverviewView(SafeCSVExportMixin, IndexView):
+class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
     """Every site's requests for agency admins, with the site as a column and filter."""
 
     template_name = "wagtail_client_billing/overview/index.html"
@@ -55,7 +54,7 @@ class OverviewView(SafeCSVExportMixin, IndexView):
         "created_at",
         "expires_at",
         "paid_at",
-        "mode_display",
+        "get_mode_display",
     ]
     export_headings = {
         "site": gettext_lazy("Site"),
@@ -68,13 +67,8 @@ class OverviewView(SafeCSVExportMixin, IndexView):
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
         "paid_at": gettext_lazy("Paid at"),
-        "mode_display": gettext_lazy("Mode"),
+        "get_mode_display": gettext_lazy("Mode"),
     }
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_agency_admin(request.user):
-            return forbidden(request)
-        return super().dispatch(request, *args, **kwargs)
 
     @cached_property
     def site(self) -> None:
@@ -98,7 +92,7 @@ class OverviewView(SafeCSVExportMixin, IndexView):
         if sites and all(site.isdigit() for site in sites):
             base = base.filter(site__in=sites)
         # The totals count the active mode's requests only (the listing shows both).
-        context["mode"] = agency.active_mode()
+        context["mode"] = AgencyBillingSettings.load(request_or_site=self.request).active_mode
         context["totals"] = reports.totals(base.filter(mode=context["mode"]))
         return context
 
