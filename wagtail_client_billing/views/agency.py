@@ -16,8 +16,9 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import FormView, TemplateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
-from .. import agency, stripe_api, webhook_setup
+from .. import agency, stripe_api
 from ..conf import billing_settings
+from ..events import endpoints
 from ..forms import ConnectForm
 from ..models import StripeConnection
 from ..permissions import is_agency_admin
@@ -400,7 +401,7 @@ class RegisterWebhookView(AgencyAdminMixin, View):
             )
             return redirect(INDEX_URL)
         try:
-            endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=not direct_mode())
+            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not direct_mode())
         except stripe_api.StripeFailure as error:
             messages.error(request, error.user_message)
             return redirect(INDEX_URL)

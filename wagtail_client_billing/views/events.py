@@ -31,10 +31,11 @@ from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.utils.urlpatterns import decorate_urlpatterns
 
 from ..compat import PolicyViewSetMixin
+from ..events.handlers import HANDLERS
+from ..events.processing import EventProcessingFailed, process_event
 from ..models import WebhookEvent
 from ..models.agency import MODE_CHOICES
 from ..permissions import AgencyPermissionPolicy, is_agency_admin
-from ..webhooks import HANDLERS, EventProcessingFailed, process_event
 from .agency import forbidden
 
 STATUS = WebhookEvent.Status

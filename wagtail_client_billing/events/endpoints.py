@@ -1,0 +1,62 @@
+"""Register this install's webhook endpoint at Stripe, for the event types it handles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.urls import reverse
+
+from .. import stripe_api
+from .handlers import HANDLERS
+
+WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
+
+
+@dataclass(frozen=True)
+class RegisteredEndpoint:
+    """A webhook endpoint as Stripe registered it; ``secret`` is shown only once."""
+
+    id: str
+    url: str
+    secret: str
+    connect: bool
+    events: tuple[str, ...]
+
+
+def handled_event_types() -> tuple[str, ...]:
+    """Every event type the app has a handler for."""
+    return tuple(sorted(HANDLERS))
+
+
+def default_webhook_url() -> str:
+    """``WAGTAILADMIN_BASE_URL`` followed by the webhook's path, or "" if it is not set."""
+    base = (getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "").rstrip("/")
+    return f"{base}{reverse(WEBHOOK_URL_NAME)}" if base else ""
+
+
+def url_problem(url: str, mode: str) -> str:
+    """Why Stripe cannot deliver ``mode`` events to ``url``, or ""."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{url!r} is not an absolute http(s) URL."
+    # Stripe delivers live events to HTTPS endpoints only.
+    if mode == "live" and parts.scheme != "https":
+        return f"Live-mode webhook URLs must use https: {url}"
+    return ""
+
+
+def register_webhook_endpoint(mode: str, url: str, *, connect: bool) -> RegisteredEndpoint:
+    """Create the endpoint at Stripe for ``mode``: a Connect endpoint when Connect is used.
+
+    With Connect, events about the agency's account (checkout sessions, ``account.updated``)
+    reach only an endpoint created with ``connect=true``, with a signing secret of its own.
+    """
+    events = handled_event_types()
+    endpoint_id, secret = stripe_api.create_webhook_endpoint(
+        mode, url=url, events=events, connect=connect
+    )
+    return RegisteredEndpoint(
+        id=endpoint_id, url=url, secret=secret, connect=connect, events=events
+    )
