@@ -293,7 +293,6 @@ def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> boo
 # (``construct_event``), so both read a session the same way.
 CheckoutSession = stripe.checkout.Session
 Subscription = stripe.Subscription
-Event = stripe.Event
 
 
 def construct_event(payload: dict[str, Any]) -> stripe.Event:
