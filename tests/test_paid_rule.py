@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.factories import connect_ready_account, make_site, request_details
-from wagtail_client_billing import billing, stripe_api, tasks
+from wagtail_client_billing import billing, reconciliation, stripe_api
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
 
@@ -86,12 +86,19 @@ def deliver(client, event: dict) -> int:
     ],
 )
 def test_the_rule(status, payment_status, event_type, paid):
-    payload = {"id": "cs_1", "status": status, "payment_status": payment_status}
-    assert stripe_api.is_paid(payload, event_type=event_type) is paid
-    if isinstance(payment_status, str) and not event_type:
-        session = stripe_api.checkout_session(payload)
+    payload = {"id": "cs_1", "object": "checkout.session", "status": status}
+    payload["payment_status"] = payment_status
+    event = {"id": "evt_1", "object": "event", "type": event_type, "data": {"object": payload}}
+    session = stripe_api.construct_event(event).data.object  # as a webhook handler gets it
+    assert isinstance(session, stripe_api.CheckoutSession)
+    assert stripe_api.is_paid(session, event_type=event_type) is paid
+    if not event_type:  # as the API returns it (reconciliation, delete)
+        session = stripe_api.CheckoutSession.construct_from(payload, None)
         assert stripe_api.is_paid(session) is paid
-        assert session.paid is paid
+    if not status:  # a field a signed body may lack altogether
+        del payload["status"]
+        session = stripe_api.construct_event(event).data.object
+        assert stripe_api.is_paid(session, event_type=event_type) is paid
 
 
 @pytest.mark.parametrize(("payment_status", "paid"), PAYMENT_STATUSES)
@@ -119,7 +126,7 @@ def test_webhook_async_payment_succeeded(request_, billing_stripe_settings, clie
 @pytest.mark.parametrize(("payment_status", "paid"), PAYMENT_STATUSES)
 def test_reconciliation(request_, billing_stripe_settings, payment_status, paid):
     complete_at_stripe(billing_stripe_settings, request_, payment_status)  # webhook lost
-    tasks.reconcile_one(request_)
+    reconciliation.reconcile_one(request_)
     request_.refresh_from_db()
     assert request_.status == (Status.PAID if paid else Status.PENDING)
 

@@ -16,7 +16,8 @@ from tests.test_webhooks import (
     link,
     sign,
 )
-from wagtail_client_billing import stripe_api, webhook_setup
+from wagtail_client_billing import stripe_api
+from wagtail_client_billing.events import endpoints
 from wagtail_client_billing.models import WebhookEvent
 
 
@@ -50,7 +51,7 @@ def test_the_registered_endpoint_receives_connect_events(simulator, settings, li
     assert err == ""
     (endpoint,) = stripe_api.list_webhook_endpoints("test")
     assert endpoint["url"] == f"{live_server.url}/billing/stripe/webhook/"
-    assert set(endpoint["enabled_events"]) == set(webhook_setup.handled_event_types())
+    assert set(endpoint["enabled_events"]) == set(endpoints.handled_event_types())
     assert f"Registered the test-mode Connect endpoint {endpoint['id']}" in out
     assert "account.updated" in out
     secret = re.search(r"Signing secret: (whsec_\S+)", out).group(1)

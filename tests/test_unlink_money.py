@@ -26,7 +26,7 @@ from tests.test_billing_requests import (
 )
 from tests.test_webhooks import LIVE_SECRET, make_event
 from tests.test_webhooks import deliver as deliver_signed
-from wagtail_client_billing import agency, billing, signals, tasks
+from wagtail_client_billing import agency, billing, reconciliation, signals
 from wagtail_client_billing.models import (
     BillingRequest,
     Notification,
@@ -418,7 +418,7 @@ def test_reconciliation_settles_a_request_of_an_unlinked_account(editor, site, c
         created_at=timezone.now() - timedelta(hours=2)
     )
 
-    assert tasks.reconcile() == 1
+    assert reconciliation.reconcile() == 1
 
     assert_paid_late(request)
 

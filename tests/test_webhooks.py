@@ -20,17 +20,12 @@ from django.test import Client
 from django.urls import reverse
 from wagtail.models import ModelLogEntry
 
-from wagtail_client_billing import agency, webhook_setup
+from wagtail_client_billing import agency, stripe_api
+from wagtail_client_billing.events import endpoints
+from wagtail_client_billing.events.handlers import HANDLERS, EventIgnored, account_updated
+from wagtail_client_billing.events.processing import EventProcessingFailed, process_event
+from wagtail_client_billing.events.view import stripe_webhook
 from wagtail_client_billing.models import StripeConnection, WebhookEvent
-from wagtail_client_billing.webhooks import (
-    HANDLERS,
-    EventIgnored,
-    EventProcessingFailed,
-    account_updated,
-    process_event,
-    register_handler,
-    stripe_webhook,
-)
 
 SECRET = "whsec_test_suite"  # tests/settings.py
 LIVE_SECRET = "whsec_live_suite"
@@ -571,8 +566,8 @@ def test_deauthorization_of_another_account_changes_nothing(client, connection):
 def test_a_failing_handler_answers_500_keeps_the_traceback_and_its_retry_applies(
     client, connection, handlers
 ):
-    def applies_then_breaks(event, payload):
-        account_updated(event, payload)  # writes the new state and the audit entry...
+    def applies_then_breaks(event, account):
+        account_updated(event, account)  # writes the new state and the audit entry...
         raise RuntimeError("the database of a third party is down")  # ...then fails
 
     handlers["account.updated"] = applies_then_breaks
@@ -618,12 +613,13 @@ def test_an_account_object_stripe_api_cannot_read_fails_the_event(client, connec
 def test_process_event_reprocesses_a_failed_event(client, connection, handlers):
     attempts = []
 
-    @register_handler("account.updated")
-    def flaky(event, payload):
+    def flaky(event, account):
         attempts.append(event.stripe_id)
         if len(attempts) < 3:
             raise ConnectionError(f"attempt {len(attempts)}")
-        account_updated(event, payload)
+        account_updated(event, account)
+
+    handlers["account.updated"] = flaky
 
     assert deliver(client, account_updated_event()).status_code == 500
     stored = WebhookEvent.objects.get()
@@ -642,10 +638,11 @@ def test_process_event_reprocesses_a_failed_event(client, connection, handlers):
 
 
 def test_a_handler_can_ignore_an_event_and_its_writes_are_undone(client, connection, handlers):
-    @register_handler("charge.refunded")
-    def not_ours(event, payload):
+    def not_ours(event, charge):
         agency.unlink(connection_for_test(), reason="should be rolled back")
         raise EventIgnored("the charge is not one of ours")
+
+    handlers["charge.refunded"] = not_ours
 
     assert deliver(client, make_event("charge.refunded", {"id": "ch_1"})).status_code == 200
 
@@ -658,9 +655,9 @@ def connection_for_test() -> StripeConnection:
     return StripeConnection.objects.get(account_id="acct_agency")
 
 
-def test_handled_event_types_come_from_the_handler_table(handlers):
-    # Every event the app acts on: the endpoint it registers at Stripe asks for each.
-    assert webhook_setup.handled_event_types() == (
+def test_handled_event_types_are_the_documented_ones():
+    # docs/webhooks.md lists what each of them does; the endpoint subscribes to these.
+    assert endpoints.handled_event_types() == (
         "account.application.deauthorized",
         "account.updated",
         "checkout.session.async_payment_failed",
@@ -671,11 +668,18 @@ def test_handled_event_types_come_from_the_handler_table(handlers):
         "customer.subscription.updated",
     )
 
-    @register_handler("invoice.paid")
-    def invoice_paid(event, payload):
-        pass
 
-    assert "invoice.paid" in webhook_setup.handled_event_types()
+def test_handlers_get_stripes_typed_objects(client, connection, handlers):
+    got = []
+    handlers["checkout.session.expired"] = lambda event, session: got.append(session)
+    handlers["account.updated"] = lambda event, account: got.append(account)
+    deliver(
+        client, make_event("checkout.session.expired", {"id": "cs_1", "object": "checkout.session"})
+    )
+    deliver(client, account_updated_event())
+    session, account = got
+    assert isinstance(session, stripe_api.CheckoutSession) and session.id == "cs_1"
+    assert type(account).__name__ == "Account" and account.id == "acct_agency"
 
 
 # Logging -------------------------------------------------------------------------------

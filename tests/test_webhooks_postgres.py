@@ -28,8 +28,8 @@ from tests.test_webhooks import (
     onboarding_entries,
     sign,
 )
+from wagtail_client_billing.events.handlers import account_updated
 from wagtail_client_billing.models import StripeConnection, WebhookEvent
-from wagtail_client_billing.webhooks import account_updated
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -78,11 +78,11 @@ def test_fifty_concurrent_deliveries_store_and_apply_once():
 def test_fifty_concurrent_retries_of_a_failed_event_apply_it_once(handlers):  # noqa: F811
     applied = []
 
-    def slow(event, payload):
+    def slow(event, account):
         # Hold the claimed row for a while, so that the other deliveries queue on it.
         time.sleep(0.2)
         applied.append(event.stripe_id)
-        account_updated(event, payload)
+        account_updated(event, account)
 
     handlers["account.updated"] = slow
     link()

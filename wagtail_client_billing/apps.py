@@ -13,7 +13,7 @@ class WagtailClientBillingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import billing_events, checks, tracking  # noqa: F401  (handlers, checks, signals)
+        from . import checks, tracking  # noqa: F401  (checks, signals)
         from .compat import register_policy
         from .models import BillingRequest, SiteEmailSettings, WebhookEvent
         from .tasks import ensure_schedule

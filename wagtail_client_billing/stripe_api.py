@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -289,24 +289,27 @@ def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> boo
     return False
 
 
-@dataclass(frozen=True)
-class CheckoutSession:
-    """The parts of a Checkout Session the app keeps."""
+# Stripe's own typed objects: what the API calls return and what webhook handlers get
+# (``construct_event``), so both read a session the same way.
+CheckoutSession = stripe.checkout.Session
+Subscription = stripe.Subscription
 
-    id: str
-    url: str
-    status: str  # open, complete, expired
-    payment_status: str  # paid, unpaid, no_payment_required
-    expires_at: int
-    subscription: str = ""
-    payment_intent: str = ""
-    client_reference_id: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def paid(self) -> bool:
-        """Stripe says this session is paid (``is_paid``)."""
-        return is_paid(self)
+def construct_event(payload: dict[str, Any]) -> stripe.Event:
+    """A webhook event's payload as the SDK's typed objects (``data.object`` is a
+    ``CheckoutSession``, a ``Subscription``, an ``Account``... by its ``object`` field)."""
+    return stripe.Event.construct_from(payload, None)
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """``obj.name``, or None if absent: a signed webhook body may lack any field."""
+    return getattr(obj, name, None)
+
+
+def id_of(value: Any) -> str:
+    """The id of a reference that may be expanded (``"sub_..."`` or a ``Subscription``)."""
+    value = getattr(value, "id", value)
+    return value if isinstance(value, str) else ""
 
 
 # The one rule for "this Checkout Session is paid" (the webhook handlers, the
@@ -318,46 +321,21 @@ EVENT_COMPLETED = "checkout.session.completed"
 EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 
 
-def is_paid(session: CheckoutSession | Mapping[str, Any], *, event_type: str = "") -> bool:
+def is_paid(session: CheckoutSession, *, event_type: str = "") -> bool:
     """True if Stripe says the session is paid: the one rule, for every caller.
 
-    ``session`` is a ``CheckoutSession`` (from the API) or a webhook event's session
-    object; ``event_type`` is the event it came with, if any. A delayed payment that
-    settled (``async_payment_succeeded``) is paid; a ``checkout.session.completed`` event
-    is about a complete session by definition. Otherwise: status ``complete`` and
-    payment status ``paid`` or ``no_payment_required``. A completed session still
-    ``unpaid`` is a delayed payment on its way, not a payment.
+    ``session`` comes from the API or from a webhook event (``construct_event``);
+    ``event_type`` is the event it came with, if any. A delayed payment that settled
+    (``async_payment_succeeded``) is paid; a ``checkout.session.completed`` event is
+    about a complete session by definition. Otherwise: status ``complete`` and payment
+    status ``paid`` or ``no_payment_required``. A completed session still ``unpaid`` is
+    a delayed payment on its way, not a payment.
     """
     if event_type == EVENT_ASYNC_SUCCEEDED:
         return True
-    if isinstance(session, Mapping):
-        status, payment_status = session.get("status"), session.get("payment_status")
-    else:
-        status, payment_status = session.status, session.payment_status
-    complete = status == "complete" or event_type == EVENT_COMPLETED
+    complete = field_of(session, "status") == "complete" or event_type == EVENT_COMPLETED
     # A tuple, not a set: a webhook body may hold any JSON here (a list is unhashable).
-    return complete and payment_status in PAID_PAYMENT_STATUSES
-
-
-def checkout_session(session: Any) -> CheckoutSession:
-    """Read a session object (from the API or a webhook event)."""
-    data = _plain(session)
-
-    def ref(key: str) -> str:
-        value = data.get(key) or ""
-        return value.get("id", "") if isinstance(value, dict) else value
-
-    return CheckoutSession(
-        id=data["id"],
-        url=data.get("url") or "",
-        status=data.get("status") or "",
-        payment_status=data.get("payment_status") or "",
-        expires_at=int(data.get("expires_at") or 0),
-        subscription=ref("subscription"),
-        payment_intent=ref("payment_intent"),
-        client_reference_id=data.get("client_reference_id") or "",
-        metadata=dict(data.get("metadata") or {}),
-    )
+    return complete and field_of(session, "payment_status") in PAID_PAYMENT_STATUSES
 
 
 def _account_options(account_id: str, **options: Any) -> dict[str, Any]:
@@ -373,7 +351,7 @@ def create_checkout_session(
         session = get_client(mode).v1.checkout.sessions.create(
             params, options=_account_options(account_id, idempotency_key=idempotency_key)
         )
-    return checkout_session(session)
+    return session
 
 
 def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
@@ -382,7 +360,7 @@ def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) ->
         session = get_client(mode).v1.checkout.sessions.retrieve(
             session_id, options=_account_options(account_id)
         )
-    return checkout_session(session)
+    return session
 
 
 def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
@@ -402,13 +380,4 @@ def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> C
         if current.status == "open":
             raise
         return current
-    return checkout_session(session)
-
-
-def retrieve_subscription_status(mode: str, *, account_id: str, subscription_id: str) -> str:
-    """A subscription's status (active, past_due, canceled...)."""
-    with translate_errors():
-        subscription = get_client(mode).v1.subscriptions.retrieve(
-            subscription_id, options=_account_options(account_id)
-        )
-    return _plain(subscription).get("status") or ""
+    return session

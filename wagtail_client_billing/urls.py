@@ -2,13 +2,13 @@
 
 from django.urls import path
 
-from . import webhooks
+from .events.view import stripe_webhook
 from .views.pay import ask_for_new_link, pay
 
 app_name = "wagtail_client_billing"
 
 urlpatterns = [
-    path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook"),
+    path("stripe/webhook/", stripe_webhook, name="stripe_webhook"),
     path("pay/<str:token>/", pay, name="pay"),
     path("pay/<str:token>/new-link/", ask_for_new_link, name="ask_for_new_link"),
 ]

@@ -549,7 +549,7 @@ class Harness:
         )
         # Events about the agency's connected account reach only a Connect endpoint, which
         # gets exactly the types the app handles (as register_stripe_webhook asks Stripe).
-        from wagtail_client_billing.webhook_setup import handled_event_types
+        from wagtail_client_billing.events.endpoints import handled_event_types
 
         stack.simulator.add_webhook(
             stack.webhook_url,

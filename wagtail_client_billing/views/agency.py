@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import FormView, TemplateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
-from .. import agency, stripe_api, webhook_setup
+from .. import agency, stripe_api
 from ..conf import billing_settings
+from ..events import endpoints
 from ..forms import ConnectForm, NotificationSettingsForm
 from ..models import AgencyBillingSettings, StripeConnection
 from ..models.agency import Mode
@@ -321,7 +322,7 @@ class RegisterWebhookView(AgencyActionView):
             )
             return
         connect = not billing_settings().direct
-        endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=connect)
+        endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
         messages.success(
             request,
             _(

@@ -30,10 +30,11 @@ from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.utils.urlpatterns import decorate_urlpatterns
 
 from ..compat import PolicyViewSetMixin
+from ..events.handlers import HANDLERS
+from ..events.processing import EventProcessingFailed, process_event
 from ..models import WebhookEvent
 from ..models.agency import Mode
 from ..permissions import AgencyPermissionPolicy, agency_admins_only
-from ..webhooks import HANDLERS, EventProcessingFailed, process_event
 
 STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"

@@ -5,21 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
-from ... import stripe_api, webhook_setup
+from ... import stripe_api
 from ...conf import billing_settings, setting_key
-
-WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
-
-
-def default_webhook_url() -> str:
-    """``WAGTAILADMIN_BASE_URL`` followed by the webhook's path, or "" if it is not set."""
-    base = (getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "").rstrip("/")
-    return f"{base}{reverse(WEBHOOK_URL_NAME)}" if base else ""
+from ...events import endpoints
 
 
 class Command(BaseCommand):
@@ -46,7 +38,7 @@ class Command(BaseCommand):
             conf = billing_settings()
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
-        url = url or default_webhook_url()
+        url = url or endpoints.default_webhook_url()
         if not url:
             raise CommandError(
                 "No URL to register: pass --url https://your.site/billing/stripe/webhook/ "
@@ -55,7 +47,7 @@ class Command(BaseCommand):
         self._check_url(url, mode)
         connect = not conf.direct
         try:
-            endpoint = webhook_setup.register_webhook_endpoint(mode, url, connect=connect)
+            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
         except stripe_api.StripeNotConfigured as error:
             key = setting_key(f"STRIPE_{mode.upper()}_SECRET_KEY")
             raise CommandError(f"{error.user_message} Set {key} first.") from error
@@ -90,16 +82,13 @@ class Command(BaseCommand):
             )
 
     def _check_url(self, url: str, mode: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise CommandError(f"{url!r} is not an absolute http(s) URL.")
-        # Stripe delivers live events to HTTPS endpoints only.
-        if mode == "live" and parts.scheme != "https":
-            raise CommandError(f"Live-mode webhook URLs must use https: {url}")
-        if not parts.path.endswith(reverse(WEBHOOK_URL_NAME)):
+        if problem := endpoints.url_problem(url, mode):
+            raise CommandError(problem)
+        path = reverse(endpoints.WEBHOOK_URL_NAME)
+        if not urlsplit(url).path.endswith(path):
             self.stderr.write(
                 self.style.WARNING(
-                    f"{url} does not end with {reverse(WEBHOOK_URL_NAME)}: check that it "
-                    "reaches this app's webhook view."
+                    f"{url} does not end with {path}: check that it reaches this app's "
+                    "webhook view."
                 )
             )

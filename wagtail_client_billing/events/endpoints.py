@@ -1,10 +1,17 @@
-"""Register this install's webhook endpoint at Stripe."""
+"""Register this install's webhook endpoint at Stripe, for the event types it handles."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from . import stripe_api
+from django.conf import settings
+from django.urls import reverse
+
+from .. import stripe_api
+from .handlers import HANDLERS
+
+WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
 
 
 @dataclass(frozen=True)
@@ -20,9 +27,24 @@ class RegisteredEndpoint:
 
 def handled_event_types() -> tuple[str, ...]:
     """Every event type the app has a handler for."""
-    from .webhooks import HANDLERS
-
     return tuple(sorted(HANDLERS))
+
+
+def default_webhook_url() -> str:
+    """``WAGTAILADMIN_BASE_URL`` followed by the webhook's path, or "" if it is not set."""
+    base = (getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "").rstrip("/")
+    return f"{base}{reverse(WEBHOOK_URL_NAME)}" if base else ""
+
+
+def url_problem(url: str, mode: str) -> str:
+    """Why Stripe cannot deliver ``mode`` events to ``url``, or ""."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{url!r} is not an absolute http(s) URL."
+    # Stripe delivers live events to HTTPS endpoints only.
+    if mode == "live" and parts.scheme != "https":
+        return f"Live-mode webhook URLs must use https: {url}"
+    return ""
 
 
 def register_webhook_endpoint(mode: str, url: str, *, connect: bool) -> RegisteredEndpoint:

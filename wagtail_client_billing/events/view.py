@@ -1,0 +1,172 @@
+"""The Stripe webhook endpoint: verify, store once, apply, answer.
+
+The HTTP contract (see docs/webhooks.md):
+
+- 400: no valid ``Stripe-Signature`` (missing, wrong secret, older than 5 minutes), a body
+  that is not JSON or not an event object, or one over Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE``. Nothing is stored; one warning line is logged.
+- 200: the event was stored and applied, stored and ignored (no handler, or not about the
+  linked account), or it is a duplicate of one already applied or ignored. An event that
+  reports money taken for a request we know is applied even if that request's account is
+  no longer linked (``handlers.MONEY_EVENTS``): a payment is never lost.
+- 500: a handler raised. The event is stored as failed with its traceback; Stripe retries,
+  and the retry (or "Reprocess" in the admin) applies it.
+
+The event is stored under its unique id *before* it is applied (``processing``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DataError, IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .. import stripe_api
+from ..conf import billing_settings, setting_key
+from ..models import WebhookEvent
+from .processing import EventProcessingFailed, describe, process_event
+
+# The name the docs give for the webhook's log lines.
+logger = logging.getLogger("wagtail_client_billing.webhooks")
+
+EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
+STATUS = WebhookEvent.Status
+
+
+class WebhookRejected(SuspiciousOperation):
+    """Not a genuine Stripe event (bad signature, not an event): the endpoint answers 400."""
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body; ``WebhookRejected`` if it is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+
+    Django raises ``RequestDataTooBig`` when the body is read; left to Django, that is an
+    ERROR with a traceback (and a mail to ADMINS) for any unauthenticated probe. Stripe's
+    events are far below the limit.
+    """
+    try:
+        return request.body
+    except RequestDataTooBig as error:
+        raise WebhookRejected(
+            "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        ) from error
+
+
+def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
+    """Verify the signature and the shape of a webhook body; raise ``WebhookRejected``."""
+    conf = billing_settings()
+    live_secrets = conf.webhook_secrets("live")
+    secrets = conf.webhook_secrets("test") + live_secrets
+    if not secrets:
+        logger.error(
+            "Stripe webhook refused: no signing secret is configured. Set %s or %s.",
+            setting_key("STRIPE_TEST_WEBHOOK_SECRET"),
+            setting_key("STRIPE_LIVE_WEBHOOK_SECRET"),
+        )
+        raise WebhookRejected("No Stripe webhook signing secret is configured.")
+    if not signature:
+        raise WebhookRejected("Missing Stripe-Signature header.")
+    try:
+        # Stripe sends UTF-8 JSON; anything else cannot be one of its events (and the
+        # SDK's verifier would raise UnicodeDecodeError on it).
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise WebhookRejected("The webhook body is not UTF-8.") from error
+    if not stripe_api.verify_signature(payload, signature, secrets):
+        raise WebhookRejected("Invalid or expired Stripe-Signature.")
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
+        raise WebhookRejected("The webhook body is not JSON.") from error
+    problem = _event_shape_problem(data)
+    if problem:
+        raise WebhookRejected(f"The webhook body is not a Stripe event: {problem}.")
+    try:
+        stripe_api.construct_event(data)  # what its handler will get: it must build
+    except RecursionError as error:
+        raise WebhookRejected("The webhook body is nested too deeply.") from error
+    # Test secrets are handed around more freely (laptops, CI) than live ones: a live
+    # event must be signed with a live secret, or a leaked test secret could forge
+    # payments. Test events may carry a live signature: Stripe sends the test events of
+    # a live-connected account to the live Connect endpoint too.
+    if data["livemode"] and not stripe_api.verify_signature(payload, signature, live_secrets):
+        raise WebhookRejected("A live-mode event must be signed with a live-mode secret.")
+    return data
+
+
+def _event_shape_problem(data: Any) -> str:
+    if not isinstance(data, dict) or data.get("object") != "event":
+        return 'not an object of type "event"'
+    if not isinstance(data.get("id"), str) or not EVENT_ID.match(data["id"]):
+        return "no valid id"
+    if not isinstance(data.get("type"), str) or not 0 < len(data["type"]) <= 255:
+        return "no valid type"
+    if not isinstance(data.get("livemode"), bool):
+        return "no livemode"
+    body = data.get("data")
+    if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
+        return "no data.object"
+    account = data.get("account")
+    if account is not None and not (
+        isinstance(account, str) and account.startswith("acct_") and len(account) <= 255
+    ):
+        return "an invalid account"
+    if not isinstance(data.get("api_version") or "", str):
+        return "an invalid api_version"
+    return ""
+
+
+def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Store a verified event once under its id; return (the row, whether it is new)."""
+    # get_or_create inserts in a savepoint and, on the unique constraint's
+    # IntegrityError (a concurrent delivery won the insert), reads the winner's row.
+    try:
+        return WebhookEvent.objects.get_or_create(
+            stripe_id=data["id"],
+            defaults={
+                "type": data["type"],
+                "account": data.get("account") or "",
+                "livemode": data["livemode"],
+                "api_version": (data.get("api_version") or "")[:64],
+                "payload": data,
+            },
+        )
+    except (DataError, IntegrityError, UnicodeEncodeError) as error:
+        # JSON that parses but cannot be stored (not Stripe's): PostgreSQL refuses a
+        # \u0000 in a string, SQLite's JSON check NaN and Infinity, both a lone surrogate.
+        raise WebhookRejected("The event cannot be stored.") from error
+
+
+@csrf_exempt
+@login_not_required
+@transaction.non_atomic_requests
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Receive one Stripe event: verify, store once, apply; see the module docstring."""
+    # Verify the raw bytes: Stripe signs the body exactly as sent.
+    try:
+        data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
+        event, created = record_event(data)
+    except WebhookRejected as rejected:
+        # A plain 400 and one warning line with the reason only: anyone can POST here,
+        # and Django's handling of SuspiciousOperation (an ERROR with a traceback, and an
+        # email to ADMINS in production) would let every probe fill the admins' inbox.
+        logger.warning("Refused a webhook request: %s", rejected)
+        return JsonResponse({"error": str(rejected)}, status=400)
+    if not created and event.status in (STATUS.PROCESSED, STATUS.IGNORED):
+        logger.info("%s: duplicate delivery, already %s", describe(event), event.status)
+        return JsonResponse({"id": event.stripe_id, "status": event.status})
+    try:
+        process_event(event)
+    except EventProcessingFailed:
+        # 500 so that Stripe retries; the traceback is in the admin, not in the answer.
+        return JsonResponse({"id": event.stripe_id, "status": STATUS.FAILED}, status=500)
+    return JsonResponse({"id": event.stripe_id, "status": event.status})
