@@ -644,7 +644,13 @@ def test_an_editor_of_site_a_cannot_touch_site_b(editor, sites, connection, stri
     assert "bakery-client@example.com" not in editor.get(INDEX).content.decode()
     assert editor.get(f"{INDEX}?site={bakery.pk}").status_code == 404
     assert editor.post(f"{ADD}?site={bakery.pk}", form(bakery)).status_code == 404
-    for name, methods in (("inspect", ["get"]), ("delete", ["get", "post"]), ("resend", ["post"])):
+    for name, methods in (
+        ("inspect", ["get"]),
+        ("history", ["get"]),
+        ("history_results", ["get"]),
+        ("delete", ["get", "post"]),
+        ("resend", ["post"]),
+    ):
         target = reverse(f"wagtail_client_billing_requests:{name}", args=[secret.pk])
         for method in methods:
             assert getattr(editor, method)(target).status_code == 404, (name, method)
@@ -718,9 +724,12 @@ def test_detail_shows_the_timeline_and_the_stripe_events(editor, client, sites, 
     request = BillingRequest.objects.get()
     stripe.complete_checkout(request.checkout_session_id)
     deliver(client, last_event(stripe, "checkout.session.completed"))
+    history = editor.get(reverse("wagtail_client_billing_requests:history", args=[request.pk]))
+    timeline = history.content.decode()
+    assert "Billing request sent" in timeline and "Paid" in timeline
     page = editor.get(reverse("wagtail_client_billing_requests:inspect", args=[request.pk]))
     html = page.content.decode()
-    assert "Billing request sent" in html and "Paid" in html
+    assert reverse("wagtail_client_billing_requests:history", args=[request.pk]) in html
     events = html[html.index("data-wcb-stripe-events") :]
     assert "checkout.session.completed" in events
     assert "Renew" not in html  # only for expired or deleted requests

@@ -33,16 +33,12 @@ from wagtail.utils.urlpatterns import decorate_urlpatterns
 from ..compat import PolicyViewSetMixin
 from ..models import WebhookEvent
 from ..models.agency import MODE_CHOICES
-from ..permissions import AgencyPermissionPolicy, is_agency_admin
+from ..permissions import is_agency_admin, webhook_event_policy
 from ..webhooks import HANDLERS, EventProcessingFailed, process_event
 from .agency import forbidden
 
 STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
-
-# Agency admins may look at events and reprocess failed ones; nobody adds, edits or
-# deletes them (they are Stripe's record of what happened).
-webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", REPROCESS))
 
 
 def mode_label(event: WebhookEvent) -> str:

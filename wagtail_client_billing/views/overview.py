@@ -17,7 +17,7 @@ from ..exports import SafeCSVExportMixin
 from ..models import BillingRequest
 from ..permissions import is_agency_admin
 from .agency import forbidden
-from .requests import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
+from .listing import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
 
 
 class OverviewFilterSet(BillingRequestFilterSet):
