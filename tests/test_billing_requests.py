@@ -546,6 +546,8 @@ def test_resend_queues_the_email_again(editor, sites, connection, stripe):
     request = BillingRequest.objects.get()
     editor.post(reverse("wagtail_client_billing_requests:resend", args=[request.pk]))
     assert len(outbox.outbox) == 2
+    entry = ModelLogEntry.objects.get(action=billing.ACTION_RESEND)  # in the request's history
+    assert (entry.object_id, entry.user.get_username()) == (str(request.pk), "acme-editor")
 
 
 def test_each_row_menu_offers_details_copy_link_and_for_pending_resend_and_delete(
@@ -914,6 +916,10 @@ def test_the_same_request_sent_again_asks_first_then_sends_if_ticked(
     assert re.search(r'<input type="checkbox" name="send_anyway"', page)
     assert 'value="49.90"' in page  # what was typed is kept
     assert BillingRequest.objects.count() == 1 and len(sessions_at_stripe(connection)) == 1
+    # The domain asks, not only the form: whoever calls it.
+    with pytest.raises(billing.PendingTwin):
+        billing.create_request(site=sites[0], details=billing.RequestDetails.of(first))
+    assert BillingRequest.objects.count() == 1
 
     assert add(editor, sites[0], nonce="after-back", send_anyway="on").status_code == 302
     assert BillingRequest.objects.count() == 2
