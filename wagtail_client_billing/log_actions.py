@@ -35,6 +35,15 @@ class EmailSettingsEditFormatter(LogFormatter):
         return _("Email settings changed")
 
 
+class ResendFormatter(LogFormatter):
+    """Resend email: to whom it was queued again."""
+
+    label = _("Resend email")
+
+    def format_message(self, log_entry: Any) -> str:
+        return _("The email to %(email)s is queued.") % (log_entry.data or {})
+
+
 class TestEmailFormatter(LogFormatter):
     """A test email: to whom, and why it failed if it did."""
 
@@ -58,7 +67,6 @@ ACTIONS = [
     (agency.ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
     (agency.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
     (billing.ACTION_CREATE, _("Send billing request"), _("Billing request sent")),
-    (billing.ACTION_RESEND, _("Resend email"), _("Email queued again")),
     (billing.ACTION_PAID, _("Mark paid"), _("Paid")),
     (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
     (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
@@ -75,3 +83,4 @@ def register(actions: LogActionRegistry) -> None:
         actions.register_action(action, label, message)
     actions.register_action(ACTION_EMAIL_SETTINGS_EDIT)(EmailSettingsEditFormatter)
     actions.register_action(ACTION_EMAIL_SETTINGS_TEST)(TestEmailFormatter)
+    actions.register_action(billing.ACTION_RESEND)(ResendFormatter)

@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
@@ -34,6 +35,7 @@ from wagtail.admin.widgets.button import HeaderButton
 
 from .. import agency, billing, stripe_api
 from ..compat import PolicyViewSetMixin
+from ..compose import language_of_site
 from ..forms import BillingRequestForm
 from ..models import BillingRequest, WebhookEvent
 from ..permissions import billing_request_policy, is_agency_admin
@@ -89,10 +91,6 @@ class CreateView(RequestViewMixin, generic.CreateView):
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
-        from django.utils import translation
-
-        from ..compose import language_of_site
-
         # The client reads the description (on Checkout, in the email): the site's
         # language, not the editor's.
         with translation.override(language_of_site(self.site)):
