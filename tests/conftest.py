@@ -167,8 +167,7 @@ def _fresh_cache() -> None:
     from django.contrib.contenttypes.models import ContentType
     from django.core.cache import cache
 
-    from wagtail_client_billing.views.email_settings import email_settings_policy
-    from wagtail_client_billing.views.requests import billing_request_policy
+    from wagtail_client_billing.permissions import billing_request_policy, email_settings_policy
 
     cache.clear()
     # A transactional test's flush re-creates content types and permissions with new

@@ -526,6 +526,8 @@ def test_resend_queues_the_email_again(editor, sites, connection, stripe):
     request = BillingRequest.objects.get()
     editor.post(reverse("wagtail_client_billing_requests:resend", args=[request.pk]))
     assert len(outbox.outbox) == 2
+    entry = ModelLogEntry.objects.get(action=billing.ACTION_RESEND)  # in the request's history
+    assert (entry.object_id, entry.user.get_username()) == (str(request.pk), "acme-editor")
 
 
 def test_each_row_menu_offers_details_copy_link_and_for_pending_resend_and_delete(
@@ -624,7 +626,13 @@ def test_an_editor_of_site_a_cannot_touch_site_b(editor, sites, connection, stri
     assert "bakery-client@example.com" not in editor.get(INDEX).content.decode()
     assert editor.get(f"{INDEX}?site={bakery.pk}").status_code == 404
     assert editor.post(f"{ADD}?site={bakery.pk}", form(bakery)).status_code == 404
-    for name, methods in (("inspect", ["get"]), ("delete", ["get", "post"]), ("resend", ["post"])):
+    for name, methods in (
+        ("inspect", ["get"]),
+        ("history", ["get"]),
+        ("history_results", ["get"]),
+        ("delete", ["get", "post"]),
+        ("resend", ["post"]),
+    ):
         target = reverse(f"wagtail_client_billing_requests:{name}", args=[secret.pk])
         for method in methods:
             assert getattr(editor, method)(target).status_code == 404, (name, method)
@@ -703,9 +711,12 @@ def test_detail_shows_the_timeline_and_the_stripe_events(editor, client, sites, 
     request = BillingRequest.objects.get()
     stripe.complete_checkout(request.checkout_session_id)
     deliver(client, last_event(stripe, "checkout.session.completed"))
+    history = editor.get(reverse("wagtail_client_billing_requests:history", args=[request.pk]))
+    timeline = history.content.decode()
+    assert "Billing request sent" in timeline and "Paid" in timeline
     page = editor.get(reverse("wagtail_client_billing_requests:inspect", args=[request.pk]))
     html = page.content.decode()
-    assert "Billing request sent" in html and "Paid" in html
+    assert reverse("wagtail_client_billing_requests:history", args=[request.pk]) in html
     events = html[html.index("data-wcb-stripe-events") :]
     assert "checkout.session.completed" in events
     assert "Renew" not in html  # only for expired or deleted requests
@@ -890,6 +901,10 @@ def test_the_same_request_sent_again_asks_first_then_sends_if_ticked(
     assert re.search(r'<input type="checkbox" name="send_anyway"', page)
     assert 'value="49.90"' in page  # what was typed is kept
     assert BillingRequest.objects.count() == 1 and len(sessions_at_stripe(connection)) == 1
+    # The domain asks, not only the form: whoever calls it.
+    with pytest.raises(billing.PendingTwin):
+        billing.create_request(site=sites[0], details=billing.RequestDetails.of(first))
+    assert BillingRequest.objects.count() == 1
 
     assert add(editor, sites[0], nonce="after-back", send_anyway="on").status_code == 302
     assert BillingRequest.objects.count() == 2

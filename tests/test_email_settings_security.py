@@ -277,7 +277,7 @@ def test_agency_admins_edit_every_sites_email_settings(sites):
 
 
 def test_the_groups_editor_grants_the_email_settings_permission_per_site(client, sites):
-    from wagtail_client_billing.wagtail_hooks import EmailSettingsSitePermissionForm
+    from wagtail_client_billing.permissions import EmailSettingsSitePermissionForm
 
     acme, bakery = sites
     client.force_login(make_user("boss", superuser=True))

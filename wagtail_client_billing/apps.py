@@ -15,15 +15,11 @@ class WagtailClientBillingConfig(AppConfig):
 
         from . import checks, tracking  # noqa: F401  (checks, signals)
         from .compat import register_policy
-        from .models import BillingRequest, SiteEmailSettings, WebhookEvent
+        from .permissions import POLICIES
         from .tasks import ensure_schedule
-        from .views.email_settings import email_settings_policy
-        from .views.events import webhook_event_policy
-        from .views.requests import billing_request_policy
 
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wcb-schedule")
 
         # Before Wagtail creates fallback policies, which it does on first use.
-        register_policy(WebhookEvent, webhook_event_policy)
-        register_policy(BillingRequest, billing_request_policy)
-        register_policy(SiteEmailSettings, email_settings_policy)
+        for policy in POLICIES:
+            register_policy(policy.model, policy)

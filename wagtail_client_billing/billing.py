@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
@@ -37,6 +38,7 @@ ACTION_PAID = "wagtail_client_billing.request.paid"
 ACTION_EXPIRED = "wagtail_client_billing.request.expired"
 ACTION_DELETED = "wagtail_client_billing.request.deleted"
 ACTION_PAYMENT_FAILED = "wagtail_client_billing.request.payment_failed"
+ACTION_RESEND = "wagtail_client_billing.request.resend"
 
 # Stripe allows expires_at up to 24 h after creation, measured on its clock: stay a
 # little inside so that a few minutes of skew cannot make Stripe refuse the session.
@@ -72,6 +74,26 @@ class AlreadyRenewed(AlreadySubmitted):
 
     def describe(self) -> str:
         return _("This billing request was already renewed: here is its renewal.")
+
+
+class PendingTwin(BillingError):
+    """The very same request is already pending for the site; ``billing_request`` is it."""
+
+    def __init__(self, billing_request: BillingRequest) -> None:
+        super().__init__(
+            _(
+                "The same billing request to %(email)s is already pending (sent %(when)s). "
+                "To email it again, use Resend email on it. To bill the client a second "
+                "time, tick “Send another one” and send again."
+            )
+            % {
+                "email": billing_request.email,
+                "when": date_format(
+                    timezone.localtime(billing_request.created_at), "SHORT_DATETIME_FORMAT"
+                ),
+            }
+        )
+        self.billing_request = billing_request
 
 
 class RenewalInProgress(BillingError):
@@ -161,8 +183,14 @@ def create_request(
     nonce: str | None = None,
     user: Any = None,
     renewed_from: BillingRequest | None = None,
+    allow_twin: bool = False,
 ) -> BillingRequest:
     """Create a request and its Checkout Session, with no transaction open across Stripe.
+
+    First the checks: a form already sent (its nonce is taken) raises
+    ``AlreadySubmitted``; a request renewed before raises ``AlreadyRenewed``; the very
+    same request already pending for the site raises ``PendingTwin`` unless
+    ``allow_twin`` (the editor ticked "Send another one", or a renewal).
 
     1. The row is saved and committed as ``CREATING``: its id goes into the session's
        metadata, but nothing lists, counts, sweeps or emails it yet.
@@ -178,6 +206,14 @@ def create_request(
     nobody resumes is removed by the sweep (``abandon_stalled_creations``). A form
     whose first submission went through raises ``AlreadySubmitted``.
     """
+    earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
+    if earlier is not None and earlier.status != BillingRequest.CREATING:
+        raise AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out one resumes)
+    if renewal := renewal_of(renewed_from):
+        raise AlreadyRenewed(renewal)
+    # A form being resumed was asked already (its first attempt timed out).
+    if earlier is None and not allow_twin and (twin := pending_twin(site, details)):
+        raise PendingTwin(twin)
     connection = ready_connection()
     request = _start_creation(site, details, nonce, user, renewed_from, connection)
     try:
@@ -588,6 +624,23 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
     return deleted or BillingRequest.objects.get(pk=request.pk)
 
 
+def resend(request: BillingRequest, *, user: Any = None) -> None:
+    """Queue a Pending request's email again ("Resend email"), with an audit entry."""
+    from . import mail  # mail reaches tasks, which imports this module
+
+    if request.status != Status.PENDING:
+        raise BillingError(_("Only pending billing requests can be sent again."))
+    if not agency.account_is_linked(request):
+        raise BillingError(
+            _(
+                "This billing request's Stripe account was unlinked, so its payment link no "
+                "longer works: the email was not sent again."
+            )
+        )
+    log(request, ACTION_RESEND, user=user, data=_log_data(request))
+    mail.queue_billing_email(request)
+
+
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
     """Flip every Pending request past ``expires_at`` to Expired, set-based, in batches.
 
@@ -663,18 +716,13 @@ def renew_request(
     """
     if request.status not in (Status.EXPIRED, Status.DELETED):
         raise BillingError(_("Only expired or deleted billing requests can be renewed."))
-    first = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
-    if first is not None and first.status != BillingRequest.CREATING:
-        raise AlreadySubmitted(first)  # this very form, sent twice (a timed-out one resumes)
-    renewal = renewal_of(request)
-    if renewal:
-        raise AlreadyRenewed(renewal)
     renewed = create_request(
         site=request.site,
         details=RequestDetails.of(request),
         nonce=nonce,
         user=user,
         renewed_from=request,
+        allow_twin=True,  # renewing is asking for the same request again
     )
     log(request, ACTION_RENEW, user=user, data={"renewed_as": renewed.pk})
     return renewed

@@ -6,15 +6,20 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
+from wagtail.contrib.settings.forms import SitePermissionForm
 from wagtail.models import Site
 from wagtail.permission_policies.base import BasePermissionPolicy
 from wagtail.permission_policies.sites import SitePermissionPolicy
+
+from .models import BillingRequest, SiteEmailSettings, WebhookEvent
 
 AGENCY_PERMISSION = "wagtail_client_billing.manage_agency_billing"
 
@@ -171,3 +176,63 @@ class AgencyAdminRequiredMixin:
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponse]:
         return agency_admins_only(super().as_view(**initkwargs))  # type: ignore[misc]
+
+
+billing_request_policy = BillingRequestPermissionPolicy(BillingRequest)
+email_settings_policy = EmailSettingsPermissionPolicy(SiteEmailSettings)
+# Agency admins may look at events and reprocess failed ones; nobody adds, edits or
+# deletes them (they are Stripe's record of what happened).
+webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", "reprocess"))
+POLICIES = (billing_request_policy, email_settings_policy, webhook_event_policy)
+
+
+def may_edit_email_settings(user: Any, site: Site) -> bool:
+    """Whether ``user`` may edit (and test) the email settings of ``site``."""
+    return email_settings_policy.user_has_permission_for_instance(user, "change", site)
+
+
+class GroupSitesPanel(SitePermissionForm):
+    """A Groups editor panel: the sites on which this group holds ``permission``."""
+
+    heading = ""
+    codename = ""
+    panel_prefix = ""
+
+    def __init__(self, *args: Any, instance: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", self.panel_prefix)
+        # Not SitePermissionForm.__init__: it looks up the "change" permission.
+        forms.Form.__init__(self, *args, **kwargs)
+        self.permission = Permission.objects.get(
+            content_type__app_label="wagtail_client_billing", codename=self.codename
+        )
+        self.instance = instance
+        if instance and instance.pk is not None:
+            self.initial = {"sites": [p.site for p in self.get_existing_permissions()]}
+
+    def as_admin_panel(self) -> str:
+        return render_to_string(
+            self.template_name,
+            {"heading": self.heading, "form": self, "panel_id": self.prefix.replace("_", "-")},
+        )
+
+
+class BillingSitePermissionForm(GroupSitesPanel):
+    """Which sites this group can bill for."""
+
+    settings_model = BillingRequest
+    codename = "add_billingrequest"
+    panel_prefix = "wagtail_client_billing_site_permissions"
+    heading = _("Client billing: sites this group can bill for")
+
+
+class EmailSettingsSitePermissionForm(GroupSitesPanel):
+    """Which sites' email settings this group can edit.
+
+    Its own permission ("Can change email settings", per site), not implied by billing:
+    these settings choose the server that gets the SMTP password and the From address.
+    """
+
+    settings_model = SiteEmailSettings
+    codename = "change_siteemailsettings"
+    panel_prefix = "wagtail_client_billing_email_settings_permissions"
+    heading = _("Client billing: sites whose email settings this group can edit")

@@ -7,7 +7,7 @@ from typing import Any
 from wagtail.admin.ui.components import Component
 
 from .. import agency, reports
-from .requests import requests_for
+from .listing import requests_for
 
 
 class BillingDashboardPanel(Component):

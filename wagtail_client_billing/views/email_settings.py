@@ -36,14 +36,13 @@ from wagtail.models import ModelLogEntry, Site
 from .. import compose, crypto, mail, mailers
 from ..conf import billing_settings
 from ..models import SiteEmailSettings
-from ..permissions import EmailSettingsPermissionPolicy
-from . import requests as requests_views
-from .requests import URL_NAME, billable_sites, url
+from ..permissions import email_settings_policy
+from . import listing
+from .listing import URL_NAME, billable_sites, url
 
 ACTION_EDIT = "wagtail_client_billing.email_settings.edit"
 ACTION_TEST = "wagtail_client_billing.email_settings.test"
 TEST_EMAIL_WINDOW = timedelta(minutes=1)
-email_settings_policy = EmailSettingsPermissionPolicy(SiteEmailSettings)
 HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
 
 
@@ -208,14 +207,9 @@ def editable_sites(user: Any) -> QuerySet:
     )
 
 
-def may_edit_email_settings(user: Any, site: Site) -> bool:
-    """Whether ``user`` may edit (and test) the email settings of ``site``."""
-    return email_settings_policy.user_has_permission_for_instance(user, "change", site)
-
-
 def selected_site(request: HttpRequest) -> Site | None:
     """The site chosen with the switcher (``?site=``) among those the user may edit."""
-    return requests_views.selected_site(
+    return listing.selected_site(
         request, editable_sites(request.user), _("You cannot edit this site's email settings.")
     )
 

@@ -34,14 +34,10 @@ from ..events.handlers import HANDLERS
 from ..events.processing import EventProcessingFailed, process_event
 from ..models import WebhookEvent
 from ..models.agency import Mode
-from ..permissions import AgencyPermissionPolicy, agency_admins_only
+from ..permissions import agency_admins_only, webhook_event_policy
 
 STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
-
-# Agency admins may look at events and reprocess failed ones; nobody adds, edits or
-# deletes them (they are Stripe's record of what happened).
-webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", REPROCESS))
 
 
 def mode_label(event: WebhookEvent) -> str:

@@ -16,7 +16,7 @@ from ..exports import SafeCSVExportMixin
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin
-from .requests import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
+from .listing import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
 
 
 class OverviewFilterSet(BillingRequestFilterSet):

@@ -1,0 +1,86 @@
+"""The audit-log actions the package writes, as Wagtail's history pages show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from wagtail.log_actions import LogActionRegistry, LogFormatter
+
+from . import agency, billing, mail, tracking
+from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
+from .views.email_settings import ACTION_TEST as ACTION_EMAIL_SETTINGS_TEST
+
+
+class EmailSettingsEditFormatter(LogFormatter):
+    """An email settings change, with the old and new server when it moved."""
+
+    label = _("Edit email settings")
+
+    def format_message(self, log_entry: Any) -> str:
+        data = log_entry.data or {}
+        server, removed = data.get("server"), data.get("password_removed")
+        if server and removed:
+            return (
+                _(
+                    "Email settings changed: server %(old)s → %(new)s; "
+                    "the stored password was removed"
+                )
+                % server
+            )
+        if server:
+            return _("Email settings changed: server %(old)s → %(new)s") % server
+        if removed:
+            return _("Email settings changed; the stored password was removed")
+        return _("Email settings changed")
+
+
+class ResendFormatter(LogFormatter):
+    """Resend email: to whom it was queued again."""
+
+    label = _("Resend email")
+
+    def format_message(self, log_entry: Any) -> str:
+        return _("The email to %(email)s is queued.") % (log_entry.data or {})
+
+
+class TestEmailFormatter(LogFormatter):
+    """A test email: to whom, and why it failed if it did."""
+
+    label = _("Send a test email")
+
+    def format_message(self, log_entry: Any) -> str:
+        data = log_entry.data or {}
+        if data.get("error"):
+            return _("Test email to %(to)s failed: %(error)s") % data
+        return _("Test email sent to %(to)s") % data
+
+
+# (action, label, message)
+ACTIONS = [
+    (
+        agency.ACTION_CONNECT,
+        _("Connect client billing account"),
+        _("Client billing account connected"),
+    ),
+    (agency.ACTION_ONBOARDED, _("Complete Stripe onboarding"), _("Stripe onboarding completed")),
+    (agency.ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
+    (agency.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
+    (billing.ACTION_CREATE, _("Send billing request"), _("Billing request sent")),
+    (billing.ACTION_PAID, _("Mark paid"), _("Paid")),
+    (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
+    (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
+    (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
+    (mail.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
+    (tracking.ACTION_EMAIL_TRACKED, _("Email event"), _("The email service reported a problem")),
+    (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
+]
+
+
+def register(actions: LogActionRegistry) -> None:
+    """The ``register_log_actions`` hook: every action, with its label and message."""
+    for action, label, message in ACTIONS:
+        actions.register_action(action, label, message)
+    actions.register_action(ACTION_EMAIL_SETTINGS_EDIT)(EmailSettingsEditFormatter)
+    actions.register_action(ACTION_EMAIL_SETTINGS_TEST)(TestEmailFormatter)
+    actions.register_action(billing.ACTION_RESEND)(ResendFormatter)

@@ -1,0 +1,316 @@
+"""The billing requests' listing: the site switcher, filters, columns and row menus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
+from wagtail.admin.ui.menus import MenuItem
+from wagtail.admin.ui.tables import (
+    ButtonsColumnMixin,
+    Column,
+    DateColumn,
+    StatusTagColumn,
+    TitleColumn,
+)
+from wagtail.admin.views import generic
+from wagtail.admin.widgets.button import Button, HeaderButton
+from wagtail.models import Site
+
+from .. import agency
+from ..forms import currency_choices
+from ..models import BillingRequest
+from ..money import format_money
+from ..permissions import billing_request_policy, is_agency_admin, may_edit_email_settings
+
+Status = BillingRequest.Status
+URL_NAME = "wagtail_client_billing_requests"
+SESSION_SITE_KEY = "wagtail_client_billing_site"
+
+
+def billable_sites(user: Any) -> QuerySet:
+    """The sites ``user`` may bill for, by name."""
+    return billing_request_policy.sites_user_has_any_permission_for(user, ["add"]).order_by(
+        "site_name", "hostname"
+    )
+
+
+def selected_site(
+    request: HttpRequest, sites: QuerySet | None = None, refusal: str = ""
+) -> Site | None:
+    """The site chosen with the switcher (``?site=``) among ``sites`` (by default those
+    the user may bill for), remembered in the session; 404 with ``refusal`` for another.
+
+    The billing area and the email settings share the remembered choice: a remembered
+    site that is not among ``sites`` falls back to one that is.
+    """
+    sites = billable_sites(request.user) if sites is None else sites
+    wanted = request.GET.get("site") or request.session.get(SESSION_SITE_KEY)
+    site = None
+    if wanted and str(wanted).isdigit():
+        site = sites.filter(pk=wanted).first()
+        if site is None and request.GET.get("site"):
+            raise Http404(refusal or _("You cannot bill for this site."))
+    if site is None:
+        current = Site.find_for_request(request)
+        site = sites.filter(pk=current.pk).first() if current else None
+    site = site or sites.first()
+    if site is not None:
+        request.session[SESSION_SITE_KEY] = site.pk
+    return site
+
+
+def requests_for(user: Any) -> QuerySet:
+    """Every request ``user`` may see (their sites only); never one still being created."""
+    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"]).exclude(
+        status=BillingRequest.CREATING
+    )
+
+
+def url(name: str, *args: Any, site: Site | None = None) -> str:
+    target = reverse(f"{URL_NAME}:{name}", args=args)
+    return f"{target}?site={site.pk}" if site is not None else target
+
+
+class BillingRequestFilterSet(WagtailFilterSet):
+    # distinct=False: these filters join nothing, and django-filter's default SELECT
+    # DISTINCT over every column would make the database sort every matching row
+    # instead of reading the newest page from an index.
+    status = django_filters.MultipleChoiceFilter(
+        label=gettext_lazy("Status"), choices=Status.choices, distinct=False
+    )
+    billing_type = django_filters.MultipleChoiceFilter(
+        label=gettext_lazy("Billing type"),
+        choices=BillingRequest.BillingType.choices,
+        distinct=False,
+    )
+    currency = django_filters.ChoiceFilter(label=gettext_lazy("Currency"), choices=())
+    created_at = django_filters.DateFromToRangeFilter(
+        label=gettext_lazy("Created"), widget=DateRangePickerWidget
+    )
+
+    class Meta:
+        model = BillingRequest
+        fields = ["status", "billing_type", "currency", "created_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.filters["currency"].extra["choices"] = currency_choices()
+
+
+class AmountColumn(Column):
+    """The amount with its currency, formatted for the reader's language."""
+
+    def get_value(self, instance: BillingRequest) -> str:
+        return format_money(instance.amount, instance.currency)
+
+
+class StatusColumn(StatusTagColumn):
+    def get_value(self, instance: BillingRequest) -> str:
+        label = instance.get_status_display()
+        if instance.status == Status.PENDING and instance.payment_state:
+            label = f"{label} · {instance.get_payment_state_display()}"
+        if instance.subscription_status and instance.status == Status.PAID:
+            label = f"{label} · {instance.subscription_status}"
+        if instance.client_asked_at and instance.status in (Status.EXPIRED, Status.DELETED):
+            asked = _("client asked for a new link")
+            label = f"{label} · {asked}"
+        return label
+
+
+class OutcomeDateColumn(DateColumn):
+    """When it expires (pending), was paid, expired or was deleted."""
+
+    cell_template_name = "wagtail_client_billing/tables/outcome_date_cell.html"
+
+    def get_cell_context_data(self, instance: BillingRequest, parent_context: Any) -> dict:
+        return {**super().get_cell_context_data(instance, parent_context), "now": timezone.now()}
+
+    def get_value(self, instance: BillingRequest) -> Any:
+        return {
+            Status.PAID: instance.paid_at,
+            Status.EXPIRED: instance.expired_at or instance.expires_at,
+            Status.DELETED: instance.deleted_at,
+        }.get(instance.status, instance.expires_at)
+
+
+class EmailStateColumn(Column):
+    def get_value(self, instance: BillingRequest) -> str:
+        return instance.get_email_status_display()
+
+
+class MenuButton(Button):
+    """A ``<button>`` in a row's menu, driven by one of Wagtail's Stimulus controllers.
+
+    Always a ``<button>``: Wagtail 7.4's own button template always renders a link.
+    """
+
+    template_name = "wagtail_client_billing/includes/menu_button.html"
+
+    @classmethod
+    def copy(cls, label: str, *, text: str, **kwargs: Any) -> MenuButton:
+        """Copies ``text`` to the clipboard (``w-clipboard``)."""
+        attrs = {
+            "type": "button",
+            "data-controller": "w-clipboard",
+            "data-action": "w-clipboard#copy",
+            "data-w-clipboard-value-param": text,
+            "data-wcb-copied-label": _("Copied"),
+        }
+        return cls(label, attrs=attrs, **kwargs)
+
+    @classmethod
+    def post(cls, label: str, *, action: str, **kwargs: Any) -> MenuButton:
+        """POSTs to ``action`` with the CSRF token and ``next`` (``w-action``)."""
+        attrs = {
+            "type": "button",
+            "data-controller": "w-action",
+            "data-action": "w-action#post",
+            "data-w-action-url-value": action,
+        }
+        return cls(label, attrs=attrs, **kwargs)
+
+
+class RequestTitleColumn(ButtonsColumnMixin, TitleColumn):
+    """The email, linking to the request, with the row's menu (the view's list buttons)."""
+
+    def __init__(self, name: str, *, get_buttons: Callable[[Any], list], **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._get_buttons = get_buttons
+
+    def get_buttons(self, instance: BillingRequest, parent_context: Any) -> list:
+        return self._get_buttons(instance)
+
+
+def request_columns(view: IndexView, *, with_site: bool = False) -> list[Column]:
+    """The listing's columns of a billing request, with a Site column for the overview."""
+    columns: list[Column] = [
+        RequestTitleColumn(
+            "email",
+            get_buttons=view.get_list_buttons,
+            label=gettext_lazy("Email"),
+            get_url=lambda instance: reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
+            sort_key="email",
+        ),
+        Column("description", label=gettext_lazy("Description")),
+        AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
+        Column(
+            "billing_type", label=gettext_lazy("Billing type"), accessor="get_billing_type_display"
+        ),
+        StatusColumn(
+            "status",
+            label=gettext_lazy("Status"),
+            primary=lambda instance: instance.status == Status.PAID,
+            sort_key="status",
+        ),
+        DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+        OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
+    ]
+    if with_site:
+        columns.insert(1, Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"))
+    return columns
+
+
+class IndexView(generic.IndexView):
+    """One site's billing requests, newest first; Deleted hidden unless asked for."""
+
+    template_name = "wagtail_client_billing/requests/index.html"
+    results_template_name = "wagtail_client_billing/requests/index_results.html"
+    page_title = gettext_lazy("Client billing")
+    # The product's words, not Wagtail's generic "Add %(model_name)s" (in French
+    # "Ajouter un(e) demande de facturation").
+    add_item_label = gettext_lazy("Add billing request")
+    default_ordering = "-created_at"
+    paginate_by = 25
+    any_permission_required = ["add", "view"]
+
+    @cached_property
+    def site(self) -> Site | None:
+        return selected_site(self.request)
+
+    def get_base_queryset(self) -> QuerySet:
+        if self.site is None:
+            return BillingRequest.objects.none()
+        return requests_for(self.request.user).filter(site=self.site).select_related("site")
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = super().filter_queryset(queryset)
+        if not self.request.GET.getlist("status"):
+            queryset = queryset.exclude(status=Status.DELETED)
+        return queryset
+
+    @cached_property
+    def columns(self) -> list[Column]:
+        return [
+            *request_columns(self),
+            EmailStateColumn("email_status", label=gettext_lazy("Email")),
+        ]
+
+    def get_add_url(self) -> str | None:
+        if self.site is not None:
+            return url("add", site=self.site)
+        return None
+
+    @cached_property
+    def header_buttons(self) -> list:
+        buttons = list(super().header_buttons)
+        if self.site is not None and may_edit_email_settings(self.request.user, self.site):
+            buttons.append(
+                HeaderButton(
+                    _("Email settings"), url=url("email_settings", site=self.site),
+                    icon_name="mail", priority=20,
+                )
+            )  # fmt: skip
+        return buttons
+
+    @cached_property
+    def linked_accounts(self) -> set[tuple[str, str]]:
+        """Read once per listing: a request of an account that is gone offers no Resend."""
+        return agency.linked_accounts()
+
+    def get_list_more_buttons(self, instance: BillingRequest) -> list:
+        buttons = [
+            MenuItem(
+                _("Details"),
+                url=reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
+                icon_name="info-circle",
+                priority=10,
+            ),
+            MenuButton.copy(
+                _("Copy payment link"), text=instance.get_payment_url(), icon_name="link",
+                priority=15,
+            ),
+        ]  # fmt: skip
+        if instance.status == Status.PENDING:
+            if agency.account_is_linked(instance, self.linked_accounts):
+                buttons.append(
+                    MenuButton.post(
+                        _("Resend email"),
+                        action=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
+                        icon_name="mail", priority=20,
+                    )
+                )  # fmt: skip
+            buttons += [
+                MenuItem(
+                    _("Delete"), url=reverse(f"{URL_NAME}:delete", args=[instance.pk]),
+                    icon_name="bin", priority=30,
+                ),
+            ]  # fmt: skip
+        return buttons
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["sites"] = billable_sites(self.request.user)
+        context["current_site"] = self.site
+        context["switch_url"] = reverse(f"{URL_NAME}:index")
+        context["agency_admin"] = is_agency_admin(self.request.user)
+        return context
