@@ -48,8 +48,9 @@ from tests.conftest import redis_url
 from tests.factories import connect_ready_account, make_site
 from tests.processes import QCluster, database_env, stop, wait_until, write_settings
 from tests.smtp import Inbox, SMTPServer
-from wagtail_client_billing import billing, mail, tasks
+from wagtail_client_billing import billing, tasks
 from wagtail_client_billing.conf import billing_settings
+from wagtail_client_billing.email import outbox as mail
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings
 
 pytestmark = [

@@ -13,8 +13,9 @@ class WagtailClientBillingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import billing_events, checks, tracking  # noqa: F401  (handlers, checks, signals)
+        from . import billing_events, checks  # noqa: F401  (handlers, checks)
         from .compat import register_policy
+        from .email import tracking  # noqa: F401  (anymail's tracking signal)
         from .models import BillingRequest, SiteEmailSettings, WebhookEvent
         from .tasks import ensure_schedule
         from .views.email_settings import email_settings_policy

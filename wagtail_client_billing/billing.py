@@ -24,9 +24,10 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
 
-from . import agency, notifications, signals, stripe_api
+from . import agency, signals, stripe_api
 from .conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
-from .models import BillingRequest, Notification, StripeConnection
+from .email.queue import notify, queue_billing_email
+from .models import BillingRequest, OutgoingEmail, StripeConnection
 
 logger = logging.getLogger(__name__)
 
@@ -423,10 +424,8 @@ def _announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
 
 
 def _created(request: BillingRequest) -> None:
-    from . import mail
-
     _announce(signals.billing_request_created, request)
-    mail.queue_billing_email(request)
+    queue_billing_email(request)
 
 
 def _log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
@@ -492,7 +491,7 @@ def mark_paid(
             BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
             request.late_payment = late = True
         log(request, ACTION_PAID, user=user, data=_log_data(request, source=source, late=late))
-        notifications.notify(Notification.Kind.PAID, request, key=f"paid-{request.pk}")
+        notify(OutgoingEmail.Kind.PAID, request, key=f"paid-{request.pk}")
         transaction.on_commit(lambda: _announce(signals.billing_request_paid, request, late=late))
     if gone:
         logger.warning(

@@ -12,8 +12,9 @@ from typing import Any
 from django.db.models import Q
 from wagtail.log_actions import log
 
-from . import billing, notifications, stripe_api
-from .models import BillingRequest, Notification, WebhookEvent
+from . import billing, stripe_api
+from .email.queue import notify
+from .models import BillingRequest, OutgoingEmail, WebhookEvent
 from .webhooks import EventIgnored, register_handler
 
 Status = BillingRequest.Status
@@ -93,8 +94,8 @@ def _subscription_changed(event: WebhookEvent, payload: dict[str, Any]) -> None:
     )
     requests.update(subscription_status=status)
     for request in newly_past_due:
-        notifications.notify(
-            Notification.Kind.PAYMENT_FAILED,
+        notify(
+            OutgoingEmail.Kind.PAYMENT_FAILED,
             request,
             key=f"past-due-{request.pk}-{event.stripe_id}",
         )

@@ -8,7 +8,8 @@ from wagtail.admin.menu import MenuItem
 from wagtail.contrib.settings.forms import SitePermissionForm
 from wagtail.log_actions import LogFormatter
 
-from . import admin_urls, agency, billing, mail, tracking
+from . import admin_urls, agency, billing
+from .email import outbox, tracking
 from .models import BillingRequest, SiteEmailSettings
 from .permissions import AGENCY_PERMISSION, is_agency_admin
 from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
@@ -177,7 +178,7 @@ def register_log_actions(actions):
         (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
         (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
         (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
-        (mail.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
+        (outbox.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
         (
             tracking.ACTION_EMAIL_TRACKED,
             _("Email event"),

@@ -36,8 +36,9 @@ from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
 from wagtail.models import Site
 
-from .. import agency, billing, mail, stripe_api
+from .. import agency, billing, stripe_api
 from ..compat import PolicyViewSetMixin
+from ..email.queue import queue_billing_email
 from ..forms import BillingRequestForm, currency_choices
 from ..models import BillingRequest
 from ..money import format_money
@@ -254,7 +255,12 @@ class IndexView(generic.IndexView):
     def get_base_queryset(self) -> QuerySet:
         if self.site is None:
             return BillingRequest.objects.none()
-        return requests_for(self.request.user).filter(site=self.site).select_related("site")
+        return (
+            requests_for(self.request.user)
+            .filter(site=self.site)
+            .select_related("site")
+            .prefetch_related("emails")
+        )
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = super().filter_queryset(queryset)
@@ -398,7 +404,7 @@ class CreateView(RequestViewMixin, FormView):
     def get_initial(self) -> dict[str, Any]:
         from django.utils import translation
 
-        from ..compose import language_of_site
+        from ..email.messages import language_of_site
 
         # The client reads the description (on Checkout, in the email): the site's
         # language, not the editor's.
@@ -527,7 +533,7 @@ class ResendView(RequestViewMixin, View):
         elif not agency.account_is_linked(billing_request):
             messages.error(request, ACCOUNT_GONE_MESSAGE)
         else:
-            mail.queue_billing_email(billing_request)
+            queue_billing_email(billing_request)
             messages.success(
                 request, _("The email to %(email)s is queued.") % {"email": billing_request.email}
             )
