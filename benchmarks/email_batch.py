@@ -149,7 +149,7 @@ def requeue(site: Any) -> None:
 
 def send(site: Any, *, per_message: bool) -> int:
     """Send every queued email of the site; return how many went out."""
-    from wagtail_client_billing.email import outbox as mail
+    from wagtail_client_billing.mail import outbox as mail
 
     sent = 0
     while True:

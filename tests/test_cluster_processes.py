@@ -50,7 +50,7 @@ from tests.processes import QCluster, database_env, stop, wait_until, write_sett
 from tests.smtp import Inbox, SMTPServer
 from wagtail_client_billing import billing, tasks
 from wagtail_client_billing.conf import billing_settings
-from wagtail_client_billing.email import outbox as mail
+from wagtail_client_billing.mail import outbox as mail
 from wagtail_client_billing.models import BillingRequest, OutgoingEmail, SiteEmailSettings
 
 pytestmark = [

@@ -31,8 +31,8 @@ from tests.factories import (
 )
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
 from wagtail_client_billing import agency, billing, tasks
-from wagtail_client_billing.email import outbox as mail
-from wagtail_client_billing.email.queue import queue_billing_email
+from wagtail_client_billing.mail import outbox as mail
+from wagtail_client_billing.mail.queue import queue_billing_email
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
 
 pytestmark = [

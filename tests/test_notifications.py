@@ -12,7 +12,7 @@ from django.utils import timezone
 from tests.factories import connect_ready_account, grant_billing, make_site, make_user
 from tests.test_billing_requests import CommittingClient, deliver, last_event
 from wagtail_client_billing import billing
-from wagtail_client_billing.email.outbox import LOST_AFTER, NOTIFICATION_KINDS
+from wagtail_client_billing.mail.outbox import LOST_AFTER, NOTIFICATION_KINDS
 from wagtail_client_billing.models import AgencyBillingSettings, BillingRequest, OutgoingEmail
 
 pytestmark = pytest.mark.django_db

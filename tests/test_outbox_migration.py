@@ -22,7 +22,7 @@ BEFORE = (APP, "0009_delete_intent")
 
 
 @pytest.fixture
-def migrate(transactional_db):
+def migrate(wagtail_root):
     """Migrate the app to ``target`` (default: today's schema); the models as they were."""
 
     def to(target: tuple[str, str] | None = None):

@@ -23,9 +23,9 @@ from tests.smtp import PASSWORD, SMTPServer, closed_port, make_certificate
 from tests.test_billing_requests import deliver, last_event
 from tests.test_email_sending import create_queued, use_smtp
 from wagtail_client_billing import tasks
-from wagtail_client_billing.email import outbox as mail
-from wagtail_client_billing.email import smtp as mailers
-from wagtail_client_billing.email.queue import unsent
+from wagtail_client_billing.mail import outbox as mail
+from wagtail_client_billing.mail import smtp as mailers
+from wagtail_client_billing.mail.queue import unsent
 from wagtail_client_billing.models import BillingRequest, OutgoingEmail
 
 pytestmark = [

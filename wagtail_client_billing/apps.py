@@ -15,7 +15,7 @@ class WagtailClientBillingConfig(AppConfig):
 
         from . import billing_events, checks  # noqa: F401  (handlers, checks)
         from .compat import register_policy
-        from .email import tracking  # noqa: F401  (anymail's tracking signal)
+        from .mail import tracking  # noqa: F401  (anymail's tracking signal)
         from .models import BillingRequest, SiteEmailSettings, WebhookEvent
         from .tasks import ensure_schedule
         from .views.email_settings import email_settings_policy

@@ -26,7 +26,7 @@ from wagtail.models import ModelLogEntry, Site
 
 from . import agency, signals, stripe_api
 from .conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
-from .email.queue import notify, queue_billing_email
+from .mail.queue import notify, queue_billing_email
 from .models import BillingRequest, OutgoingEmail, StripeConnection
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from django.db.models import Q
 from wagtail.log_actions import log
 
 from . import billing, stripe_api
-from .email.queue import notify
+from .mail.queue import notify
 from .models import BillingRequest, OutgoingEmail, WebhookEvent
 from .webhooks import EventIgnored, register_handler
 

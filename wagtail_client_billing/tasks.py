@@ -11,8 +11,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import billing, stripe_api
-from .email import outbox
-from .email.queue import enqueue_pending_emails, queue_due_reminders
+from .mail import outbox
+from .mail.queue import enqueue_pending_emails, queue_due_reminders
 from .models import BillingRequest
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from wagtail.contrib.settings.forms import SitePermissionForm
 from wagtail.log_actions import LogFormatter
 
 from . import admin_urls, agency, billing
-from .email import outbox, tracking
+from .mail import outbox, tracking
 from .models import BillingRequest, SiteEmailSettings
 from .permissions import AGENCY_PERMISSION, is_agency_admin
 from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT

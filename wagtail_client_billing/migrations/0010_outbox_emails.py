@@ -83,7 +83,6 @@ class Migration(migrations.Migration):
                 ("billing_request", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="emails", to="wagtail_client_billing.billingrequest")),
                 ("site", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="wagtailcore.site")),
             ],
-            options={"verbose_name": "email", "verbose_name_plural": "emails"},
         ),
         migrations.AddIndex(
             model_name="outgoingemail",

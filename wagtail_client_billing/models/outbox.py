@@ -57,8 +57,6 @@ class OutgoingEmail(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = _("email")
-        verbose_name_plural = _("emails")
         indexes = [
             # The drain looks for queued (and stuck sending) emails by due time.
             models.Index(

@@ -172,8 +172,12 @@ class BillingRequest(models.Model):
     reminder_message_id = _EmailField("reminder", "message_id")
 
     def outgoing_email(self, kind: str) -> OutgoingEmail:
-        """The request's email of ``kind`` (an unsaved "not sent" one if there is none);
-        listings prefetch ``emails``."""
+        """The request's email of ``kind`` (an unsaved "not sent" one if there is none).
+
+        Read once, like a column, until ``refresh_from_db()``; listings prefetch them all.
+        """
+        if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
+            models.prefetch_related_objects([self], "emails")
         for email in self.emails.all():
             if email.kind == kind:
                 return email

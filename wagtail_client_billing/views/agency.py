@@ -116,9 +116,9 @@ class IndexView(AgencyPageMixin, TemplateView):
                     "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
                 }
             )
-        from ..email.messages import agency_recipients
-        from ..email.queue import unsent
         from ..forms import NotificationSettingsForm
+        from ..mail.messages import agency_recipients
+        from ..mail.queue import unsent
         from ..models import AgencyBillingSettings
 
         settings_row = AgencyBillingSettings.load()
@@ -446,7 +446,7 @@ class SendNotificationAgainView(AgencyAdminMixin, View):
     """Queue a notification that did not go out once more."""
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from ..email.queue import send_again
+        from ..mail.queue import send_again
 
         if send_again(pk):
             messages.success(request, _("The notification is on its way again."))

@@ -35,8 +35,8 @@ from wagtail.models import ModelLogEntry, Site
 
 from .. import crypto
 from ..conf import billing_settings
-from ..email import failures, outbox, smtp
-from ..email import messages as email_messages
+from ..mail import failures, outbox, smtp
+from ..mail import messages as email_messages
 from ..models import SiteEmailSettings
 from ..permissions import EmailSettingsPermissionPolicy
 from . import requests as requests_views

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
 from .. import agency
-from ..email.messages import language_of_site, site_language
+from ..mail.messages import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
@@ -84,7 +84,7 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
     from django.db.models import Q
 
     from .. import billing
-    from ..email.queue import ask_for_new_link
+    from ..mail.queue import ask_for_new_link
 
     billing_request = _requests_by_token(token).first()
     if billing_request is None:

@@ -38,8 +38,8 @@ from wagtail.models import Site
 
 from .. import agency, billing, stripe_api
 from ..compat import PolicyViewSetMixin
-from ..email.queue import queue_billing_email
 from ..forms import BillingRequestForm, currency_choices
+from ..mail.queue import queue_billing_email
 from ..models import BillingRequest
 from ..money import format_money
 from ..permissions import BillingRequestPermissionPolicy, is_agency_admin
@@ -404,7 +404,7 @@ class CreateView(RequestViewMixin, FormView):
     def get_initial(self) -> dict[str, Any]:
         from django.utils import translation
 
-        from ..email.messages import language_of_site
+        from ..mail.messages import language_of_site
 
         # The client reads the description (on Checkout, in the email): the site's
         # language, not the editor's.

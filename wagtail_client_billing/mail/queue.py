@@ -17,32 +17,28 @@ Kind = OutgoingEmail.Kind
 EmailStatus = OutgoingEmail.Status
 
 
-def enqueue_billing_email(request_id: int) -> None:
-    """Queue the email task once the current transaction commits."""
+def _enqueue(task: str, argument: int, name: str) -> None:
+    """Queue ``tasks.<task>(argument)`` once the current transaction commits."""
     from django_q.tasks import async_task  # django-q2 reads its settings at import
 
     transaction.on_commit(
         lambda: async_task(
-            "wagtail_client_billing.tasks.send_billing_email",
-            request_id,
-            task_name=f"wcb-email-{request_id}-{timezone.now().timestamp()}",
+            f"wagtail_client_billing.tasks.{task}",
+            argument,
+            task_name=f"{name}-{timezone.now().timestamp()}",
             group=EMAIL_TASK_GROUP,
         )
     )
+
+
+def enqueue_billing_email(request_id: int) -> None:
+    """Queue the request's email task (it sends the site's due emails with it)."""
+    _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
 
 
 def enqueue_pending_emails(site_id: int) -> None:
-    """Queue one batch task for the site's due emails (after the current commit)."""
-    from django_q.tasks import async_task  # django-q2 reads its settings at import
-
-    transaction.on_commit(
-        lambda: async_task(
-            "wagtail_client_billing.tasks.send_pending_emails",
-            site_id,
-            task_name=f"wcb-emails-site-{site_id}-{timezone.now().timestamp()}",
-            group=EMAIL_TASK_GROUP,
-        )
-    )
+    """Queue one batch task for the site's due emails."""
+    _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
 
 
 def queue_billing_email(request: BillingRequest) -> None:
