@@ -119,29 +119,37 @@ def seed(site: Any, emails: int) -> None:
                 checkout_session_id=f"cs_test_bench_{number}",
                 checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_bench_{number}",
                 expires_at=expires,
-                email_status=BillingRequest.EmailStatus.QUEUED,
             )
             for number in range(emails)
         ],
         batch_size=1000,
     )
+    requeue(site)
 
 
 def requeue(site: Any) -> None:
-    from wagtail_client_billing.models import BillingRequest
+    from wagtail_client_billing.models import BillingRequest, OutgoingEmail
 
-    BillingRequest.objects.filter(site=site).update(
-        email_status=BillingRequest.EmailStatus.QUEUED,
-        email_attempts=0,
-        email_due_at=None,
-        email_error="",
-        email_sent_at=None,
+    OutgoingEmail.objects.filter(site=site).delete()
+    OutgoingEmail.objects.bulk_create(
+        [
+            OutgoingEmail(
+                kind="request",
+                key=f"request-{pk}",
+                site=site,
+                billing_request_id=pk,
+                recipient=email,
+                status=OutgoingEmail.Status.QUEUED,
+            )  # fmt: skip
+            for pk, email in BillingRequest.objects.filter(site=site).values_list("pk", "email")
+        ],
+        batch_size=1000,
     )
 
 
 def send(site: Any, *, per_message: bool) -> int:
     """Send every queued email of the site; return how many went out."""
-    from wagtail_client_billing import mail
+    from wagtail_client_billing.mail import outbox as mail
 
     sent = 0
     while True:

@@ -118,7 +118,6 @@ def grow(sites: list[Any], start: int, stop: int, now: Any) -> None:
             mode="test",
             checkout_session_id=f"cs_test_overview_{number}",
             checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_overview_{number}",
-            email_status="sent",
             expires_at=created + timedelta(days=1),
             paid_at=created + timedelta(hours=2) if status == "paid" else None,
             expired_at=created + timedelta(days=1) if status == "expired" else None,

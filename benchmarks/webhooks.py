@@ -130,7 +130,6 @@ def seed(site: Any, account_id: str, events: int) -> list[int]:
                 account_id=account_id,
                 checkout_session_id=f"cs_test_bench_{number:07d}",
                 checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_bench_{number:07d}",
-                email_status="sent",
                 expires_at=expires,
             )
             for number in range(events)

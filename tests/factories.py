@@ -101,3 +101,21 @@ def connect_ready_account(simulator, mode: str = "test"):
     )
     simulator.complete_onboarding(connection.account_id)
     return agency.refresh(connection)
+
+
+def outbox_emails(requests, kind: str = "request", **fields):
+    """Outbox rows for requests made directly (not through ``billing``): their email of
+    ``kind``, queued unless ``fields`` say otherwise."""
+    from wagtail_client_billing.models import OutgoingEmail
+
+    return OutgoingEmail.objects.bulk_create(
+        OutgoingEmail(
+            kind=kind,
+            key=f"{kind}-{request.pk}",
+            site_id=request.site_id,
+            billing_request=request,
+            recipient=request.email,
+            **{"status": OutgoingEmail.Status.QUEUED, **fields},
+        )  # fmt: skip
+        for request in requests
+    )

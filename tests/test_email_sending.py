@@ -22,9 +22,11 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import Locale, ModelLogEntry, Page
 
-from tests.factories import grant_billing, make_site, make_user, request_details
+from tests.factories import grant_billing, make_site, make_user, outbox_emails, request_details
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
-from wagtail_client_billing import agency, billing, mail, tasks
+from wagtail_client_billing import agency, billing, tasks
+from wagtail_client_billing.mail import outbox as mail
+from wagtail_client_billing.mail.queue import queue_billing_email
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
 
 pytestmark = [
@@ -112,17 +114,15 @@ def create(site, commit, **changes):
 def create_queued(site, **changes):
     """A billing request whose email is queued but not sent yet (no commit ran)."""
     request = billing.create_request(site=site, details=request_details(**changes))
-    mail.queue_billing_email(request)  # its task would run on commit: it never does here
+    queue_billing_email(request)  # its task would run on commit: it never does here
     request.refresh_from_db()
     assert request.email_status == EmailStatus.QUEUED
     return request
 
 
-def time_passes(request, kind="email"):
+def time_passes(request, kind="request"):
     """Make the request's next attempt due now (as if its back-off had elapsed)."""
-    BillingRequest.objects.filter(pk=request.pk).update(
-        **{f"{kind}_due_at": timezone.now() - timedelta(seconds=1)}
-    )
+    request.emails.filter(kind=kind).update(due_at=timezone.now() - timedelta(seconds=1))
 
 
 def drain(commit):
@@ -387,7 +387,7 @@ def test_a_sites_due_emails_share_one_connection(sites, connection, stripe, comm
     assert len(bakery_server.messages) == 3
     assert len(acme_server.inbox.connections) == 1
     assert len(bakery_server.inbox.connections) == 1
-    assert set(BillingRequest.objects.values_list("email_status", flat=True)) == {"sent"}
+    assert {r.email_status for r in BillingRequest.objects.prefetch_related("emails")} == {"sent"}
     # Each site's own sender.
     assert {m["From"] for m in bakery_server.messages} == {"Rue Haute Bakery <hello@bakery.test>"}
 
@@ -437,10 +437,10 @@ def test_concurrent_workers_send_once(wagtail_root, transactional_db, smtp):
             checkout_session_id=f"cs_test_race_{number}",
             checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_race_{number}",
             expires_at=timezone.now() + timedelta(hours=23),
-            email_status=EmailStatus.QUEUED,
         )
         for number in range(20)
     )
+    outbox_emails(BillingRequest.objects.all())
     results, barrier = [], threading.Barrier(4)
 
     def worker():
@@ -458,7 +458,7 @@ def test_concurrent_workers_send_once(wagtail_root, transactional_db, smtp):
     assert sum(results) == 20
     recipients = sorted(str(message["To"]) for message in smtp.messages)
     assert recipients == sorted(f"client{number}@example.com" for number in range(20))
-    assert set(BillingRequest.objects.values_list("email_status", flat=True)) == {"sent"}
+    assert {r.email_status for r in BillingRequest.objects.prefetch_related("emails")} == {"sent"}
 
 
 # Faults -------------------------------------------------------------------------------------
@@ -635,9 +635,7 @@ def test_an_email_lost_with_its_worker_is_reported_not_resent(
 ):
     use_smtp(sites[0], smtp)
     request = create_queued(sites[0])
-    BillingRequest.objects.filter(pk=request.pk).update(
-        email_status=EmailStatus.SENDING, email_due_at=timezone.now() - timedelta(minutes=1)
-    )
+    request.emails.update(status=EmailStatus.SENDING, due_at=timezone.now() - timedelta(minutes=1))
     drain(commit)
     request.refresh_from_db()
     assert request.email_status == EmailStatus.FAILED
@@ -729,7 +727,7 @@ def test_no_reminder_when_the_first_email_failed_or_the_request_ended(
     near_expiry(paid)
     drain(commit)
     assert [m["To"] for m in smtp.messages] == ["paid@example.com"]
-    assert set(BillingRequest.objects.values_list("reminder_status", flat=True)) == {""}
+    assert {r.reminder_status for r in BillingRequest.objects.prefetch_related("emails")} == {""}
 
 
 def test_no_email_invites_to_pay_once_the_requests_account_is_gone(
@@ -743,7 +741,7 @@ def test_no_email_invites_to_pay_once_the_requests_account_is_gone(
     queued = create(sites[0], commit, email="queued@example.com")
     agency.unlink(connection, reason="deauthorized at Stripe")
     near_expiry(reminded)
-    BillingRequest.objects.filter(pk=queued.pk).update(email_status=EmailStatus.QUEUED)
+    queued.emails.filter(kind="request").update(status=EmailStatus.QUEUED)
     drain(commit)
     drain(commit)
     assert len(smtp.messages) == 2  # only the two first emails, sent before the unlink

@@ -34,7 +34,8 @@ from tests.factories import (
 )
 from tests.smtp import PASSWORD, SMTPServer, closed_port
 from tests.test_email_settings import csrf_post, save, settings_form
-from wagtail_client_billing import billing, compose
+from wagtail_client_billing import billing
+from wagtail_client_billing.mail import messages as compose
 from wagtail_client_billing.models import SiteEmailSettings
 from wagtail_client_billing.views.email_settings import SiteEmailSettingsForm
 

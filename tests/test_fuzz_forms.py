@@ -83,7 +83,7 @@ from wagtail_client_billing.forms import STRIPE_COUNTRIES, BillingRequestForm, C
 from wagtail_client_billing.models import (
     AgencyBillingSettings,
     BillingRequest,
-    Notification,
+    OutgoingEmail,
     SiteEmailSettings,
     StripeConnection,
 )
@@ -550,7 +550,11 @@ def state() -> dict[str, list]:
         "email_settings": list(SiteEmailSettings.objects.order_by("pk").values()),
         "agency": list(AgencyBillingSettings.objects.values()),
         "log": list(ModelLogEntry.objects.order_by("pk").values_list("pk", "action")),
-        "notifications": list(Notification.objects.order_by("pk").values_list("pk", "key")),
+        "notifications": list(
+            OutgoingEmail.objects.exclude(kind__in=("request", "reminder"))
+            .order_by("pk")
+            .values_list("pk", "key")
+        ),
         "mail": [(message.subject, tuple(message.to)) for message in mail.outbox],
     }
 

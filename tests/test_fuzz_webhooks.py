@@ -53,13 +53,13 @@ from hypothesis import strategies as st
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry
 
-from tests.factories import make_site, make_user
+from tests.factories import make_site, make_user, outbox_emails
 from tests.test_webhooks import LIVE_SECRET, SECRET, URL, sign
 from wagtail_client_billing import agency, billing
 from wagtail_client_billing.models import (
     AgencyBillingSettings,
     BillingRequest,
-    Notification,
+    OutgoingEmail,
     StripeConnection,
     WebhookEvent,
 )
@@ -155,9 +155,14 @@ def snapshot() -> dict[str, list]:
                 "subscription_status",
                 "client_asked_at",
                 "checkout_session_id",
-                "email_status",
                 "mode",
             )
+        ),
+        # The clients' billing emails: no webhook changes them.
+        "emails": list(
+            OutgoingEmail.objects.filter(kind__in=("request", "reminder"))
+            .order_by("pk")
+            .values_list("pk", "key", "status")
         ),
         "connections": list(
             StripeConnection.objects.order_by("pk").values_list(
@@ -181,9 +186,9 @@ def snapshot() -> dict[str, list]:
         ),
         "log": list(ModelLogEntry.objects.order_by("pk").values_list("pk", "action", "object_id")),
         "notifications": list(
-            Notification.objects.order_by("pk").values_list(
-                "pk", "key", "kind", "billing_request_id"
-            )
+            OutgoingEmail.objects.exclude(kind__in=("request", "reminder"))
+            .order_by("pk")
+            .values_list("pk", "key", "kind", "billing_request_id")
         ),
         "settings": list(AgencyBillingSettings.objects.values_list("pk", "active_mode")),
         "mail": [(message.subject, tuple(message.to)) for message in mail.outbox],
@@ -257,10 +262,11 @@ def _request(site, session_key: str, **fields: Any) -> BillingRequest:
         "checkout_session_id": SESSIONS[session_key],
         "checkout_url": f"https://checkout.stripe.test/{SESSIONS[session_key]}",
         "expires_at": now + timedelta(hours=23),
-        "email_status": BillingRequest.EmailStatus.SENT,
         **fields,
     }
-    return BillingRequest.objects.create(**values)
+    request = BillingRequest.objects.create(**values)
+    outbox_emails([request], status=OutgoingEmail.Status.SENT)
+    return request
 
 
 @pytest.fixture
@@ -859,7 +865,6 @@ REQUEST_FIELDS = (
     "subscription_status",
     "client_asked_at",
     "checkout_session_id",
-    "email_status",
     "mode",
 )
 
@@ -935,6 +940,7 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
     requests = _changed(before, after, "requests")
     connections = _changed(before, after, "connections")
     notifications = _changed(before, after, "notifications")
+    assert _changed(before, after, "emails") == {}
     new_log = [_rows(after, "log")[pk] for pk in _changed(before, after, "log")]
     if stored.status != EVENT.PROCESSED:
         assert not (requests or connections or notifications or new_log), stored.status
@@ -965,10 +971,10 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
     for pk in notifications:
         _, key, kind, request_id = _rows(after, "notifications")[pk]
         new = _as_dict(_rows(after, "requests")[request_id])
-        if kind == Notification.Kind.PAID:
+        if kind == OutgoingEmail.Kind.PAID:
             assert key == f"paid-{request_id}" and new["status"] == Status.PAID
         else:
-            assert kind == Notification.Kind.PAYMENT_FAILED
+            assert kind == OutgoingEmail.Kind.PAYMENT_FAILED
             assert new["subscription_status"] == "past_due"
             assert _as_dict(requests[request_id])["subscription_status"] != "past_due"
     assert len(after["mail"]) - len(before["mail"]) == len(notifications)

@@ -18,7 +18,8 @@ from tests.factories import (
 )
 from tests.test_billing_requests import CommittingClient, deliver, last_event
 from wagtail_client_billing import billing
-from wagtail_client_billing.models import AgencyBillingSettings, BillingRequest, Notification
+from wagtail_client_billing.mail.outbox import LOST_AFTER, NOTIFICATION_KINDS
+from wagtail_client_billing.models import AgencyBillingSettings, BillingRequest, OutgoingEmail
 
 pytestmark = pytest.mark.django_db
 Status = BillingRequest.Status
@@ -58,7 +59,7 @@ def test_one_payment_email_for_five_duplicate_deliveries(client, setup):
     assert sent[0].to == ["boss@example.com"]
     assert "Paid: client@example.com (Acme Plumbing)" in sent[0].subject
     assert "€49.90" in sent[0].subject
-    assert Notification.objects.get().sent_at is not None
+    assert notifications.get().sent_at is not None
 
 
 def test_configured_recipients_and_switching_off(client, setup):
@@ -151,6 +152,9 @@ def test_asking_with_a_bad_token_is_a_clear_404(client, setup):
     assert client.get("/billing/pay/nope/new-link/", HTTP_HOST="acme.test").status_code == 405
 
 
+Kind = OutgoingEmail.Kind
+# The notifications in the outbox (not the clients' billing emails).
+notifications = OutgoingEmail.objects.filter(kind__in=NOTIFICATION_KINDS)
 AGENCY_PAGE = reverse("wagtail_client_billing_agency:index")
 
 
@@ -168,7 +172,7 @@ def test_a_notification_that_failed_is_shown_and_sent_again_once(client, setup, 
     assert deliver(client, last_event(stripe, "checkout.session.completed")).status_code == 200
     request.refresh_from_db()
     assert request.status == Status.PAID  # the payment is never held up by the agency's mail
-    notification = Notification.objects.get()
+    notification = notifications.get()
     assert notification.sent_at is None
     assert "refused" in notification.error.lower()
 
@@ -218,7 +222,7 @@ def test_no_recipients_is_a_clear_reason_in_the_reader_language(client, setup):
         reverse("wagtail_client_billing_agency:notifications"),
         {"notify_payments": "on", "notification_recipients": "money@agency.test"},
     )
-    client.post(send_again_url(Notification.objects.get()))
+    client.post(send_again_url(notifications.get()))
     assert [m.to for m in agency_emails()] == [["money@agency.test"]]
 
 
@@ -228,17 +232,20 @@ def test_a_lost_or_never_taken_notification_is_shown_only_once_it_is_late(client
         site=site, details=request_details(email="other@example.com", amount=1000)
     )
     now = timezone.now()
-    sending = Notification.objects.create(
-        key="sending", kind=Notification.Kind.PAID, billing_request=request, claimed_at=now
-    )
-    lost = Notification.objects.create(
-        key="lost", kind=Notification.Kind.PAID, billing_request=request,
-        claimed_at=now - timedelta(hours=1),
+    # Claimed (sending) now, and an hour ago: the claim is lost LOST_AFTER after it.
+    sending = OutgoingEmail.objects.create(
+        key="sending", kind=Kind.PAID, site=site, billing_request=request,
+        status=OutgoingEmail.Status.SENDING, due_at=now + LOST_AFTER,
     )  # fmt: skip
-    never_taken = Notification.objects.create(
-        key="never", kind=Notification.Kind.NEW_LINK_ASKED, billing_request=other
-    )
-    Notification.objects.filter(pk=never_taken.pk).update(created_at=now - timedelta(hours=1))
+    lost = OutgoingEmail.objects.create(
+        key="lost", kind=Kind.PAID, site=site, billing_request=request,
+        status=OutgoingEmail.Status.SENDING, due_at=now - timedelta(hours=1) + LOST_AFTER,
+    )  # fmt: skip
+    never_taken = OutgoingEmail.objects.create(
+        key="never", kind=Kind.NEW_LINK_ASKED, site=site, billing_request=other,
+        status=OutgoingEmail.Status.QUEUED, due_at=now + timedelta(days=1),  # not sent meanwhile
+    )  # fmt: skip
+    OutgoingEmail.objects.filter(pk=never_taken.pk).update(created_at=now - timedelta(hours=1))
 
     client.force_login(make_user("agency", agency=True))
     page = client.get(AGENCY_PAGE).content.decode()

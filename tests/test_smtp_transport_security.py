@@ -22,8 +22,11 @@ from tests.factories import make_user
 from tests.smtp import PASSWORD, SMTPServer, closed_port, make_certificate
 from tests.test_billing_requests import deliver, last_event
 from tests.test_email_sending import create_queued, use_smtp
-from wagtail_client_billing import mail, mailers, notifications, tasks
-from wagtail_client_billing.models import BillingRequest, Notification
+from wagtail_client_billing import tasks
+from wagtail_client_billing.mail import outbox as mail
+from wagtail_client_billing.mail import smtp as mailers
+from wagtail_client_billing.mail.queue import unsent
+from wagtail_client_billing.models import BillingRequest, OutgoingEmail
 
 pytestmark = [
     pytest.mark.django_db,
@@ -33,6 +36,8 @@ pytestmark = [
 # The fixtures of the email and notification tests, shared.
 stripe, commit = test_email_sending.stripe, test_email_sending.commit
 client, setup = test_notifications.client, test_notifications.setup
+# The agency's "Payment received" email in the outbox.
+paid_notifications = OutgoingEmail.objects.filter(kind=OutgoingEmail.Kind.PAID)
 
 EmailStatus = BillingRequest.EmailStatus
 PRIVATE = "resolves to a private or local address"
@@ -164,8 +169,9 @@ def test_the_projects_own_backend_is_not_restricted(public_only, settings, smtp)
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
-    failure = mailers.send_message(EmailMessage("Hello", "Body", to=["me@acme.test"]))
-    assert failure is None
+    backend = mailers.connection_for(None)  # no site settings: the project's backend
+    assert backend.send_messages([EmailMessage("Hello", "Body", to=["me@acme.test"])]) == 1
+    backend.close()
     assert len(smtp.messages) == 1
 
 
@@ -393,12 +399,12 @@ def test_a_notification_is_retried_until_the_server_is_back(
     server = SMTPServer()  # not started yet: its port refuses connections
     use_default_smtp(settings, server.port)
     pay(client, stripe, request)
-    notification = Notification.objects.get()
+    notification = paid_notifications.get()
     assert notification.sent_at is None
     refused = "Could not connect to the default email backend: connection refused."
     assert notification.error == refused
     assert notification.attempts == 1
-    assert notification.retry_at - timezone.now() > timedelta(seconds=50)
+    assert notification.due_at - timezone.now() > timedelta(seconds=50)
     client.force_login(make_user("agency", agency=True))
     page = client.get(reverse("wagtail_client_billing_agency:index")).content.decode()
     assert f"{refused} Next attempt:" in page
@@ -407,20 +413,20 @@ def test_a_notification_is_retried_until_the_server_is_back(
     notification.refresh_from_db()
     assert notification.attempts == 1
 
-    Notification.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    paid_notifications.update(due_at=timezone.now() - timedelta(seconds=1))
     drain(django_capture_on_commit_callbacks)  # still down: the next back-off step
     notification.refresh_from_db()
     assert notification.attempts == 2
-    assert notification.retry_at - timezone.now() > timedelta(minutes=4)
+    assert notification.due_at - timezone.now() > timedelta(minutes=4)
 
     with server:
-        Notification.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+        paid_notifications.update(due_at=timezone.now() - timedelta(seconds=1))
         drain(django_capture_on_commit_callbacks)
         drain(django_capture_on_commit_callbacks)  # once sent, never again
     notification.refresh_from_db()
     assert notification.sent_at is not None
     assert notification.error == ""
-    assert notification.retry_at is None
+    assert notification.due_at is None
     assert len(server.messages) == 1
     assert "Paid: client@example.com" in str(server.messages[0]["Subject"])
 
@@ -432,15 +438,15 @@ def test_a_notification_gives_up_after_its_attempts(
     use_default_smtp(settings, closed_port())
     pay(client, stripe, request)
     for _attempt in range(mail.MAX_ATTEMPTS + 1):
-        Notification.objects.filter(retry_at__isnull=False).update(
-            retry_at=timezone.now() - timedelta(seconds=1)
+        paid_notifications.filter(due_at__isnull=False).update(
+            due_at=timezone.now() - timedelta(seconds=1)
         )
         drain(django_capture_on_commit_callbacks)
-    notification = Notification.objects.get()
+    notification = paid_notifications.get()
     assert notification.attempts == mail.MAX_ATTEMPTS
-    assert notification.retry_at is None
+    assert notification.due_at is None
     assert "connection refused" in notification.error
-    assert list(notifications.unsent()) == [notification]  # shown, with Send again
+    assert list(unsent()) == [notification]  # shown, with Send again
 
 
 def test_a_silent_server_holds_a_notification_no_longer_than_the_timeout(
@@ -454,9 +460,9 @@ def test_a_silent_server_holds_a_notification_no_longer_than_the_timeout(
         pay(client, stripe, request)
         elapsed = time.monotonic() - started
     assert elapsed < 5
-    notification = Notification.objects.get()
+    notification = paid_notifications.get()
     assert notification.error == "The default email backend did not answer within 1 seconds."
-    assert notification.retry_at is not None
+    assert notification.due_at is not None
 
 
 def test_a_refused_notification_fails_at_once(
@@ -466,7 +472,7 @@ def test_a_refused_notification_fails_at_once(
     use_default_smtp(settings, smtp.port)
     smtp.inbox.rcpt_reply = "550 5.1.1 No such user"
     pay(client, stripe, request)
-    notification = Notification.objects.get()
+    notification = paid_notifications.get()
     assert notification.error == "The SMTP server refused the recipient: 550 5.1.1 No such user"
-    assert notification.retry_at is None
+    assert notification.due_at is None
     assert notification.attempts == 1

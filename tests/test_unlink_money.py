@@ -29,7 +29,7 @@ from tests.test_webhooks import deliver as deliver_signed
 from wagtail_client_billing import agency, billing, reconciliation, signals
 from wagtail_client_billing.models import (
     BillingRequest,
-    Notification,
+    OutgoingEmail,
     StripeConnection,
     WebhookEvent,
 )
@@ -292,8 +292,8 @@ def assert_paid_late(request: BillingRequest) -> None:
     request.refresh_from_db()
     assert request.status == Status.PAID
     assert request.late_payment
-    assert Notification.objects.filter(
-        kind=Notification.Kind.PAID, billing_request=request
+    assert OutgoingEmail.objects.filter(
+        kind=OutgoingEmail.Kind.PAID, billing_request=request
     ).exists()
 
 

@@ -13,8 +13,9 @@ class WagtailClientBillingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import checks, tracking  # noqa: F401  (checks, signals)
+        from . import checks  # noqa: F401  (system checks)
         from .compat import register_policy
+        from .mail import tracking  # noqa: F401  (anymail's tracking signal)
         from .permissions import POLICIES
         from .tasks import ensure_schedule
 

@@ -25,9 +25,10 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
 
-from . import agency, notifications, signals, stripe_api
+from . import agency, signals, stripe_api
 from .conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
-from .models import BillingRequest, Notification, StripeConnection
+from .mail.queue import notify, queue_billing_email
+from .models import BillingRequest, OutgoingEmail, StripeConnection
 
 logger = logging.getLogger(__name__)
 
@@ -459,10 +460,8 @@ def _announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
 
 
 def _created(request: BillingRequest) -> None:
-    from . import mail
-
     _announce(signals.billing_request_created, request)
-    mail.queue_billing_email(request)
+    queue_billing_email(request)
 
 
 def _log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
@@ -528,7 +527,7 @@ def mark_paid(
             BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
             request.late_payment = late = True
         log(request, ACTION_PAID, user=user, data=_log_data(request, source=source, late=late))
-        notifications.notify(Notification.Kind.PAID, request, key=f"paid-{request.pk}")
+        notify(OutgoingEmail.Kind.PAID, request, key=f"paid-{request.pk}")
         transaction.on_commit(lambda: _announce(signals.billing_request_paid, request, late=late))
     if gone:
         logger.warning(
@@ -626,8 +625,6 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
 
 def resend(request: BillingRequest, *, user: Any = None) -> None:
     """Queue a Pending request's email again ("Resend email"), with an audit entry."""
-    from . import mail  # mail reaches tasks, which imports this module
-
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be sent again."))
     if not agency.account_is_linked(request):
@@ -638,7 +635,7 @@ def resend(request: BillingRequest, *, user: Any = None) -> None:
             )
         )
     log(request, ACTION_RESEND, user=user, data=_log_data(request))
-    mail.queue_billing_email(request)
+    queue_billing_email(request)
 
 
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:

@@ -7,7 +7,8 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogActionRegistry, LogFormatter
 
-from . import agency, billing, mail, tracking
+from . import agency, billing
+from .mail import outbox, tracking
 from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
 from .views.email_settings import ACTION_TEST as ACTION_EMAIL_SETTINGS_TEST
 
@@ -71,7 +72,7 @@ ACTIONS = [
     (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),
     (billing.ACTION_DELETED, _("Delete billing request"), _("Deleted")),
     (billing.ACTION_PAYMENT_FAILED, _("Payment failed"), _("The client's payment failed")),
-    (mail.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
+    (outbox.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
     (tracking.ACTION_EMAIL_TRACKED, _("Email event"), _("The email service reported a problem")),
     (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
 ]

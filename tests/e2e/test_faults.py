@@ -15,7 +15,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from wagtail_client_billing.mail import RETRY_DELAYS
+from wagtail_client_billing.mail.outbox import RETRY_DELAYS
 
 from . import ui
 from .harness import (

@@ -16,8 +16,9 @@ from typing import Any
 from django.db.models import Q
 from wagtail.log_actions import log
 
-from .. import agency, billing, notifications, stripe_api
-from ..models import BillingRequest, Notification, StripeConnection, WebhookEvent
+from .. import agency, billing, stripe_api
+from ..mail.queue import notify
+from ..models import BillingRequest, OutgoingEmail, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
 
 Handler = Callable[[WebhookEvent, Any], None]
@@ -183,8 +184,8 @@ def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscript
     )
     requests.update(subscription_status=status)
     for request in newly_past_due:
-        notifications.notify(
-            Notification.Kind.PAYMENT_FAILED,
+        notify(
+            OutgoingEmail.Kind.PAYMENT_FAILED,
             request,
             key=f"past-due-{request.pk}-{event.stripe_id}",
         )

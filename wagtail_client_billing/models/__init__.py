@@ -1,13 +1,13 @@
 from .agency import AgencyBillingSettings, StripeConnection
 from .events import WebhookEvent
-from .notifications import Notification
+from .outbox import OutgoingEmail
 from .requests import BillingRequest
 from .site import SiteEmailSettings
 
 __all__ = [
     "AgencyBillingSettings",
     "BillingRequest",
-    "Notification",
+    "OutgoingEmail",
     "SiteEmailSettings",
     "StripeConnection",
     "WebhookEvent",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,20 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import money
 from .agency import Mode
+from .outbox import OutgoingEmail
+
+
+class _EmailField:
+    """One field of the request's email of one kind (its outbox row), read as if it were
+    the request's own (``request.email_status``): what templates and listings show."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+
+    def __get__(self, instance: BillingRequest | None, owner: type) -> Any:
+        if instance is None:
+            return self
+        return getattr(instance.outgoing_email(self.kind), self.name)
 
 
 def new_token() -> str:
@@ -37,17 +52,7 @@ class BillingRequest(models.Model):
         MONTHLY = "monthly", _("Monthly")
         YEARLY = "yearly", _("Yearly")
 
-    class EmailStatus(models.TextChoices):
-        NOT_SENT = "", _("Not sent")
-        QUEUED = "queued", _("Queued")
-        SENDING = "sending", _("Sending")
-        SENT = "sent", _("Sent")
-        # Reported by an anymail ESP through its tracking webhooks.
-        DELIVERED = "delivered", _("Delivered")
-        OPENED = "opened", _("Opened")
-        BOUNCED = "bounced", _("Bounced")
-        COMPLAINED = "complained", _("Marked as spam")
-        FAILED = "failed", _("Failed")
+    EmailStatus = OutgoingEmail.Status
 
     class PaymentState(models.TextChoices):
         NONE = "", _("None")
@@ -92,27 +97,6 @@ class BillingRequest(models.Model):
     checkout_url = models.URLField(max_length=2000, blank=True)
     subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
     subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
-
-    email_status = models.CharField(
-        _("Email"), max_length=10, choices=EmailStatus.choices, default="", blank=True
-    )
-    email_sent_at = models.DateTimeField(_("Email sent"), null=True, blank=True)
-    email_error = models.TextField(_("Email error"), blank=True)
-    email_attempts = models.PositiveIntegerField(default=0)
-    # Queued: when the next attempt is due (NULL: now). Sending: when the attempt counts
-    # as lost (the worker died), so the drain can report it instead of sending twice.
-    email_due_at = models.DateTimeField(null=True, blank=True)
-    email_message_id = models.CharField(max_length=255, blank=True)
-
-    # The optional reminder before expiry, tracked like the first email.
-    reminder_status = models.CharField(
-        _("Reminder"), max_length=10, choices=EmailStatus.choices, default="", blank=True
-    )
-    reminder_sent_at = models.DateTimeField(_("Reminder sent"), null=True, blank=True)
-    reminder_error = models.TextField(_("Reminder error"), blank=True)
-    reminder_attempts = models.PositiveIntegerField(default=0)
-    reminder_due_at = models.DateTimeField(null=True, blank=True)
-    reminder_message_id = models.CharField(max_length=255, blank=True)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
     created_by = models.ForeignKey(
@@ -167,22 +151,38 @@ class BillingRequest(models.Model):
                 name="wcb_req_pending_expiry",
                 condition=models.Q(status="pending"),
             ),
-            # The email drain looks for queued (and stuck sending) emails by due time.
-            models.Index(
-                fields=["email_due_at"],
-                name="wcb_req_email_due",
-                condition=models.Q(email_status__in=["queued", "sending"]),
-            ),
-            models.Index(
-                fields=["reminder_due_at"],
-                name="wcb_req_reminder_due",
-                condition=models.Q(reminder_status__in=["queued", "sending"]),
-            ),
         ]
 
     def __str__(self) -> str:
         # Titles and labels in the admin: the amount as the reader's language writes it.
         return f"{self.email} · {money.format_money(self.amount, self.currency)}"
+
+    # The billing email and the reminder, as the request page and listings show them.
+    email_status = _EmailField("request", "status")
+    get_email_status_display = _EmailField("request", "get_status_display")
+    email_sent_at = _EmailField("request", "sent_at")
+    email_error = _EmailField("request", "error")
+    email_due_at = _EmailField("request", "due_at")
+    email_attempts = _EmailField("request", "attempts")
+    email_message_id = _EmailField("request", "message_id")
+    reminder_status = _EmailField("reminder", "status")
+    get_reminder_status_display = _EmailField("reminder", "get_status_display")
+    reminder_sent_at = _EmailField("reminder", "sent_at")
+    reminder_error = _EmailField("reminder", "error")
+    reminder_due_at = _EmailField("reminder", "due_at")
+    reminder_message_id = _EmailField("reminder", "message_id")
+
+    def outgoing_email(self, kind: str) -> OutgoingEmail:
+        """The request's email of ``kind`` (an unsaved "not sent" one if there is none).
+
+        Read once, like a column, until ``refresh_from_db()``; listings prefetch them all.
+        """
+        if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
+            models.prefetch_related_objects([self], "emails")
+        for email in self.emails.all():
+            if email.kind == kind:
+                return email
+        return OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
 
     @property
     def amount_display(self) -> str:

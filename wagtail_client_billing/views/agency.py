@@ -18,9 +18,10 @@ from .. import agency, stripe_api
 from ..conf import billing_settings
 from ..events import endpoints
 from ..forms import ConnectForm, NotificationSettingsForm
+from ..mail.messages import agency_recipients
+from ..mail.queue import send_again, unsent
 from ..models import AgencyBillingSettings, StripeConnection
 from ..models.agency import Mode
-from ..notifications import agency_recipients, send_again, unsent
 from ..permissions import AgencyAdminRequiredMixin
 
 INDEX_URL = "wagtail_client_billing_agency:index"

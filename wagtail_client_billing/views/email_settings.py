@@ -33,8 +33,10 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
 
-from .. import compose, crypto, mail, mailers
+from .. import crypto
 from ..conf import billing_settings
+from ..mail import failures, outbox, smtp
+from ..mail import messages as email_messages
 from ..models import SiteEmailSettings
 from ..permissions import email_settings_policy
 from . import listing
@@ -139,7 +141,7 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
 def from_help_text() -> str:
     """What the From field does, and what it cannot do without Custom SMTP."""
-    default = compose.default_sender_address()
+    default = email_messages.default_sender_address()
     domains = billing_settings().sender_domains
     if domains:
         return _(
@@ -156,14 +158,14 @@ def from_help_text() -> str:
 
 def from_note(email_settings: SiteEmailSettings) -> str:
     """Why the saved From address does not head the emails, or "" when it does."""
-    if not email_settings.from_email or compose.sends_from_own_address(email_settings):
+    if not email_settings.from_email or email_messages.sends_from_own_address(email_settings):
         return ""
     site = email_settings.site
     values = {
-        "default": compose.default_sender_address(),
+        "default": email_messages.default_sender_address(),
         "site": site.site_name or site.hostname,
         "address": email_settings.from_email,
-        "reply_to": (compose.reply_to(email_settings) or [""])[0],
+        "reply_to": (email_messages.reply_to(email_settings) or [""])[0],
         "domains": ", ".join(billing_settings().sender_domains),
     }
     if values["domains"]:
@@ -193,7 +195,7 @@ def _obviously_private(host: str) -> bool:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False  # a name: checked when sending
-    return not mailers.is_public_address(address)
+    return not smtp.is_public_address(address)
 
 
 class TestEmailForm(forms.Form):
@@ -289,7 +291,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
             test_form=TestEmailForm(initial={"to": self.request.user.email}),
             password_problem=password_problem(instance),
             from_note=from_note(instance),
-            server=mailers.server_name(instance),
+            server=failures.server_name(instance),
         )
         return context
 
@@ -350,8 +352,8 @@ class SendTestEmailView(SiteMixin, View):
             )
             return back
         try:
-            mail.send_test_email(email_settings, to)
-        except mail.EmailFailed as error:
+            outbox.send_test_email(email_settings, to)
+        except outbox.EmailFailed as error:
             entry.data = {**entry.data, "error": str(error)}
             entry.save(update_fields=["data"])
             messages.error(
@@ -361,7 +363,7 @@ class SendTestEmailView(SiteMixin, View):
             messages.success(
                 request,
                 _("A test email was sent to %(email)s through %(server)s.")
-                % {"email": to, "server": mailers.server_name(email_settings)},
+                % {"email": to, "server": failures.server_name(email_settings)},
             )
         return back
 
@@ -387,7 +389,7 @@ def claim_test_email(
         data={
             "site": email_settings.site_id,
             "to": to,
-            "server": mailers.server_name(email_settings),
+            "server": failures.server_name(email_settings),
         },
     )
     recent = ModelLogEntry.objects.filter(

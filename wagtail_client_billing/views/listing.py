@@ -240,7 +240,12 @@ class IndexView(generic.IndexView):
     def get_base_queryset(self) -> QuerySet:
         if self.site is None:
             return BillingRequest.objects.none()
-        return requests_for(self.request.user).filter(site=self.site).select_related("site")
+        return (
+            requests_for(self.request.user)
+            .filter(site=self.site)
+            .select_related("site")
+            .prefetch_related("emails")
+        )
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = super().filter_queryset(queryset)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
 from .. import agency
-from ..compose import language_of_site, site_language
+from ..mail.messages import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
@@ -83,7 +83,8 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
     """ "Ask for a new link" on the expired page: tells the site once per request."""
     from django.db.models import Q
 
-    from .. import billing, notifications
+    from .. import billing
+    from ..mail.queue import ask_for_new_link
 
     billing_request = _requests_by_token(token).first()
     if billing_request is None:
@@ -91,5 +92,5 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
     if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
         billing.mark_expired(Q(pk=billing_request.pk), source="client")
     # A second click, or a reload of the POST, changes nothing and sends nothing.
-    notifications.ask_for_new_link(billing_request)
+    ask_for_new_link(billing_request)
     return HttpResponseRedirect(billing_request.get_payment_path())

@@ -35,8 +35,8 @@ from wagtail.admin.widgets.button import HeaderButton
 
 from .. import agency, billing, stripe_api
 from ..compat import PolicyViewSetMixin
-from ..compose import language_of_site
 from ..forms import BillingRequestForm
+from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
 from ..permissions import billing_request_policy, is_agency_admin
 from . import overview

@@ -1,4 +1,5 @@
-"""Compose the billing emails: subject, plain text and HTML in the site's language.
+"""Compose the emails: billing emails (subject, plain text and HTML in the site's
+language), notifications to people, the test email.
 
 Templates under ``wagtail_client_billing/email/`` (``subject.txt``, ``body.txt``,
 ``body.html``) can be overridden in the usual Django way; ``reminder`` in their context
@@ -9,38 +10,23 @@ neither a template nor a site name can inject a header.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from . import agency, mailers
-from .conf import billing_settings
-from .models import BillingRequest, SiteEmailSettings
-from .money import format_money
+from .. import agency
+from ..conf import billing_settings
+from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail, SiteEmailSettings
+from ..money import format_money
+from .failures import server_name
 
 TEMPLATES = "wagtail_client_billing/email/"
-
-
-@dataclass(frozen=True)
-class EmailKind:
-    """One of a request's emails and the ``BillingRequest`` fields that track it."""
-
-    name: str
-    prefix: str
-
-    def field(self, name: str) -> str:
-        return f"{self.prefix}_{name}"
-
-
-REQUEST_EMAIL = EmailKind("request", "email")
-REMINDER_EMAIL = EmailKind("reminder", "reminder")
-KINDS = {kind.name: kind for kind in (REQUEST_EMAIL, REMINDER_EMAIL)}
 
 
 def site_language(request: BillingRequest) -> str:
@@ -84,7 +70,7 @@ def agency_links(request: BillingRequest) -> dict[str, str]:
 
 def billing_email(
     request: BillingRequest,
-    kind: EmailKind = REQUEST_EMAIL,
+    kind: str = OutgoingEmail.Kind.REQUEST,
     *,
     email_settings: SiteEmailSettings | None = None,
     links: dict[str, str] | None = None,
@@ -96,7 +82,7 @@ def billing_email(
     with translation.override(site_language(request)):
         context = {
             "billing_request": request,
-            "reminder": kind is REMINDER_EMAIL,
+            "reminder": kind == OutgoingEmail.Kind.REMINDER,
             "site_name": name,
             "amount": format_money(request.amount, request.currency),
             "billing_type": request.get_billing_type_display(),
@@ -118,8 +104,8 @@ def billing_email(
     message.attach_alternative(html, "text/html")
     # Anymail ESPs echo these back in tracking events (``tracking.py`` matches on them);
     # other backends ignore them.
-    message.metadata = {"billing_request": str(request.pk), "billing_email": kind.name}
-    message.tags = ["wagtail-client-billing", f"billing-{kind.name}"]
+    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}
+    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]
     return message
 
 
@@ -174,7 +160,7 @@ def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternat
     subject = _("Test email from %(site)s") % {"site": name}
     body = _(
         "This test email from %(site)s shows that billing emails can be sent through %(server)s."
-    ) % {"site": name, "server": mailers.server_name(email_settings)}
+    ) % {"site": name, "server": server_name(email_settings)}
     return EmailMultiAlternatives(
         subject=one_line(subject),
         body=body,
@@ -182,3 +168,37 @@ def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternat
         to=[to],
         reply_to=reply_to(email_settings),
     )
+
+
+def agency_recipients() -> list[str]:
+    """The agency's notification addresses, or every active superuser's."""
+    configured = AgencyBillingSettings.load().notification_recipients
+    addresses = [line.strip() for line in configured.replace(",", "\n").splitlines()]
+    addresses = [address for address in addresses if address]
+    if addresses:
+        return addresses
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, is_superuser=True)
+        .exclude(email="")
+        .order_by("pk")
+        .values_list("email", flat=True)
+    )
+
+
+def notification_recipients(email: OutgoingEmail) -> list[str]:
+    """Who a notification goes to: the site's reply-to address for a client's question,
+    else the agency."""
+    if email.kind == OutgoingEmail.Kind.NEW_LINK_ASKED:
+        return [SiteEmailSettings.for_site_or_default(email.site_id).contact_address]
+    return agency_recipients()
+
+
+def notification(email: OutgoingEmail, recipients: list[str]) -> EmailMessage:
+    """A notification to people (not to the client), in the project's language."""
+    request = email.billing_request
+    with translation.override(settings.LANGUAGE_CODE):
+        context = {"billing_request": request, "kind": email.kind, "site": request.site}
+        subject = render_to_string("wagtail_client_billing/notifications/subject.txt", context)
+        body = render_to_string("wagtail_client_billing/notifications/body.txt", context)
+    return EmailMessage(subject=" ".join(subject.split()), body=body, to=recipients)

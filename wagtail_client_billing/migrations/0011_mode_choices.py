@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_client_billing', '0009_delete_intent'),
+        ('wagtail_client_billing', '0010_outbox_emails'),
     ]
 
     operations = [

@@ -2,7 +2,7 @@
 
 Anymail's webhook views turn each ESP's events into its ``tracking`` signal. Our emails
 carry ``metadata = {"billing_request": id, "billing_email": "request"|"reminder"}``
-(``compose.billing_email``), which ESPs echo back; a raw SMTP server reports
+(``messages.billing_email``), which ESPs echo back; a raw SMTP server reports
 nothing, so a site with Custom SMTP stays at "Sent".
 """
 
@@ -16,11 +16,11 @@ from django.dispatch import receiver
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .compose import KINDS, REQUEST_EMAIL, EmailKind
-from .models import BillingRequest
+from ..models import BillingRequest, OutgoingEmail
 
 logger = logging.getLogger(__name__)
-EmailStatus = BillingRequest.EmailStatus
+EmailStatus = OutgoingEmail.Status
+Kind = OutgoingEmail.Kind
 
 ACTION_EMAIL_TRACKED = "wagtail_client_billing.email.tracked"
 
@@ -61,30 +61,32 @@ def apply_tracking_event(event: AnymailTrackingEvent, *, esp_name: str = "") -> 
     if state is None or found is None:
         return False
     request_id, kind = found
-    match: dict[str, Any] = {"pk": request_id, f"{kind.field('status')}__in": REPLACES[state]}
+    match: dict[str, Any] = {
+        "billing_request_id": request_id, "kind": kind, "status__in": REPLACES[state]
+    }  # fmt: skip
     if event.message_id:
         # An event about an earlier send (before a Resend) must not move the new one.
-        match[f"{kind.field('message_id')}__in"] = (str(event.message_id), "")
-    values: dict[str, Any] = {kind.field("status"): state}
+        match["message_id__in"] = (str(event.message_id), "")
+    values: dict[str, Any] = {"status": state}
     if state in (EmailStatus.BOUNCED, EmailStatus.FAILED):
-        values[kind.field("error")] = _reason(event, esp_name)
-    if not BillingRequest.objects.filter(**match).update(**values):
+        values["error"] = _reason(event, esp_name)
+    if not OutgoingEmail.objects.filter(**match).update(**values):
         return False
     if state in LOGGED:
         request = BillingRequest.objects.get(pk=request_id)
         log(
             request,
             ACTION_EMAIL_TRACKED,
-            data={"email": kind.name, "event": event.event_type, "esp": esp_name},
+            data={"email": kind, "event": event.event_type, "esp": esp_name},
         )
     return True
 
 
-def _email_of(event: AnymailTrackingEvent) -> tuple[int, EmailKind] | None:
+def _email_of(event: AnymailTrackingEvent) -> tuple[int, str] | None:
     metadata = event.metadata or {}
     request_id = str(metadata.get("billing_request", ""))
-    kind = KINDS.get(str(metadata.get("billing_email", REQUEST_EMAIL.name)))
-    if not request_id.isdigit() or kind is None:
+    kind = str(metadata.get("billing_email", Kind.REQUEST))
+    if not request_id.isdigit() or kind not in (Kind.REQUEST, Kind.REMINDER):
         return None  # not one of ours: anymail serves the whole project
     return int(request_id), kind
 

@@ -1,0 +1,2 @@
+"""Email: the outbox (``outbox`` sends, ``queue`` fills it), the connections (``smtp``),
+what failures mean (``failures``), composition (``messages``), anymail tracking."""

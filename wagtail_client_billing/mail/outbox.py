@@ -1,0 +1,363 @@
+"""The outbox: every email the app sends is an ``OutgoingEmail`` row, sent by one engine.
+
+Billing emails, reminders and the notifications to people (the agency when money
+arrives or a subscription payment fails, the site's reply-to address when a client asks
+for a new link) are kinds of it. A row is created under a unique key (so a retried
+webhook or a second click finds it taken) and sent through django-q2 after its
+transaction commits. Every email is *claimed* with a conditional UPDATE (queued ->
+sending) just before it goes out, so the at-least-once ORM broker, the every-minute
+drain and a second worker can all try and it still goes out once. A site's due emails
+go out together (``send_pending_emails``): billing emails over one connection through
+the site's own SMTP server or the project's default backend, notifications over one
+through the default backend (``smtp``); ``messages`` writes them.
+
+Opening a connection has one deadline (``SMTP_DEADLINE``) and each message sent over it
+its own; the whole batch is cut at ``time_limit()``, before django-q2 would kill it.
+
+A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
+the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
+drain picks it up when due. Anything else fails at once with the reason. A claimed email
+still sending after ``LOST_AFTER`` was lost with its worker: it is reported, never sent
+again on a guess. Email state never touches the request's own status.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from wagtail.log_actions import log
+
+from .. import agency
+from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
+from ..models.outbox import NO_RECIPIENTS
+from . import messages, smtp
+from .failures import Failure, describe
+
+logger = logging.getLogger(__name__)
+Kind = OutgoingEmail.Kind
+EmailStatus = OutgoingEmail.Status
+
+ACTION_EMAIL_FAILED = "wagtail_client_billing.email.failed"
+EMAIL_TASK_GROUP = "wagtail_client_billing.email"
+BILLING_KINDS = (Kind.REQUEST, Kind.REMINDER)
+NOTIFICATION_KINDS = (Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED)
+
+# Back-off before attempts 2, 3, 4 and 5; the fifth failure is final.
+RETRY_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+BATCH_SIZE = 500
+# A claimed email still "sending" after this long was lost with its worker: it is
+# reported, never sent again on a guess (it may have gone out).
+LOST_AFTER = timedelta(minutes=15)
+# States of an email that reached the server: a reminder only follows one of these.
+DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: emails sent (request id, kind), put back for a retry, failed;
+    ``more`` still due."""
+
+    sent: list[tuple[int, str]] = field(default_factory=list)
+    retrying: int = 0
+    failed: int = 0
+    more: bool = False
+
+
+class EmailFailed(Exception):
+    """A send failed; ``failure`` says why and whether trying again may help."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+class _NotSent(Exception):
+    """The email is no longer wanted, or has nobody to go to: recorded, never retried."""
+
+    def __init__(self, reason: str, status: str = EmailStatus.NOT_SENT) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+# The drain ----------------------------------------------------------------------------------
+
+
+def sites_with_due_emails(now: datetime | None = None) -> list[int]:
+    """The sites that have emails due now (one batch each)."""
+    due = OutgoingEmail.objects.filter(_due(now or timezone.now()))
+    return sorted(set(due.values_list("site_id", flat=True)))
+
+
+def report_lost_sends(now: datetime | None = None) -> int:
+    """Mark failed the emails left "sending" by a worker that died; never resend them."""
+    now = now or timezone.now()
+    lost = OutgoingEmail.objects.filter(status=EmailStatus.SENDING, due_at__lte=now)
+    reasons = {
+        BILLING_KINDS: _(
+            "Sending was interrupted (the worker stopped): the email may not have arrived. "
+            "Resend it if the client did not get it."
+        ),
+        NOTIFICATION_KINDS: _("Interrupted while sending: it may or may not have gone out."),
+    }
+    count = sum(
+        lost.filter(kind__in=kinds).update(status=EmailStatus.FAILED, error=reason, due_at=None)
+        for kinds, reason in reasons.items()
+    )
+    if count:
+        logger.warning("%s email(s) were lost while sending.", count)
+    return count
+
+
+def _due(now: datetime) -> Q:
+    return Q(status=EmailStatus.QUEUED) & (Q(due_at__isnull=True) | Q(due_at__lte=now))
+
+
+# Sending ----------------------------------------------------------------------------------
+
+
+def time_budget() -> float:
+    """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
+    and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
+    return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
+
+
+def time_limit() -> float:
+    """Seconds after which a batch's connection is cut whatever it is doing (each SMTP
+    step has its own deadline, but a last message may start just inside the budget):
+    before django-q2 kills the task, which would leave its email "sending", lost."""
+    return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
+
+
+def _task_timeout() -> float:
+    return (getattr(settings, "Q_CLUSTER", None) or {}).get("timeout") or 120
+
+
+class _Connection:
+    """One connection (a site's, or the default), opened on first use and reused for the
+    whole batch."""
+
+    def __init__(self, email_settings: SiteEmailSettings | None) -> None:
+        self.email_settings = email_settings
+        self.backend: Any = None
+        self.broken: Failure | None = None  # could not open: applies to the rest
+
+    def send(self, message: EmailMessage) -> None:
+        """Send one message or raise ``EmailFailed``."""
+        if self.broken is not None:
+            raise EmailFailed(self.broken)
+        if self.backend is None:
+            try:
+                self.backend = smtp.connection_for(self.email_settings)
+                self.backend.open()
+            except Exception as error:
+                self.close()
+                self.broken = describe(error, self.email_settings)
+                raise EmailFailed(self.broken) from error
+        try:
+            self.backend.send_messages([message])
+        except Exception as error:
+            failure = describe(error, self.email_settings)
+            if _connection_lost(error):
+                # The server may have taken the message before the line broke: report it
+                # and do not retry (never two emails); the next message reconnects.
+                self.close()
+                failure = Failure(
+                    _(
+                        "The connection broke while the email was being sent (%(reason)s): "
+                        "it may not have arrived. Resend it if the client did not get it."
+                    )
+                    % {"reason": failure.reason},
+                    transient=False,
+                )
+            raise EmailFailed(failure) from error
+
+    def close(self) -> None:
+        if self.backend is not None:
+            smtp.close_quietly(self.backend)  # a dead connection must not fail the batch
+            self.backend = None
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """An SMTP line that broke mid-message (not a reply from the server about it)."""
+    from anymail.exceptions import AnymailError
+
+    if isinstance(error, smtp.DeadlineExceeded):
+        # Cut before DATA began: the server cannot have the message, it may be retried.
+        return error.maybe_delivered
+    answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, AnymailError)
+    return isinstance(error, OSError) and not isinstance(error, answered)
+
+
+class _Batch:
+    """What the messages of one site's batch share: its two connections, the agency's
+    links per mode, the linked accounts (once per batch: a gone account's links are dead)."""
+
+    def __init__(self, site_id: int, now: datetime) -> None:
+        self.now = now
+        self.site = _Connection(SiteEmailSettings.for_site_or_default(site_id))
+        self.default = _Connection(None)
+        self.accounts = agency.linked_accounts()
+        self.links: dict[str, dict[str, str]] = {}
+
+    def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
+        """The message and the connection it goes over; ``_NotSent`` if it must not go."""
+        request = email.billing_request
+        if email.kind not in BILLING_KINDS:
+            recipients = messages.notification_recipients(email)
+            if not recipients:
+                raise _NotSent(NO_RECIPIENTS, EmailStatus.FAILED)
+            email.recipient = ", ".join(recipients)
+            return messages.notification(email, recipients), self.default
+        if request.mode not in self.links:
+            self.links[request.mode] = messages.agency_links(request)
+        if not agency.account_is_linked(request, self.accounts):
+            # Its link says "no longer works" (the account was deauthorized at Stripe,
+            # say): an email inviting the client to pay would mislead.
+            raise _NotSent(_(
+                "Not sent: the request's Stripe account was unlinked, so its link no longer works."
+            ))  # fmt: skip
+        if request.status != BillingRequest.Status.PENDING or (
+            email.kind == Kind.REMINDER and request.expires_at <= self.now
+        ):
+            raise _NotSent(_("Not sent: the request had ended."))
+        message = messages.billing_email(
+            request, email.kind, email_settings=self.site.email_settings,
+            links=self.links[request.mode],
+        )  # fmt: skip
+        return message, self.site
+
+    def close(self) -> None:
+        self.site.close()
+        self.default.close()
+
+
+def send_pending_emails(
+    site_id: int, *, limit: int = BATCH_SIZE, now: datetime | None = None
+) -> BatchResult:
+    """Send the site's due emails (one connection each way); ``more`` if some are left."""
+    now = now or timezone.now()
+    result = BatchResult()
+    due = list(
+        OutgoingEmail.objects.filter(_due(now), site_id=site_id)
+        .select_related("billing_request", "billing_request__site__root_page__locale")
+        .order_by("due_at", "pk")[:limit]
+    )
+    if not due:
+        return result
+    batch = _Batch(site_id, now)
+    deadline = time.monotonic() + time_budget()
+    with smtp.conversation(time_limit()):
+        try:
+            for email in due:
+                if time.monotonic() > deadline:
+                    result.more = True
+                    break
+                if _claim(email, now):
+                    _send_one(email, batch, result)
+        finally:
+            batch.close()
+    result.more = result.more or len(due) >= limit
+    return result
+
+
+def _claim(email: OutgoingEmail, now: datetime) -> bool:
+    """queued -> sending in one conditional UPDATE: True for the one caller that wins."""
+    claimed = (
+        OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
+            status=EmailStatus.SENDING,
+            attempts=F("attempts") + 1,
+            # From the real clock: a batch may have started a while ago.
+            due_at=timezone.now() + LOST_AFTER,
+        )
+        == 1
+    )
+    if claimed:
+        email.attempts += 1
+    return claimed
+
+
+def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
+    try:
+        message, connection = batch.message(email)
+        connection.send(message)
+    except _NotSent as skipped:
+        _finish(email, skipped.status, error=skipped.reason)
+        return
+    except EmailFailed as error:
+        _failed(email, error.failure, batch.now, result)
+        return
+    except Exception as error:  # a template or data problem: retrying will not fix it
+        _failed(email, describe(error), batch.now, result)
+        return
+    message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
+    _finish(
+        email,
+        EmailStatus.SENT,
+        sent_at=timezone.now(),
+        recipient=email.recipient,
+        message_id="" if message_id is None else str(message_id)[:255],
+    )
+    result.sent.append((email.billing_request_id, email.kind))
+
+
+def _failed(email: OutgoingEmail, failure: Failure, now: datetime, result: BatchResult) -> None:
+    if failure.transient and email.attempts < MAX_ATTEMPTS:
+        retry_at = now + RETRY_DELAYS[email.attempts - 1]
+        _finish(email, EmailStatus.QUEUED, error=failure.reason, due_at=retry_at)
+        logger.info(
+            "Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), failure.reason
+        )
+        result.retrying += 1
+        return
+    _finish(email, EmailStatus.FAILED, error=failure.reason)
+    if email.kind in BILLING_KINDS:
+        log(
+            email.billing_request,
+            ACTION_EMAIL_FAILED,
+            data={"email": str(email.kind), "error": failure.reason},
+        )
+    logger.warning("Email %s failed: %s", email.key, failure.reason)
+    result.failed += 1
+
+
+def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:
+    """Record an attempt's outcome, unless a Resend re-queued the email meanwhile."""
+    values.setdefault("error", "")
+    values.setdefault("due_at", None)
+    OutgoingEmail.objects.filter(pk=email.pk, status=EmailStatus.SENDING).update(
+        status=status, **values
+    )
+
+
+def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
+    """Send a short test email through the settings as saved; ``EmailFailed`` says why not.
+
+    The whole SMTP conversation has one deadline: a web worker waits at most that long.
+    """
+    message = messages.test_email(email_settings, to)
+    with smtp.conversation():
+        backend = None
+        try:
+            backend = smtp.connection_for(email_settings)
+            backend.send_messages([message])
+        except Exception as error:
+            raise EmailFailed(describe(error, email_settings)) from error
+        finally:
+            if backend is not None:
+                smtp.close_quietly(backend)

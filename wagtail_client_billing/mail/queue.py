@@ -1,0 +1,152 @@
+"""What goes into the outbox: a request's email (creation, Resend), its reminder, the
+notifications to people; and the django-q2 tasks that send them after the commit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from ..conf import billing_settings
+from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail
+from .outbox import DELIVERED_STATES, EMAIL_TASK_GROUP, LOST_AFTER, NOTIFICATION_KINDS
+
+Kind = OutgoingEmail.Kind
+EmailStatus = OutgoingEmail.Status
+
+
+def _enqueue(task: str, argument: int, name: str) -> None:
+    """Queue ``tasks.<task>(argument)`` once the current transaction commits."""
+    from django_q.tasks import async_task  # django-q2 reads its settings at import
+
+    transaction.on_commit(
+        lambda: async_task(
+            f"wagtail_client_billing.tasks.{task}",
+            argument,
+            task_name=f"{name}-{timezone.now().timestamp()}",
+            group=EMAIL_TASK_GROUP,
+        )
+    )
+
+
+def enqueue_billing_email(request_id: int) -> None:
+    """Queue the request's email task (it sends the site's due emails with it)."""
+    _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
+
+
+def enqueue_pending_emails(site_id: int) -> None:
+    """Queue one batch task for the site's due emails."""
+    _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
+
+
+def queue_billing_email(request: BillingRequest) -> None:
+    """Queue the request's email now (creation or Resend) and hand it to django-q2."""
+    OutgoingEmail.objects.update_or_create(
+        key=f"request-{request.pk}",
+        defaults={
+            "kind": Kind.REQUEST,
+            "site_id": request.site_id,
+            "billing_request": request,
+            "recipient": request.email,
+            "status": EmailStatus.QUEUED,
+            "error": "",
+            "attempts": 0,
+            "due_at": None,
+        },
+    )
+    enqueue_billing_email(request.pk)
+
+
+def queue_due_reminders(now: datetime | None = None) -> int:
+    """Queue one reminder for each Pending request entering the reminder window.
+
+    Off unless ``REMINDER_HOURS_BEFORE_EXPIRY`` is set. Its unique key makes a request
+    reminded at most once however often the schedule runs. Only requests whose first
+    email reached the server.
+    """
+    hours = billing_settings().reminder_hours_before_expiry
+    if not hours:
+        return 0
+    now = now or timezone.now()
+    due = (
+        BillingRequest.objects.filter(
+            status=BillingRequest.Status.PENDING,
+            expires_at__gt=now,
+            expires_at__lte=now + timedelta(hours=hours),
+            emails__kind=Kind.REQUEST,
+            emails__status__in=DELIVERED_STATES,
+        )
+        .exclude(emails__kind=Kind.REMINDER)
+        .values_list("pk", "site_id", "email")
+    )
+    reminders = [
+        OutgoingEmail(
+            key=f"reminder-{pk}",
+            kind=Kind.REMINDER,
+            site_id=site_id,
+            billing_request_id=pk,
+            recipient=email,
+            status=EmailStatus.QUEUED,
+        )  # fmt: skip
+        for pk, site_id, email in due
+    ]
+    OutgoingEmail.objects.bulk_create(reminders, ignore_conflicts=True)
+    return len(reminders)
+
+
+def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
+    """Record a notification once under ``key`` and send it after commit; False if known."""
+    if (
+        kind in (Kind.PAID, Kind.PAYMENT_FAILED)
+        and not AgencyBillingSettings.load().notify_payments
+    ):
+        return False
+    try:
+        with transaction.atomic():
+            OutgoingEmail.objects.create(
+                key=key, kind=kind, site_id=billing_request.site_id,
+                billing_request=billing_request, status=EmailStatus.QUEUED,
+            )  # fmt: skip
+    except IntegrityError:
+        return False  # a retried webhook or a second click: already told
+    enqueue_pending_emails(billing_request.site_id)
+    return True
+
+
+def unsent() -> QuerySet[OutgoingEmail]:
+    """Notifications that did not go out: the send failed, its worker was lost, or no
+    worker took it up (the cluster was down) within ``LOST_AFTER``."""
+    now = timezone.now()
+    lost = Q(status=EmailStatus.SENDING, due_at__lte=now)
+    never_taken = Q(status=EmailStatus.QUEUED, created_at__lt=now - LOST_AFTER)
+    return OutgoingEmail.objects.filter(
+        Q(error__gt="") | lost | never_taken,
+        kind__in=NOTIFICATION_KINDS,
+        status__in=(EmailStatus.QUEUED, EmailStatus.SENDING, EmailStatus.FAILED),
+    )
+
+
+def send_again(email_id: int) -> bool:
+    """Queue an unsent notification once more; False if it was sent or is being sent."""
+    site_id = unsent().filter(pk=email_id).values_list("site_id", flat=True).first()
+    released = site_id is not None and unsent().filter(pk=email_id).update(
+        status=EmailStatus.QUEUED, error="", due_at=None, attempts=0
+    )
+    if released:
+        enqueue_pending_emails(site_id)
+    return bool(released)
+
+
+def ask_for_new_link(billing_request: BillingRequest) -> bool:
+    """The client asks for a new link: remember it and tell the site once per request."""
+    with transaction.atomic():
+        updated = BillingRequest.objects.filter(
+            pk=billing_request.pk,
+            status__in=[BillingRequest.Status.EXPIRED, BillingRequest.Status.DELETED],
+            client_asked_at__isnull=True,
+        ).update(client_asked_at=timezone.now())
+        if not updated:
+            return False
+        return notify(Kind.NEW_LINK_ASKED, billing_request, f"new-link-{billing_request.pk}")

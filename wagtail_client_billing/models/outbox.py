@@ -1,0 +1,79 @@
+"""The outbox: every email the app sends, one row each (billing emails, reminders and the
+notifications to people), with where its sending stands."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import formats, timezone
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
+
+# Stored in ``OutgoingEmail.error`` untranslated, shown in the reader's language.
+NO_RECIPIENTS = gettext_noop(
+    "No address to send to: add recipients, or give a superuser an email address."
+)
+
+
+class OutgoingEmail(models.Model):
+    """One email under a key that makes it unique (one email per event, one per kind and
+    request), claimed (queued -> sending) before it goes out, so it goes out once.
+
+    Queued: ``due_at`` is when the next attempt is due (NULL: now). Sending: when the
+    attempt counts as lost (the worker died), to be reported instead of sent twice.
+    """
+
+    class Kind(models.TextChoices):
+        REQUEST = "request", _("Billing request")
+        REMINDER = "reminder", _("Reminder")
+        PAID = "paid", _("Payment received")
+        PAYMENT_FAILED = "payment_failed", _("Subscription payment failed")
+        NEW_LINK_ASKED = "new_link_asked", _("Client asked for a new link")
+
+    class Status(models.TextChoices):
+        NOT_SENT = "", _("Not sent")
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        # Reported by an anymail ESP through its tracking webhooks.
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        BOUNCED = "bounced", _("Bounced")
+        COMPLAINED = "complained", _("Marked as spam")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(max_length=255, unique=True)
+    site = models.ForeignKey("wagtailcore.Site", on_delete=models.CASCADE, related_name="+")
+    billing_request = models.ForeignKey(
+        "wagtail_client_billing.BillingRequest", on_delete=models.CASCADE, related_name="emails"
+    )
+    recipient = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default="", blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The drain looks for queued (and stuck sending) emails by due time.
+            models.Index(
+                fields=["due_at"],
+                name="wcb_outbox_due",
+                condition=models.Q(status__in=["queued", "sending"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def error_display(self) -> str:
+        """The reason it failed, in the reader's language where it is the app's own."""
+        reason = gettext(self.error) if self.error == NO_RECIPIENTS else self.error
+        if self.status != self.Status.QUEUED or self.due_at is None:
+            return reason
+        when = formats.date_format(timezone.localtime(self.due_at), "SHORT_DATETIME_FORMAT")
+        return gettext("%(reason)s Next attempt: %(when)s.") % {"reason": reason, "when": when}
