@@ -649,7 +649,9 @@ def test_users_without_billing_rights_see_no_menu_and_cannot_add(client, sites, 
     listing = client.get(INDEX)
     assert (listing.status_code, listing["Location"]) == (302, reverse("wagtailadmin_home"))
     # No site to bill for: 403; a site named in ?site= that is not theirs: 404.
-    assert client.post(ADD, form(sites[0])).status_code == 403
+    refused = client.post(ADD, form(sites[0]))
+    assert refused.status_code == 403
+    assert "You may not bill for any site" in refused.content.decode()
     assert client.post(f"{ADD}?site={sites[0].pk}", form(sites[0])).status_code == 404
     assert not BillingRequest.objects.exists()
 

@@ -21,7 +21,6 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -38,7 +37,7 @@ from ..conf import billing_settings
 from ..mail import failures, outbox, smtp
 from ..mail import messages as email_messages
 from ..models import SiteEmailSettings
-from ..permissions import email_settings_policy
+from ..permissions import email_settings_policy, forbidden
 from . import listing
 from .listing import URL_NAME, billable_sites, url
 
@@ -216,15 +215,6 @@ def selected_site(request: HttpRequest) -> Site | None:
     )
 
 
-def forbidden(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(
-        request,
-        "wagtail_client_billing/email_settings/forbidden.html",
-        {"page_title": _("Permission denied"), "header_title": _("Permission denied")},
-        status=403,
-    )
-
-
 class SiteMixin:
     """The site from the switcher, among those whose email settings the user may edit.
 
@@ -236,7 +226,7 @@ class SiteMixin:
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         site = selected_site(request)
         if site is None:
-            return forbidden(request)
+            return forbidden(request, "wagtail_client_billing/email_settings/forbidden.html")
         self.site = site
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 

@@ -16,7 +16,6 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -38,7 +37,8 @@ from ..compat import PolicyViewSetMixin
 from ..forms import BillingRequestForm
 from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
-from ..permissions import billing_request_policy, is_agency_admin
+from ..models.agency import Mode
+from ..permissions import billing_request_policy, forbidden, is_agency_admin
 from . import overview
 from .email_settings import EmailSettingsView, SendTestEmailView
 from .listing import URL_NAME, BillingRequestFilterSet, IndexView, requests_for, selected_site, url
@@ -74,11 +74,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self.site = selected_site(request)
         if self.site is None:
-            return TemplateResponse(
-                request, "wagtail_client_billing/forbidden.html",
-                {"page_title": _("Permission denied"), "header_title": _("Permission denied")},
-                status=403,
-            )  # fmt: skip
+            return forbidden(request, "wagtail_client_billing/requests/forbidden.html")
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_subtitle(self) -> str:
@@ -87,7 +83,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs.pop("instance", None)  # a plain form: the domain makes the request
-        kwargs["require_https"] = agency.active_mode() == "live"
+        kwargs["require_https"] = agency.active_mode() == Mode.LIVE
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
