@@ -15,7 +15,7 @@ from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
 from tests.factories import grant_billing, make_user
-from wagtail_client_billing import billing, reconciliation, signals, stripe_api, tasks
+from wagtail_client_billing import billing, signals, stripe_api, tasks
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.faults import Fault
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
@@ -434,7 +434,7 @@ def test_paid_after_expiry_is_still_paid_and_flagged(editor, client, sites, conn
     request.refresh_from_db()
     assert request.status == Status.EXPIRED
 
-    reconciliation.reconcile(extra_ids=[request.pk])
+    billing.reconcile(extra_ids=[request.pk])
     request.refresh_from_db()
     assert request.status == Status.PAID
     assert request.late_payment
@@ -459,7 +459,7 @@ def test_reconciliation_survives_stripe_being_down(editor, sites, connection, st
         created_at=timezone.now() - timedelta(hours=2)
     )
     stripe.fail_next("GET", "/v1/checkout/sessions/*", status=500)
-    assert reconciliation.reconcile() == 0
+    assert billing.reconcile() == 0
     request.refresh_from_db()
     assert request.status == Status.PENDING
     assert request.reconciled_at is None  # Stripe down: asked again next run
@@ -473,10 +473,10 @@ def test_a_request_stripe_refuses_to_reconcile_waits_its_turn(editor, sites, con
     refused = BillingRequest.objects.get(email="refused@example.com")
     BillingRequest.objects.update(created_at=timezone.now() - timedelta(hours=2))
     stripe.fail_next("GET", f"/v1/checkout/sessions/{refused.checkout_session_id}", status=404)
-    assert reconciliation.reconcile() == 1  # the other one
+    assert billing.reconcile() == 1  # the other one
     refused.refresh_from_db()
     assert refused.reconciled_at is not None  # asked again in an hour, not next minute
-    assert reconciliation.reconcile() == 0
+    assert billing.reconcile() == 0
 
 
 def test_delete_expires_the_session_then_marks_deleted(editor, client, sites, connection, stripe):

@@ -50,7 +50,7 @@ from tests.test_billing_requests import (
     last_event,
     sessions_at_stripe,
 )
-from wagtail_client_billing import billing, reconciliation, stripe_api, tasks
+from wagtail_client_billing import billing, stripe_api, tasks
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
 
@@ -339,7 +339,7 @@ def test_the_expired_event_a_delete_causes_makes_it_deleted_not_expired(editor, 
 def test_reconciliation_finishes_a_delete_whose_answer_was_lost(editor, stripe):
     client, site = editor
     request = delete_with_no_answer(client, site, stripe)
-    reconciliation.reconcile_one(request)
+    billing.reconcile_one(request)
     request.refresh_from_db()
     assert request.status == Status.DELETED
     assert not ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).exists()

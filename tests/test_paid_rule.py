@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.factories import connect_ready_account, make_site, request_details
-from wagtail_client_billing import billing, reconciliation, stripe_api
+from wagtail_client_billing import billing, stripe_api
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
 
@@ -126,7 +126,7 @@ def test_webhook_async_payment_succeeded(request_, billing_stripe_settings, clie
 @pytest.mark.parametrize(("payment_status", "paid"), PAYMENT_STATUSES)
 def test_reconciliation(request_, billing_stripe_settings, payment_status, paid):
     complete_at_stripe(billing_stripe_settings, request_, payment_status)  # webhook lost
-    reconciliation.reconcile_one(request_)
+    billing.reconcile_one(request_)
     request_.refresh_from_db()
     assert request_.status == (Status.PAID if paid else Status.PENDING)
 

@@ -26,7 +26,7 @@ from tests.test_billing_requests import (
 )
 from tests.test_webhooks import LIVE_SECRET, make_event
 from tests.test_webhooks import deliver as deliver_signed
-from wagtail_client_billing import agency, billing, reconciliation, signals
+from wagtail_client_billing import agency, billing, signals
 from wagtail_client_billing.models import (
     BillingRequest,
     OutgoingEmail,
@@ -198,7 +198,7 @@ def test_a_request_created_while_withdrawing_is_withdrawn_too(editor, site, conn
 
     signals.billing_request_deleted.connect(another_editor_sends)
     try:
-        outcome = agency.withdraw_and_unlink(connection, reason="test")
+        outcome = billing.withdraw_and_unlink(connection, reason="test")
     finally:
         signals.billing_request_deleted.disconnect(another_editor_sends)
 
@@ -230,7 +230,7 @@ def test_a_request_committed_as_the_unlink_commits_is_withdrawn_too(
 
     post_save.connect(a_create_that_read_the_connection_before, sender=ModelLogEntry)
     try:
-        outcome = agency.withdraw_and_unlink(connection, reason="test")
+        outcome = billing.withdraw_and_unlink(connection, reason="test")
     finally:
         post_save.disconnect(a_create_that_read_the_connection_before, sender=ModelLogEntry)
 
@@ -248,7 +248,7 @@ def test_an_unlink_while_stripe_makes_the_session_sends_nothing(site, connection
 
     def unlink_meanwhile(sender, instance, created, **kwargs):
         if created and instance.status == BillingRequest.CREATING:
-            assert agency.withdraw_and_unlink(connection, reason="test").unlinked
+            assert billing.withdraw_and_unlink(connection, reason="test").unlinked
 
     post_save.connect(unlink_meanwhile, sender=BillingRequest)
     try:
@@ -280,7 +280,7 @@ def test_only_that_connections_requests_are_withdrawn(editor, site, connection, 
     )
 
     assert agency.pending_requests(replacement).count() == 0
-    assert agency.withdraw_and_unlink(replacement, reason="test").unlinked
+    assert billing.withdraw_and_unlink(replacement, reason="test").unlinked
     ours.refresh_from_db()
     assert ours.status == Status.PENDING  # another account's request is not touched
 
@@ -418,7 +418,7 @@ def test_reconciliation_settles_a_request_of_an_unlinked_account(editor, site, c
         created_at=timezone.now() - timedelta(hours=2)
     )
 
-    assert reconciliation.reconcile() == 1
+    assert billing.reconcile() == 1
 
     assert_paid_late(request)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -262,20 +261,6 @@ def account_is_linked(
 
 # Unlinking with pending requests --------------------------------------------------------
 
-# Each round withdraws what is pending, then unlinks if nothing new arrived meanwhile.
-WITHDRAW_ROUNDS = 3
-
-
-@dataclass
-class UnlinkOutcome:
-    """What ``withdraw_and_unlink`` did: counts for the page, and what Stripe refused."""
-
-    unlinked: bool = False
-    withdrawn: int = 0
-    paid: int = 0  # paid before the withdraw reached them: now marked Paid
-    failures: list[tuple[BillingRequest, str]] = field(default_factory=list)
-    pending: int = 0  # still pending when it gave up (requests kept arriving)
-
 
 def unlink_unless_pending(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
@@ -299,61 +284,6 @@ def unlink_unless_pending(
         _detach(locked, user=user, reason=reason)
     connection.refresh_from_db()
     return 0
-
-
-def withdraw_and_unlink(
-    connection: StripeConnection, *, user: Any = None, reason: str = ""
-) -> UnlinkOutcome:
-    """Withdraw each pending request of the connection, then unlink it if none is left.
-
-    Each request goes through ``billing.delete_request`` (its Checkout Session is expired
-    at Stripe, so the link dies; Paid if Stripe says it was paid meanwhile), one at a
-    time and outside any transaction of ours. If Stripe fails for one, nothing is
-    unlinked: the outcome says what was withdrawn and what was not, and calling this
-    again continues with what is left.
-
-    Concurrency: a colleague may send a request while this runs. The unlink re-counts
-    under a row lock and, if a request arrived, withdraws it in another round. A create
-    still waiting for Stripe when the unlink commits takes the same lock before it makes
-    its request Pending, finds the account unlinked, withdraws its session and sends
-    nothing (``billing._finish_creation``). Should a request of an unlinked account exist
-    all the same (a deauthorization at Stripe), its link says it no longer works, Resend
-    is refused, and a payment Stripe reports for it is applied and flagged (never lost).
-    """
-    outcome = UnlinkOutcome()
-    for _round in range(WITHDRAW_ROUNDS):
-        _withdraw(connection, user=user, outcome=outcome)
-        if outcome.failures:
-            return outcome
-        outcome.pending = unlink_unless_pending(connection, user=user, reason=reason)
-        if not outcome.pending:
-            break
-    if outcome.pending:
-        return outcome
-    outcome.unlinked = True
-    _withdraw(connection, user=user, outcome=outcome)
-    return outcome
-
-
-def _withdraw(connection: StripeConnection, *, user: Any, outcome: UnlinkOutcome) -> None:
-    from . import billing  # billing imports this module
-
-    for request in list(pending_requests(connection).order_by("pk")):
-        try:
-            result = billing.delete_request(request, user=user)
-        except (billing.BillingError, stripe_api.StripeFailure) as error:
-            logger.warning(
-                "Could not withdraw billing request %s before unlinking %s: %s",
-                request.pk,
-                connection.account_id,
-                error,
-            )
-            outcome.failures.append((request, error.user_message))
-            continue
-        if result.status == BillingRequest.Status.PAID:
-            outcome.paid += 1
-        elif result.status == BillingRequest.Status.DELETED:
-            outcome.withdrawn += 1
 
 
 def switch_mode(mode: str, *, user: Any = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import billing, reconciliation
+from . import billing
 from .mail import outbox
 from .mail.queue import enqueue_pending_emails, queue_due_reminders
 from .models import BillingRequest
@@ -62,7 +62,7 @@ def expire_and_reconcile() -> dict[str, int]:
     due reminders and send the emails that are due."""
     billing.abandon_stalled_creations()
     expired = billing.expire_overdue()
-    reconciled = reconciliation.reconcile(extra_ids=expired)
+    reconciled = billing.reconcile(extra_ids=expired)
     reminders = queue_due_reminders()
     drained = drain_email_queue()
     if expired or reconciled or reminders:

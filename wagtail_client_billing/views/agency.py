@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import FormView, TemplateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
-from .. import agency, stripe_api
+from .. import agency, billing, stripe_api
 from ..conf import billing_settings
 from ..events import endpoints
 from ..forms import ConnectForm, NotificationSettingsForm
@@ -215,17 +215,17 @@ class UnlinkView(AgencyPageMixin, TemplateView):
         reason = "unlinked by an agency admin"
         withdraw = "withdraw" in request.POST
         if withdraw:
-            outcome = agency.withdraw_and_unlink(connection, user=user, reason=reason)
+            outcome = billing.withdraw_and_unlink(connection, user=user, reason=reason)
         else:
             pending = agency.unlink_unless_pending(connection, user=user, reason=reason)
-            outcome = agency.UnlinkOutcome(unlinked=not pending, pending=pending)
+            outcome = billing.UnlinkOutcome(unlinked=not pending, pending=pending)
         messages.add_message(request, *unlink_report(outcome, withdrew=withdraw))
         if outcome.unlinked:
             return redirect(INDEX_URL)
         return redirect("wagtail_client_billing_agency:unlink", mode)
 
 
-def unlink_report(outcome: agency.UnlinkOutcome, *, withdrew: bool) -> tuple[int, str]:
+def unlink_report(outcome: billing.UnlinkOutcome, *, withdrew: bool) -> tuple[int, str]:
     """The message (level, text) that says what Unlink did, or why it did not."""
     count, failed = outcome.pending, len(outcome.failures)
     reasons = "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)

@@ -13,8 +13,9 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from . import billing, stripe_api
-from .models import BillingRequest
+from .. import stripe_api
+from ..models import BillingRequest
+from . import states
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,11 @@ def reconcile_one(request: BillingRequest) -> None:
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):
-        billing.mark_paid(
+        states.mark_paid(
             Q(pk=request.pk),
             subscription_id=stripe_api.id_of(session.subscription),
             source="reconciliation",
         )
     elif session.status == "expired":
         # A delete whose process died after Stripe expired the session ends as Deleted.
-        billing.end_with_expired_session(request, source="reconciliation")
+        states.end_with_expired_session(request, source="reconciliation")

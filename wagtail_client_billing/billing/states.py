@@ -1,0 +1,242 @@
+"""The state machine: Pending -> Paid | Expired | Deleted, one conditional UPDATE each.
+
+Every transition is ``... WHERE status = 'pending'``, so a webhook, the expiry sweep, a
+delete and a duplicate delivery can race and exactly one wins; only the winner writes
+the audit log and sends the signal. A payment Stripe confirms for an Expired or Deleted
+request still makes it Paid, flagged ``late_payment``: money taken is never hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, transaction
+from django.db.models import Q
+from django.dispatch import Signal
+from django.utils import timezone
+from wagtail.log_actions import log
+from wagtail.models import ModelLogEntry
+
+from .. import agency, signals
+from ..mail.queue import notify
+from ..models import BillingRequest, OutgoingEmail
+
+logger = logging.getLogger("wagtail_client_billing.billing")
+
+Status = BillingRequest.Status
+
+ACTION_CREATE = "wagtail_client_billing.request.create"
+ACTION_PAID = "wagtail_client_billing.request.paid"
+ACTION_EXPIRED = "wagtail_client_billing.request.expired"
+ACTION_DELETED = "wagtail_client_billing.request.deleted"
+ACTION_PAYMENT_FAILED = "wagtail_client_billing.request.payment_failed"
+ACTION_RESEND = "wagtail_client_billing.request.resend"
+ACTION_RENEW = "wagtail_client_billing.request.renew"
+
+
+def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
+    """Send one of our signals; a receiver that fails is logged, never propagated.
+
+    The transition has committed by then: an integrator's failing receiver must not
+    turn it into an error page or a failed webhook, skip the client's email, or keep
+    the other receivers (and, in the sweep, the other requests) from hearing of it.
+    """
+    for receiver, result in signal.send_robust(
+        sender=BillingRequest, billing_request=request, **kwargs
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "A receiver of a billing request signal failed (%r, request %s).",
+                receiver,
+                request.pk,
+                exc_info=result,
+            )
+
+
+def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "site": request.site_id,
+        "email": request.email,
+        "amount": request.amount,
+        "currency": request.currency,
+        "billing_type": request.billing_type,
+        **extra,
+    }
+
+
+def _transition(
+    request_filter: Q, *, to: str, from_statuses: tuple[str, ...], **values: Any
+) -> BillingRequest | None:
+    """One conditional UPDATE; the request if this call made the change, else None."""
+    with transaction.atomic():
+        ids = list(
+            BillingRequest.objects.filter(request_filter, status__in=from_statuses).values_list(
+                "pk", flat=True
+            )[:2]
+        )
+        if len(ids) != 1:
+            return None
+        updated = BillingRequest.objects.filter(pk=ids[0], status__in=from_statuses).update(
+            status=to, **values
+        )
+        if not updated:
+            return None
+        return BillingRequest.objects.select_related("site").get(pk=ids[0])
+
+
+def mark_paid(
+    request_filter: Q, *, subscription_id: str = "", source: str, user: Any = None
+) -> BillingRequest | None:
+    """Pending (or, late, Expired/Deleted) -> Paid; the request if this call won."""
+    now = timezone.now()
+    extra: dict[str, Any] = {"paid_at": now, "payment_state": ""}
+    if subscription_id:
+        extra["subscription_id"] = subscription_id
+        extra["subscription_status"] = "active"
+    with transaction.atomic():
+        request = _transition(
+            request_filter, to=Status.PAID, from_statuses=(Status.PENDING,), **extra
+        )
+        late = False
+        if request is None:
+            request = _transition(
+                request_filter,
+                to=Status.PAID,
+                from_statuses=(Status.EXPIRED, Status.DELETED),
+                late_payment=True,
+                **extra,
+            )
+            late = request is not None
+        if request is None:
+            return None
+        # Money taken for a request whose account is gone (unlinked, replaced,
+        # deauthorized) is applied all the same, and flagged for the agency to look at.
+        gone = not agency.account_is_linked(request)
+        if gone and not late:
+            BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
+            request.late_payment = late = True
+        log(request, ACTION_PAID, user=user, data=log_data(request, source=source, late=late))
+        notify(OutgoingEmail.Kind.PAID, request, key=f"paid-{request.pk}")
+        transaction.on_commit(lambda: announce(signals.billing_request_paid, request, late=late))
+    if gone:
+        logger.warning(
+            "Billing request %s was paid after its %s-mode Stripe account %s was unlinked (late).",
+            request.pk,
+            request.mode,
+            request.account_id or "(direct mode)",
+        )
+    elif late:
+        logger.warning("Billing request %s was paid after it had ended (late).", request.pk)
+    return request
+
+
+def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
+    """Pending -> Expired; the request if this call won."""
+    with transaction.atomic():
+        request = _transition(
+            request_filter,
+            to=Status.EXPIRED,
+            from_statuses=(Status.PENDING,),
+            expired_at=timezone.now(),
+        )
+        if request is None:
+            return None
+        log(request, ACTION_EXPIRED, data=log_data(request, source=source))
+        transaction.on_commit(lambda: announce(signals.billing_request_expired, request))
+    return request
+
+
+def mark_deleted(request_filter: Q, *, source: str) -> BillingRequest | None:
+    """Pending -> Deleted (its deletion was asked for); the request if this call won.
+
+    The audit log names who asked (``delete_requested_by``), whichever path wins: the
+    delete itself, or the ``checkout.session.expired`` event its Stripe call caused.
+    """
+    with transaction.atomic():
+        request = _transition(
+            request_filter,
+            to=Status.DELETED,
+            from_statuses=(Status.PENDING,),
+            deleted_at=timezone.now(),
+        )
+        if request is None:
+            return None
+        log(
+            request,
+            ACTION_DELETED,
+            user=request.delete_requested_by,
+            data=log_data(request, source=source),
+        )
+        transaction.on_commit(lambda: announce(signals.billing_request_deleted, request))
+    return request
+
+
+def end_with_expired_session(request: BillingRequest, *, source: str) -> BillingRequest | None:
+    """Stripe reports the request's session expired: Deleted if its deletion was asked
+    for (our own expire call caused it), else Expired. The request if this call won."""
+    if request.delete_requested_at is not None:
+        return mark_deleted(Q(pk=request.pk), source=source)
+    return mark_expired(Q(pk=request.pk), source=source)
+
+
+def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
+    """Flip every Pending request past ``expires_at`` to Expired, set-based, in batches.
+
+    Each batch is one ``UPDATE ... WHERE status = 'pending' ... RETURNING id``, so only
+    the rows this sweep really flipped get an audit entry and a signal, even while
+    webhooks change others at the same moment.
+    """
+    now = now or timezone.now()
+    table = BillingRequest._meta.db_table
+    quote = connection.ops.quote_name
+    # Names are ours, values are parameters.
+    sql = (
+        f"UPDATE {quote(table)} SET {quote('status')} = %s, {quote('expired_at')} = %s "  # noqa: S608
+        f"WHERE {quote('id')} IN (SELECT {quote('id')} FROM {quote(table)} "
+        f"WHERE {quote('status')} = %s AND {quote('expires_at')} <= %s "
+        f"ORDER BY {quote('id')} LIMIT %s) AND {quote('status')} = %s "
+        f"RETURNING {quote('id')}"
+    )
+    flipped: list[int] = []
+    while True:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    sql, [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+            if ids:
+                _after_sweep(ids)
+        flipped.extend(ids)
+        if len(ids) < batch_size:
+            return flipped
+
+
+def _after_sweep(ids: list[int]) -> None:
+    """One audit entry per flipped request (bulk), and each one's signal after commit."""
+    content_type = ContentType.objects.get_for_model(BillingRequest)
+    requests = list(BillingRequest.objects.filter(pk__in=ids))
+    now = timezone.now()
+    ModelLogEntry.objects.bulk_create(
+        [
+            ModelLogEntry(
+                content_type=content_type,
+                object_id=str(request.pk),
+                label=str(request),
+                action=ACTION_EXPIRED,
+                timestamp=now,
+                data=log_data(request, source="sweep"),
+            )
+            for request in requests
+        ],
+        batch_size=1000,
+    )
+
+    def send() -> None:
+        for request in requests:
+            announce(signals.billing_request_expired, request)
+
+    transaction.on_commit(send)
