@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import wagtail_client_billing
 
 PACKAGE = wagtail_client_billing.__name__
@@ -143,11 +141,6 @@ def test_no_circle_among_module_level_imports():
     assert not found, describe(found, graph)
 
 
-@pytest.mark.xfail(
-    reason="mail -> tasks, agency -> billing, views.requests -> views.* (function-local) "
-    "still close circles; they belong to other parts of issue 11",
-    strict=True,  # passing once they are gone: then remove this mark
-)
 def test_no_circle_hidden_by_function_local_imports():
     graph = import_graph(with_function_imports=True)
     found = circles(graph)
