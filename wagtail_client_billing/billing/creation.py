@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ CLOCK_SKEW_MARGIN = 5 * 60
 RECURRING_INTERVAL = {"monthly": "month", "yearly": "year"}
 
 
+@dataclass(frozen=True)
 class RequestDetails:
     """What an editor typed, validated: the amount is in minor units."""
 
