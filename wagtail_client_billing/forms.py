@@ -5,13 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from babel.numbers import get_currency_name
 from django import forms
-from django.core.validators import URLValidator
+from django.core.validators import URLValidator, validate_email
+from django.utils.formats import get_format
+from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
+from . import money
 from .models import AgencyBillingSettings, BillingRequest, StripeConnection
 from .models.agency import Mode
+from .money import CURRENCIES
 
 # Countries where Stripe accounts can be opened (https://stripe.com/global).
 STRIPE_COUNTRIES = (
@@ -119,11 +124,6 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
 
 def currency_choices() -> list[tuple[str, str]]:
     """Stripe's currencies as "EUR – Euro", names in the active language."""
-    from babel.numbers import get_currency_name
-    from django.utils.translation import get_language, to_locale
-
-    from .money import CURRENCIES
-
     locale = to_locale(get_language() or "en")
     choices = []
     for code in CURRENCIES:
@@ -158,10 +158,6 @@ class AmountField(forms.CharField):
     )
 
     def to_python(self, value: Any) -> Decimal | None:
-        from django.utils.formats import get_format
-
-        from . import money
-
         text = super().to_python(value)
         if text in self.empty_values:
             return None
@@ -234,8 +230,6 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
         return self._clean_url("cancel_url")
 
     def clean(self) -> dict[str, Any]:
-        from . import money
-
         cleaned = super().clean()
         currency, amount = cleaned.get("currency"), cleaned.get("amount")
         if not currency or amount is None:
@@ -287,8 +281,6 @@ class NotificationSettingsForm(forms.ModelForm):
         widgets = {"notification_recipients": forms.Textarea(attrs={"rows": 3})}
 
     def clean_notification_recipients(self) -> str:
-        from django.core.validators import validate_email
-
         lines = self.cleaned_data["notification_recipients"].replace(",", "\n").splitlines()
         addresses = [line.strip() for line in lines if line.strip()]
         for address in addresses:

@@ -20,6 +20,9 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
+from babel.core import UnknownLocaleError
+from babel.numbers import format_currency
+
 __all__ = [
     "CURRENCIES",
     "AmbiguousAmount",
@@ -330,10 +333,8 @@ def format_money(minor: int, code: str, language: str | None = None) -> str:
     "€1,234.50" in English, "1 234,50 €" in French; falls back to ``format_amount`` if
     Babel does not know the language.
     """
-    from babel.core import UnknownLocaleError
-    from babel.numbers import format_currency
-
     if language is None:
+        # Local: this module stays free of Django (the simulator uses it without it).
         from django.utils.translation import get_language, to_locale
 
         language = to_locale(get_language() or "en")

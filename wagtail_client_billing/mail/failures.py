@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
@@ -186,8 +187,6 @@ def _classify(error: BaseException, email_settings: SiteEmailSettings | None) ->
 
 def _classify_esp(error: BaseException) -> Failure | None:
     """An anymail ESP's errors: HTTP semantics, where 5xx and 429 are the transient ones."""
-    from anymail.exceptions import AnymailError, AnymailRecipientsRefused
-
     if not isinstance(error, AnymailError):
         return None
     text = " ".join(str(error).split())
@@ -214,7 +213,7 @@ def _classify_esp(error: BaseException) -> Failure | None:
 
 def is_read_timeout(error: BaseException | None) -> bool:
     """A request that was sent but whose answer never came (``requests``' ReadTimeout)."""
-    try:
+    try:  # requests comes with anymail's HTTP ESPs, not with SMTP-only installs
         from requests.exceptions import ReadTimeout
     except ImportError:
         return False

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from anymail.exceptions import AnymailError
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import F, Q
@@ -195,8 +196,6 @@ class _Connection:
 
 def _connection_lost(error: BaseException) -> bool:
     """An SMTP line that broke mid-message (not a reply from the server about it)."""
-    from anymail.exceptions import AnymailError
-
     if isinstance(error, smtp.DeadlineExceeded):
         # Cut before DATA began: the server cannot have the message, it may be retried.
         return error.maybe_delivered

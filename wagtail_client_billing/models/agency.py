@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django_countries import countries
 from wagtail.contrib.settings.models import BaseGenericSetting
 
 
@@ -80,8 +81,6 @@ class StripeConnection(models.Model):
 
     def get_country_display(self) -> str:
         """The country's name in the reader's language ("France", "Allemagne")."""
-        from django_countries import countries
-
         return str(countries.name(self.country)) or self.country
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone, translation
@@ -11,7 +12,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
-from .. import agency
+from .. import agency, billing
+from ..mail import queue as outbox_queue
 from ..mail.messages import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
 
@@ -81,16 +83,11 @@ def contact_email(billing_request: BillingRequest) -> str:
 @require_POST
 def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
     """ "Ask for a new link" on the expired page: tells the site once per request."""
-    from django.db.models import Q
-
-    from .. import billing
-    from ..mail.queue import ask_for_new_link
-
     billing_request = _requests_by_token(token).first()
     if billing_request is None:
         return not_found(request)
     if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
         billing.mark_expired(Q(pk=billing_request.pk), source="client")
     # A second click, or a reload of the POST, changes nothing and sends nothing.
-    ask_for_new_link(billing_request)
+    outbox_queue.ask_for_new_link(billing_request)
     return HttpResponseRedirect(billing_request.get_payment_path())
