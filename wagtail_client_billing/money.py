@@ -1,17 +1,9 @@
-"""Stripe's currency facts: minor units, minimum and maximum charges, conversions.
+"""Stripe's currency facts (minor units, minimum and maximum charges) and conversions.
 
-Money is an integer in the currency's *minor unit* as Stripe's API counts it, plus a
-lower-case ISO 4217 code. Stripe's minor unit is not always ISO 4217's
-(https://docs.stripe.com/currencies):
-
-* zero-decimal currencies (JPY, KRW, ...) are sent as whole units;
-* three-decimal currencies (BHD JOD KWD OMR TND) are sent in thousandths, but the last
-  digit must be 0, so in practice they have two significant decimals;
-* ISK and UGX became zero-decimal, yet Stripe still reads them as two-decimal values
-  whose decimals are always ``00`` (5 ISK is ``500``): whole units only;
-* HUF and TWD are zero-decimal for payouts only; charges are ordinary two-decimal.
-
-This module is pure Python (no Django) because the Stripe simulator uses it too.
+Money is an integer in the currency's minor unit *as Stripe counts it*, which is not
+always ISO 4217's (https://docs.stripe.com/currencies): three-decimal currencies must end
+in 0; ISK and UGX are whole units sent as two-decimal values ("500" is 5 ISK); HUF and TWD
+are zero-decimal for payouts only. Pure Python (no Django): the Stripe simulator uses it.
 """
 
 from __future__ import annotations
@@ -22,25 +14,6 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from babel.core import UnknownLocaleError
 from babel.numbers import format_currency
-
-__all__ = [
-    "CURRENCIES",
-    "AmbiguousAmount",
-    "AmountNotUnderstood",
-    "AmountTooLarge",
-    "AmountTooSmall",
-    "Currency",
-    "InvalidAmount",
-    "MoneyError",
-    "TooManyDecimals",
-    "UnknownCurrency",
-    "check_amount",
-    "format_amount",
-    "get_currency",
-    "parse_amount",
-    "to_major",
-    "to_minor",
-]
 
 
 class MoneyError(ValueError):
@@ -68,30 +41,30 @@ class TooManyDecimals(InvalidAmount):
         super().__init__(message)
 
 
-class AmountTooSmall(InvalidAmount):
-    """The amount is under Stripe's minimum charge; ``limit`` is that minimum (minor units)."""
+class _OutOfRange(InvalidAmount):
+    bound: str  # "minimum" or "maximum": ``limit`` is that amount, in minor units
+    wording: str
 
     def __init__(self, currency: Currency, amount: int) -> None:
         self.currency = currency
         self.amount = amount
-        self.limit = currency.minimum
+        self.limit: int = getattr(currency, self.bound)
         super().__init__(
-            f"Amount must be at least {format_amount(self.limit, currency.code)} "
-            f"(Stripe's minimum charge)."
+            f"Amount must be {self.wording} {format_amount(self.limit, currency.code)} "
+            f"(Stripe's {self.bound} charge)."
         )
 
 
-class AmountTooLarge(InvalidAmount):
-    """The amount is over Stripe's maximum charge; ``limit`` is that maximum (minor units)."""
+class AmountTooSmall(_OutOfRange):
+    """The amount is under Stripe's minimum charge; ``limit`` is that minimum."""
 
-    def __init__(self, currency: Currency, amount: int) -> None:
-        self.currency = currency
-        self.amount = amount
-        self.limit = currency.maximum
-        super().__init__(
-            f"Amount must be no more than {format_amount(self.limit, currency.code)} "
-            f"(Stripe's maximum charge)."
-        )
+    bound, wording = "minimum", "at least"
+
+
+class AmountTooLarge(_OutOfRange):
+    """The amount is over Stripe's maximum charge; ``limit`` is that maximum."""
+
+    bound, wording = "maximum", "no more than"
 
 
 @dataclass(frozen=True)
@@ -121,48 +94,40 @@ class Currency:
 
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
-# Zero-decimal in fact, two-decimal on the wire with "00" decimals (Stripe's special
-# cases). UGX is also on Stripe's zero-decimal list; the special case is the rule that
-# governs charges, so it wins.
+# UGX is also on Stripe's zero-decimal list; the special case governs charges, so it wins.
 WHOLE_UNITS_AS_TWO_DECIMAL = frozenset({"isk", "ugx"})
 
 # Stripe's published minimum charge per settlement currency, in major units.
 STRIPE_MINIMUMS: dict[str, str] = {
-    "usd": "0.50", "aed": "2.00", "aud": "0.50", "bgn": "1.00", "brl": "0.50",
-    "cad": "0.50", "chf": "0.50", "czk": "15.00", "dkk": "2.50", "eur": "0.50",
-    "gbp": "0.30", "hkd": "4.00", "huf": "175.00", "inr": "0.50", "jpy": "50",
-    "mxn": "10", "myr": "2", "nok": "3.00", "nzd": "0.50", "pln": "2.00",
-    "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
+    "usd": "0.50", "aed": "2.00", "aud": "0.50", "bgn": "1.00", "brl": "0.50", "cad": "0.50",
+    "chf": "0.50", "czk": "15.00", "dkk": "2.50", "eur": "0.50", "gbp": "0.30", "hkd": "4.00",
+    "huf": "175.00", "inr": "0.50", "jpy": "50", "mxn": "10", "myr": "2", "nok": "3.00",
+    "nzd": "0.50", "pln": "2.00", "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
 }  # fmt: skip
 
 # Every other presentment currency must convert to about USD 0.50. These are rough
 # units-per-USD rates, only used to derive that equivalent minimum (rounded up to a
 # round figure); they are not meant for conversion.
 APPROX_UNITS_PER_USD: dict[str, str] = {
-    "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915",
-    "ars": "1200", "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2",
-    "bdt": "122", "bhd": "0.376", "bif": "2950", "bmd": "1", "bnd": "1.32",
-    "bob": "6.9", "bsd": "1", "bwp": "13.5", "byn": "3.3", "bzd": "2",
-    "cdf": "2850", "clp": "950", "cny": "7.2", "cop": "4100", "crc": "505",
-    "cve": "97", "djf": "178", "dop": "62", "dzd": "132", "egp": "49",
-    "etb": "130", "fjd": "2.25", "fkp": "0.76", "gel": "2.7", "gip": "0.76",
-    "gmd": "72", "gnf": "8650", "gtq": "7.7", "gyd": "209", "hnl": "26",
-    "htg": "131", "idr": "16500", "ils": "3.6", "isk": "125", "jmd": "160",
-    "jod": "0.709", "kes": "129", "kgs": "87", "khr": "4000", "kmf": "430",
-    "krw": "1400", "kwd": "0.307", "kyd": "0.83", "kzt": "520", "lak": "21600",
-    "lbp": "89500", "lkr": "300", "lrd": "200", "lsl": "18", "mad": "9.1",
-    "mdl": "17", "mga": "4500", "mkd": "54", "mmk": "2100", "mnt": "3580",
-    "mop": "8", "mur": "46", "mvr": "15.4", "mwk": "1735", "mzn": "64",
-    "nad": "18", "ngn": "1530", "nio": "36.8", "npr": "139", "omr": "0.385",
-    "pab": "1", "pen": "3.6", "pgk": "4.1", "php": "57", "pkr": "282",
-    "pyg": "7500", "qar": "3.64", "rsd": "103", "rub": "80", "rwf": "1440",
-    "sar": "3.75", "sbd": "8.4", "scr": "14", "shp": "0.76", "sle": "22.7",
-    "sos": "571", "srd": "38", "std": "22300", "szl": "18", "tjs": "10.5",
-    "tnd": "2.95", "top": "2.37", "try": "40", "ttd": "6.8", "twd": "31",
-    "tzs": "2600", "uah": "41.5", "ugx": "3650", "uyu": "40", "uzs": "12500",
-    "vnd": "26000", "vuv": "120", "wst": "2.75", "xaf": "575", "xcd": "2.7",
-    "xcg": "1.79", "xof": "575", "xpf": "105", "yer": "240", "zar": "18",
-    "zmw": "24",
+    "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915", "ars": "1200",
+    "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2", "bdt": "122", "bhd": "0.376",
+    "bif": "2950", "bmd": "1", "bnd": "1.32", "bob": "6.9", "bsd": "1", "bwp": "13.5", "byn": "3.3",
+    "bzd": "2", "cdf": "2850", "clp": "950", "cny": "7.2", "cop": "4100", "crc": "505", "cve": "97",
+    "djf": "178", "dop": "62", "dzd": "132", "egp": "49", "etb": "130", "fjd": "2.25",
+    "fkp": "0.76", "gel": "2.7", "gip": "0.76", "gmd": "72", "gnf": "8650", "gtq": "7.7",
+    "gyd": "209", "hnl": "26", "htg": "131", "idr": "16500", "ils": "3.6", "isk": "125",
+    "jmd": "160", "jod": "0.709", "kes": "129", "kgs": "87", "khr": "4000", "kmf": "430",
+    "krw": "1400", "kwd": "0.307", "kyd": "0.83", "kzt": "520", "lak": "21600", "lbp": "89500",
+    "lkr": "300", "lrd": "200", "lsl": "18", "mad": "9.1", "mdl": "17", "mga": "4500", "mkd": "54",
+    "mmk": "2100", "mnt": "3580", "mop": "8", "mur": "46", "mvr": "15.4", "mwk": "1735",
+    "mzn": "64", "nad": "18", "ngn": "1530", "nio": "36.8", "npr": "139", "omr": "0.385",
+    "pab": "1", "pen": "3.6", "pgk": "4.1", "php": "57", "pkr": "282", "pyg": "7500", "qar": "3.64",
+    "rsd": "103", "rub": "80", "rwf": "1440", "sar": "3.75", "sbd": "8.4", "scr": "14",
+    "shp": "0.76", "sle": "22.7", "sos": "571", "srd": "38", "std": "22300", "szl": "18",
+    "tjs": "10.5", "tnd": "2.95", "top": "2.37", "try": "40", "ttd": "6.8", "twd": "31",
+    "tzs": "2600", "uah": "41.5", "ugx": "3650", "uyu": "40", "uzs": "12500", "vnd": "26000",
+    "vuv": "120", "wst": "2.75", "xaf": "575", "xcd": "2.7", "xcg": "1.79", "xof": "575",
+    "xpf": "105", "yer": "240", "zar": "18", "zmw": "24",
 }  # fmt: skip
 
 # "The amount value supports up to 8 digits", except IDR (12) and INR (9). Stripe
@@ -171,17 +136,13 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
 MAX_DIGITS = {"idr": 12, "inr": 9}
 DEFAULT_MAX_DIGITS = 8
 
-_ROUND_MANTISSAS = tuple(Decimal(m) for m in ("1", "1.5", "2", "2.5", "3", "4", "5", "6", "7.5"))
+_ROUND_MANTISSAS = [Decimal(m) for m in "1 1.5 2 2.5 3 4 5 6 7.5 10".split()]
 
 
 def _round_up_nicely(value: Decimal) -> Decimal:
     """The smallest "round" figure (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 x 10^n) >= value."""
     magnitude = Decimal(1).scaleb(value.adjusted())
-    for mantissa in (*_ROUND_MANTISSAS, Decimal(10)):
-        candidate = mantissa * magnitude
-        if candidate >= value:
-            return candidate
-    raise AssertionError("unreachable")  # pragma: no cover
+    return next(m * magnitude for m in _ROUND_MANTISSAS if m * magnitude >= value)
 
 
 def _build_currency(code: str) -> Currency:
@@ -197,7 +158,7 @@ def _build_currency(code: str) -> Currency:
         minimum_major = Decimal(STRIPE_MINIMUMS[code])
     else:
         minimum_major = _round_up_nicely(Decimal("0.50") * Decimal(APPROX_UNITS_PER_USD[code]))
-    minimum = int((minimum_major.scaleb(exponent)).to_integral_value(ROUND_CEILING))
+    minimum = int(minimum_major.scaleb(exponent).to_integral_value(ROUND_CEILING))
     minimum = max(step, -(-minimum // step) * step)  # a multiple of step, at least one step
     maximum = 10 ** MAX_DIGITS.get(code, DEFAULT_MAX_DIGITS) - 1
     maximum -= maximum % step
@@ -211,12 +172,9 @@ CURRENCIES: dict[str, Currency] = {
 
 def get_currency(code: str) -> Currency:
     """The Stripe currency for an ISO 4217 code (any case), or raise UnknownCurrency."""
-    if not isinstance(code, str):
+    if not isinstance(code, str) or code.strip().lower() not in CURRENCIES:
         raise UnknownCurrency(code)
-    try:
-        return CURRENCIES[code.strip().lower()]
-    except KeyError:
-        raise UnknownCurrency(code) from None
+    return CURRENCIES[code.strip().lower()]
 
 
 def to_minor(amount: Decimal | int | str, code: str) -> int:
@@ -254,24 +212,17 @@ class AmbiguousAmount(MoneyError):
     """Typed text that reads two ways ("1,000": one thousand, or one with 3 decimals)."""
 
 
-# Characters people put between groups of thousands, besides "." and ",".
-_SPACES = ("\u00a0", "\u202f", "'", "\u2019")
-
-
 def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
-    """An amount typed as people write it, in major units: "49.90", "49,90", "1 234,50",
-    "1,234.50", "1.234,50", "1,000,000".
+    """An amount typed as people write it ("49,90", "1 234,50", "1,234.50"), in major units.
 
-    The last "." or "," is the decimal separator unless it appears more than once (then
-    it groups thousands); digits before it may be grouped by threes with one other
-    separator (a space, ".", "," or an apostrophe). A single separator followed by
-    exactly three digits that is not ``decimal_separator`` (the reader's language's) is
-    ``AmbiguousAmount``: "1,000" is a thousand to some and one to others, and a wrong
-    guess bills a client a thousand times too much or too little. Anything else, such as
-    "49 90" or "1e3", is ``AmountNotUnderstood``.
+    The last "." or "," is the decimal separator unless it appears more than once; the
+    digits before it may be grouped by threes with one other separator. A single
+    separator followed by exactly three digits that is not ``decimal_separator`` (the
+    reader's language's) is ``AmbiguousAmount``: a wrong guess bills a client a thousand
+    times too much or too little. Anything else ("49 90", "1e3") is ``AmountNotUnderstood``.
     """
     value = text.strip()
-    for space in _SPACES:
+    for space in ("\u00a0", "\u202f", "'", "\u2019"):  # other thousands separators
         value = value.replace(space, " ")
     if not re.fullmatch(r"[0-9]+(?:[ .,][0-9]+)*", value):
         raise AmountNotUnderstood(f"{text!r} is not an amount.")
@@ -292,27 +243,27 @@ def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     return Decimal(f"{integer}.{fraction}" if decimal else integer)
 
 
-def to_major(minor: int, code: str) -> Decimal:
-    """Convert Stripe's integer minor units back to a Decimal in major units."""
+def _checked_minor(minor: int, code: str) -> Currency:
     currency = get_currency(code)
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise InvalidAmount(f"{minor!r} is not an integer amount in minor units.")
-    return Decimal(minor).scaleb(-currency.exponent).quantize(Decimal(1).scaleb(-currency.exponent))
+    return currency
+
+
+def to_major(minor: int, code: str) -> Decimal:
+    """Convert Stripe's integer minor units back to a Decimal in major units."""
+    return Decimal(minor).scaleb(-_checked_minor(minor, code).exponent)  # "12.50", not "12.5"
 
 
 def format_amount(minor: int, code: str) -> str:
     """Human-readable amount such as "1,234.50 USD" or "50 JPY" (not localised)."""
     currency = get_currency(code)
-    major = to_major(minor, code)
-    places = currency.display_decimals
-    return f"{major:,.{places}f} {currency.code.upper()}"
+    return f"{to_major(minor, code):,.{currency.display_decimals}f} {currency.code.upper()}"
 
 
 def check_amount(minor: int, code: str) -> Currency:
     """Raise AmountTooSmall/AmountTooLarge/InvalidAmount unless Stripe can charge it."""
-    currency = get_currency(code)
-    if isinstance(minor, bool) or not isinstance(minor, int):
-        raise InvalidAmount(f"{minor!r} is not an integer amount in minor units.")
+    currency = _checked_minor(minor, code)
     if minor < currency.minimum:
         raise AmountTooSmall(currency, minor)
     if minor > currency.maximum:
@@ -328,21 +279,17 @@ def check_amount(minor: int, code: str) -> Currency:
 
 
 def format_money(minor: int, code: str, language: str | None = None) -> str:
-    """The amount formatted for a language (default: Django's active one) with Babel.
-
-    "€1,234.50" in English, "1 234,50 €" in French; falls back to ``format_amount`` if
-    Babel does not know the language.
-    """
+    """The amount formatted by Babel for a language (default: Django's active one), such as
+    "€1,234.50" or "1 234,50 €"; ``format_amount`` if Babel does not know the language."""
     if language is None:
         # Local: this module stays free of Django (the simulator uses it without it).
         from django.utils.translation import get_language, to_locale
 
         language = to_locale(get_language() or "en")
-    currency = get_currency(code)
     try:
         return format_currency(
             to_major(minor, code),
-            currency.code.upper(),
+            get_currency(code).code.upper(),
             locale=language.replace("-", "_"),
             # ISO 4217 digits: JPY 0, KWD 3, EUR 2 (Stripe agrees but for its special cases).
             currency_digits=True,

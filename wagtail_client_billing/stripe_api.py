@@ -1,9 +1,6 @@
-"""The only module that talks to Stripe.
-
-One ``StripeClient`` per mode and configuration, with explicit network retries and a
-timeout, pointed at ``STRIPE_API_BASE`` (the simulator in tests and the demo). Stripe's
-exceptions are turned into this package's own, each carrying a message in plain words
-for the person at the keyboard.
+"""The only module that talks to Stripe: one ``StripeClient`` per mode and configuration
+(explicit retries and timeout, pointed at ``STRIPE_API_BASE``), and Stripe's exceptions
+turned into this package's own, each with a message in plain words.
 """
 
 from __future__ import annotations
@@ -13,11 +10,14 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from django.db import connections
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from stripe.params import AccountCreateParams
+from stripe.params.checkout import SessionCreateParams
 
 from .conf import billing_settings
 
@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 class StripeFailure(Exception):
     """Stripe could not do what was asked; ``user_message`` says why in plain words."""
 
-    def __init__(self, user_message: str, *, param: str | None = None) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+    def __init__(self, user_message: str | Promise, *, param: str | None = None) -> None:
+        self.user_message = str(user_message)
+        super().__init__(self.user_message)
         self.param = param
 
 
@@ -42,9 +42,8 @@ class StripeUnavailable(StripeFailure):
 
 
 class StripeNoAnswer(StripeUnavailable):
-    """No answer came (timeout, connection lost) or Stripe is still busy with the same
-    idempotency key: the request may have been carried out. Retrying with the same key
-    returns its result, never a second object."""
+    """No answer (timeout, connection lost) or Stripe still busy with the idempotency key:
+    the request may have been carried out; a retry with the same key returns its result."""
 
 
 class StripeCalledInTransaction(RuntimeError):
@@ -85,17 +84,14 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
 def refuse_inside_transaction() -> None:
     """Raise ``StripeCalledInTransaction`` if a database transaction is open.
 
-    A network call inside ``transaction.atomic()`` holds the transaction (and on SQLite
-    the database's only write lock) for as long as Stripe takes: every webhook and every
-    other editor waits, then fails with "database is locked". Write state before and
-    after the call instead. The atomic blocks a test case wraps each test in do not
-    count (Django marks them ``_from_testcase``), so the whole suite enforces the rule.
-    A project that wraps every request in a transaction (``ATOMIC_REQUESTS``) cannot be
-    helped from here: it gets an error in the log instead of a failure.
+    A network call inside ``atomic()`` holds the transaction (on SQLite, the only write
+    lock) for as long as Stripe takes: webhooks and editors wait, then fail. The blocks a
+    test case wraps each test in do not count (``_from_testcase``), so the suite enforces
+    the rule; with ``ATOMIC_REQUESTS`` nothing can be done here but log an error.
     """
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block or not any(
-            not block._from_testcase for block in connection.atomic_blocks
+        if not any(
+            not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
         ):
             continue
         if connection.settings_dict.get("ATOMIC_REQUESTS"):
@@ -112,17 +108,14 @@ def refuse_inside_transaction() -> None:
 
 
 def get_client(mode: str) -> stripe.StripeClient:
-    """The configured client for ``mode``; raise ``StripeNotConfigured`` without a key.
-
-    Every call to Stripe gets its client here, so this is where a call made inside a
-    database transaction is refused (see ``refuse_inside_transaction``).
-    """
+    """The client for ``mode`` (``StripeNotConfigured`` without a key), refused inside a
+    transaction: every call to Stripe gets its client here."""
     refuse_inside_transaction()
     conf = billing_settings()
     api_key = conf.secret_key(mode)
     if not api_key:
         raise StripeNotConfigured(
-            str(_("No Stripe secret key is configured for %(mode)s mode.") % {"mode": mode})
+            _("No Stripe secret key is configured for %(mode)s mode.") % {"mode": mode}
         )
     return _client(
         api_key, conf.stripe_api_base, conf.stripe_max_network_retries, conf.stripe_timeout
@@ -132,41 +125,33 @@ def get_client(mode: str) -> stripe.StripeClient:
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn the SDK's exceptions into ours, keeping the original as ``__cause__``."""
+    unreachable = _("Stripe could not be reached. Nothing was changed; please try again.")
     try:
         yield
     except (stripe.AuthenticationError, stripe.PermissionError) as error:
         raise StripeKeyRejected(
-            str(_("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)})
+            _("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)}
         ) from error
     except stripe.APIConnectionError as error:
-        raise StripeNoAnswer(
-            str(_("Stripe could not be reached. Nothing was changed; please try again."))
-        ) from error
+        raise StripeNoAnswer(unreachable) from error
     except stripe.RateLimitError as error:
-        raise StripeUnavailable(
-            str(_("Stripe could not be reached. Nothing was changed; please try again."))
-        ) from error
+        raise StripeUnavailable(unreachable) from error
     except stripe.InvalidRequestError as error:
         raise StripeRefused(_reason(error), param=error.param) from error
     except stripe.StripeError as error:
         if error.http_status == 409:
-            # The same idempotency key is still being worked on at Stripe: an earlier
-            # attempt (one that timed out here) has not finished. Trying again later
-            # gets that attempt's result, never a second object.
+            # The same idempotency key is still being worked on at Stripe (an attempt
+            # that timed out here): a later retry gets its result, never a second object.
             raise StripeNoAnswer(
-                str(
-                    _(
-                        "Stripe is still working on an earlier attempt of this request. "
-                        "Nothing was saved here; please try again in a moment."
-                    )
+                _(
+                    "Stripe is still working on an earlier attempt of this request. "
+                    "Nothing was saved here; please try again in a moment."
                 )
             ) from error
         if (error.http_status or 500) >= 500:
             raise StripeUnavailable(
-                str(
-                    _("Stripe had a problem (%(reason)s). Nothing was changed; please try again.")
-                    % {"reason": _reason(error).rstrip(". ")}
-                )
+                _("Stripe had a problem (%(reason)s). Nothing was changed; please try again.")
+                % {"reason": _reason(error).rstrip(". ")}
             ) from error
         raise StripeRefused(_reason(error)) from error
 
@@ -175,40 +160,29 @@ def _reason(error: stripe.StripeError) -> str:
     return str(error.user_message or getattr(error, "_message", None) or error).strip()
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    """A plain dict of an SDK object (stripe 16 objects are not dicts) or a webhook payload."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-
-
-def _account_state(account: Any) -> AccountState:
-    account = _plain(account)
+def account_state(account: Any) -> AccountState:
+    """Read an account object (from the API or a webhook event) into an ``AccountState``."""
+    # A webhook body may lack any field: read it as a plain dict.
+    account = account.to_dict() if hasattr(account, "to_dict") else dict(account)
     requirements = account.get("requirements") or {}
-    due = list(requirements.get("currently_due") or []) + [
-        item
-        for item in requirements.get("past_due") or []
-        if item not in (requirements.get("currently_due") or [])
-    ]
+    currently_due = list(requirements.get("currently_due") or [])
+    past_due = [item for item in requirements.get("past_due") or [] if item not in currently_due]
     return AccountState(
         id=account["id"],
         details_submitted=bool(account.get("details_submitted")),
         charges_enabled=bool(account.get("charges_enabled")),
         payouts_enabled=bool(account.get("payouts_enabled")),
-        requirements_due=due,
+        requirements_due=currently_due + past_due,
         disabled_reason=requirements.get("disabled_reason") or "",
         country=account.get("country") or "",
     )
-
-
-def account_state(account: Any) -> AccountState:
-    """Read an account object (from the API or a webhook event) into an ``AccountState``."""
-    return _account_state(account)
 
 
 def create_connected_account(
     mode: str, *, country: str, site_url: str, metadata: dict[str, str], idempotency_key: str
 ) -> AccountState:
     """Create the agency's connected account: its own full Stripe dashboard and duties."""
-    params = {
+    params: AccountCreateParams = {
         "country": country,
         # Controller properties replace the deprecated ``type=standard``: the agency
         # keeps a full Stripe dashboard, pays Stripe's fees and carries its own losses.
@@ -225,32 +199,32 @@ def create_connected_account(
         account = get_client(mode).v1.accounts.create(
             params, options={"idempotency_key": idempotency_key}
         )
-    return _account_state(account)
+    return account_state(account)
 
 
 def create_onboarding_link(mode: str, account_id: str, *, refresh_url: str, return_url: str) -> str:
     """A fresh Account Link (``account_onboarding``) for the account; links are single-use."""
     with translate_errors():
-        link = get_client(mode).v1.account_links.create(
-            {
-                "account": account_id,
-                "type": "account_onboarding",
-                "refresh_url": refresh_url,
-                "return_url": return_url,
-            }
+        return (
+            get_client(mode)
+            .v1.account_links.create(
+                {
+                    "account": account_id,
+                    "type": "account_onboarding",
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                }
+            )
+            .url
         )
-    return _plain(link)["url"]
 
 
 def retrieve_account(mode: str, account_id: str | None = None) -> AccountState:
     """Read a connected account, or with no id the platform's own account (direct mode)."""
     with translate_errors():
-        client = get_client(mode)
-        if account_id:
-            account = client.v1.accounts.retrieve(account_id)
-        else:
-            account = client.v1.accounts.retrieve_current()
-    return _account_state(account)
+        accounts = get_client(mode).v1.accounts
+        account = accounts.retrieve(account_id) if account_id else accounts.retrieve_current()
+    return account_state(account)
 
 
 def create_webhook_endpoint(
@@ -261,20 +235,20 @@ def create_webhook_endpoint(
         endpoint = get_client(mode).v1.webhook_endpoints.create(
             {
                 "url": url,
-                "enabled_events": sorted(events),
+                # The SDK types event names as Literals; ours come from the handler table.
+                "enabled_events": cast(Any, sorted(events)),
                 "connect": connect,
                 "description": "wagtail-client-billing",
             }
         )
-    endpoint = _plain(endpoint)
-    return endpoint["id"], endpoint.get("secret") or ""
+    return endpoint.id, endpoint.secret or ""
 
 
 def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
     """The webhook endpoints registered on the platform account."""
     with translate_errors():
         endpoints = get_client(mode).v1.webhook_endpoints.list({"limit": 100})
-    return [_plain(endpoint) for endpoint in endpoints.data]
+    return [endpoint.to_dict() for endpoint in endpoints.data]
 
 
 def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> bool:
@@ -312,11 +286,6 @@ def id_of(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-# The one rule for "this Checkout Session is paid" (the webhook handlers, the
-# reconciliation and delete all ask ``is_paid``): complete, and nothing left to pay.
-# ``no_payment_required`` is a session that completed with nothing to charge (a
-# 100 % discount, a free trial's first invoice): the client did all they were asked.
-PAID_PAYMENT_STATUSES = ("paid", "no_payment_required")
 EVENT_COMPLETED = "checkout.session.completed"
 EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 
@@ -324,23 +293,21 @@ EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 def is_paid(session: CheckoutSession, *, event_type: str = "") -> bool:
     """True if Stripe says the session is paid: the one rule, for every caller.
 
-    ``session`` comes from the API or from a webhook event (``construct_event``);
-    ``event_type`` is the event it came with, if any. A delayed payment that settled
-    (``async_payment_succeeded``) is paid; a ``checkout.session.completed`` event is
-    about a complete session by definition. Otherwise: status ``complete`` and payment
-    status ``paid`` or ``no_payment_required``. A completed session still ``unpaid`` is
-    a delayed payment on its way, not a payment.
+    ``event_type`` is the webhook event the session came with, if any: a settled delayed
+    payment is paid, and a ``completed`` event is about a complete session by definition.
+    A completed session still ``unpaid`` is a delayed payment on its way; one that needed
+    no payment (a 100 % discount, a free trial) is paid: the client did all they were asked.
     """
     if event_type == EVENT_ASYNC_SUCCEEDED:
         return True
     complete = field_of(session, "status") == "complete" or event_type == EVENT_COMPLETED
     # A tuple, not a set: a webhook body may hold any JSON here (a list is unhashable).
-    return complete and field_of(session, "payment_status") in PAID_PAYMENT_STATUSES
+    return complete and field_of(session, "payment_status") in ("paid", "no_payment_required")
 
 
-def _account_options(account_id: str, **options: Any) -> dict[str, Any]:
-    # Direct charges: the session lives on the agency's connected account.
-    return {**options, "stripe_account": account_id} if account_id else options
+def _options(account_id: str, idempotency_key: str | None = None) -> stripe.RequestOptions:
+    # The session lives on the agency's connected account (none in direct mode).
+    return {"stripe_account": account_id or None, "idempotency_key": idempotency_key}
 
 
 def create_checkout_session(
@@ -348,36 +315,31 @@ def create_checkout_session(
 ) -> CheckoutSession:
     """Create a Checkout Session; the key makes a retry return the same session."""
     with translate_errors():
-        session = get_client(mode).v1.checkout.sessions.create(
-            params, options=_account_options(account_id, idempotency_key=idempotency_key)
+        return get_client(mode).v1.checkout.sessions.create(
+            cast(SessionCreateParams, params),  # as built by ``billing.checkout_params``
+            options=_options(account_id, idempotency_key),
         )
-    return session
 
 
 def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
     """Read a Checkout Session as Stripe has it now."""
     with translate_errors():
-        session = get_client(mode).v1.checkout.sessions.retrieve(
-            session_id, options=_account_options(account_id)
+        return get_client(mode).v1.checkout.sessions.retrieve(
+            session_id, options=_options(account_id)
         )
-    return session
 
 
 def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
-    """Expire an open session so its link dies; if it is not open, return it as it is.
-
-    Stripe refuses to expire a session that is complete or already expired; the caller
-    then needs to know which, so this reads it back instead of failing.
+    """Expire an open session so its link dies; if it is not open, return it as it is
+    (Stripe refuses to expire a complete or expired session; the caller needs to know which).
     """
     try:
         with translate_errors():
-            session = get_client(mode).v1.checkout.sessions.expire(
-                session_id,
-                options=_account_options(account_id, idempotency_key=f"wcb-expire-{session_id}"),
+            return get_client(mode).v1.checkout.sessions.expire(
+                session_id, options=_options(account_id, f"wcb-expire-{session_id}")
             )
     except StripeRefused:
         current = retrieve_checkout_session(mode, account_id=account_id, session_id=session_id)
         if current.status == "open":
             raise
         return current
-    return session
