@@ -1,9 +1,5 @@
-"""The one reader of the ``WAGTAIL_CLIENT_BILLING`` settings dict.
-
-Every value the app reads from settings goes through :func:`billing_settings`, so that
-defaults, validation and error messages live in one place. Errors are
-``ImproperlyConfigured`` and name the exact key to set.
-"""
+"""The one reader of the ``WAGTAIL_CLIENT_BILLING`` settings dict: defaults, validation,
+and ``ImproperlyConfigured`` errors that name the exact key to set."""
 
 from __future__ import annotations
 
@@ -41,11 +37,6 @@ DEFAULTS: dict[str, Any] = {
     "TEST_EMAILS_PER_MINUTE": 3,
 }
 
-SECRET_KEY_PREFIXES = {
-    "test": ("sk_test_", "rk_test_"),
-    "live": ("sk_live_", "rk_live_"),
-}
-
 
 def setting_key(name: str) -> str:
     """Spell a key the way a user writes it in settings.py."""
@@ -79,41 +70,43 @@ class BillingSettings:
 
     def webhook_secrets(self, mode: str) -> tuple[str, ...]:
         """Every webhook signing secret configured for ``mode`` (several during rotation)."""
-        if mode == "live":
-            return self.stripe_live_webhook_secrets
-        return self.stripe_test_webhook_secrets
+        live = mode == "live"
+        return self.stripe_live_webhook_secrets if live else self.stripe_test_webhook_secrets
 
 
 def _raw() -> dict[str, Any]:
-    value = getattr(settings, SETTING_NAME, {})
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
+    value = getattr(settings, SETTING_NAME, None)
+    if not isinstance(value, dict | None):
         raise ImproperlyConfigured(
             f"{SETTING_NAME} must be a dict, got {type(value).__name__}. "
             f"Set {SETTING_NAME} = {{...}} in your settings."
         )
+    return value or {}
+
+
+def _string(
+    raw: dict[str, Any], name: str, prefixes: tuple[str, ...] = (), wanted: str = ""
+) -> str:
+    value = raw.get(name, DEFAULTS[name])
+    if not isinstance(value, str | None):
+        raise ImproperlyConfigured(f"{setting_key(name)} must be a string.")
+    value = (value or "").strip()
+    if value and prefixes and not value.startswith(prefixes):
+        # Never echo the value itself: it may be a secret.
+        raise ImproperlyConfigured(f"{setting_key(name)} must be {wanted}.")
     return value
 
 
-def _string(raw: dict[str, Any], name: str) -> str:
+def _strings(raw: dict[str, Any], name: str, prefix: str = "", wanted: str = "") -> tuple[str, ...]:
     value = raw.get(name, DEFAULTS[name])
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ImproperlyConfigured(f"{setting_key(name)} must be a string.")
-    return value.strip()
-
-
-def _strings(raw: dict[str, Any], name: str) -> tuple[str, ...]:
-    value = raw.get(name, DEFAULTS[name])
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        value = [value]
+    if value is None or isinstance(value, str):
+        value = [value or ""]  # one string, or none ("" is dropped below)
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ImproperlyConfigured(f"{setting_key(name)} must be a string or a list of strings.")
-    return tuple(v.strip() for v in value if v.strip())
+    values = tuple(v.strip() for v in value if v.strip())
+    if not all(v.startswith(prefix) for v in values):
+        raise ImproperlyConfigured(f"{setting_key(name)} must hold {wanted}.")
+    return values
 
 
 def _boolean(raw: dict[str, Any], name: str) -> bool:
@@ -135,26 +128,14 @@ def _number(raw: dict[str, Any], name: str, minimum: float, maximum: float) -> A
 
 
 def _secret_key(raw: dict[str, Any], mode: str) -> str:
-    name = f"STRIPE_{mode.upper()}_SECRET_KEY"
-    value = _string(raw, name)
-    if value and not value.startswith(SECRET_KEY_PREFIXES[mode]):
-        prefixes = " or ".join(SECRET_KEY_PREFIXES[mode])
-        # Never echo the key itself: it is a secret.
-        raise ImproperlyConfigured(
-            f"{setting_key(name)} must be a {mode}-mode Stripe secret key starting with {prefixes}."
-        )
-    return value
+    prefixes = (f"sk_{mode}_", f"rk_{mode}_")
+    wanted = f"a {mode}-mode Stripe secret key starting with {' or '.join(prefixes)}"
+    return _string(raw, f"STRIPE_{mode.upper()}_SECRET_KEY", prefixes, wanted)
 
 
 def _webhook_secrets(raw: dict[str, Any], mode: str) -> tuple[str, ...]:
-    name = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
-    values = _strings(raw, name)
-    for value in values:
-        if not value.startswith("whsec_"):
-            raise ImproperlyConfigured(
-                f"{setting_key(name)} must hold webhook signing secrets starting with whsec_."
-            )
-    return values
+    wanted = "webhook signing secrets starting with whsec_"
+    return _strings(raw, f"STRIPE_{mode.upper()}_WEBHOOK_SECRET", "whsec_", wanted)
 
 
 def _api_base(raw: dict[str, Any]) -> str:

@@ -90,10 +90,8 @@ def refuse_inside_transaction() -> None:
     the rule; with ``ATOMIC_REQUESTS`` nothing can be done here but log an error.
     """
     for connection in connections.all(initialized_only=True):
-        if not any(
-            not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
-        ):
-            continue
+        if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+            continue  # no transaction open, or only a test case's
         if connection.settings_dict.get("ATOMIC_REQUESTS"):
             logger.error(
                 "Stripe was called inside a database transaction (ATOMIC_REQUESTS is on "
