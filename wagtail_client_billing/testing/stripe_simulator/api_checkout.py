@@ -8,7 +8,7 @@ from now.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ... import money
 from . import objects
@@ -150,7 +150,7 @@ def _line_items(req: ApiRequest, mode: str) -> tuple[list[dict[str, Any]], str, 
         if not product.get("name"):
             raise missing_param(f"{pp}[product_data][name]")
         name = as_str(product["name"], f"{pp}[product_data][name]", max_length=5000)
-        recurring = None
+        recurring: dict[str, Any] | None = None
         if "recurring" in data:
             rec = as_dict(data["recurring"], f"{pp}[recurring]")
             if not rec.get("interval"):
@@ -194,6 +194,7 @@ def _line_items(req: ApiRequest, mode: str) -> tuple[list[dict[str, Any]], str, 
             "prices.",
             param="line_items",
         )
+    currency = cast(str, currency)  # set by the loop: line_items is not empty
     total = sum(item["amount_total"] for item in items)
     if total or mode == "payment":
         try:

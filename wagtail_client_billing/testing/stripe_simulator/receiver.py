@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 
 @dataclass
@@ -108,7 +108,7 @@ class WebhookReceiver:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:PORT``."""
-        host, port = self._server.server_address[:2]
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])  # AF_INET
         return f"http://{host}:{port}"
 
     @property

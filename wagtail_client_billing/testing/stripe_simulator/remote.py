@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 from . import simulator  # noqa: F401 - its methods fill the command table
 from .control import COMMANDS, PREFIX, Command
 
+if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses  # the SDK does not export it
+
 
 class RemoteSimulator:
     """The control-API counterpart of :class:`StripeSimulator`'s helpers.
@@ -31,7 +34,7 @@ class RemoteSimulator:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
-    def base_addresses(self) -> dict[str, str]:
+    def base_addresses(self) -> BaseAddresses:
         """``base_addresses`` for ``stripe.StripeClient``."""
         return {"api": self.url, "connect": self.url, "files": self.url}
 

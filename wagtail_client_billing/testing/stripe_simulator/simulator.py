@@ -19,7 +19,7 @@ import copy
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .control import command
 from .engine import Engine
@@ -27,6 +27,9 @@ from .faults import Fault
 from .server import SimulatorServer
 from .store import random_token
 from .webhooks import Delivery, WebhookDispatcher, WebhookTarget, new_secret
+
+if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses  # the SDK does not export it
 
 logger = logging.getLogger("wagtail_client_billing.stripe_simulator")
 
@@ -89,7 +92,7 @@ class StripeSimulator:
         return f"http://{self.host}:{self._server.server_address[1]}"
 
     @property
-    def base_addresses(self) -> dict[str, str]:
+    def base_addresses(self) -> BaseAddresses:
         """``base_addresses`` for ``stripe.StripeClient``."""
         return {"api": self.url, "connect": self.url, "files": self.url}
 
