@@ -69,11 +69,8 @@ class AmountTooLarge(_OutOfRange):
 
 @dataclass(frozen=True)
 class Currency:
-    """One currency as Stripe's API sees it.
-
-    ``minimum`` and ``maximum`` are in minor units; an amount must also be a multiple
-    of ``step`` minor units (10 for three-decimal currencies, 100 for ISK and UGX).
-    """
+    """One currency as Stripe's API sees it: limits in minor units, and amounts must be a
+    multiple of ``step`` minor units (10 for three-decimal currencies, 100 for ISK and UGX)."""
 
     code: str
     exponent: int
@@ -105,9 +102,8 @@ STRIPE_MINIMUMS: dict[str, str] = {
     "nzd": "0.50", "pln": "2.00", "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
 }  # fmt: skip
 
-# Every other presentment currency must convert to about USD 0.50. These are rough
-# units-per-USD rates, only used to derive that equivalent minimum (rounded up to a
-# round figure); they are not meant for conversion.
+# Any other currency's minimum is about USD 0.50: rough units-per-USD rates, only to derive
+# that minimum (rounded up to a round figure), not meant for conversion.
 APPROX_UNITS_PER_USD: dict[str, str] = {
     "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915", "ars": "1200",
     "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2", "bdt": "122", "bhd": "0.376",
@@ -130,9 +126,8 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
     "xpf": "105", "yer": "240", "zar": "18", "zmw": "24",
 }  # fmt: skip
 
-# "The amount value supports up to 8 digits", except IDR (12) and INR (9). Stripe
-# allows more for some currencies on card payments only; Checkout may offer other
-# methods, so the general limit is the safe one.
+# "The amount value supports up to 8 digits", except IDR (12) and INR (9). More for some
+# currencies on cards only; Checkout may offer other methods, so the general limit holds.
 MAX_DIGITS = {"idr": 12, "inr": 9}
 DEFAULT_MAX_DIGITS = 8
 

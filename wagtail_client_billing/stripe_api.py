@@ -1,7 +1,5 @@
-"""The only module that talks to Stripe: one ``StripeClient`` per mode and configuration
-(explicit retries and timeout, pointed at ``STRIPE_API_BASE``), and Stripe's exceptions
-turned into this package's own, each with a message in plain words.
-"""
+"""The only module that talks to Stripe: a ``StripeClient`` per mode with explicit retries
+and timeout, and Stripe's errors turned into ours, each with a message in plain words."""
 
 from __future__ import annotations
 
@@ -82,13 +80,9 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
 
 
 def refuse_inside_transaction() -> None:
-    """Raise ``StripeCalledInTransaction`` if a database transaction is open.
-
-    A network call inside ``atomic()`` holds the transaction (on SQLite, the only write
-    lock) for as long as Stripe takes: webhooks and editors wait, then fail. The blocks a
-    test case wraps each test in do not count (``_from_testcase``), so the suite enforces
-    the rule; with ``ATOMIC_REQUESTS`` nothing can be done here but log an error.
-    """
+    """Raise ``StripeCalledInTransaction`` if a database transaction is open: it would hold
+    its locks (on SQLite, the only write lock) for as long as Stripe takes. A test case's
+    own blocks do not count; under ``ATOMIC_REQUESTS`` all we can do is log an error."""
     for connection in connections.all(initialized_only=True):
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
             continue  # no transaction open, or only a test case's
@@ -203,18 +197,15 @@ def create_connected_account(
 def create_onboarding_link(mode: str, account_id: str, *, refresh_url: str, return_url: str) -> str:
     """A fresh Account Link (``account_onboarding``) for the account; links are single-use."""
     with translate_errors():
-        return (
-            get_client(mode)
-            .v1.account_links.create(
-                {
-                    "account": account_id,
-                    "type": "account_onboarding",
-                    "refresh_url": refresh_url,
-                    "return_url": return_url,
-                }
-            )
-            .url
+        link = get_client(mode).v1.account_links.create(
+            {
+                "account": account_id,
+                "type": "account_onboarding",
+                "refresh_url": refresh_url,
+                "return_url": return_url,
+            }
         )
+    return link.url
 
 
 def retrieve_account(mode: str, account_id: str | None = None) -> AccountState:
@@ -292,9 +283,9 @@ def is_paid(session: CheckoutSession, *, event_type: str = "") -> bool:
     """True if Stripe says the session is paid: the one rule, for every caller.
 
     ``event_type`` is the webhook event the session came with, if any: a settled delayed
-    payment is paid, and a ``completed`` event is about a complete session by definition.
-    A completed session still ``unpaid`` is a delayed payment on its way; one that needed
-    no payment (a 100 % discount, a free trial) is paid: the client did all they were asked.
+    payment is paid; a ``completed`` event is about a complete session by definition. A
+    complete session still ``unpaid`` is a delayed payment on its way; one that needed no
+    payment (a 100 % discount, a free trial) is paid: the client did all they were asked.
     """
     if event_type == EVENT_ASYNC_SUCCEEDED:
         return True
