@@ -832,7 +832,7 @@ class Install:
                 "shell",
                 "-c",
                 "from wagtail_client_billing.models import BillingRequest as B; "
-                "print('ROWS', list(B.objects.values_list('status', 'email_status')))",
+                "print('ROWS', [(b.status, b.email_status) for b in B.objects.all()])",
             ],
             env=env,
         ).stdout
