@@ -143,7 +143,7 @@ EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
 )
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "billing@localhost")
-ANYMAIL = {}
+ANYMAIL: dict[str, str] = {}
 
 # django-q2: the ORM broker by default, Redis when Q_REDIS_URL is set.
 Q_CLUSTER = {
