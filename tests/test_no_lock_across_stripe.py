@@ -237,7 +237,7 @@ def test_a_retry_after_a_stripe_timeout_gets_the_same_session(editor, stripe, ma
     assert response.status_code == 200
     assert "Stripe could not be reached" in response.content.decode()
     assert 'value="patient@example.com"' in response.content.decode()  # kept as typed
-    time.sleep(1.0)  # Stripe carries the slow call out: a session exists there
+    stripe.wait_idle()  # Stripe carries the slow call out: a session exists there
 
     response = post_form(client, site, data)  # the editor sends the same form again
     assert response.status_code == 302
@@ -268,7 +268,7 @@ def test_a_creation_stalled_by_a_crash_is_never_shown_and_is_swept(editor, strip
     stalled = BillingRequest.objects.get()
     assert stalled.status == BillingRequest.CREATING and stalled.checkout_session_id is None
     assert "ghost@example.com" not in client.get(f"{INDEX}?site={site.pk}").content.decode()
-    time.sleep(1.0)
+    stripe.wait_idle()  # Stripe has now created the session the process never saw
 
     # Young: kept for the form's retry. Not expired, reconciled nor emailed by the sweep.
     later = timezone.now() + timedelta(hours=25)
@@ -295,7 +295,7 @@ def test_a_form_changed_after_a_timeout_bills_what_it_now_says(editor, stripe, m
     data = form(site, email="first@example.com", nonce="edited-form")
     stripe.hang_next("POST", "/v1/checkout/sessions", seconds=1.5)
     post_form(client, site, data)
-    time.sleep(1.0)
+    stripe.wait_idle()
     response = post_form(client, site, {**data, "email": "second@example.com"})
     assert response.status_code == 302
     request = BillingRequest.objects.get()

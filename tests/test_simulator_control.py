@@ -74,7 +74,9 @@ def test_hang_past_the_timeout_raises_api_connection_error(stripe_simulator, str
     with pytest.raises(stripe.APIError) as busy:
         client.v1.checkout.sessions.create(params=SESSION, options=options)
     assert busy.value.http_status == 409
-    time.sleep(0.9)
+    with pytest.raises(TimeoutError):
+        stripe_simulator.wait_idle(timeout=0.05)
+    stripe_simulator.wait_idle()
     sessions = client.v1.checkout.sessions.list().data
     assert len(sessions) == 1
     again = client.v1.checkout.sessions.create(params=SESSION, options=options)

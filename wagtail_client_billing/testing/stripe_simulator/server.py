@@ -98,7 +98,14 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         try:
             if url.path.startswith("/v1/"):
-                response = self._api(method, url.path, url.query, body)
+                with sim.api_calls:
+                    sim.api_calls_running += 1
+                try:
+                    response = self._api(method, url.path, url.query, body)
+                finally:
+                    with sim.api_calls:
+                        sim.api_calls_running -= 1
+                        sim.api_calls.notify_all()
             elif url.path.startswith("/_simulator/"):
                 response = control.handle(sim, method, url.path, url.query, body)
             else:

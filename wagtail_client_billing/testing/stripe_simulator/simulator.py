@@ -60,6 +60,8 @@ class StripeSimulator:
         self._api_keys = self.api_keys
         self.tick_interval = tick_interval
         self.stopping = threading.Event()
+        self.api_calls = threading.Condition()  # notified as each API call ends
+        self.api_calls_running = 0
         self.dispatcher = WebhookDispatcher(
             retry_base=webhook_retry_base,
             retry_max_delay=webhook_retry_max_delay,
@@ -221,6 +223,13 @@ class StripeSimulator:
     ) -> Fault:
         """The next ``times`` matching API calls wait ``seconds``, then are carried out."""
         return self.engine.faults.add(Fault("hang", method, path, times, seconds=seconds))
+
+    @command(read=True)
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no API call is running (a hung one has been carried out)."""
+        with self.api_calls:
+            if not self.api_calls.wait_for(lambda: not self.api_calls_running, timeout):
+                raise TimeoutError(f"API calls still running after {timeout}s.")
 
     @command()
     def drop_next_webhooks(self, count: int = 1) -> None:
