@@ -20,7 +20,6 @@ class WagtailClientBillingConfig(AppConfig):
         from .tasks import ensure_schedule
 
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wcb-schedule")
-
         # Before Wagtail creates fallback policies, which it does on first use.
         for policy in POLICIES:
             register_policy(policy.model, policy)

@@ -8,8 +8,6 @@ from django.utils.translation import gettext as _
 
 from ..models import BillingRequest
 
-Status = BillingRequest.Status
-
 
 class BillingError(Exception):
     """A billing operation could not be done; ``user_message`` says why in plain words."""
