@@ -16,8 +16,7 @@ from .outbox import OutgoingEmail
 
 
 class _EmailField:
-    """One field of the request's email of one kind (its outbox row), read as if it were
-    the request's own (``request.email_status``): what templates and listings show."""
+    """A field of the request's outbox row of one kind, read as the request's own."""
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -29,7 +28,6 @@ class _EmailField:
 
 
 def new_token() -> str:
-    """An unguessable payment-link token (256 bits)."""
     return secrets.token_urlsafe(32)
 
 
@@ -42,9 +40,7 @@ class BillingRequest(models.Model):
         EXPIRED = "expired", _("Expired")
         DELETED = "deleted", _("Deleted")
 
-    #: Internal, never shown: the row is saved (its id goes into the Checkout Session's
-    #: metadata) but Stripe has not given its session yet. Not a choice of ``Status``:
-    #: listings, totals, the sweep and every "pending" query leave it out by its status.
+    #: Saved, but Stripe has not given its session yet: not a choice, never listed or swept.
     CREATING = "creating"
 
     class BillingType(models.TextChoices):
@@ -131,8 +127,7 @@ class BillingRequest(models.Model):
         indexes = [
             models.Index(fields=["site", "status", "-created_at"], name="wcb_req_site_status"),
             models.Index(fields=["site", "-created_at"], name="wcb_req_site_created"),
-            # The overview (every site): its default ordering, each filter with that
-            # ordering, and the columns it sorts by.
+            # The overview: its ordering, each filter with it, the columns it sorts by.
             models.Index(fields=["-created_at", "-id"], name="wcb_req_created"),
             models.Index(fields=["status", "-created_at"], name="wcb_req_status_created"),
             models.Index(fields=["currency", "-created_at"], name="wcb_req_currency_created"),
@@ -140,8 +135,7 @@ class BillingRequest(models.Model):
             models.Index(fields=["mode", "-created_at"], name="wcb_req_mode_created"),
             models.Index(fields=["email"], name="wcb_req_email"),
             models.Index(fields=["amount"], name="wcb_req_amount"),
-            # Totals, latest payments and the paid-per-month chart: paid (or expired)
-            # since a date, for every site or for the sites an editor may bill for.
+            # Totals, latest payments, the paid-per-month chart: paid (or expired) since.
             models.Index(fields=["status", "paid_at"], name="wcb_req_status_paid"),
             models.Index(fields=["status", "expired_at"], name="wcb_req_status_expired"),
             models.Index(fields=["site", "status", "paid_at"], name="wcb_req_site_status_paid"),
@@ -154,10 +148,8 @@ class BillingRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        # Titles and labels in the admin: the amount as the reader's language writes it.
         return f"{self.email} · {money.format_money(self.amount, self.currency)}"
 
-    # The billing email and the reminder, as the request page and listings show them.
     email_status = _EmailField("request", "status")
     get_email_status_display = _EmailField("request", "get_status_display")
     email_sent_at = _EmailField("request", "sent_at")
@@ -173,10 +165,8 @@ class BillingRequest(models.Model):
     reminder_message_id = _EmailField("reminder", "message_id")
 
     def outgoing_email(self, kind: str) -> OutgoingEmail:
-        """The request's email of ``kind`` (an unsaved "not sent" one if there is none).
-
-        Read once, like a column, until ``refresh_from_db()``; listings prefetch them all.
-        """
+        """The request's email of ``kind`` (unsaved "not sent" if none); read once, like a
+        column, until ``refresh_from_db()``."""
         if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
             models.prefetch_related_objects([self], "emails")
         for email in self.emails.all():
@@ -185,17 +175,11 @@ class BillingRequest(models.Model):
         return OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
 
     @property
-    def amount_display(self) -> str:
-        """The amount with its currency, e.g. "1,234.50 EUR"."""
-        return money.format_amount(self.amount, self.currency)
-
-    @property
     def amount_major(self):  # -> Decimal
         return money.to_major(self.amount, self.currency)
 
     @property
     def currency_code(self) -> str:
-        """The ISO 4217 code as people write it ("EUR")."""
         return self.currency.upper()
 
     @property
@@ -203,9 +187,7 @@ class BillingRequest(models.Model):
         return self.billing_type != self.BillingType.ONE_TIME
 
     def get_payment_path(self) -> str:
-        """The client's payment link on the request's own site (path only)."""
         return reverse("wagtail_client_billing:pay", args=[self.token])
 
     def get_payment_url(self) -> str:
-        """The absolute payment link on the request's site."""
         return self.site.root_url.rstrip("/") + self.get_payment_path()
