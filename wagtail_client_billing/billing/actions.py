@@ -39,8 +39,9 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
             request.mode, account_id=request.account_id, session_id=request.checkout_session_id
         )
         if stripe_api.is_paid(session):
+            subscription_id = stripe_api.id_of(session.subscription)
             paid = mark_paid(
-                Q(pk=request.pk), subscription_id=session.subscription, source="delete", user=user
+                Q(pk=request.pk), subscription_id=subscription_id, source="delete", user=user
             )
             return paid or BillingRequest.objects.get(pk=request.pk)
     deleted = mark_deleted(Q(pk=request.pk), source="delete")
@@ -106,7 +107,7 @@ def _withdraw(connection: StripeConnection, *, user: Any, outcome: UnlinkOutcome
             )
             outcome.failures.append((request, error.user_message))
             continue
-        if result.status == BillingRequest.Status.PAID:
+        if result.status == Status.PAID:
             outcome.paid += 1
-        elif result.status == BillingRequest.Status.DELETED:
+        elif result.status == Status.DELETED:
             outcome.withdrawn += 1

@@ -32,6 +32,7 @@ from .states import ACTION_CREATE, ACTION_RENEW, announce, log_data
 logger = logging.getLogger("wagtail_client_billing.billing")
 
 Status = BillingRequest.Status
+CREATING = BillingRequest.CREATING
 
 # Stripe allows expires_at up to 24 h after creation on its clock: stay inside by the skew.
 CLOCK_SKEW_MARGIN = 5 * 60
@@ -122,7 +123,7 @@ def create_request(
     gets the same session: one client, one session; the sweep removes what nobody resumes.
     """
     earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
-    if earlier is not None and earlier.status != BillingRequest.CREATING:
+    if earlier is not None and earlier.status != CREATING:
         raise AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out one resumes)
     if renewal := renewal_of(renewed_from):
         raise AlreadyRenewed(renewal)
@@ -180,7 +181,7 @@ def _start_creation(
                 form_nonce=nonce or None,
                 renewed_from=renewed_from,
                 **values,
-                status=BillingRequest.CREATING,
+                status=CREATING,
                 created_by=user if getattr(user, "pk", None) else None,
                 expires_at=timezone.now() + timedelta(seconds=session_lifetime()),
             )
@@ -200,7 +201,7 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
     earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
     if earlier is None:
         return None
-    if earlier.status != BillingRequest.CREATING:
+    if earlier.status != CREATING:
         raise AlreadySubmitted(earlier)
     if any(getattr(earlier, name) != value for name, value in wanted.items()):
         # The form was changed: other parameters need another key. A session Stripe may
@@ -208,18 +209,17 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
         _discard_creation(earlier)
         return None
     # Touched, so that the sweep leaves it alone while this attempt waits for Stripe.
-    if BillingRequest.objects.filter(pk=earlier.pk, status=BillingRequest.CREATING).update(
-        created_at=timezone.now()
-    ):
+    still_creating = BillingRequest.objects.filter(pk=earlier.pk, status=CREATING)
+    if still_creating.update(created_at=timezone.now()):
         return BillingRequest.objects.select_related("site").get(pk=earlier.pk)
-    now = BillingRequest.objects.filter(pk=earlier.pk).first()
-    if now is not None:  # a concurrent submission of the form finished it meanwhile
-        raise AlreadySubmitted(now)
+    finished = BillingRequest.objects.filter(pk=earlier.pk).first()
+    if finished is not None:  # a concurrent submission of the form finished it meanwhile
+        raise AlreadySubmitted(finished)
     return None  # the sweep removed it meanwhile
 
 
 def _discard_creation(request: BillingRequest) -> None:
-    BillingRequest.objects.filter(pk=request.pk, status=BillingRequest.CREATING).delete()
+    BillingRequest.objects.filter(pk=request.pk, status=CREATING).delete()
 
 
 def _finish_creation(
@@ -228,9 +228,7 @@ def _finish_creation(
     """Store the session and make the request Pending: one short transaction."""
     with transaction.atomic():
         unlinked = not _lock_own_connection(request)
-        if not unlinked and BillingRequest.objects.filter(
-            pk=request.pk, status=BillingRequest.CREATING
-        ).update(
+        if not unlinked and BillingRequest.objects.filter(pk=request.pk, status=CREATING).update(
             status=Status.PENDING,
             checkout_session_id=session.id,
             checkout_url=session.url,
@@ -292,10 +290,8 @@ def abandon_stalled_creations(*, now: datetime | None = None) -> int:
     """Remove the ``CREATING`` rows whose Stripe call never came back (the process died):
     the editor saw an error, so finishing them would bill a client they think was not."""
     cutoff = (now or timezone.now()) - stalled_creation_age()
-    _total, deleted = BillingRequest.objects.filter(
-        status=BillingRequest.CREATING, created_at__lte=cutoff
-    ).delete()
-    count = deleted.get(BillingRequest._meta.label, 0)
+    stalled = BillingRequest.objects.filter(status=CREATING, created_at__lte=cutoff)
+    count = stalled.delete()[1].get(BillingRequest._meta.label, 0)
     if count:
         logger.warning("Removed %s billing request(s) Stripe never answered for.", count)
     return count
@@ -338,8 +334,4 @@ def renew_request(
 def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
     if request is None:
         return None
-    return (
-        BillingRequest.objects.filter(renewed_from=request)
-        .exclude(status=BillingRequest.CREATING)
-        .first()
-    )
+    return BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING).first()

@@ -54,7 +54,7 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
 
 def reconcile_one(request: BillingRequest) -> None:
     session = stripe_api.retrieve_checkout_session(
-        request.mode, account_id=request.account_id, session_id=request.checkout_session_id
+        request.mode, account_id=request.account_id, session_id=request.checkout_session_id or ""
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):

@@ -151,11 +151,8 @@ def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscript
     )
     requests.update(subscription_status=status)
     for request in newly_past_due:
-        notify(
-            OutgoingEmail.Kind.PAYMENT_FAILED,
-            request,
-            key=f"past-due-{request.pk}-{event.stripe_id}",
-        )
+        key = f"past-due-{request.pk}-{event.stripe_id}"
+        notify(OutgoingEmail.Kind.PAYMENT_FAILED, request, key=key)
 
 
 #: ``endpoints`` subscribes to exactly these.

@@ -56,8 +56,7 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         raise WebhookRejected("No Stripe webhook signing secret is configured.")
     if not signature:
         raise WebhookRejected("Missing Stripe-Signature header.")
-    try:
-        # Stripe sends UTF-8 JSON (and the SDK's verifier would raise on anything else).
+    try:  # Stripe sends UTF-8 JSON (and the SDK's verifier would raise on anything else).
         payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise WebhookRejected("The webhook body is not UTF-8.") from error
@@ -67,8 +66,7 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         data = json.loads(payload)
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise WebhookRejected("The webhook body is not JSON.") from error
-    problem = _event_shape_problem(data)
-    if problem:
+    if problem := _event_shape_problem(data):
         raise WebhookRejected(f"The webhook body is not a Stripe event: {problem}.")
     try:
         stripe_api.construct_event(data)  # what its handler will get: it must build
