@@ -86,8 +86,11 @@ def checkout_params(request: BillingRequest) -> dict[str, Any]:
         "product_data": {"name": request.description},
     }
     metadata = {"wagtail_client_billing_request": str(request.pk), "site": str(request.site_id)}
-    params: dict[str, Any] = {
-        "mode": "payment",
+    object_data = "subscription_data" if request.is_recurring else "payment_intent_data"
+    if request.is_recurring:
+        price_data["recurring"] = {"interval": RECURRING_INTERVAL[request.billing_type]}
+    return {
+        "mode": "subscription" if request.is_recurring else "payment",
         "line_items": [{"price_data": price_data, "quantity": 1}],
         "customer_email": request.email,
         "client_reference_id": f"wcb-{request.pk}",
@@ -95,14 +98,8 @@ def checkout_params(request: BillingRequest) -> dict[str, Any]:
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
         "expires_at": int(request.expires_at.timestamp()),
+        object_data: {"metadata": metadata},
     }
-    if request.is_recurring:
-        price_data["recurring"] = {"interval": RECURRING_INTERVAL[request.billing_type]}
-        params["mode"] = "subscription"
-        params["subscription_data"] = {"metadata": metadata}
-    else:
-        params["payment_intent_data"] = {"metadata": metadata}
-    return params
 
 
 def create_request(
@@ -262,12 +259,9 @@ def _finish_creation(
 def _lock_own_connection(request: BillingRequest) -> bool:
     """Whether the request's account is still linked, locking that connection's row:
     ``agency.unlink_unless_pending`` counts Pending requests under the same lock."""
-    return any(
-        agency.request_account(linked) == request.account_id
-        for linked in StripeConnection.objects.select_for_update().filter(
-            mode=request.mode, unlinked_at__isnull=True
-        )
-    )
+    connections = StripeConnection.objects.select_for_update()
+    linked = connections.filter(mode=request.mode, unlinked_at__isnull=True)
+    return any(agency.request_account(each) == request.account_id for each in linked)
 
 
 def _expire_unsent_session(request: BillingRequest, session: stripe_api.CheckoutSession) -> None:
@@ -299,13 +293,8 @@ def abandon_stalled_creations(*, now: datetime | None = None) -> int:
 
 def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
     """A Pending request of ``site`` with the very same details: most often a mistake."""
-    return (
-        BillingRequest.objects.filter(
-            site=site, status=Status.PENDING, expires_at__gt=timezone.now(), **asdict(details)
-        )
-        .order_by("-created_at")
-        .first()
-    )
+    twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
+    return twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first()
 
 
 def _created(request: BillingRequest) -> None:

@@ -38,17 +38,13 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
     for request in BillingRequest.objects.filter(pk__in=ids).exclude(checkout_session_id=None):
         try:
             reconcile_one(request)
-        except stripe_api.StripeUnavailable as error:
-            # Stripe down or slow: try again next run.
-            logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
-            continue
+            done += 1
         except stripe_api.StripeFailure as error:
-            # Stripe refused (a deauthorized account, a session it no longer has): the
-            # same answer each minute would hold up the batch, so ask in RECONCILE_EVERY.
-            BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
+            if not isinstance(error, stripe_api.StripeUnavailable):  # down or slow: next run
+                # Refused (a deauthorized account, a session it no longer has): the same
+                # answer each minute would hold up the batch, so ask in RECONCILE_EVERY.
+                BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
             logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
-            continue
-        done += 1
     return done
 
 

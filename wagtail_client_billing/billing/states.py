@@ -63,18 +63,10 @@ def _transition(
     request_filter: Q, *, to: str, from_statuses: tuple[str, ...], **values: Any
 ) -> BillingRequest | None:
     """One conditional UPDATE of the one matching request; the request if this call won."""
+    candidates = BillingRequest.objects.filter(status__in=from_statuses)
     with transaction.atomic():
-        ids = list(
-            BillingRequest.objects.filter(request_filter, status__in=from_statuses).values_list(
-                "pk", flat=True
-            )[:2]
-        )
-        if len(ids) != 1:
-            return None
-        updated = BillingRequest.objects.filter(pk=ids[0], status__in=from_statuses).update(
-            status=to, **values
-        )
-        if not updated:
+        ids = list(candidates.filter(request_filter).values_list("pk", flat=True)[:2])
+        if len(ids) != 1 or not candidates.filter(pk=ids[0]).update(status=to, **values):
             return None
         return BillingRequest.objects.select_related("site").get(pk=ids[0])
 
@@ -176,9 +168,8 @@ def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> li
     while True:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(
-                    sql, [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
-                )
+                params = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
+                cursor.execute(sql, params)
                 ids = [row[0] for row in cursor.fetchall()]
             if ids:
                 _after_sweep(ids)

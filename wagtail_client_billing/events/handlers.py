@@ -25,9 +25,8 @@ class EventIgnored(Exception):
 
 def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]:
     """The linked connection ``event`` is about, or None and a note saying why not."""
-    mode = event.mode
+    mode, account = event.mode, event.account
     connection = agency.linked_connection(mode)
-    account = event.account
     if connection is not None and connection.direct:
         # Direct mode: the platform's own events carry no ``account``.
         if account:

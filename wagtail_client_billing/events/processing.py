@@ -15,7 +15,6 @@ from .handlers import HANDLERS, EventIgnored, match_connection, money_for_own_re
 
 logger = logging.getLogger("wagtail_client_billing.webhooks")
 
-NOTE_NO_HANDLER = "no handler"
 MAX_ERROR_LENGTH = 20_000
 STATUS = WebhookEvent.Status
 
@@ -44,8 +43,7 @@ def process_event(event: WebhookEvent) -> None:
                 event.refresh_from_db()
                 logger.info("%s: already %s, nothing to do", describe(event), event.status)
                 return
-            note = _apply(event)
-            if note:
+            if note := _apply(event):
                 WebhookEvent.objects.filter(pk=event.pk).update(status=STATUS.IGNORED, note=note)
     except Exception as error:
         _record_failure(event, error)
@@ -60,13 +58,12 @@ def _apply(event: WebhookEvent) -> str:
     """Run the event's handler; a note if the event was ignored instead."""
     handler = HANDLERS.get(event.type)
     if handler is None:
-        return NOTE_NO_HANDLER
+        return "no handler"
     obj = stripe_api.construct_event(event.payload).data.object
     connection, note = match_connection(event)
     if connection is None and not money_for_own_request(event, obj):
         return note
-    try:
-        # A savepoint: a handler that writes and then ignores the event leaves nothing.
+    try:  # A savepoint: a handler that writes and then ignores the event leaves nothing.
         with transaction.atomic():
             handler(event, obj)
     except EventIgnored as ignored:

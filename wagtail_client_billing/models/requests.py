@@ -15,16 +15,9 @@ from .agency import Mode
 from .outbox import OutgoingEmail
 
 
-class _EmailField:
+def _email_field(kind: str, name: str) -> Any:
     """A field of the request's outbox row of one kind, read as the request's own."""
-
-    def __init__(self, kind: str, name: str) -> None:
-        self.kind, self.name = kind, name
-
-    def __get__(self, instance: BillingRequest | None, owner: type) -> Any:
-        if instance is None:
-            return self
-        return getattr(instance.outgoing_email(self.kind), self.name)
+    return property(lambda request: getattr(request.outgoing_email(kind), name))
 
 
 def new_token() -> str:
@@ -102,8 +95,7 @@ class BillingRequest(models.Model):
     paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
-    # Set before the session is expired at Stripe, so that the checkout.session.expired
-    # event our own call causes makes the request Deleted, not Expired.
+    # Set first, so that the checkout.session.expired event a delete causes makes it Deleted.
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     delete_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -150,29 +142,27 @@ class BillingRequest(models.Model):
     def __str__(self) -> str:
         return f"{self.email} · {money.format_money(self.amount, self.currency)}"
 
-    email_status = _EmailField("request", "status")
-    get_email_status_display = _EmailField("request", "get_status_display")
-    email_sent_at = _EmailField("request", "sent_at")
-    email_error = _EmailField("request", "error")
-    email_due_at = _EmailField("request", "due_at")
-    email_attempts = _EmailField("request", "attempts")
-    email_message_id = _EmailField("request", "message_id")
-    reminder_status = _EmailField("reminder", "status")
-    get_reminder_status_display = _EmailField("reminder", "get_status_display")
-    reminder_sent_at = _EmailField("reminder", "sent_at")
-    reminder_error = _EmailField("reminder", "error")
-    reminder_due_at = _EmailField("reminder", "due_at")
-    reminder_message_id = _EmailField("reminder", "message_id")
+    email_status = _email_field("request", "status")
+    get_email_status_display = _email_field("request", "get_status_display")
+    email_sent_at = _email_field("request", "sent_at")
+    email_error = _email_field("request", "error")
+    email_due_at = _email_field("request", "due_at")
+    email_attempts = _email_field("request", "attempts")
+    email_message_id = _email_field("request", "message_id")
+    reminder_status = _email_field("reminder", "status")
+    get_reminder_status_display = _email_field("reminder", "get_status_display")
+    reminder_sent_at = _email_field("reminder", "sent_at")
+    reminder_error = _email_field("reminder", "error")
+    reminder_due_at = _email_field("reminder", "due_at")
+    reminder_message_id = _email_field("reminder", "message_id")
 
     def outgoing_email(self, kind: str) -> OutgoingEmail:
         """The request's email of ``kind`` (unsaved "not sent" if none); read once, like a
         column, until ``refresh_from_db()``."""
         if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
             models.prefetch_related_objects([self], "emails")
-        for email in self.emails.all():
-            if email.kind == kind:
-                return email
-        return OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
+        found = next((email for email in self.emails.all() if email.kind == kind), None)
+        return found or OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
 
     @property
     def amount_major(self):  # -> Decimal
