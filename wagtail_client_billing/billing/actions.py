@@ -34,18 +34,16 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
     )
     if not asked:  # something else ended it meanwhile
         return BillingRequest.objects.get(pk=request.pk)
+    this_one = Q(pk=request.pk)
     if request.checkout_session_id:
         session = stripe_api.expire_checkout_session(
             request.mode, account_id=request.account_id, session_id=request.checkout_session_id
         )
         if stripe_api.is_paid(session):
             subscription_id = stripe_api.id_of(session.subscription)
-            paid = mark_paid(
-                Q(pk=request.pk), subscription_id=subscription_id, source="delete", user=user
-            )
+            paid = mark_paid(this_one, subscription_id=subscription_id, source="delete", user=user)
             return paid or BillingRequest.objects.get(pk=request.pk)
-    deleted = mark_deleted(Q(pk=request.pk), source="delete")
-    return deleted or BillingRequest.objects.get(pk=request.pk)
+    return mark_deleted(this_one, source="delete") or BillingRequest.objects.get(pk=request.pk)
 
 
 def resend(request: BillingRequest, *, user: Any = None) -> None:
@@ -99,12 +97,8 @@ def _withdraw(connection: StripeConnection, *, user: Any, outcome: UnlinkOutcome
         try:
             result = delete_request(request, user=user)
         except (BillingError, stripe_api.StripeFailure) as error:
-            logger.warning(
-                "Could not withdraw billing request %s before unlinking %s: %s",
-                request.pk,
-                connection.account_id,
-                error,
-            )
+            message = "Could not withdraw billing request %s before unlinking %s: %s"
+            logger.warning(message, request.pk, connection.account_id, error)
             outcome.failures.append((request, error.user_message))
             continue
         if result.status == Status.PAID:

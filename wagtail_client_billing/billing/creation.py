@@ -19,14 +19,7 @@ from .. import agency, signals, stripe_api
 from ..conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
 from ..mail.queue import queue_billing_email
 from ..models import BillingRequest, StripeConnection
-from .errors import (
-    AlreadyRenewed,
-    AlreadySubmitted,
-    BillingError,
-    NotReadyToCharge,
-    PendingTwin,
-    RenewalInProgress,
-)
+from . import errors
 from .states import ACTION_CREATE, ACTION_RENEW, announce, log_data
 
 logger = logging.getLogger("wagtail_client_billing.billing")
@@ -66,11 +59,11 @@ def ready_connection() -> StripeConnection:
     """The active mode's linked connection if it can charge; else ``NotReadyToCharge``."""
     connection = agency.linked_connection()
     if connection is None:
-        raise NotReadyToCharge(
+        raise errors.NotReadyToCharge(
             _("No client billing account is connected, so no billing request can be sent yet.")
         )
     if not connection.charges_enabled:
-        raise NotReadyToCharge(
+        raise errors.NotReadyToCharge(
             _(
                 "The client billing account cannot take payments yet: "
                 "Stripe's onboarding is not complete."
@@ -111,24 +104,19 @@ def create_request(
     renewed_from: BillingRequest | None = None,
     allow_twin: bool = False,
 ) -> BillingRequest:
-    """Create a request and its Checkout Session, with no transaction open across Stripe.
-
-    The row is committed as ``CREATING`` (its id goes into the session's metadata; nothing
-    lists, sweeps or emails it), Stripe is asked outside any transaction, then one short
-    transaction makes it Pending. Stripe refusing: the row goes. No answer: the row stays,
-    so the same form sent again (same nonce) resumes it with the same idempotency key and
-    gets the same session: one client, one session; the sweep removes what nobody resumes.
-    """
+    """Create a request and its Checkout Session, no transaction open across Stripe: the row
+    is committed as ``CREATING`` (nothing lists, sweeps or emails it), then made Pending.
+    Stripe refusing: the row goes. No answer: the same form sent again (same nonce) resumes
+    it with the same idempotency key, so one session; the sweep removes what nobody resumes."""
     earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
     if earlier is not None and earlier.status != CREATING:
-        raise AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out one resumes)
+        raise errors.AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out resumes)
     if renewal := renewal_of(renewed_from):
-        raise AlreadyRenewed(renewal)
+        raise errors.AlreadyRenewed(renewal)
     # "Send another one" (allow_twin), or a resumed form, was asked already.
     if earlier is None and not allow_twin and (twin := pending_twin(site, details)):
-        raise PendingTwin(twin)
-    connection = ready_connection()
-    request = _start_creation(site, details, nonce, user, renewed_from, connection)
+        raise errors.PendingTwin(twin)
+    request = _start_creation(site, details, nonce, user, renewed_from)
     try:
         session = stripe_api.create_checkout_session(
             request.mode,
@@ -164,8 +152,8 @@ def _start_creation(
     nonce: str | None,
     user: Any,
     renewed_from: BillingRequest | None,
-    connection: StripeConnection,
 ) -> BillingRequest:
+    connection = ready_connection()
     account_id = "" if connection.direct else connection.account_id
     values = {"mode": connection.mode, "account_id": account_id, **asdict(details)}
     wanted = {"site_id": site.pk, "renewed_from_id": getattr(renewed_from, "pk", None), **values}
@@ -185,11 +173,10 @@ def _start_creation(
     except IntegrityError:
         if resumed := _resume_creation(nonce, wanted):  # the same form, submitted concurrently
             return resumed
-        renewal = renewal_of(renewed_from)
-        if renewal:  # renewed concurrently from another form
-            raise AlreadyRenewed(renewal) from None
+        if renewal := renewal_of(renewed_from):  # renewed concurrently from another form
+            raise errors.AlreadyRenewed(renewal) from None
         if renewed_from and BillingRequest.objects.filter(renewed_from=renewed_from).exists():
-            raise RenewalInProgress() from None
+            raise errors.RenewalInProgress() from None
         raise
 
 
@@ -199,7 +186,7 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
     if earlier is None:
         return None
     if earlier.status != CREATING:
-        raise AlreadySubmitted(earlier)
+        raise errors.AlreadySubmitted(earlier)
     if any(getattr(earlier, name) != value for name, value in wanted.items()):
         # The form was changed: other parameters need another key. A session Stripe may
         # have made for the earlier row was never sent to anyone and expires on its own.
@@ -211,7 +198,7 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
         return BillingRequest.objects.select_related("site").get(pk=earlier.pk)
     finished = BillingRequest.objects.filter(pk=earlier.pk).first()
     if finished is not None:  # a concurrent submission of the form finished it meanwhile
-        raise AlreadySubmitted(finished)
+        raise errors.AlreadySubmitted(finished)
     return None  # the sweep removed it meanwhile
 
 
@@ -233,13 +220,14 @@ def _finish_creation(
         ):
             request.refresh_from_db()
             log(request, ACTION_CREATE, user=user, data=log_data(request))
-            transaction.on_commit(lambda: _created(request))
+            transaction.on_commit(lambda: announce(signals.billing_request_created, request))
+            transaction.on_commit(lambda: queue_billing_email(request))
             return request
     if unlinked:
         # Unlinked while Stripe made the session, too early for the unlink to withdraw it.
         _expire_unsent_session(request, session)
         _discard_creation(request)
-        raise NotReadyToCharge(
+        raise errors.NotReadyToCharge(
             _(
                 "The client billing account was unlinked while this billing request was "
                 "being sent: nothing was sent."
@@ -247,7 +235,7 @@ def _finish_creation(
         )
     current = BillingRequest.objects.filter(pk=request.pk).first()
     if current is not None and current.checkout_session_id == session.id:
-        raise AlreadySubmitted(current)  # the same form, sent twice at once: it won
+        raise errors.AlreadySubmitted(current)  # the same form, sent twice at once: it won
     # The sweep removed this creation while Stripe took its time.
     logger.warning("Billing request %s was abandoned before Stripe answered.", request.pk)
     _expire_unsent_session(request, session)
@@ -297,17 +285,12 @@ def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
     return twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first()
 
 
-def _created(request: BillingRequest) -> None:
-    announce(signals.billing_request_created, request)
-    queue_billing_email(request)
-
-
 def renew_request(
     request: BillingRequest, *, nonce: str | None = None, user: Any = None
 ) -> BillingRequest:
     """A new request with the same details as an Expired or Deleted one, renewed once."""
     if request.status not in (Status.EXPIRED, Status.DELETED):
-        raise BillingError(_("Only expired or deleted billing requests can be renewed."))
+        raise errors.BillingError(_("Only expired or deleted billing requests can be renewed."))
     renewed = create_request(
         site=request.site,
         details=RequestDetails.of(request),

@@ -36,16 +36,11 @@ ACTION_RENEW = "wagtail_client_billing.request.renew"
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
     """Send one of our signals; a failing receiver is logged, never propagated (the change
     has committed: it must not fail the page or webhook, nor silence the others)."""
-    for receiver, result in signal.send_robust(
-        sender=BillingRequest, billing_request=request, **kwargs
-    ):
+    results = signal.send_robust(sender=BillingRequest, billing_request=request, **kwargs)
+    for receiver, result in results:
         if isinstance(result, Exception):
-            logger.error(
-                "A receiver of a billing request signal failed (%r, request %s).",
-                receiver,
-                request.pk,
-                exc_info=result,
-            )
+            message = "A receiver of a billing request signal failed (%r, request %s)."
+            logger.error(message, receiver, request.pk, exc_info=result)
 
 
 def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
@@ -60,7 +55,7 @@ def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _transition(
-    request_filter: Q, *, to: str, from_statuses: tuple[str, ...], **values: Any
+    request_filter: Q, to: str, from_statuses: tuple[str, ...], **values: Any
 ) -> BillingRequest | None:
     """One conditional UPDATE of the one matching request; the request if this call won."""
     candidates = BillingRequest.objects.filter(status__in=from_statuses)
@@ -80,18 +75,11 @@ def mark_paid(
         extra["subscription_id"] = subscription_id
         extra["subscription_status"] = "active"
     with transaction.atomic():
-        request = _transition(
-            request_filter, to=Status.PAID, from_statuses=(Status.PENDING,), **extra
-        )
+        request = _transition(request_filter, Status.PAID, (Status.PENDING,), **extra)
         late = False
         if request is None:
-            request = _transition(
-                request_filter,
-                to=Status.PAID,
-                from_statuses=(Status.EXPIRED, Status.DELETED),
-                late_payment=True,
-                **extra,
-            )
+            ended = (Status.EXPIRED, Status.DELETED)
+            request = _transition(request_filter, Status.PAID, ended, late_payment=True, **extra)
             late = request is not None
         if request is None:
             return None
@@ -129,9 +117,7 @@ def _end(request_filter: Q, to: str, *, source: str) -> BillingRequest | None:
     deleted = to == Status.DELETED
     stamp = "deleted_at" if deleted else "expired_at"
     with transaction.atomic():
-        request = _transition(
-            request_filter, to=to, from_statuses=(Status.PENDING,), **{stamp: timezone.now()}
-        )
+        request = _transition(request_filter, to, (Status.PENDING,), **{stamp: timezone.now()})
         if request is None:
             return None
         # A deletion names who asked, whichever wins: the delete or the event it caused.
@@ -164,11 +150,11 @@ def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> li
         f"ORDER BY {quote('id')} LIMIT %s) AND {quote('status')} = %s "
         f"RETURNING {quote('id')}"
     )
+    params: list[Any] = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
     flipped: list[int] = []
     while True:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                params = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
                 cursor.execute(sql, params)
                 ids = [row[0] for row in cursor.fetchall()]
             if ids:

@@ -37,12 +37,8 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
         return connection, ""
     if connection is not None and account == connection.account_id:
         return connection, ""
-    if (
-        account
-        and StripeConnection.objects.filter(
-            mode=mode, account_id=account, unlinked_at__isnull=False
-        ).exists()
-    ):
+    unlinked = StripeConnection.objects.filter(unlinked_at__isnull=False)
+    if account and unlinked.filter(mode=mode, account_id=account).exists():
         return None, f"account {account} was unlinked"
     if connection is None:
         return None, f"no account is linked in {mode} mode"
@@ -124,12 +120,9 @@ def checkout_completed(event: WebhookEvent, session: stripe_api.CheckoutSession)
 def async_payment_failed(event: WebhookEvent, session: stripe_api.CheckoutSession) -> None:
     """Recorded and shown; the request stays as it is."""
     request = _request_for_session(event, session)
-    updated = (
-        BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING)
-        .exclude(payment_state=BillingRequest.PaymentState.FAILED)
-        .update(payment_state=BillingRequest.PaymentState.FAILED)
-    )
-    if updated:
+    failed = BillingRequest.PaymentState.FAILED
+    pending = BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING)
+    if pending.exclude(payment_state=failed).update(payment_state=failed):
         log(request, billing.ACTION_PAYMENT_FAILED, data={"event": event.stripe_id})
 
 

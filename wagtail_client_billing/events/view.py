@@ -37,9 +37,8 @@ def read_body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RequestDataTooBig as error:
-        raise WebhookRejected(
-            "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
-        ) from error
+        message = "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        raise WebhookRejected(message) from error
 
 
 def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
