@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -11,8 +12,6 @@ class WagtailClientBillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
         from . import checks  # noqa: F401  (system checks)
         from .compat import register_policy
         from .mail import tracking  # noqa: F401  (anymail's tracking signal)
@@ -20,7 +19,6 @@ class WagtailClientBillingConfig(AppConfig):
         from .tasks import ensure_schedule
 
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wcb-schedule")
-
         # Before Wagtail creates fallback policies, which it does on first use.
         for policy in POLICIES:
             register_policy(policy.model, policy)

@@ -1,83 +1,34 @@
-"""The billing domain: what views, webhooks and tasks call, and never bypass.
+"""The billing domain: what views, webhooks and tasks call, and never bypass."""
 
-- ``states``: the state machine (Pending -> Paid | Expired | Deleted), one conditional
-  UPDATE per transition, the audit entry and the signal written by the winner only;
-- ``creation``: making a request (and renewing one) around the Stripe call;
-- ``actions``: delete, resend, and withdrawing an account's requests before unlinking;
-- ``reconciliation``: asking Stripe about requests whose webhook never came;
-- ``errors``: what the domain refuses, in words the user reads.
-"""
-
-from .actions import UnlinkOutcome, delete_request, resend, withdraw_and_unlink
-from .creation import (
-    RequestDetails,
-    abandon_stalled_creations,
-    checkout_params,
-    create_request,
-    pending_twin,
-    ready_connection,
-    renew_request,
-    renewal_of,
-    session_lifetime,
-    stalled_creation_age,
-)
-from .errors import (
-    AlreadyRenewed,
-    AlreadySubmitted,
-    BillingError,
-    NotReadyToCharge,
-    PendingTwin,
-    RenewalInProgress,
-)
-from .reconciliation import reconcile, reconcile_one
-from .states import (
-    ACTION_CREATE,
-    ACTION_DELETED,
-    ACTION_EXPIRED,
-    ACTION_PAID,
-    ACTION_PAYMENT_FAILED,
-    ACTION_RENEW,
-    ACTION_RESEND,
-    end_with_expired_session,
-    expire_overdue,
-    mark_deleted,
-    mark_expired,
-    mark_paid,
-)
-
-__all__ = [
-    "ACTION_CREATE",
-    "ACTION_DELETED",
-    "ACTION_EXPIRED",
-    "ACTION_PAID",
-    "ACTION_PAYMENT_FAILED",
-    "ACTION_RENEW",
-    "ACTION_RESEND",
-    "AlreadyRenewed",
-    "AlreadySubmitted",
-    "BillingError",
-    "NotReadyToCharge",
-    "PendingTwin",
-    "RenewalInProgress",
-    "RequestDetails",
-    "UnlinkOutcome",
-    "abandon_stalled_creations",
-    "checkout_params",
-    "create_request",
-    "delete_request",
-    "end_with_expired_session",
-    "expire_overdue",
-    "mark_deleted",
-    "mark_expired",
-    "mark_paid",
-    "pending_twin",
-    "ready_connection",
-    "reconcile",
-    "reconcile_one",
-    "renew_request",
-    "renewal_of",
-    "resend",
-    "session_lifetime",
-    "stalled_creation_age",
-    "withdraw_and_unlink",
-]
+from .actions import UnlinkOutcome as UnlinkOutcome
+from .actions import delete_request as delete_request
+from .actions import resend as resend
+from .actions import withdraw_and_unlink as withdraw_and_unlink
+from .creation import RequestDetails as RequestDetails
+from .creation import abandon_stalled_creations as abandon_stalled_creations
+from .creation import checkout_params as checkout_params
+from .creation import create_request as create_request
+from .creation import ready_connection as ready_connection
+from .creation import renew_request as renew_request
+from .creation import renewal_of as renewal_of
+from .creation import session_lifetime as session_lifetime
+from .creation import stalled_creation_age as stalled_creation_age
+from .errors import AlreadyRenewed as AlreadyRenewed
+from .errors import AlreadySubmitted as AlreadySubmitted
+from .errors import BillingError as BillingError
+from .errors import NotReadyToCharge as NotReadyToCharge
+from .errors import PendingTwin as PendingTwin
+from .errors import RenewalInProgress as RenewalInProgress
+from .reconciliation import reconcile as reconcile
+from .reconciliation import reconcile_one as reconcile_one
+from .states import ACTION_CREATE as ACTION_CREATE
+from .states import ACTION_DELETED as ACTION_DELETED
+from .states import ACTION_EXPIRED as ACTION_EXPIRED
+from .states import ACTION_PAID as ACTION_PAID
+from .states import ACTION_PAYMENT_FAILED as ACTION_PAYMENT_FAILED
+from .states import ACTION_RENEW as ACTION_RENEW
+from .states import ACTION_RESEND as ACTION_RESEND
+from .states import end_with_expired_session as end_with_expired_session
+from .states import expire_overdue as expire_overdue
+from .states import mark_expired as mark_expired
+from .states import mark_paid as mark_paid

@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..models import BillingRequest
-
-Status = BillingRequest.Status
 
 
 class BillingError(Exception):
@@ -26,37 +25,31 @@ class NotReadyToCharge(BillingError):
 class AlreadySubmitted(BillingError):
     """The same form was submitted twice; ``billing_request`` is the first one."""
 
-    def __init__(self, billing_request: BillingRequest) -> None:
-        super().__init__(self.describe())
-        self.billing_request = billing_request
+    message = gettext_lazy("This billing request was already sent.")
 
-    def describe(self) -> str:
-        return _("This billing request was already sent.")
+    def __init__(self, billing_request: BillingRequest) -> None:
+        super().__init__(str(self.message))
+        self.billing_request = billing_request
 
 
 class AlreadyRenewed(AlreadySubmitted):
     """The request was renewed before; ``billing_request`` is its renewal."""
 
-    def describe(self) -> str:
-        return _("This billing request was already renewed: here is its renewal.")
+    message = gettext_lazy("This billing request was already renewed: here is its renewal.")
 
 
 class PendingTwin(BillingError):
     """The very same request is already pending for the site; ``billing_request`` is it."""
 
     def __init__(self, billing_request: BillingRequest) -> None:
+        when = date_format(timezone.localtime(billing_request.created_at), "SHORT_DATETIME_FORMAT")
         super().__init__(
             _(
                 "The same billing request to %(email)s is already pending (sent %(when)s). "
                 "To email it again, use Resend email on it. To bill the client a second "
                 "time, tick “Send another one” and send again."
             )
-            % {
-                "email": billing_request.email,
-                "when": date_format(
-                    timezone.localtime(billing_request.created_at), "SHORT_DATETIME_FORMAT"
-                ),
-            }
+            % {"email": billing_request.email, "when": when}
         )
         self.billing_request = billing_request
 

@@ -1,9 +1,4 @@
-"""Reconciliation: asking Stripe about the requests whose webhook never came.
-
-Run by the every-minute schedule (``tasks.expire_and_reconcile``). What Stripe says is
-applied through ``billing``'s transitions, so a webhook arriving at the same moment and
-this can race and exactly one wins.
-"""
+"""Asking Stripe about the requests whose webhook never came (``tasks.expire_and_reconcile``)."""
 
 from __future__ import annotations
 
@@ -19,20 +14,14 @@ from . import states
 
 logger = logging.getLogger(__name__)
 
-# Ask Stripe about requests whose outcome has not arrived after this long.
 RECONCILE_AFTER = timedelta(hours=1)
 RECONCILE_EVERY = timedelta(hours=1)
 RECONCILE_BATCH = 100
 
 
 def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATCH) -> int:
-    """Read from Stripe the sessions whose webhook never came, and apply what it says.
-
-    Pending requests older than an hour (not re-checked within the hour) and the
-    requests the sweep just expired: a session Stripe reports complete and paid makes the
-    request Paid even if it was marked Expired. Stripe unreachable: try again next run;
-    Stripe refusing: try again in ``RECONCILE_EVERY``.
-    """
+    """Apply what Stripe says of the sessions of ``extra_ids`` (just expired by the sweep)
+    and of Pending requests older than an hour, not re-checked within the hour."""
     now = timezone.now()
     stale = Q(status=BillingRequest.Status.PENDING, created_at__lte=now - RECONCILE_AFTER) & (
         Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY)
@@ -49,25 +38,19 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
     for request in BillingRequest.objects.filter(pk__in=ids).exclude(checkout_session_id=None):
         try:
             reconcile_one(request)
-        except stripe_api.StripeUnavailable as error:
-            # Stripe down or slow: every request fails alike; try again next run.
-            logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
-            continue
+            done += 1
         except stripe_api.StripeFailure as error:
-            # Stripe answered and refused (an account deauthorized at Stripe, a session
-            # it no longer has): asking every minute would get the same answer and keep
-            # the other requests of the batch waiting. Ask again in RECONCILE_EVERY.
-            BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
+            if not isinstance(error, stripe_api.StripeUnavailable):  # down or slow: next run
+                # Refused (a deauthorized account, a session it no longer has): the same
+                # answer each minute would hold up the batch, so ask in RECONCILE_EVERY.
+                BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
             logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
-            continue
-        done += 1
     return done
 
 
 def reconcile_one(request: BillingRequest) -> None:
-    """Apply Stripe's current view of one request's session."""
     session = stripe_api.retrieve_checkout_session(
-        request.mode, account_id=request.account_id, session_id=request.checkout_session_id
+        request.mode, account_id=request.account_id, session_id=request.checkout_session_id or ""
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):

@@ -1,10 +1,6 @@
-"""The state machine: Pending -> Paid | Expired | Deleted, one conditional UPDATE each.
-
-Every transition is ``... WHERE status = 'pending'``, so a webhook, the expiry sweep, a
-delete and a duplicate delivery can race and exactly one wins; only the winner writes
-the audit log and sends the signal. A payment Stripe confirms for an Expired or Deleted
-request still makes it Paid, flagged ``late_payment``: money taken is never hidden.
-"""
+"""The state machine: Pending -> Paid | Expired | Deleted, one conditional UPDATE each, so
+racing webhooks, sweeps and deletes have exactly one winner, who alone logs and signals.
+A payment for an Expired or Deleted request still makes it Paid, flagged ``late_payment``."""
 
 from __future__ import annotations
 
@@ -38,22 +34,13 @@ ACTION_RENEW = "wagtail_client_billing.request.renew"
 
 
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
-    """Send one of our signals; a receiver that fails is logged, never propagated.
-
-    The transition has committed by then: an integrator's failing receiver must not
-    turn it into an error page or a failed webhook, skip the client's email, or keep
-    the other receivers (and, in the sweep, the other requests) from hearing of it.
-    """
-    for receiver, result in signal.send_robust(
-        sender=BillingRequest, billing_request=request, **kwargs
-    ):
+    """Send one of our signals; a failing receiver is logged, never propagated (the change
+    has committed: it must not fail the page or webhook, nor silence the others)."""
+    results = signal.send_robust(sender=BillingRequest, billing_request=request, **kwargs)
+    for receiver, result in results:
         if isinstance(result, Exception):
-            logger.error(
-                "A receiver of a billing request signal failed (%r, request %s).",
-                receiver,
-                request.pk,
-                exc_info=result,
-            )
+            message = "A receiver of a billing request signal failed (%r, request %s)."
+            logger.error(message, receiver, request.pk, exc_info=result)
 
 
 def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
@@ -68,21 +55,13 @@ def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _transition(
-    request_filter: Q, *, to: str, from_statuses: tuple[str, ...], **values: Any
+    request_filter: Q, to: str, from_statuses: tuple[str, ...], **values: Any
 ) -> BillingRequest | None:
-    """One conditional UPDATE; the request if this call made the change, else None."""
+    """One conditional UPDATE of the one matching request; the request if this call won."""
+    candidates = BillingRequest.objects.filter(status__in=from_statuses)
     with transaction.atomic():
-        ids = list(
-            BillingRequest.objects.filter(request_filter, status__in=from_statuses).values_list(
-                "pk", flat=True
-            )[:2]
-        )
-        if len(ids) != 1:
-            return None
-        updated = BillingRequest.objects.filter(pk=ids[0], status__in=from_statuses).update(
-            status=to, **values
-        )
-        if not updated:
+        ids = list(candidates.filter(request_filter).values_list("pk", flat=True)[:2])
+        if len(ids) != 1 or not candidates.filter(pk=ids[0]).update(status=to, **values):
             return None
         return BillingRequest.objects.select_related("site").get(pk=ids[0])
 
@@ -91,29 +70,20 @@ def mark_paid(
     request_filter: Q, *, subscription_id: str = "", source: str, user: Any = None
 ) -> BillingRequest | None:
     """Pending (or, late, Expired/Deleted) -> Paid; the request if this call won."""
-    now = timezone.now()
-    extra: dict[str, Any] = {"paid_at": now, "payment_state": ""}
+    extra: dict[str, Any] = {"paid_at": timezone.now(), "payment_state": ""}
     if subscription_id:
         extra["subscription_id"] = subscription_id
         extra["subscription_status"] = "active"
     with transaction.atomic():
-        request = _transition(
-            request_filter, to=Status.PAID, from_statuses=(Status.PENDING,), **extra
-        )
+        request = _transition(request_filter, Status.PAID, (Status.PENDING,), **extra)
         late = False
         if request is None:
-            request = _transition(
-                request_filter,
-                to=Status.PAID,
-                from_statuses=(Status.EXPIRED, Status.DELETED),
-                late_payment=True,
-                **extra,
-            )
+            ended = (Status.EXPIRED, Status.DELETED)
+            request = _transition(request_filter, Status.PAID, ended, late_payment=True, **extra)
             late = request is not None
         if request is None:
             return None
-        # Money taken for a request whose account is gone (unlinked, replaced,
-        # deauthorized) is applied all the same, and flagged for the agency to look at.
+        # Money taken for a request whose account is gone is applied, and flagged.
         gone = not agency.account_is_linked(request)
         if gone and not late:
             BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
@@ -135,60 +105,40 @@ def mark_paid(
 
 def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
     """Pending -> Expired; the request if this call won."""
-    with transaction.atomic():
-        request = _transition(
-            request_filter,
-            to=Status.EXPIRED,
-            from_statuses=(Status.PENDING,),
-            expired_at=timezone.now(),
-        )
-        if request is None:
-            return None
-        log(request, ACTION_EXPIRED, data=log_data(request, source=source))
-        transaction.on_commit(lambda: announce(signals.billing_request_expired, request))
-    return request
+    return _end(request_filter, Status.EXPIRED, source=source)
 
 
 def mark_deleted(request_filter: Q, *, source: str) -> BillingRequest | None:
-    """Pending -> Deleted (its deletion was asked for); the request if this call won.
+    """Pending -> Deleted; the request if this call won."""
+    return _end(request_filter, Status.DELETED, source=source)
 
-    The audit log names who asked (``delete_requested_by``), whichever path wins: the
-    delete itself, or the ``checkout.session.expired`` event its Stripe call caused.
-    """
+
+def _end(request_filter: Q, to: str, *, source: str) -> BillingRequest | None:
+    deleted = to == Status.DELETED
+    stamp = "deleted_at" if deleted else "expired_at"
     with transaction.atomic():
-        request = _transition(
-            request_filter,
-            to=Status.DELETED,
-            from_statuses=(Status.PENDING,),
-            deleted_at=timezone.now(),
-        )
+        request = _transition(request_filter, to, (Status.PENDING,), **{stamp: timezone.now()})
         if request is None:
             return None
-        log(
-            request,
-            ACTION_DELETED,
-            user=request.delete_requested_by,
-            data=log_data(request, source=source),
-        )
-        transaction.on_commit(lambda: announce(signals.billing_request_deleted, request))
+        # A deletion names who asked, whichever wins: the delete or the event it caused.
+        user = request.delete_requested_by if deleted else None
+        action = ACTION_DELETED if deleted else ACTION_EXPIRED
+        log(request, action, user=user, data=log_data(request, source=source))
+        signal = signals.billing_request_deleted if deleted else signals.billing_request_expired
+        transaction.on_commit(lambda: announce(signal, request))
     return request
 
 
 def end_with_expired_session(request: BillingRequest, *, source: str) -> BillingRequest | None:
-    """Stripe reports the request's session expired: Deleted if its deletion was asked
-    for (our own expire call caused it), else Expired. The request if this call won."""
+    """Stripe expired the session: Deleted if a deletion was asked (our call), else Expired."""
     if request.delete_requested_at is not None:
         return mark_deleted(Q(pk=request.pk), source=source)
     return mark_expired(Q(pk=request.pk), source=source)
 
 
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
-    """Flip every Pending request past ``expires_at`` to Expired, set-based, in batches.
-
-    Each batch is one ``UPDATE ... WHERE status = 'pending' ... RETURNING id``, so only
-    the rows this sweep really flipped get an audit entry and a signal, even while
-    webhooks change others at the same moment.
-    """
+    """Flip every Pending request past ``expires_at`` to Expired, in batches of one
+    ``UPDATE ... RETURNING id``: only the rows this sweep flipped get an entry and a signal."""
     now = now or timezone.now()
     table = BillingRequest._meta.db_table
     quote = connection.ops.quote_name
@@ -200,13 +150,12 @@ def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> li
         f"ORDER BY {quote('id')} LIMIT %s) AND {quote('status')} = %s "
         f"RETURNING {quote('id')}"
     )
+    params: list[Any] = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
     flipped: list[int] = []
     while True:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(
-                    sql, [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
-                )
+                cursor.execute(sql, params)
                 ids = [row[0] for row in cursor.fetchall()]
             if ids:
                 _after_sweep(ids)
@@ -216,7 +165,6 @@ def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> li
 
 
 def _after_sweep(ids: list[int]) -> None:
-    """One audit entry per flipped request (bulk), and each one's signal after commit."""
     content_type = ContentType.objects.get_for_model(BillingRequest)
     requests = list(BillingRequest.objects.filter(pk__in=ids))
     now = timezone.now()

@@ -16,22 +16,16 @@ WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
 
 @dataclass(frozen=True)
 class RegisteredEndpoint:
-    """A webhook endpoint as Stripe registered it; ``secret`` is shown only once."""
-
     id: str
-    url: str
-    secret: str
-    connect: bool
+    secret: str  # Stripe shows it only once
     events: tuple[str, ...]
 
 
 def handled_event_types() -> tuple[str, ...]:
-    """Every event type the app has a handler for."""
     return tuple(sorted(HANDLERS))
 
 
 def default_webhook_url() -> str:
-    """``WAGTAILADMIN_BASE_URL`` followed by the webhook's path, or "" if it is not set."""
     base = (getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "").rstrip("/")
     return f"{base}{reverse(WEBHOOK_URL_NAME)}" if base else ""
 
@@ -48,15 +42,10 @@ def url_problem(url: str, mode: str) -> str:
 
 
 def register_webhook_endpoint(mode: str, url: str, *, connect: bool) -> RegisteredEndpoint:
-    """Create the endpoint at Stripe for ``mode``: a Connect endpoint when Connect is used.
-
-    With Connect, events about the agency's account (checkout sessions, ``account.updated``)
-    reach only an endpoint created with ``connect=true``, with a signing secret of its own.
-    """
+    """Create the endpoint at Stripe for ``mode``; with Connect, events about the agency's
+    account reach only an endpoint created with ``connect=true`` (its own secret)."""
     events = handled_event_types()
     endpoint_id, secret = stripe_api.create_webhook_endpoint(
         mode, url=url, events=events, connect=connect
     )
-    return RegisteredEndpoint(
-        id=endpoint_id, url=url, secret=secret, connect=connect, events=events
-    )
+    return RegisteredEndpoint(id=endpoint_id, secret=secret, events=events)

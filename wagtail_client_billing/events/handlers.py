@@ -1,12 +1,6 @@
-"""The event handlers and their table, ``HANDLERS``: one place lists every event type
-the app applies (and ``endpoints`` subscribes the Stripe endpoint to exactly these).
-
-A handler gets the stored event and its ``data.object`` as Stripe's typed object
-(``stripe_api.construct_event``). Handlers only ever *confirm* what Stripe says: the
-success-URL redirect never marks a request paid. They run inside the transaction that
-claimed the event (``processing``); ``EventIgnored`` undoes their writes and stores the
-event as ignored, with the reason.
-"""
+"""The event handlers and their table, ``HANDLERS`` (see docs/webhooks.md). They run in
+the transaction that claimed the event; only Stripe's events, never the success-URL
+redirect, mark a request paid."""
 
 from __future__ import annotations
 
@@ -29,17 +23,12 @@ class EventIgnored(Exception):
     """Raised by a handler: store the event as ignored, with the message as its note."""
 
 
-# Whose event is it? ------------------------------------------------------------------
-
-
 def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]:
     """The linked connection ``event`` is about, or None and a note saying why not."""
-    mode = event.mode
+    mode, account = event.mode, event.account
     connection = agency.linked_connection(mode)
-    account = event.account
     if connection is not None and connection.direct:
-        # Direct mode: the platform's own account takes the money; its events carry no
-        # ``account``, and Connect events about some other account are not ours.
+        # Direct mode: the platform's own events carry no ``account``.
         if account:
             return None, (
                 f"event for connected account {account}, but {mode} mode uses the "
@@ -48,12 +37,8 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
         return connection, ""
     if connection is not None and account == connection.account_id:
         return connection, ""
-    if (
-        account
-        and StripeConnection.objects.filter(
-            mode=mode, account_id=account, unlinked_at__isnull=False
-        ).exists()
-    ):
+    unlinked = StripeConnection.objects.filter(unlinked_at__isnull=False)
+    if account and unlinked.filter(mode=mode, account_id=account).exists():
         return None, f"account {account} was unlinked"
     if connection is None:
         return None, f"no account is linked in {mode} mode"
@@ -68,21 +53,13 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
     )
 
 
-#: Events that report money taken. They are applied to a request we know whatever its
-#: account's state now (unlinked, replaced, deauthorized): the client has paid, and
-#: ignoring it would leave the request Pending forever. Other events of an account that
-#: is no longer linked stay ignored.
+#: Money taken: applied to a request we know even if its account is no longer linked.
 MONEY_EVENTS = frozenset({stripe_api.EVENT_COMPLETED, stripe_api.EVENT_ASYNC_SUCCEEDED})
 
 
 def money_for_own_request(event: WebhookEvent, session: Any) -> bool:
-    """Whether ``event`` reports money for a request made with the event's own account.
-
-    Only the request's own account may settle it: the event's account (none for the
-    platform's own, direct mode) must be the one the request stored, and its mode the
-    request's mode. The signature is verified already; this keeps one account's events
-    from ever touching another account's request.
-    """
+    """Whether ``event`` reports money for a request of the event's own account and mode:
+    one account's events never touch another account's request."""
     session_id = field_of(session, "id")
     if event.type not in MONEY_EVENTS or not isinstance(session_id, str) or not session_id:
         return False
@@ -99,11 +76,7 @@ def connection_for(event: WebhookEvent) -> StripeConnection:
     return connection
 
 
-# The agency's account ------------------------------------------------------------------
-
-
 def account_updated(event: WebhookEvent, account: Any) -> None:
-    """Store the linked account's new state (onboarding done, restricted, ready...)."""
     connection = connection_for(event)
     if field_of(account, "id") != connection.account_id:
         raise EventIgnored(
@@ -114,11 +87,7 @@ def account_updated(event: WebhookEvent, account: Any) -> None:
 
 
 def account_deauthorized(event: WebhookEvent, application: Any) -> None:
-    """The agency disconnected this platform at Stripe: forget the connection."""
     agency.unlink(connection_for(event), reason="deauthorized at Stripe")
-
-
-# Billing requests: Checkout Sessions and subscriptions -----------------------------------
 
 
 def _request_for_session(event: WebhookEvent, session: Any) -> BillingRequest:
@@ -136,15 +105,12 @@ def _request_for_session(event: WebhookEvent, session: Any) -> BillingRequest:
 
 
 def checkout_completed(event: WebhookEvent, session: stripe_api.CheckoutSession) -> None:
-    """Paid (``stripe_api.is_paid``: cards at once, or a delayed payment that settled),
-    or completed but processing until the delayed payment settles."""
+    """Paid, or processing until a delayed payment settles (async_payment_*)."""
     request = _request_for_session(event, session)
     subscription_id = stripe_api.id_of(field_of(session, "subscription"))
     if stripe_api.is_paid(session, event_type=event.type):
         billing.mark_paid(Q(pk=request.pk), subscription_id=subscription_id, source=event.stripe_id)
         return
-    # Completed but unpaid: a delayed method (bank debit...) settles later with
-    # async_payment_succeeded or _failed. Remember the subscription meanwhile.
     BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
         payment_state=BillingRequest.PaymentState.PROCESSING,
         subscription_id=subscription_id or request.subscription_id,
@@ -152,46 +118,36 @@ def checkout_completed(event: WebhookEvent, session: stripe_api.CheckoutSession)
 
 
 def async_payment_failed(event: WebhookEvent, session: stripe_api.CheckoutSession) -> None:
-    """The delayed payment failed: recorded and shown; the request stays as it is."""
+    """Recorded and shown; the request stays as it is."""
     request = _request_for_session(event, session)
-    updated = (
-        BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING)
-        .exclude(payment_state=BillingRequest.PaymentState.FAILED)
-        .update(payment_state=BillingRequest.PaymentState.FAILED)
-    )
-    if updated:
+    failed = BillingRequest.PaymentState.FAILED
+    pending = BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING)
+    if pending.exclude(payment_state=failed).update(payment_state=failed):
         log(request, billing.ACTION_PAYMENT_FAILED, data={"event": event.stripe_id})
 
 
 def checkout_expired(event: WebhookEvent, session: stripe_api.CheckoutSession) -> None:
-    """Stripe expired the session: at ``expires_at`` (Expired), or because a delete asked
-    it to (Deleted: the delete may not have finished yet when this arrives)."""
     billing.end_with_expired_session(_request_for_session(event, session), source=event.stripe_id)
 
 
 def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscription) -> None:
-    """Store the subscription's status; tell the agency when it becomes past due."""
     subscription_id, status = field_of(subscription, "id"), field_of(subscription, "status") or ""
     if not isinstance(subscription_id, str) or not isinstance(status, str):
         raise EventIgnored("the subscription object has no valid id or status")
     requests = BillingRequest.objects.filter(subscription_id=subscription_id, mode=event.mode)
     if not requests.exists():
         raise EventIgnored(f"no billing request has subscription {subscription_id!r}")
-    # Only the change into past_due tells the agency: Stripe's retries of the same
-    # failure keep it past_due and send nothing more.
+    # Only the change into past_due tells the agency, not Stripe's retries.
     newly_past_due = (
         list(requests.exclude(subscription_status="past_due")) if status == "past_due" else []
     )
     requests.update(subscription_status=status)
     for request in newly_past_due:
-        notify(
-            OutgoingEmail.Kind.PAYMENT_FAILED,
-            request,
-            key=f"past-due-{request.pk}-{event.stripe_id}",
-        )
+        key = f"past-due-{request.pk}-{event.stripe_id}"
+        notify(OutgoingEmail.Kind.PAYMENT_FAILED, request, key=key)
 
 
-#: Event type -> the function that applies it; ``endpoints`` subscribes to exactly these.
+#: ``endpoints`` subscribes to exactly these.
 HANDLERS: dict[str, Handler] = {
     "account.updated": account_updated,
     "account.application.deauthorized": account_deauthorized,

@@ -1,10 +1,4 @@
-"""Apply a stored event once: claim its row, run its handler, record the outcome.
-
-The claim (a conditional UPDATE) and the handler's writes commit together, so fifty
-concurrent deliveries of one event apply it once (the pattern of dj-stripe's
-``Event.process``); a handler that raises leaves the event failed, with its traceback,
-for Stripe's retry or the admin's "Reprocess".
-"""
+"""Apply a stored event once: claim its row, run its handler, record the outcome."""
 
 from __future__ import annotations
 
@@ -19,31 +13,23 @@ from .. import stripe_api
 from ..models import WebhookEvent
 from .handlers import HANDLERS, EventIgnored, match_connection, money_for_own_request
 
-# The name the docs give for the webhook's log lines.
 logger = logging.getLogger("wagtail_client_billing.webhooks")
 
-NOTE_NO_HANDLER = "no handler"
-# Tracebacks can be long (a chain of causes); the admin only needs the useful part.
 MAX_ERROR_LENGTH = 20_000
 STATUS = WebhookEvent.Status
 
 
 class EventProcessingFailed(Exception):
-    """A handler raised; the event is stored as failed with the traceback."""
+    pass
 
 
 def process_event(event: WebhookEvent) -> None:
-    """Apply a stored event once; ``event`` is refreshed with the outcome.
-
-    Raises ``EventProcessingFailed`` (after storing the traceback) if its handler raised.
-    Events already processed or ignored, or claimed by a concurrent delivery, are left
-    as they are.
-    """
+    """Apply a stored event once; ``event`` is refreshed with the outcome. A handler that
+    raises leaves it failed with its traceback, and raises ``EventProcessingFailed``."""
     try:
         with transaction.atomic():
-            # The claim and the handler's writes commit together: a concurrent delivery
-            # blocks on the row until then and finds nothing to claim; if the handler
-            # raises, both roll back and the event can be claimed again.
+            # The claim commits with the handler's writes: a concurrent delivery blocks on
+            # the row and finds nothing to claim; if the handler raises, both roll back.
             claimed = WebhookEvent.objects.filter(
                 pk=event.pk, status__in=[STATUS.RECEIVED, STATUS.FAILED]
             ).update(
@@ -57,8 +43,7 @@ def process_event(event: WebhookEvent) -> None:
                 event.refresh_from_db()
                 logger.info("%s: already %s, nothing to do", describe(event), event.status)
                 return
-            note = _apply(event)
-            if note:
+            if note := _apply(event):
                 WebhookEvent.objects.filter(pk=event.pk).update(status=STATUS.IGNORED, note=note)
     except Exception as error:
         _record_failure(event, error)
@@ -70,17 +55,15 @@ def process_event(event: WebhookEvent) -> None:
 
 
 def _apply(event: WebhookEvent) -> str:
-    """Run the event's handler; return a note if the event was ignored instead."""
+    """Run the event's handler; a note if the event was ignored instead."""
     handler = HANDLERS.get(event.type)
     if handler is None:
-        return NOTE_NO_HANDLER
+        return "no handler"
     obj = stripe_api.construct_event(event.payload).data.object
     connection, note = match_connection(event)
     if connection is None and not money_for_own_request(event, obj):
         return note
-    try:
-        # A savepoint, so that a handler that writes and then decides to ignore the
-        # event leaves nothing behind.
+    try:  # A savepoint: a handler that writes and then ignores the event leaves nothing.
         with transaction.atomic():
             handler(event, obj)
     except EventIgnored as ignored:
@@ -99,6 +82,5 @@ def _record_failure(event: WebhookEvent, error: Exception) -> None:
 
 
 def describe(event: WebhookEvent) -> str:
-    """How the log names an event: id, type, mode and account."""
     account = f" {event.account}" if event.account else ""
     return f"Stripe event {event.stripe_id} {event.type} ({event.mode}{account})"

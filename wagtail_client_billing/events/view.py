@@ -1,19 +1,6 @@
-"""The Stripe webhook endpoint: verify, store once, apply, answer.
-
-The HTTP contract (see docs/webhooks.md):
-
-- 400: no valid ``Stripe-Signature`` (missing, wrong secret, older than 5 minutes), a body
-  that is not JSON or not an event object, or one over Django's
-  ``DATA_UPLOAD_MAX_MEMORY_SIZE``. Nothing is stored; one warning line is logged.
-- 200: the event was stored and applied, stored and ignored (no handler, or not about the
-  linked account), or it is a duplicate of one already applied or ignored. An event that
-  reports money taken for a request we know is applied even if that request's account is
-  no longer linked (``handlers.MONEY_EVENTS``): a payment is never lost.
-- 500: a handler raised. The event is stored as failed with its traceback; Stripe retries,
-  and the retry (or "Reprocess" in the admin) applies it.
-
-The event is stored under its unique id *before* it is applied (``processing``).
-"""
+"""The Stripe webhook endpoint: verify, store once, apply, answer. The HTTP contract is in
+docs/webhooks.md: 400 for what is not a genuine event (nothing stored), 200 once stored
+(applied, ignored or a duplicate), 500 if a handler raised (Stripe retries)."""
 
 from __future__ import annotations
 
@@ -34,7 +21,6 @@ from ..conf import billing_settings, setting_key
 from ..models import WebhookEvent
 from .processing import EventProcessingFailed, describe, process_event
 
-# The name the docs give for the webhook's log lines.
 logger = logging.getLogger("wagtail_client_billing.webhooks")
 
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
@@ -42,22 +28,17 @@ STATUS = WebhookEvent.Status
 
 
 class WebhookRejected(SuspiciousOperation):
-    """Not a genuine Stripe event (bad signature, not an event): the endpoint answers 400."""
+    """Not a genuine Stripe event: the endpoint answers 400."""
 
 
 def read_body(request: HttpRequest) -> bytes:
-    """The raw body; ``WebhookRejected`` if it is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
-
-    Django raises ``RequestDataTooBig`` when the body is read; left to Django, that is an
-    ERROR with a traceback (and a mail to ADMINS) for any unauthenticated probe. Stripe's
-    events are far below the limit.
-    """
+    """The raw body. Over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, ``WebhookRejected``: Django's own
+    error would mail ADMINS a traceback for any unauthenticated probe."""
     try:
         return request.body
     except RequestDataTooBig as error:
-        raise WebhookRejected(
-            "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
-        ) from error
+        message = "The webhook body is too large (over DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        raise WebhookRejected(message) from error
 
 
 def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
@@ -74,9 +55,7 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         raise WebhookRejected("No Stripe webhook signing secret is configured.")
     if not signature:
         raise WebhookRejected("Missing Stripe-Signature header.")
-    try:
-        # Stripe sends UTF-8 JSON; anything else cannot be one of its events (and the
-        # SDK's verifier would raise UnicodeDecodeError on it).
+    try:  # Stripe sends UTF-8 JSON (and the SDK's verifier would raise on anything else).
         payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise WebhookRejected("The webhook body is not UTF-8.") from error
@@ -86,17 +65,14 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         data = json.loads(payload)
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise WebhookRejected("The webhook body is not JSON.") from error
-    problem = _event_shape_problem(data)
-    if problem:
+    if problem := _event_shape_problem(data):
         raise WebhookRejected(f"The webhook body is not a Stripe event: {problem}.")
     try:
         stripe_api.construct_event(data)  # what its handler will get: it must build
     except RecursionError as error:
         raise WebhookRejected("The webhook body is nested too deeply.") from error
-    # Test secrets are handed around more freely (laptops, CI) than live ones: a live
-    # event must be signed with a live secret, or a leaked test secret could forge
-    # payments. Test events may carry a live signature: Stripe sends the test events of
-    # a live-connected account to the live Connect endpoint too.
+    # A leaked test secret must not forge live payments; test events may carry a live
+    # signature (Stripe sends a live-connected account's test events there too).
     if data["livemode"] and not stripe_api.verify_signature(payload, signature, live_secrets):
         raise WebhookRejected("A live-mode event must be signed with a live-mode secret.")
     return data
@@ -125,9 +101,8 @@ def _event_shape_problem(data: Any) -> str:
 
 
 def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified event once under its id; return (the row, whether it is new)."""
-    # get_or_create inserts in a savepoint and, on the unique constraint's
-    # IntegrityError (a concurrent delivery won the insert), reads the winner's row.
+    """Store a verified event once under its id (get_or_create reads a concurrent winner's
+    row); return (the row, whether it is new)."""
     try:
         return WebhookEvent.objects.get_or_create(
             stripe_id=data["id"],
@@ -140,8 +115,7 @@ def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
             },
         )
     except (DataError, IntegrityError, UnicodeEncodeError) as error:
-        # JSON that parses but cannot be stored (not Stripe's): PostgreSQL refuses a
-        # \u0000 in a string, SQLite's JSON check NaN and Infinity, both a lone surrogate.
+        # Not Stripe's: \u0000 (PostgreSQL), NaN/Infinity (SQLite), a lone surrogate (both).
         raise WebhookRejected("The event cannot be stored.") from error
 
 
@@ -150,15 +124,12 @@ def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
 @transaction.non_atomic_requests
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Receive one Stripe event: verify, store once, apply; see the module docstring."""
-    # Verify the raw bytes: Stripe signs the body exactly as sent.
-    try:
+    try:  # Verify the raw bytes: Stripe signs the body exactly as sent.
         data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
         event, created = record_event(data)
     except WebhookRejected as rejected:
-        # A plain 400 and one warning line with the reason only: anyone can POST here,
-        # and Django's handling of SuspiciousOperation (an ERROR with a traceback, and an
-        # email to ADMINS in production) would let every probe fill the admins' inbox.
+        # One warning line, not Django's SuspiciousOperation ERROR: anyone can POST here,
+        # and every probe would mail the ADMINS.
         logger.warning("Refused a webhook request: %s", rejected)
         return JsonResponse({"error": str(rejected)}, status=400)
     if not created and event.status in (STATUS.PROCESSED, STATUS.IGNORED):

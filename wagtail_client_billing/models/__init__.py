@@ -1,14 +1,6 @@
-from .agency import AgencyBillingSettings, StripeConnection
-from .events import WebhookEvent
-from .outbox import OutgoingEmail
-from .requests import BillingRequest
-from .site import SiteEmailSettings
-
-__all__ = [
-    "AgencyBillingSettings",
-    "BillingRequest",
-    "OutgoingEmail",
-    "SiteEmailSettings",
-    "StripeConnection",
-    "WebhookEvent",
-]
+from .agency import AgencyBillingSettings as AgencyBillingSettings
+from .agency import StripeConnection as StripeConnection
+from .events import WebhookEvent as WebhookEvent
+from .outbox import OutgoingEmail as OutgoingEmail
+from .requests import BillingRequest as BillingRequest
+from .site import SiteEmailSettings as SiteEmailSettings

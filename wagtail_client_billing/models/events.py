@@ -9,8 +9,6 @@ from .agency import Mode
 
 
 class WebhookEvent(models.Model):
-    """One Stripe event as received, and what applying it did."""
-
     class Status(models.TextChoices):
         RECEIVED = "received", _("Received")
         PROCESSED = "processed", _("Processed")

@@ -15,21 +15,12 @@ from .agency import Mode
 from .outbox import OutgoingEmail
 
 
-class _EmailField:
-    """One field of the request's email of one kind (its outbox row), read as if it were
-    the request's own (``request.email_status``): what templates and listings show."""
-
-    def __init__(self, kind: str, name: str) -> None:
-        self.kind, self.name = kind, name
-
-    def __get__(self, instance: BillingRequest | None, owner: type) -> Any:
-        if instance is None:
-            return self
-        return getattr(instance.outgoing_email(self.kind), self.name)
+def _email_field(kind: str, name: str) -> Any:
+    """A field of the request's outbox row of one kind, read as the request's own."""
+    return property(lambda request: getattr(request.outgoing_email(kind), name))
 
 
 def new_token() -> str:
-    """An unguessable payment-link token (256 bits)."""
     return secrets.token_urlsafe(32)
 
 
@@ -42,9 +33,7 @@ class BillingRequest(models.Model):
         EXPIRED = "expired", _("Expired")
         DELETED = "deleted", _("Deleted")
 
-    #: Internal, never shown: the row is saved (its id goes into the Checkout Session's
-    #: metadata) but Stripe has not given its session yet. Not a choice of ``Status``:
-    #: listings, totals, the sweep and every "pending" query leave it out by its status.
+    #: Saved, but Stripe has not given its session yet: not a choice, never listed or swept.
     CREATING = "creating"
 
     class BillingType(models.TextChoices):
@@ -106,8 +95,7 @@ class BillingRequest(models.Model):
     paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
-    # Set before the session is expired at Stripe, so that the checkout.session.expired
-    # event our own call causes makes the request Deleted, not Expired.
+    # Set first, so that the checkout.session.expired event a delete causes makes it Deleted.
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     delete_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -131,8 +119,7 @@ class BillingRequest(models.Model):
         indexes = [
             models.Index(fields=["site", "status", "-created_at"], name="wcb_req_site_status"),
             models.Index(fields=["site", "-created_at"], name="wcb_req_site_created"),
-            # The overview (every site): its default ordering, each filter with that
-            # ordering, and the columns it sorts by.
+            # The overview: its ordering, each filter with it, the columns it sorts by.
             models.Index(fields=["-created_at", "-id"], name="wcb_req_created"),
             models.Index(fields=["status", "-created_at"], name="wcb_req_status_created"),
             models.Index(fields=["currency", "-created_at"], name="wcb_req_currency_created"),
@@ -140,8 +127,7 @@ class BillingRequest(models.Model):
             models.Index(fields=["mode", "-created_at"], name="wcb_req_mode_created"),
             models.Index(fields=["email"], name="wcb_req_email"),
             models.Index(fields=["amount"], name="wcb_req_amount"),
-            # Totals, latest payments and the paid-per-month chart: paid (or expired)
-            # since a date, for every site or for the sites an editor may bill for.
+            # Totals, latest payments, the paid-per-month chart: paid (or expired) since.
             models.Index(fields=["status", "paid_at"], name="wcb_req_status_paid"),
             models.Index(fields=["status", "expired_at"], name="wcb_req_status_expired"),
             models.Index(fields=["site", "status", "paid_at"], name="wcb_req_site_status_paid"),
@@ -154,40 +140,29 @@ class BillingRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        # Titles and labels in the admin: the amount as the reader's language writes it.
         return f"{self.email} · {money.format_money(self.amount, self.currency)}"
 
-    # The billing email and the reminder, as the request page and listings show them.
-    email_status = _EmailField("request", "status")
-    get_email_status_display = _EmailField("request", "get_status_display")
-    email_sent_at = _EmailField("request", "sent_at")
-    email_error = _EmailField("request", "error")
-    email_due_at = _EmailField("request", "due_at")
-    email_attempts = _EmailField("request", "attempts")
-    email_message_id = _EmailField("request", "message_id")
-    reminder_status = _EmailField("reminder", "status")
-    get_reminder_status_display = _EmailField("reminder", "get_status_display")
-    reminder_sent_at = _EmailField("reminder", "sent_at")
-    reminder_error = _EmailField("reminder", "error")
-    reminder_due_at = _EmailField("reminder", "due_at")
-    reminder_message_id = _EmailField("reminder", "message_id")
+    email_status = _email_field("request", "status")
+    get_email_status_display = _email_field("request", "get_status_display")
+    email_sent_at = _email_field("request", "sent_at")
+    email_error = _email_field("request", "error")
+    email_due_at = _email_field("request", "due_at")
+    email_attempts = _email_field("request", "attempts")
+    email_message_id = _email_field("request", "message_id")
+    reminder_status = _email_field("reminder", "status")
+    get_reminder_status_display = _email_field("reminder", "get_status_display")
+    reminder_sent_at = _email_field("reminder", "sent_at")
+    reminder_error = _email_field("reminder", "error")
+    reminder_due_at = _email_field("reminder", "due_at")
+    reminder_message_id = _email_field("reminder", "message_id")
 
     def outgoing_email(self, kind: str) -> OutgoingEmail:
-        """The request's email of ``kind`` (an unsaved "not sent" one if there is none).
-
-        Read once, like a column, until ``refresh_from_db()``; listings prefetch them all.
-        """
+        """The request's email of ``kind`` (unsaved "not sent" if none); read once, like a
+        column, until ``refresh_from_db()``."""
         if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
             models.prefetch_related_objects([self], "emails")
-        for email in self.emails.all():
-            if email.kind == kind:
-                return email
-        return OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
-
-    @property
-    def amount_display(self) -> str:
-        """The amount with its currency, e.g. "1,234.50 EUR"."""
-        return money.format_amount(self.amount, self.currency)
+        found = next((email for email in self.emails.all() if email.kind == kind), None)
+        return found or OutgoingEmail(kind=kind, site_id=self.site_id, billing_request=self)
 
     @property
     def amount_major(self):  # -> Decimal
@@ -195,7 +170,6 @@ class BillingRequest(models.Model):
 
     @property
     def currency_code(self) -> str:
-        """The ISO 4217 code as people write it ("EUR")."""
         return self.currency.upper()
 
     @property
@@ -203,9 +177,7 @@ class BillingRequest(models.Model):
         return self.billing_type != self.BillingType.ONE_TIME
 
     def get_payment_path(self) -> str:
-        """The client's payment link on the request's own site (path only)."""
         return reverse("wagtail_client_billing:pay", args=[self.token])
 
     def get_payment_url(self) -> str:
-        """The absolute payment link on the request's site."""
         return self.site.root_url.rstrip("/") + self.get_payment_path()
