@@ -1,6 +1,7 @@
 """Run every benchmark in this folder and print one table, with the machine described.
 
     python benchmarks/run.py [--quick] [--rows N] [--only NAME ...] [--json FILE]
+    python benchmarks/run.py --scaling FILE ...   # the scaling table of --json files
 
 A benchmark is any ``benchmarks/*.py`` file (other than this one) that defines a
 top-level ``main()``. Each runs in its own Python process (each sets Django up on a
@@ -245,6 +246,37 @@ def write_json(path: str, rows: list[dict[str, Any]]) -> None:
         file.write("\n")
 
 
+def scaling_table(paths: list[str]) -> str:
+    """One Markdown table of the ``--json`` files of runs at several ``--rows``: a line
+    per row name, a column per table size, each cell the ratio (and the statements),
+    and the load average (1 minute, the highest of the run's rows) under each size."""
+    cells: dict[str, dict[int, str]] = {}
+    loads: dict[int, float] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as file:
+            for row in json.load(file):
+                size, ratio = row.get("rows"), row.get("ratio")
+                if not isinstance(size, int) or not isinstance(ratio, int | float):
+                    continue
+                cell = f"{ratio:.2f}x"
+                if row.get("statements") is not None:
+                    cell += f" ({row['statements']} st.)"
+                cells.setdefault(row["name"], {})[size] = cell
+                load = row.get("load_average") or [0.0]
+                loads[size] = max(loads.get(size, 0.0), load[0])
+    sizes = sorted(loads)
+    lines = [
+        "| name | " + " | ".join(f"{size:,} rows" for size in sizes) + " |",
+        "| --- |" + " --- |" * len(sizes),
+    ]
+    for name in sorted(cells):
+        lines.append(
+            f"| `{name}` | " + " | ".join(cells[name].get(size, "") for size in sizes) + " |"
+        )
+    lines.append("| load average | " + " | ".join(f"{loads[size]:.1f}" for size in sizes) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (passed through)")
@@ -253,7 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="*", default=[], help="benchmark names (file stems)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+    parser.add_argument(
+        "--scaling",
+        nargs="+",
+        metavar="FILE",
+        help="print the scaling table of these --json files (runs nothing)",
+    )
     args = parser.parse_args(argv)
+    if args.scaling:
+        print(scaling_table(args.scaling))
+        return 0
     passed = ["--quick"] if args.quick else []
     if args.rows:
         passed += ["--rows", str(args.rows)]
