@@ -259,6 +259,8 @@ def scaling_table(paths: list[str]) -> str:
                 if not isinstance(size, int) or not isinstance(ratio, int | float):
                     continue
                 cell = f"{ratio:.2f}x"
+                if isinstance(row.get("overhead_ms"), int | float):
+                    cell += f", {row['overhead_ms']:.1f} ms own"  # create_request
                 if row.get("statements") is not None:
                     cell += f" ({row['statements']} st.)"
                 cells.setdefault(row["name"], {})[size] = cell
