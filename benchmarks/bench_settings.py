@@ -4,6 +4,9 @@
 
 - ``ROOT_URLCONF`` is ``benchmarks.bench_urls`` (the example project's URLs plus a bare
   view that the webhook benchmark compares the real endpoint with);
+- ``benchmarks.bench_anchor`` is installed: the overview benchmark's anchor, a plain
+  Wagtail ``ModelViewSet`` at ``/admin/bench-anchor/`` (its URLs come with Wagtail's
+  admin URLs, through the ``register_admin_viewset`` hook);
 - django-q2 tasks are queued in its ORM broker, as in production, instead of run inline
   (``sync``), so an operation is timed with what it does itself, not with the emails a
   worker would send later; django-q2 logs warnings only (not a line per queued task);
@@ -14,9 +17,10 @@
 import os
 
 from tests.settings import *  # noqa: F403
-from tests.settings import DATABASES, Q_CLUSTER
+from tests.settings import DATABASES, INSTALLED_APPS, Q_CLUSTER
 
 ROOT_URLCONF = "benchmarks.bench_urls"
+INSTALLED_APPS = ["benchmarks.bench_anchor", *INSTALLED_APPS]
 Q_CLUSTER = {**Q_CLUSTER, "sync": False, "log_level": "WARNING"}
 
 if os.environ.get("WCB_BENCH_DATABASE_NAME"):

@@ -1,6 +1,6 @@
 """Creating a billing request through the app against the bare Stripe SDK call it makes.
 
-    python benchmarks/create_request.py [--requests N] [--quick] [--rounds R]
+    python benchmarks/create_request.py [--requests N] [--rows N] [--quick] [--rounds R]
 
 Uses ``DATABASE_URL`` (PostgreSQL) if set, else a temporary SQLite file; either way a
 fresh database of its own (``<name>_create_request``, dropped at the end; a copy of
@@ -19,7 +19,8 @@ in this process and connects a ready account on it, as the tests do.
 
 Both sides pay the simulator's own time, so the difference of the two is the app's own
 overhead per request. They run in alternating rounds so that a burst of load on the
-machine hits both alike; times are medians per request.
+machine hits both alike; times are medians per request. ``--rows M`` creates them in a
+table of M billing requests (a history of the site, ``bench_history.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--requests", type=int, help=f"requests per side (default {DEFAULT_REQUESTS})"
     )
+    parser.add_argument("--rows", type=int, help="billing requests in the table beforehand")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_REQUESTS} requests (CI)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     args = parser.parse_args(argv)
@@ -128,12 +130,15 @@ def measure(args: argparse.Namespace, simulator: Any) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from benchmarks import bench_history
     from tests.factories import connect_ready_account, make_site, make_user
     from wagtail_client_billing import billing
     from wagtail_client_billing.models import BillingRequest
 
     account = connect_ready_account(simulator)
     site = make_site("acme.test", "Acme Plumbing")
+    if args.rows:
+        bench_history.add_requests(site, args.rows, account_id=account.account_id)
     user = make_user("acme-editor")
     client = sdk_client()
 
@@ -153,13 +158,15 @@ def measure(args: argparse.Namespace, simulator: Any) -> dict[str, Any]:
             },
         )
 
-    # Warm-up (imports, connections, templates), and the app's own parameters as the
-    # baseline's template; the statements of one create_request().
-    with CaptureQueriesContext(connection) as captured:
-        warm = app(-1)
+    # Warm-up (imports, connections, templates, caches); the app's own parameters as
+    # the baseline's template; the statements of one more (warm) create_request().
+    warm = app(-2)
     template = billing.checkout_params(warm)
+    with CaptureQueriesContext(connection) as captured:
+        app(-1)
     statements = len(captured.captured_queries)
-    params.update({n: baseline_params(template, n) for n in range(-1, args.requests)})
+    params.update({n: baseline_params(template, n) for n in range(-2, args.requests)})
+    sdk(-2)
     sdk(-1)
 
     app_times: list[float] = []
@@ -175,10 +182,12 @@ def measure(args: argparse.Namespace, simulator: Any) -> dict[str, Any]:
                 times.append(time.perf_counter() - started)
 
     made = BillingRequest.objects.filter(checkout_session_id__isnull=False).count()
-    if made != args.requests + 1:
-        raise SystemExit(f"expected {args.requests + 1} requests with a session, found {made}")
+    made -= args.rows or 0  # the history's
+    if made != args.requests + 2:
+        raise SystemExit(f"expected {args.requests + 2} requests with a session, found {made}")
     app_s, sdk_s = statistics.median(app_times), statistics.median(sdk_times)
     return {
+        "name": "create_request",
         "benchmark": "create_request",
         "measured": "billing.create_request()",
         "baseline": "stripe SDK checkout.sessions.create",
@@ -188,6 +197,8 @@ def measure(args: argparse.Namespace, simulator: Any) -> dict[str, Any]:
         "baseline_s": sdk_s,
         "ratio": app_s / sdk_s if sdk_s else None,
         "overhead_s": app_s - sdk_s,
+        "overhead_ms": (app_s - sdk_s) * 1000,
+        "rows": args.rows or 0,
         "mean_s": statistics.fmean(app_times),
         "baseline_mean_s": statistics.fmean(sdk_times),
         "statements": statements,
@@ -195,6 +206,7 @@ def measure(args: argparse.Namespace, simulator: Any) -> dict[str, Any]:
             f"{args.requests} requests each; {app_s * 1000:.1f} ms vs {sdk_s * 1000:.1f} ms "
             f"per request: the app's own {(app_s - sdk_s) * 1000:.1f} ms "
             f"({statements} SQL statements)"
+            + (f"; {args.rows:,} requests in the table" if args.rows else "")
         ),
     }
 

@@ -1,25 +1,37 @@
-"""One site's billing emails in one batch (one SMTP connection) against one connection
-per message, measured in the same run against a local SMTP server.
+"""One site's billing emails sent by the app against a bare smtplib loop on one
+connection, measured in the same run against the same local SMTP server.
 
-    python benchmarks/email_batch.py [--emails N] [--quick] [--repeat R] [--security S]
+    python benchmarks/email_batch.py [--emails N] [--rows N] [--quick] [--repeat R]
+                                     [--security S]
 
 Sets up Django with ``tests.settings`` on a temporary SQLite file of its own (or on a
 fresh ``<name>_email_batch`` PostgreSQL database when ``DATABASE_URL`` is set), starts
-aiosmtpd on loopback (``tests/smtp.py``) and queues N billing emails for one site. The
-batch path is ``mail.send_pending_emails(site)`` as the django-q2 task runs it; the
-per-message path is the same function with ``limit=1``, so both render, claim and
-record every email the same way and differ only in connections. ``--security
-starttls`` adds STARTTLS and AUTH (a self-signed certificate made for the run), where a
-connection costs a TLS handshake.
+aiosmtpd on loopback (``tests/smtp.py``) and queues N billing emails for one site
+(default 500; ``--quick`` 100). ``--rows M`` puts them among M billing requests of the
+site (the others' emails sent long ago: history the queue must skip).
+
+- **measured**: ``mail.send_pending_emails(site)`` until the queue is empty, as the
+  django-q2 task runs it: due emails read, each claimed, rendered, sent and recorded,
+  one SMTP connection per batch;
+- **baseline**: the same N messages (the bytes the server received from the app),
+  sent by ``smtplib`` in a loop on ONE connection (``sendmail`` per message) to the
+  same server: the SMTP conversation alone.
+
+``--security starttls`` adds STARTTLS and AUTH (a self-signed certificate made for the
+run) on both sides; ``both`` (the default) measures plain SMTP and then STARTTLS.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import smtplib
+import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +39,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMAILS = 500
 QUICK_EMAILS = 100
+BATCH_PREFIX = "cs_test_bench_"  # the requests whose emails are sent
+HISTORY_PREFIX = "cs_test_history_"  # --rows: the others, their emails sent long ago
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--emails", type=int, help=f"emails to send (default {DEFAULT_EMAILS})")
+    parser.add_argument(
+        "--rows", type=int, help="billing requests of the site (default: the emails' own)"
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EMAILS} emails (CI)")
     parser.add_argument("--repeat", type=int, default=1, help="measure R times, keep the best")
     parser.add_argument(
@@ -42,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.emails = args.emails or (QUICK_EMAILS if args.quick else DEFAULT_EMAILS)
+    if args.rows:
+        args.emails = min(args.emails, args.rows)
+    args.rows = max(args.rows or 0, args.emails)
     return args
 
 
@@ -94,43 +114,68 @@ def point_site_at(site: Any, server: Any, security: str) -> None:
     email_settings.save()
 
 
-def seed(site: Any, emails: int) -> None:
-    """``emails`` pending requests of ``site`` with their email queued."""
+def seed(site: Any, emails: int, rows: int) -> None:
+    """``rows`` requests of ``site``: ``emails`` pending with their email queued, the
+    others (history) with their email sent."""
     from django.utils import timezone
 
-    from wagtail_client_billing.models import BillingRequest, StripeConnection
+    from wagtail_client_billing.models import BillingRequest, OutgoingEmail, StripeConnection
 
     # On a linked account: the emails of a request whose account is gone are not sent.
     StripeConnection.objects.get_or_create(
         mode="test", account_id="acct_bench", defaults={"charges_enabled": True}
     )
-    expires = timezone.now() + timedelta(hours=23)
+    now = timezone.now()
+    expires = now + timedelta(hours=23)
+
+    def request(number: int, prefix: str) -> BillingRequest:
+        return BillingRequest(
+            site=site,
+            account_id="acct_bench",
+            email=f"client{number}@example.com",
+            currency="eur",
+            amount=4990 + number,
+            description=f"Website maintenance #{number}",
+            success_url="https://acme.test/thanks/",
+            cancel_url="https://acme.test/cancel/",
+            checkout_session_id=f"{prefix}{number}",
+            checkout_url=f"https://checkout.stripe.test/c/pay/{prefix}{number}",
+            expires_at=expires,
+            status="pending" if prefix == BATCH_PREFIX else "paid",
+        )
+
+    for first in range(0, rows - emails, 5000):
+        history = BillingRequest.objects.bulk_create(
+            [request(n, HISTORY_PREFIX) for n in range(first, min(first + 5000, rows - emails))]
+        )
+        OutgoingEmail.objects.bulk_create(
+            [
+                OutgoingEmail(
+                    kind="request",
+                    key=f"request-{old.pk}",
+                    site=site,
+                    billing_request=old,
+                    recipient=old.email,
+                    status=OutgoingEmail.Status.SENT,
+                    attempts=1,
+                    sent_at=now - timedelta(days=1),
+                )
+                for old in history
+            ],
+            batch_size=1000,
+        )
     BillingRequest.objects.bulk_create(
-        [
-            BillingRequest(
-                site=site,
-                account_id="acct_bench",
-                email=f"client{number}@example.com",
-                currency="eur",
-                amount=4990 + number,
-                description=f"Website maintenance #{number}",
-                success_url="https://acme.test/thanks/",
-                cancel_url="https://acme.test/cancel/",
-                checkout_session_id=f"cs_test_bench_{number}",
-                checkout_url=f"https://checkout.stripe.test/c/pay/cs_test_bench_{number}",
-                expires_at=expires,
-            )
-            for number in range(emails)
-        ],
-        batch_size=1000,
+        [request(number, BATCH_PREFIX) for number in range(emails)], batch_size=1000
     )
     requeue(site)
 
 
 def requeue(site: Any) -> None:
+    """The batch's emails queued again (the history left as it is)."""
     from wagtail_client_billing.models import BillingRequest, OutgoingEmail
 
-    OutgoingEmail.objects.filter(site=site).delete()
+    batch = BillingRequest.objects.filter(site=site, checkout_session_id__startswith=BATCH_PREFIX)
+    OutgoingEmail.objects.filter(billing_request__in=batch).delete()
     OutgoingEmail.objects.bulk_create(
         [
             OutgoingEmail(
@@ -141,74 +186,127 @@ def requeue(site: Any) -> None:
                 recipient=email,
                 status=OutgoingEmail.Status.QUEUED,
             )  # fmt: skip
-            for pk, email in BillingRequest.objects.filter(site=site).values_list("pk", "email")
+            for pk, email in batch.values_list("pk", "email")
         ],
         batch_size=1000,
     )
 
 
-def send(site: Any, *, per_message: bool) -> int:
-    """Send every queued email of the site; return how many went out."""
+def send(site: Any) -> int:
+    """Send every queued email of the site as the task does; return how many went out."""
     from wagtail_client_billing.mail import outbox as mail
 
     sent = 0
     while True:
-        result = mail.send_pending_emails(site.pk, limit=1 if per_message else mail.BATCH_SIZE)
+        result = mail.send_pending_emails(site.pk)
         sent += len(result.sent)
         if not result.sent and not result.more:
             return sent
 
 
-def measure(site: Any, server: Any, emails: int, *, per_message: bool) -> tuple[float, int]:
-    """Seconds to send ``emails`` and the connections the server saw."""
+def measure_app(site: Any, server: Any, emails: int) -> tuple[float, int]:
+    """Seconds for the app to send the ``emails`` and the connections the server saw."""
     requeue(site)
     server.inbox.clear()
     started = time.perf_counter()
-    sent = send(site, per_message=per_message)
+    sent = send(site)
     elapsed = time.perf_counter() - started
     if sent != emails or len(server.messages) != emails:
         raise SystemExit(f"expected {emails} emails, sent {sent}, received {len(server.messages)}")
     return elapsed, len(server.inbox.connections)
 
 
-def run(security: str, site: Any, emails: int, repeat: int, workdir: str) -> dict[str, Any]:
+@contextmanager
+def recording(server: Any) -> Iterator[list[tuple[str, list[str], bytes]]]:
+    """The envelopes (sender, recipients, raw bytes) the server receives meanwhile."""
+    received: list[tuple[str, list[str], bytes]] = []
+    original = server.inbox.handle_DATA
+
+    async def handle_data(smtp: Any, session: Any, envelope: Any) -> Any:
+        received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return await original(smtp, session, envelope)
+
+    server.inbox.handle_DATA = handle_data  # aiosmtpd looks the hook up on each DATA
+    try:
+        yield received
+    finally:
+        del server.inbox.handle_DATA
+
+
+def measure_smtplib(
+    server: Any, messages: list[tuple[str, list[str], bytes]], cert: tuple[Path, Path] | None
+) -> tuple[float, int]:
+    """Seconds for smtplib to send ``messages`` on one connection (STARTTLS and AUTH when
+    ``cert``), and the connections the server saw."""
+    from tests.smtp import PASSWORD, USERNAME
+
+    server.inbox.clear()
+    started = time.perf_counter()
+    with smtplib.SMTP(server.host, server.port, timeout=10) as connection:
+        if cert:
+            connection.starttls(context=ssl.create_default_context(cafile=str(cert[0])))
+            connection.login(USERNAME, PASSWORD)
+        for sender, recipients, data in messages:
+            connection.sendmail(sender, recipients, data)
+    elapsed = time.perf_counter() - started
+    if len(server.messages) != len(messages):
+        raise SystemExit(f"smtplib: sent {len(messages)}, received {len(server.messages)}")
+    return elapsed, len(server.inbox.connections)
+
+
+def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from tests.smtp import SMTPServer, make_certificate
 
+    emails = args.emails
     cert = make_certificate(Path(workdir)) if security == "starttls" else None
     if cert:
-        os.environ["SSL_CERT_FILE"] = str(cert[0])  # trust the run's own certificate
+        os.environ["SSL_CERT_FILE"] = str(cert[0])  # the app trusts the run's certificate
     starttls = security == "starttls"
     with SMTPServer(auth=starttls, starttls=starttls, cert=cert) as server:
         point_site_at(site, server, security)
-        measure(site, server, emails, per_message=False)  # warm-up: templates, caches
-        best: dict[bool, tuple[float, int]] = {}
-        for _ in range(repeat):
-            for per_message in (False, True):
-                result = measure(site, server, emails, per_message=per_message)
-                if per_message not in best or result[0] < best[per_message][0]:
-                    best[per_message] = result
-    (batch, batch_connections), (single, single_connections) = best[False], best[True]
+        # Warm-up (templates, caches), with the statements the app issued; the messages
+        # it sent, as the server received them, are the baseline's.
+        with recording(server) as messages, CaptureQueriesContext(connection) as captured:
+            measure_app(site, server, emails)
+        statements = len(captured.captured_queries)
+        measure_smtplib(server, messages, cert)  # warm-up
+        app_runs: list[tuple[float, int]] = []
+        loop_runs: list[tuple[float, int]] = []
+        for _ in range(args.repeat):  # interleaved: load bursts hit both sides alike
+            app_runs.append(measure_app(site, server, emails))
+            loop_runs.append(measure_smtplib(server, messages, cert))
+    (app_s, app_connections), (loop_s, loop_connections) = min(app_runs), min(loop_runs)
     label = "STARTTLS + AUTH" if starttls else "plain SMTP"
-    print(f"\n{label}, {emails} emails for one site:")
+    print(f"\n{label}, {emails} emails for one site ({args.rows:,} requests in the table):")
     print(
-        f"  one connection per batch:   {batch:7.2f} s  {emails / batch:7.0f} emails/s  "
-        f"{batch_connections} connection(s)"
+        f"  the app (send_pending_emails):  {app_s:7.2f} s  {emails / app_s:7.0f} emails/s  "
+        f"{app_connections} connection(s), {statements} SQL statements"
     )
     print(
-        f"  one connection per message: {single:7.2f} s  {emails / single:7.0f} emails/s  "
-        f"{single_connections} connection(s)"
+        f"  smtplib loop, one connection:   {loop_s:7.2f} s  {emails / loop_s:7.0f} emails/s  "
+        f"{loop_connections} connection(s)"
     )
-    print(f"  ratio (per message / batch): {single / batch:.2f}x")
+    print(f"  ratio (app / smtplib loop):      {app_s / loop_s:.2f}x")
     return {
+        "name": "email_batch_starttls" if starttls else "email_batch",
         "benchmark": "email_batch",
-        "measured": f"the app's send, one connection per site and batch ({label})",
-        "time_s": round(batch, 3),
-        "baseline": "one connection per message",
-        "baseline_s": round(single, 3),
-        "ratio": round(batch / single, 2),
+        "measured": f"the app's send_pending_emails ({label})",
+        "time_s": app_s,
+        "baseline": "smtplib loop, one connection",
+        "baseline_s": loop_s,
+        "ratio": app_s / loop_s if loop_s else None,
+        "statements": statements,
+        "emails": emails,
+        "rows": args.rows,
+        "connections": app_connections,
+        "baseline_connections": loop_connections,
         "notes": (
-            f"{emails} emails: {emails / batch:.0f}/s vs {emails / single:.0f}/s; "
-            f"{batch_connections} vs {single_connections} connections"
+            f"{emails} emails: {emails / app_s:.0f}/s vs {emails / loop_s:.0f}/s; "
+            f"{app_connections} vs {loop_connections} connection(s); "
+            f"{statements} SQL statements"
         ),
     }
 
@@ -227,10 +325,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         old_name = create_database(workdir)
         try:
             site = make_site()
-            seed(site, args.emails)
+            seed(site, args.emails, args.rows)
             print(f"Database: {connection.vendor}; best of {args.repeat} run(s).")
             modes = ["none", "starttls"] if args.security == "both" else [args.security]
-            return [run(security, site, args.emails, args.repeat, workdir) for security in modes]
+            return [run(security, site, args, workdir) for security in modes]
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
 

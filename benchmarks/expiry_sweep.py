@@ -185,6 +185,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     batches = -(-args.rows // args.batch_size)  # ceil
     sweep, raw = min(sweep_times), min(raw_times)
     return {
+        "name": "expiry_sweep",
         "benchmark": "expiry_sweep",
         "measured": "billing.expire_overdue()",
         "baseline": "raw SQL UPDATE",

@@ -1,21 +1,24 @@
-"""The agency overview page against a bare SQL query of the same page of rows.
+"""The agency overview page against a plain Wagtail ``ModelViewSet`` of the same rows.
 
-    python benchmarks/overview.py [--sizes N ...] [--quick] [--repeat R]
+    python benchmarks/overview.py [--sizes N ...] [--rows N] [--quick] [--repeat R]
 
 Uses ``DATABASE_URL`` (PostgreSQL) if set, else a temporary SQLite file. Either way it
 creates and migrates a fresh database of its own (``<name>_overview`` on PostgreSQL,
 dropped at the end; a copy of ``run.py``'s template, see ``bench_database.py``) and
 never touches the one ``DATABASE_URL`` names.
 
-For each size (100, 10,000 and 100,000 billing requests; ``--quick``: the first two) the
-table is grown to that many rows, spread over five sites, five currencies, three billing
-types, every status and a year of creation dates, and the overview
-(``/admin/client-billing/requests/overview/``) is rendered through the real Django view
-as a superuser, with ``django.test.Client``: session, middleware, filters, pagination,
-the totals above the listing and the template. The baseline is one bare SQL ``SELECT``
-of the same 25 rows (same filter, ordering and ``LIMIT``) joined with the site's name.
-The same for one filtered page (one site, Pending). The number of SQL queries per page
-must not grow with the table: the benchmark fails if it does.
+For each size (100, 10,000 and 100,000 billing requests; ``--quick``: the first two;
+``--rows N``: N only) the table is grown to that many rows, spread over five sites, five
+currencies, three billing types, every status and a year of creation dates, and the
+overview (``/admin/client-billing/requests/overview/``) is rendered through the real
+Django view as a superuser, with ``django.test.Client``: session, middleware, filters,
+pagination, the totals above the listing and the template. The baseline is the index
+of a plain Wagtail ``ModelViewSet`` (``/admin/bench-anchor/``, ``bench_anchor/``) over a
+model with the same columns, holding the same rows (copied with ``INSERT ... SELECT``),
+with the same columns and filters shown, the same ordering and page size: the page is
+checked to list the same 25 rows in the same order. The same for one filtered page
+(one site, Pending). The number of SQL queries per page must not grow with the table,
+on either page: the benchmark fails if it does.
 
 To show where a page's time goes, two more timings: the page's own queries replayed
 bare (as it sent them, every row fetched), and ``reports.totals()`` alone (the three
@@ -26,6 +29,7 @@ of the listing and count queries at the largest size (SQLite: ``EXPLAIN QUERY PL
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = [100, 10_000, 100_000]
 QUICK_SIZES = [100, 10_000]
 OVERVIEW = "/admin/client-billing/requests/overview/"
+ANCHOR = "/admin/bench-anchor/"  # bench_anchor's plain ModelViewSet
 PAGE_SIZE = 25  # IndexView.paginate_by
 SITES = [
     ("acme.test", "Acme Plumbing"),
@@ -58,9 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=int, nargs="+", help=f"table sizes (default {DEFAULT_SIZES})"
     )
+    parser.add_argument("--rows", type=int, help="one size only: N rows (same as --sizes N)")
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (CI)")
     parser.add_argument("--repeat", type=int, help="pages timed per size (default 15; quick 5)")
     args = parser.parse_args(argv)
+    if args.rows:
+        args.sizes = [args.rows]
     args.sizes = sorted(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
     args.repeat = args.repeat or (5 if args.quick else 15)
     return args
@@ -145,29 +153,29 @@ def grow(sites: list[Any], start: int, stop: int, now: Any) -> None:
             cursor.execute("ANALYZE")
 
 
-def bare_page_sql(*, filtered: bool) -> str:
-    """The same page of rows, written by hand: filter, order, LIMIT, the site's name."""
-    from wagtail.models import Site
+def copy_to_anchor() -> None:
+    """Make the anchor's table hold exactly the billing requests' rows (same ids)."""
+    from django.db import connection
 
+    from benchmarks.bench_anchor.models import COPIED_COLUMNS, AnchorRequest
     from wagtail_client_billing.models import BillingRequest
 
-    table, sites = BillingRequest._meta.db_table, Site._meta.db_table
-    where = 'r."site_id" = %s AND r."status" = %s' if filtered else 'r."status" <> %s'
-    return (
-        f'SELECT r.*, s."site_name" FROM "{table}" r '
-        f'INNER JOIN "{sites}" s ON s."id" = r."site_id" '
-        f'WHERE {where} ORDER BY r."created_at" DESC LIMIT {PAGE_SIZE}'
-    )
+    source, anchor = BillingRequest._meta.db_table, AnchorRequest._meta.db_table
+    columns = ", ".join(f'"{column}"' for column in COPIED_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(f'DELETE FROM "{anchor}"')
+        cursor.execute(f'INSERT INTO "{anchor}" ({columns}) SELECT {columns} FROM "{source}"')
+        if connection.vendor == "postgresql":
+            cursor.execute(f'VACUUM ANALYZE "{anchor}"')
+        else:
+            cursor.execute("ANALYZE")
 
 
-def listing_sql(client: Any, url: str) -> tuple[list[str], str, str]:
-    """The page's statements, and the SQL of its listing query and of its count."""
+def listing_sql(client: Any, url: str, table: str) -> tuple[list[str], str, str]:
+    """A page's statements, and the SQL of its listing query and of its count of ``table``."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from wagtail_client_billing.models import BillingRequest
-
-    table = BillingRequest._meta.db_table
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)
     if response.status_code != 200:
@@ -208,40 +216,34 @@ def plan_summary(plan: list[str]) -> str:
 def measure_size(
     client: Any, site: Any, size: int, repeat: int, *, filtered: bool
 ) -> dict[str, Any]:
-    """Time one page, its bare query and the totals at the current size (medians)."""
+    """Time the overview page, the anchor's page and the totals at this size (medians)."""
     from django.db import connection
 
+    from benchmarks.bench_anchor.models import AnchorRequest
     from wagtail_client_billing import reports
     from wagtail_client_billing.models import BillingRequest
 
-    url = f"{OVERVIEW}?site={site.pk}&status=pending" if filtered else OVERVIEW
-    sql = bare_page_sql(filtered=filtered)
-    params: list[Any] = [site.pk, "pending"] if filtered else ["deleted"]
+    query = f"?site={site.pk}&status=pending" if filtered else ""
+    url, anchor_url = f"{OVERVIEW}{query}", f"{ANCHOR}{query}"
     base = BillingRequest.objects.select_related("site")
     if filtered:
         base = base.filter(site=site)
         listed = base.filter(status="pending").count()
     else:
         listed = base.exclude(status="deleted").count()
-    latest: dict[str, Any] = {}
-    client.get(url)  # warm caches (content types, ...) before counting the queries
-    statements, listing, count = listing_sql(client, url)
+    latest: dict[str, bytes] = {}
+    for warm in (url, anchor_url):
+        client.get(warm)  # warm caches (content types, ...) before counting the queries
+    statements, listing, count = listing_sql(client, url, BillingRequest._meta.db_table)
+    anchor_table = AnchorRequest._meta.db_table
+    anchor_statements, anchor_listing, anchor_count = listing_sql(client, anchor_url, anchor_table)
     selects = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
 
-    def page() -> None:
-        response = client.get(url)
+    def get(target: str, key: str) -> None:
+        response = client.get(target)
         if response.status_code != 200:
-            raise SystemExit(f"GET {url} answered {response.status_code}")
-        latest["page"] = response.content
-
-    def bare() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            email = [column[0] for column in cursor.description].index("email")
-        if len(rows) != min(PAGE_SIZE, listed):
-            raise SystemExit(f"the bare query returned {len(rows)} rows, not {PAGE_SIZE}")
-        latest["bare"] = [row[email] for row in rows]
+            raise SystemExit(f"GET {target} answered {response.status_code}")
+        latest[key] = response.content
 
     def replay() -> None:
         # The page's own statements as it sent them (values inlined), fetched in full.
@@ -253,8 +255,13 @@ def measure_size(
     def totals() -> None:
         reports.totals(base)
 
-    timings: dict[str, list[float]] = {"page": [], "bare": [], "replay": [], "totals": []}
-    calls = {"page": page, "bare": bare, "replay": replay, "totals": totals}
+    calls = {
+        "page": lambda: get(url, "page"),
+        "anchor": lambda: get(anchor_url, "anchor"),
+        "replay": replay,
+        "totals": totals,
+    }
+    timings: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():
         call()  # warm-up
     # Interleaved, so that a burst of load on the (shared) machine hits every side alike.
@@ -263,31 +270,45 @@ def measure_size(
             started = time.perf_counter()
             call()
             timings[name].append(time.perf_counter() - started)
-    check_same_page(latest["page"], latest["bare"])
-    page_s, bare_s = statistics.median(timings["page"]), statistics.median(timings["bare"])
+    check_same_rows(latest["page"], latest["anchor"], min(PAGE_SIZE, listed))
+    page_s, anchor_s = statistics.median(timings["page"]), statistics.median(timings["anchor"])
     return {
         "size": size,
         "filtered": filtered,
         "url": url,
+        "anchor_url": anchor_url,
         "rows_listed": listed,
         "queries": len(statements),
+        "anchor_queries": len(anchor_statements),
         "sql_s": statistics.median(timings["replay"]),
         "page_s": page_s,
-        "bare_s": bare_s,
+        "anchor_s": anchor_s,
         "totals_s": statistics.median(timings["totals"]),
-        "ratio": page_s / bare_s if bare_s else None,
+        "ratio": page_s / anchor_s if anchor_s else None,
         "plan": explain(listing),
-        "bare_plan": explain(sql, params),
+        "anchor_plan": explain(anchor_listing),
         "count_plan": explain(count),
+        "anchor_count_plan": explain(anchor_count),
         "distinct": listing.lstrip().upper().startswith("SELECT DISTINCT"),
     }
 
 
-def check_same_page(content: bytes, emails: list[str]) -> None:
-    """The page lists the bare query's rows (their emails), in the same order."""
-    positions = [content.find(email.encode()) for email in emails]
-    if -1 in positions or positions != sorted(positions):
-        raise SystemExit("the overview page does not list the bare query's rows in its order")
+EMAIL = re.compile(rb"client\d+@example\.com")
+
+
+def listed_emails(content: bytes) -> list[bytes]:
+    """The clients' emails of a page, in the order they first appear."""
+    return list(dict.fromkeys(EMAIL.findall(content)))
+
+
+def check_same_rows(page: bytes, anchor: bytes, expected: int) -> None:
+    """Both pages list the same ``expected`` rows (their emails), in the same order."""
+    emails, anchor_emails = listed_emails(page), listed_emails(anchor)
+    if len(emails) != expected or emails != anchor_emails:
+        raise SystemExit(
+            f"the overview lists {len(emails)} rows and the anchor {len(anchor_emails)}, "
+            f"expected the same {expected} in the same order"
+        )
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -301,38 +322,58 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     for size in args.sizes:
         started = time.perf_counter()
         grow(sites, current, size, now)
+        copy_to_anchor()
         current = size
         print(f"  {size:,} rows inserted in {time.perf_counter() - started:.1f} s", flush=True)
         for filtered in (False, True):
             results.append(measure_size(client, sites[0], size, args.repeat, filtered=filtered))
     for filtered in (False, True):
-        counts = {r["size"]: r["queries"] for r in results if r["filtered"] == filtered}
-        if len(set(counts.values())) != 1:
-            kind = "filtered page" if filtered else "page"
-            raise SystemExit(f"the overview {kind}'s query count grows with the table: {counts}")
+        for key, page in (("queries", "overview"), ("anchor_queries", "anchor")):
+            counts = {r["size"]: r[key] for r in results if r["filtered"] == filtered}
+            if len(set(counts.values())) != 1:
+                kind = "filtered page" if filtered else "page"
+                raise SystemExit(f"the {page} {kind}'s query count grows with the table: {counts}")
     return results
 
 
-def row(result: dict[str, Any], database: str) -> dict[str, Any]:
-    """One line of run.py's table."""
+def size_label(size: int) -> str:
+    """1000 -> "1k", 1000000 -> "1M" (the suffix of the smaller sizes' row names)."""
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+def row(result: dict[str, Any], database: str, largest: int) -> dict[str, Any]:
+    """One line of run.py's table; the largest size's lines are ``overview(_filtered)``."""
     kind = "filtered (site + Pending)" if result["filtered"] else "all sites"
+    name = "overview_filtered" if result["filtered"] else "overview"
+    if result["size"] != largest:
+        name = f"{name}_{size_label(result['size'])}"
     return {
+        "name": name,
         "benchmark": "overview",
         "measured": f"overview page, {kind}",
-        "baseline": f"bare SQL SELECT of the {PAGE_SIZE} rows",
+        "baseline": f"plain ModelViewSet index, {kind}",
         "time_s": result["page_s"],
-        "baseline_s": result["bare_s"],
+        "baseline_s": result["anchor_s"],
         "ratio": result["ratio"],
+        "statements": result["queries"],
+        "baseline_statements": result["anchor_queries"],
         "notes": (
             f"{result['size']:,} rows; {result['page_s'] * 1000:.1f} ms/page vs "
-            f"{result['bare_s'] * 1000:.2f} ms; {result['queries']} queries/page "
-            f"(together {result['sql_s'] * 1000:.1f} ms; totals {result['totals_s'] * 1000:.1f} ms)"
+            f"{result['anchor_s'] * 1000:.1f} ms; {result['queries']} vs "
+            f"{result['anchor_queries']} queries/page (the overview's together "
+            f"{result['sql_s'] * 1000:.1f} ms; totals {result['totals_s'] * 1000:.1f} ms)"
             + ("; SELECT DISTINCT" if result["distinct"] else "")
         ),
-        "size": result["size"],
-        "queries": result["queries"],
+        "rows": result["size"],
+        "rows_listed": result["rows_listed"],
         "totals_s": result["totals_s"],
+        "sql_s": result["sql_s"],
         "plan": plan_summary(result["plan"]),
+        "anchor_plan": plan_summary(result["anchor_plan"]),
+        "count_plan": plan_summary(result["count_plan"]),
         "database": database,
     }
 
@@ -340,20 +381,22 @@ def row(result: dict[str, Any], database: str) -> dict[str, Any]:
 def report(results: list[dict[str, Any]], database: str, repeat: int) -> None:
     print(f"\nAgency overview on {database}, median of {repeat} page(s) per line")
     print(
-        f"  {'rows':>8}  {'page':26}  {'page ms':>8}  {'bare ms':>8}  {'ratio':>7}  "
-        f"{'queries':>7}  {'SQL ms':>7}  {'totals ms':>9}"
+        f"  {'rows':>9}  {'page':26}  {'page ms':>8}  {'anchor ms':>9}  {'ratio':>7}  "
+        f"{'queries':>7}  {'anchor q':>8}  {'SQL ms':>7}  {'totals ms':>9}"
     )
     for result in results:
         kind = "filtered: 1 site, Pending" if result["filtered"] else "all sites (default)"
         print(
-            f"  {result['size']:>8,}  {kind:26}  {result['page_s'] * 1000:8.1f}  "
-            f"{result['bare_s'] * 1000:8.2f}  {result['ratio']:6.1f}x  "
-            f"{result['queries']:7d}  {result['sql_s'] * 1000:7.2f}  "
-            f"{result['totals_s'] * 1000:9.2f}"
+            f"  {result['size']:>9,}  {kind:26}  {result['page_s'] * 1000:8.1f}  "
+            f"{result['anchor_s'] * 1000:9.1f}  {result['ratio']:6.2f}x  "
+            f"{result['queries']:7d}  {result['anchor_queries']:8d}  "
+            f"{result['sql_s'] * 1000:7.2f}  {result['totals_s'] * 1000:9.2f}"
         )
     print(
-        "  'queries' per page are constant across sizes (checked); 'SQL ms' is those "
-        "queries replayed bare (as the page sent them, every row fetched); 'totals' is "
+        "  'anchor' is a plain Wagtail ModelViewSet index of the same rows "
+        f"({ANCHOR}, benchmarks/bench_anchor), same columns and filters; queries per page "
+        "are constant across sizes on both (checked); 'SQL ms' is the overview's queries "
+        "replayed bare (as the page sent them, every row fetched); 'totals' is "
         "reports.totals() alone (3 of those queries: aggregates per currency)."
     )
     for result in results:
@@ -361,7 +404,7 @@ def report(results: list[dict[str, Any]], database: str, repeat: int) -> None:
             print(
                 f"  note: the filtered listing runs SELECT DISTINCT over every column "
                 f"({result['url']}): django-filter's multiple-choice filters ask for distinct "
-                "rows; the bare query has no DISTINCT."
+                "rows."
             )
             break
     last = max(r["size"] for r in results)
@@ -373,8 +416,9 @@ def report(results: list[dict[str, Any]], database: str, repeat: int) -> None:
         print(f"  {label} of the {which} page's listing query at {last:,} rows:")
         print(f"    top node: {result['plan'][0].strip() if result['plan'] else '(none)'}")
         print(f"    path:     {plan_summary(result['plan'])}")
-        print(f"    bare:     {plan_summary(result['bare_plan'])}")
         print(f"    count:    {plan_summary(result['count_plan'])}  (the paginator's)")
+        print(f"    anchor:   {plan_summary(result['anchor_plan'])}")
+        print(f"    anchor count: {plan_summary(result['anchor_count_plan'])}")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -395,7 +439,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
     report(results, database, args.repeat)
-    return [row(result, database) for result in results]
+    largest = max(args.sizes)
+    return [row(result, database, largest) for result in results]
 
 
 if __name__ == "__main__":

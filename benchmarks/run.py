@@ -1,6 +1,7 @@
 """Run every benchmark in this folder and print one table, with the machine described.
 
-    python benchmarks/run.py [--quick] [--only NAME ...]
+    python benchmarks/run.py [--quick] [--rows N] [--only NAME ...] [--json FILE]
+    python benchmarks/run.py --scaling FILE ...   # the scaling table of --json files
 
 A benchmark is any ``benchmarks/*.py`` file (other than this one) that defines a
 top-level ``main()``. Each runs in its own Python process (each sets Django up on a
@@ -8,11 +9,18 @@ database of its own), with ``--quick`` passed through when given. ``main`` may t
 ``argv`` (a list of strings) or nothing (it then finds them in ``sys.argv``); it prints
 its own report and returns a dict, or a list of dicts, for the table:
 
-    {"benchmark": "expiry_sweep", "measured": "...", "baseline": "...",
-     "time_s": 1.2, "baseline_s": 0.3, "ratio": 4.0, "notes": "..."}
+    {"name": "expiry_sweep", "benchmark": "expiry_sweep", "measured": "...",
+     "baseline": "...", "time_s": 1.2, "baseline_s": 0.3, "ratio": 4.0,
+     "statements": 183, "notes": "..."}
 
 Missing keys are left blank; a benchmark that returns nothing gets a row with its wall
-time. ``DATABASE_URL`` is passed on: set it to benchmark on PostgreSQL.
+time. ``DATABASE_URL`` is passed on: set it to benchmark on PostgreSQL. ``--rows N`` is
+passed through too: every benchmark then runs on a table of N billing requests.
+
+``--json FILE`` also writes the table's rows as a JSON list (see ``json_row``): each
+with its ``name`` (``webhook_new``, ``expiry_sweep``, ...), the ``measured`` and
+``baseline`` times in seconds, their ``ratio``, the SQL ``statements`` where the
+benchmark counts them, and the rest of what the benchmark returned.
 
 Before the benchmarks that use ``bench_database.create_database`` (those that mention
 ``WCB_BENCH_TEMPLATE``), one template database is migrated and named to them in that
@@ -83,8 +91,11 @@ def run_one(path: Path, argv: list[str]) -> tuple[list[dict[str, Any]], float, i
         rows = [result]
     else:
         rows = [row if isinstance(row, dict) else {"notes": str(row)} for row in result]
+    load = load_average()
     for row in rows:
         row.setdefault("benchmark", path.stem)
+        row.setdefault("name", row["benchmark"])
+        row.setdefault("load_average", load)  # when the benchmark ended (1, 5, 15 min)
     return rows, wall, completed.returncode
 
 
@@ -151,6 +162,11 @@ def database() -> str:
         return f"{url.split('@')[-1]} (version unknown: {error.__class__.__name__})"
 
 
+def load_average() -> list[float]:
+    """The load average over 1, 5 and 15 minutes (empty where the OS does not say)."""
+    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
 def machine() -> list[tuple[str, str]]:
     memory = ""
     try:
@@ -159,9 +175,7 @@ def machine() -> list[tuple[str, str]]:
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    load = (
-        ", ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    )
+    load = ", ".join(f"{value:.2f}" for value in load_average())
     return [
         ("CPU", cpu_model()),
         ("Cores", str(os.cpu_count())),
@@ -205,12 +219,87 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row for ``--json``: the times under ``measured`` and ``baseline`` (seconds),
+    their labels under ``measured_label`` and ``baseline_label``; other keys as they are."""
+    data = {
+        key: value
+        for key, value in row.items()
+        if key not in ("measured", "baseline", "time_s", "baseline_s")
+    }
+    return {
+        "name": row.get("name") or row.get("benchmark", ""),
+        "ratio": row.get("ratio"),
+        "measured": row.get("time_s"),
+        "baseline": row.get("baseline_s"),
+        "unit": "s",
+        "statements": row.get("statements"),
+        "measured_label": row.get("measured", ""),
+        "baseline_label": row.get("baseline", ""),
+        **{key: value for key, value in data.items() if key != "name"},
+    }
+
+
+def write_json(path: str, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump([json_row(row) for row in rows], file, indent=2, default=str)
+        file.write("\n")
+
+
+def scaling_table(paths: list[str]) -> str:
+    """One Markdown table of the ``--json`` files of runs at several ``--rows``: a line
+    per row name, a column per table size, each cell the ratio (and the statements),
+    and the load average (1 minute, the highest of the run's rows) under each size."""
+    cells: dict[str, dict[int, str]] = {}
+    loads: dict[int, float] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as file:
+            for row in json.load(file):
+                size, ratio = row.get("rows"), row.get("ratio")
+                if not isinstance(size, int) or not isinstance(ratio, int | float):
+                    continue
+                cell = f"{ratio:.2f}x"
+                if isinstance(row.get("overhead_ms"), int | float):
+                    cell += f", {row['overhead_ms']:.1f} ms own"  # create_request
+                if row.get("statements") is not None:
+                    cell += f" ({row['statements']} st.)"
+                cells.setdefault(row["name"], {})[size] = cell
+                load = row.get("load_average") or [0.0]
+                loads[size] = max(loads.get(size, 0.0), load[0])
+    sizes = sorted(loads)
+    lines = [
+        "| name | " + " | ".join(f"{size:,} rows" for size in sizes) + " |",
+        "| --- |" + " --- |" * len(sizes),
+    ]
+    for name in sorted(cells):
+        lines.append(
+            f"| `{name}` | " + " | ".join(cells[name].get(size, "") for size in sizes) + " |"
+        )
+    lines.append("| load average | " + " | ".join(f"{loads[size]:.1f}" for size in sizes) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (passed through)")
+    parser.add_argument(
+        "--rows", type=int, help="billing requests in each benchmark's table (passed through)"
+    )
     parser.add_argument("--only", nargs="*", default=[], help="benchmark names (file stems)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+    parser.add_argument(
+        "--scaling",
+        nargs="+",
+        metavar="FILE",
+        help="print the scaling table of these --json files (runs nothing)",
+    )
     args = parser.parse_args(argv)
+    if args.scaling:
+        print(scaling_table(args.scaling))
+        return 0
     passed = ["--quick"] if args.quick else []
+    if args.rows:
+        passed += ["--rows", str(args.rows)]
 
     rows: list[dict[str, Any]] = []
     failed = []
@@ -234,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name + ':':14} {value}")
     print()
     print(table(rows))
+    if args.json:
+        write_json(args.json, rows)
+        print(f"\n{len(rows)} rows written to {args.json}")
     if failed:
         print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

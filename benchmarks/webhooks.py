@@ -1,6 +1,6 @@
 """Stripe webhook events per second through the real endpoint, against a bare view.
 
-    python benchmarks/webhooks.py [--events N] [--quick] [--clients C]
+    python benchmarks/webhooks.py [--events N] [--rows N] [--quick] [--clients C]
 
 Uses ``DATABASE_URL`` (PostgreSQL) if set, else a temporary SQLite file; either way a
 fresh database of its own (``<name>_webhooks``, dropped at the end; a copy of
@@ -25,6 +25,8 @@ from the settings):
   processed, answered 200, nothing changed.
 
 The bare view runs before and after the webhooks; its baseline is the mean of the two.
+``--rows M`` runs them on a table of M billing requests (the events' own and a history,
+``bench_history.py``) and as many processed events.
 """
 
 from __future__ import annotations
@@ -52,10 +54,16 @@ QUICK_EVENTS = 100
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, help=f"events per run (default {DEFAULT_EVENTS})")
+    parser.add_argument(
+        "--rows", type=int, help="billing requests (and stored events) in the tables"
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EVENTS} events (CI)")
     parser.add_argument("--clients", type=int, default=4, help="keep-alive connections (4)")
     args = parser.parse_args(argv)
     args.events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
+    if args.rows:
+        args.events = max(1, min(args.events, args.rows - 1))
+    args.rows = max(args.rows or 0, args.events + 1)
     args.clients = max(1, min(args.clients, args.events))
     return args
 
@@ -290,11 +298,16 @@ def count_statements(body: bytes, secret: str) -> dict[str, int]:
 def measure(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     from django.db import connection
 
+    from benchmarks import bench_history
     from wagtail_client_billing.conf import billing_settings
     from wagtail_client_billing.models import BillingRequest, WebhookEvent
 
     template, site = template_event()
     request_ids = seed(site, template["account"], args.events + 1)
+    history = args.rows - BillingRequest.objects.count()
+    if history > 0:
+        bench_history.add_requests(site, history, account_id=template["account"])
+        bench_history.add_events(history, account_id=template["account"])
     *bodies, counted = event_bodies(template, request_ids)
     secret = billing_settings().webhook_secrets("test")[0]
     template_body = json.dumps(template).encode()
@@ -329,6 +342,7 @@ def measure(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     return {
         "benchmark": "webhooks",
         "events": args.events,
+        "rows": args.rows,
         "clients": args.clients,
         "body_bytes": size,
         "webhook_s": webhook,
@@ -348,19 +362,22 @@ def rows(result: dict[str, Any], database: str) -> list[dict[str, Any]]:
         "baseline_s": bare,
         "database": database,
         "events": events,
+        "rows": result["rows"],
         "clients": result["clients"],
     }
     lines = []
-    for key, label, kind in (
-        ("webhook_s", "checkout.session.completed", "new"),
-        ("duplicates_s", "duplicate", "duplicate"),
+    for name, key, label, kind in (
+        ("webhook_new", "webhook_s", "checkout.session.completed", "new"),
+        ("webhook_duplicate", "duplicates_s", "duplicate", "duplicate"),
     ):
         seconds = result[key]
         what = "new events (each marks a request Paid)" if key == "webhook_s" else "duplicates"
         lines.append(
             {
+                "name": name,
                 **common,
                 "measured": f"webhook endpoint, {what}",
+                "statements": result["statements"][kind],
                 "time_s": seconds,
                 "ratio": seconds / bare if bare else None,
                 "events_per_s": events / seconds,
@@ -369,6 +386,11 @@ def rows(result: dict[str, Any], database: str) -> list[dict[str, Any]]:
                     f"{events:,} {label} events, {result['clients']} connections: "
                     f"{events / seconds:,.0f} events/s vs {events / bare:,.0f}/s; "
                     f"{result['statements'][kind]} SQL statements/event"
+                    + (
+                        f"; {result['rows']:,} requests in the table"
+                        if result["rows"] > events + 1
+                        else ""
+                    )
                 ),
             }
         )
@@ -379,7 +401,8 @@ def report(result: dict[str, Any], database: str) -> None:
     events = result["events"]
     print(
         f"\nStripe webhooks on {database}: {events:,} events per run, {result['clients']} "
-        f"keep-alive connections, bodies of {result['body_bytes']:,.0f} bytes"
+        f"keep-alive connections, bodies of {result['body_bytes']:,.0f} bytes, "
+        f"{result['rows']:,} requests in the table"
     )
     for label, seconds in (
         ("POST /billing/stripe/webhook/, new", result["webhook_s"]),
