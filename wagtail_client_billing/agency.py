@@ -143,13 +143,6 @@ def _store_connection(
     return connection
 
 
-def onboarding_link(connection: StripeConnection, *, refresh_url: str, return_url: str) -> str:
-    """A fresh onboarding link for the connection's account."""
-    return stripe_api.create_onboarding_link(
-        connection.mode, connection.account_id, refresh_url=refresh_url, return_url=return_url
-    )
-
-
 def refresh(connection: StripeConnection, *, user: Any = None) -> StripeConnection:
     """Re-read the account at Stripe and store what it says."""
     state = stripe_api.retrieve_account(
