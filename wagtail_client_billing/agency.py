@@ -1,12 +1,8 @@
-"""Domain operations on the agency's Stripe connection: connect, refresh, unlink.
+"""The agency's Stripe connection: connect, refresh, unlink (each in the audit log).
 
-Views, webhook handlers and commands call these; each writes Wagtail's audit log for
-the changes a person would want to find later.
-
-Unlinking never loses money: a person's unlink first withdraws the account's pending
-requests (each Checkout Session is expired at Stripe, so its link dies) and refuses to
-unlink while any is left. A request whose account is gone anyway (deauthorized at
-Stripe) keeps a link that says so, and a payment Stripe still reports for it is applied.
+Unlinking never loses money: a person's unlink withdraws the pending requests first (their
+Checkout Sessions expire) and refuses while any is left; a request whose account is gone
+anyway keeps a link that says so, and a payment Stripe still reports for it is applied.
 """
 
 from __future__ import annotations
@@ -61,12 +57,10 @@ def connect(
     nonce: str,
     user: Any = None,
 ) -> StripeConnection:
-    """Create the connected account at Stripe, then store it as the mode's connection.
-
-    Stripe is called first and nothing is saved if it fails; the idempotency key comes
-    from the form's nonce so a resubmitted form returns the same account.
-    """
-    _refuse_if_linked(mode)
+    """Create the account at Stripe (keyed by the form's nonce: a resubmitted form gets
+    the same one), then store it as the mode's connection."""
+    if linked_connection(mode):
+        raise _already_linked()
     state = stripe_api.create_connected_account(
         mode,
         country=country,
@@ -92,7 +86,8 @@ def connect_direct(
     *, mode: str, privacy_policy_url: str, terms_of_service_url: str, user: Any = None
 ) -> StripeConnection:
     """Use the platform's own account (no Connect) after checking the key by reading it."""
-    _refuse_if_linked(mode)
+    if linked_connection(mode):
+        raise _already_linked()
     state = stripe_api.retrieve_account(mode)
     return _store_connection(
         state,
@@ -105,13 +100,10 @@ def connect_direct(
     )
 
 
-def _already_linked() -> str:
-    return _("A client billing account is already linked for this mode; unlink it first.")
-
-
-def _refuse_if_linked(mode: str) -> None:
-    if linked_connection(mode):
-        raise stripe_api.StripeRefused(_already_linked())
+def _already_linked() -> stripe_api.StripeRefused:
+    return stripe_api.StripeRefused(
+        _("A client billing account is already linked for this mode; unlink it first.")
+    )
 
 
 def _store_connection(
@@ -131,7 +123,7 @@ def _store_connection(
                     "it is not used (delete it in the Stripe Dashboard).",
                     state.id,
                 )
-            raise stripe_api.StripeRefused(_already_linked()) from None
+            raise _already_linked() from None
         _store_state(connection, state)
         settings_row = AgencyBillingSettings.load()
         settings_row.active_mode = mode
@@ -167,34 +159,26 @@ def apply_account_state(
     return connection
 
 
+# What ``stripe_api.AccountState`` says, stored as is on the connection.
+STATE_FIELDS = (
+    "details_submitted",
+    "charges_enabled",
+    "payouts_enabled",
+    "requirements_due",
+    "disabled_reason",
+)
+
+
 def _store_state(connection: StripeConnection, state: stripe_api.AccountState) -> None:
-    connection.details_submitted = state.details_submitted
-    connection.charges_enabled = state.charges_enabled
-    connection.payouts_enabled = state.payouts_enabled
-    connection.requirements_due = state.requirements_due
-    connection.disabled_reason = state.disabled_reason
+    for name in STATE_FIELDS:
+        setattr(connection, name, getattr(state, name))
     connection.refreshed_at = timezone.now()
-    connection.save(
-        update_fields=[
-            "details_submitted",
-            "charges_enabled",
-            "payouts_enabled",
-            "requirements_due",
-            "disabled_reason",
-            "refreshed_at",
-        ]
-    )
+    connection.save(update_fields=[*STATE_FIELDS, "refreshed_at"])
 
 
 def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") -> bool:
-    """Detach the connection locally, pending requests or not (a live account cannot
-    always be deleted at Stripe).
-
-    For an account that is gone already (deauthorized at Stripe), where nothing can be
-    withdrawn; a person unlinks with ``withdraw_and_unlink``. Returns False if it was
-    already unlinked (a second click, or a webhook racing a person): the audit log gets
-    one entry.
-    """
+    """Detach the connection, pending requests or not: for an account already gone at
+    Stripe (a person uses ``withdraw_and_unlink``). False if it was unlinked already."""
     with transaction.atomic():
         return _detach(connection, user=user, reason=reason)
 
@@ -212,9 +196,6 @@ def _detach(connection: StripeConnection, *, user: Any, reason: str) -> bool:
             data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
         )
     return bool(updated)
-
-
-# Requests and the account they were made with -----------------------------------------
 
 
 def request_account(connection: StripeConnection) -> str:
@@ -242,26 +223,18 @@ def linked_accounts() -> set[tuple[str, str]]:
 def account_is_linked(
     request: BillingRequest, accounts: set[tuple[str, str]] | None = None
 ) -> bool:
-    """Whether the account ``request`` was made with is still linked in its mode.
-
-    If not (unlinked, replaced, deauthorized at Stripe), its link must not open Checkout
-    and its email must not be sent again. ``accounts`` (from ``linked_accounts``) saves
-    a query per row in a listing.
-    """
+    """Whether ``request``'s account is still linked in its mode (else its link must not
+    open Checkout nor its email go again); ``accounts`` saves a query per listing row."""
     accounts = linked_accounts() if accounts is None else accounts
     return (request.mode, request.account_id) in accounts
-
-
-# Unlinking with pending requests --------------------------------------------------------
 
 
 def unlink_unless_pending(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
 ) -> int:
-    """Unlink if no request is pending on the connection; else the number pending.
+    """Unlink if no request is pending on the connection, else return how many are.
 
-    The count and the unlink happen under a lock on the connection's row, so two admins
-    (or a retry) cannot both count zero and race; 0 also when it was already unlinked.
+    Counted under a lock on the connection's row: two admins cannot both count zero.
     """
     with transaction.atomic():
         locked = (

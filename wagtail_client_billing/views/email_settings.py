@@ -1,11 +1,7 @@
 """A site's "Email settings" in its Client billing area: custom SMTP, From, Reply-to.
 
-Editing them is its own per-site permission ("Can change email settings", see
-``permissions.EmailSettingsPermissionPolicy``), not implied by billing: an editor without
-it for site B gets 404 on site B. The password is write-only: never rendered back, kept
-when the field is left blank, and dropped when the server it was entered for changes
-(``SiteEmailSettings.save``). Test emails are limited per user and minute, counted in
-the audit log so that every web process sees the same count.
+Its own per-site permission, not implied by billing. The password is write-only: never
+rendered back, kept when left blank. Test emails are limited per user and minute.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.generic import FormView, View
+from django.views.generic import UpdateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
@@ -76,7 +72,6 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The server as saved, before this form writes into the instance.
         self.saved_server = self.instance.server_address if self.instance.pk else ""
         if self.instance.has_password:
             self.fields["password"].help_text = _(
@@ -187,7 +182,7 @@ def from_note(email_settings: SiteEmailSettings) -> str:
 
 
 def _obviously_private(host: str) -> bool:
-    """An address literal that is not public, or "localhost" (no lookup is made here)."""
+    """An address literal that is not public, or "localhost" (no lookup here)."""
     if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
         return True
     try:
@@ -208,23 +203,15 @@ def editable_sites(user: Any) -> QuerySet:
     )
 
 
-def selected_site(request: HttpRequest) -> Site | None:
-    """The site chosen with the switcher (``?site=``) among those the user may edit."""
-    return listing.selected_site(
-        request, editable_sites(request.user), _("You cannot edit this site's email settings.")
-    )
-
-
 class SiteMixin:
-    """The site from the switcher, among those whose email settings the user may edit.
-
-    403 when there is none, 404 for ``?site=`` of a site the user may not edit.
-    """
+    """The site from the switcher among those the user may edit: 403 for none, 404 for
+    ``?site=`` of another."""
 
     site: Site
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        site = selected_site(request)
+        refusal = _("You cannot edit this site's email settings.")
+        site = listing.selected_site(request, editable_sites(request.user), refusal)
         if site is None:
             return forbidden(request, "wagtail_client_billing/email_settings/forbidden.html")
         self.site = site
@@ -232,7 +219,7 @@ class SiteMixin:
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
-class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
+class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
     """Edit one site's email settings."""
 
     template_name = "wagtail_client_billing/email_settings/edit.html"
@@ -258,19 +245,18 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
             {"url": "", "label": _("Email settings")},
         ]
 
-    def get_instance(self) -> SiteEmailSettings:
+    def get_object(self, queryset: QuerySet | None = None) -> SiteEmailSettings:
         return SiteEmailSettings.objects.filter(site=self.site).first() or SiteEmailSettings(
             site=self.site
         )
 
-    def get_form_kwargs(self) -> dict[str, Any]:
-        return {**super().get_form_kwargs(), "instance": self.get_instance()}
+    def get_success_url(self) -> str:
+        return url("email_settings", site=self.site)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        # The settings as saved: a refused form has already written what was typed
-        # into its instance, and the test email goes through what is saved.
-        instance = self.get_instance()
+        # As saved: a refused form has written what was typed into its instance.
+        instance = self.get_object()
         context.update(
             site=self.site,
             sites=editable_sites(self.request.user),
@@ -286,7 +272,8 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
         return context
 
     def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:
-        instance = form.save()
+        response = super().form_valid(form)
+        instance = self.object
         changed = form.changed_names()
         if changed:
             data: dict[str, Any] = {"site": self.site.pk, "changed": changed}
@@ -310,7 +297,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
                 )
                 % {"server": instance.server_address},
             )
-        return redirect(url("email_settings", site=self.site))
+        return response
 
 
 # The test email talks to an SMTP server: never inside a request transaction.
@@ -324,7 +311,7 @@ class SendTestEmailView(SiteMixin, View):
         if not form.is_valid():
             messages.error(request, _("Enter the address to send the test email to."))
             return back
-        # A row of defaults if none was saved: the test email's audit entry needs one.
+        # The audit entry needs a row: defaults if none was saved.
         email_settings, _created = SiteEmailSettings.objects.get_or_create(site=self.site)
         to = form.cleaned_data["to"]
         entry, sent_before = claim_test_email(request.user, email_settings, to)
@@ -364,13 +351,11 @@ class SendTestEmailView(SiteMixin, View):
 def claim_test_email(
     user: Any, email_settings: SiteEmailSettings, to: str
 ) -> tuple[ModelLogEntry | None, int]:
-    """Record a test email about to be sent, unless the user is over the limit.
+    """Record a test email about to be sent, unless the user is over the limit: the audit
+    entry (None if refused) and how many the user sent in the last minute before it.
 
-    Returns the audit entry (None if refused) and how many the user sent in the last
-    minute before this one. The count lives in the database, not a per-process cache,
-    so every web worker sees the same. The entry is written *before* counting: two
-    requests at once both see each other and at worst both are refused, never both sent
-    over the limit. Failed sends count too: each one holds a worker until its deadline.
+    Counted in the database (every worker sees it), after writing the entry: two requests
+    at once are at worst both refused, never both sent over the limit.
     """
     entry = log(
         email_settings,
