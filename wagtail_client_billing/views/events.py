@@ -41,7 +41,6 @@ REPROCESS = "reprocess"
 
 
 def mode_label(event: WebhookEvent) -> str:
-    """ "Test mode" or "Live mode", translated."""
     return str(event.mode.label)
 
 
@@ -52,6 +51,12 @@ def short_error(event: WebhookEvent, length: int = 100) -> str:
         return ""
     last = lines[-1].strip()
     return last if len(last) <= length else last[: length - 1] + "…"
+
+
+def event_url(name: str, event: WebhookEvent | None = None) -> str:
+    """The URL of the viewset's view ``name`` (for ``event``)."""
+    args = [quote(event.pk)] if event else []
+    return reverse(webhook_event_viewset.get_url_name(name), args=args)
 
 
 def can_reprocess(user: Any, event: WebhookEvent) -> bool:
@@ -88,8 +93,7 @@ class WebhookEventFilterSet(WagtailFilterSet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The types received so far, and those with a handler (a filter for an event
-        # type that never came is still a useful answer: none).
+        # The types received so far and those with a handler (one never received: none).
         received = WebhookEvent.objects.order_by().values_list("type", flat=True).distinct()
         types = sorted(set(received) | set(HANDLERS))
         self.filters["type"].extra["choices"] = [(t, t) for t in types]
@@ -102,14 +106,8 @@ class WebhookEventIndexView(IndexView):
     def get_list_more_buttons(self, instance: WebhookEvent) -> list:
         buttons = super().get_list_more_buttons(instance)
         if can_reprocess(self.request.user, instance):
-            buttons.append(
-                Button(
-                    _("Reprocess"),
-                    url=reverse(reprocess_url_name(), args=[quote(instance.pk)]),
-                    icon_name="resubmit",
-                    priority=40,
-                )
-            )
+            url = event_url(REPROCESS, instance)
+            buttons.append(Button(_("Reprocess"), url=url, icon_name="resubmit", priority=40))
         return buttons
 
 
@@ -126,11 +124,8 @@ class WebhookEventInspectView(InspectView):
         ]
 
     def get_field_label(self, field_name: str, field: Any) -> str:
-        if field_name == "mode":
-            return _("Mode")
-        if field_name == "api_version":
-            return _("API version")
-        return super().get_field_label(field_name, field)
+        labels = {"mode": _("Mode"), "api_version": _("API version")}
+        return labels.get(field_name) or super().get_field_label(field_name, field)
 
     def get_mode_display_value(self) -> str:
         return mode_label(self.object)
@@ -139,13 +134,8 @@ class WebhookEventInspectView(InspectView):
     def header_buttons(self) -> list:
         if not can_reprocess(self.request.user, self.object):
             return []
-        return [
-            HeaderButton(
-                _("Reprocess"),
-                url=reverse(reprocess_url_name(), args=[quote(self.object.pk)]),
-                icon_name="resubmit",
-            )
-        ]
+        url = event_url(REPROCESS, self.object)
+        return [HeaderButton(_("Reprocess"), url=url, icon_name="resubmit")]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -163,8 +153,6 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     template_name = "wagtail_client_billing/events/confirm_reprocess.html"
     page_title = gettext_lazy("Reprocess")
     header_icon = "resubmit"
-    index_url_name: str | None = None
-    inspect_url_name: str | None = None
 
     @cached_property
     def object(self) -> WebhookEvent:
@@ -172,7 +160,7 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
 
     @cached_property
     def inspect_url(self) -> str:
-        return reverse(self.inspect_url_name, args=[quote(self.object.pk)])
+        return event_url("inspect", self.object)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Permission before the look-up: others learn nothing about which events exist.
@@ -193,10 +181,7 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         return [
             *self.breadcrumbs_items,
-            {
-                "url": reverse(self.index_url_name),
-                "label": capfirst(WebhookEvent._meta.verbose_name_plural),
-            },
+            {"url": event_url("index"), "label": capfirst(WebhookEvent._meta.verbose_name_plural)},
             {"url": self.inspect_url, "label": str(self.object)},
             {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
         ]
@@ -204,10 +189,7 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(
-            event=self.object,
-            short_error=short_error(self.object),
-            inspect_url=self.inspect_url,
-            reprocess_url=self.request.path,
+            event=self.object, short_error=short_error(self.object), inspect_url=self.inspect_url
         )
         return context
 
@@ -224,18 +206,13 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
             if event.status == STATUS.PROCESSED:
                 messages.success(request, _("The event was reprocessed successfully."))
             else:
-                # Ignored (for example, the account was unlinked since), or applied by a
-                # Stripe retry that arrived at the same moment.
+                # Ignored (the account was unlinked since?), or applied by a Stripe retry.
                 messages.warning(
                     request,
                     _("The event was not applied: %(reason)s")
                     % {"reason": event.note or event.get_status_display().lower()},
                 )
         return redirect(self.inspect_url)
-
-
-def reprocess_url_name() -> str:
-    return webhook_event_viewset.get_url_name(REPROCESS)
 
 
 class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
@@ -288,25 +265,15 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     ]
 
     def get_permissions_to_register(self) -> QuerySet:
-        # The agency permission (registered in wagtail_hooks) governs these screens; the
-        # model's own add/change/delete/view permissions would do nothing if ticked.
+        # The agency permission governs these screens; the model's own would do nothing.
         return Permission.objects.none()
-
-    @property
-    def reprocess_view(self) -> Any:
-        return self.construct_view(
-            ReprocessView,
-            index_url_name=self.get_url_name("index"),
-            inspect_url_name=self.get_url_name("inspect"),
-        )
 
     def get_urlpatterns(self) -> list:
         patterns = [
             *super().get_urlpatterns(),
-            path(f"{REPROCESS}/<int:pk>/", self.reprocess_view, name=REPROCESS),
+            path(f"{REPROCESS}/<int:pk>/", ReprocessView.as_view(), name=REPROCESS),
         ]
-        # Agency admins only, on every URL (the viewset's own too): a real 403 for others,
-        # before anything is looked up.
+        # Agency admins only, on every URL: a real 403 for others, before any look-up.
         return decorate_urlpatterns(patterns, agency_admins_only)
 
 
