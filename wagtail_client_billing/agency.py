@@ -36,6 +36,12 @@ def active_mode() -> str:
     return AgencyBillingSettings.load().active_mode
 
 
+def _already_linked() -> stripe_api.StripeRefused:
+    return stripe_api.StripeRefused(
+        _("A client billing account is already linked for this mode; unlink it first.")
+    )
+
+
 def linked_connection(mode: str | None = None) -> StripeConnection | None:
     """The linked connection for ``mode`` (default: the active mode), if any."""
     mode = mode or active_mode()
@@ -50,71 +56,41 @@ def new_idempotency_nonce() -> str:
 def connect(
     *,
     mode: str,
-    country: str,
     privacy_policy_url: str,
     terms_of_service_url: str,
-    site_url: str,
-    nonce: str,
     user: Any = None,
+    direct: bool = False,
+    country: str = "",
+    site_url: str = "",
+    nonce: str = "",
 ) -> StripeConnection:
-    """Create the account at Stripe (keyed by the form's nonce: a resubmitted form gets
-    the same one), then store it as the mode's connection."""
+    """Store the mode's connection and make that mode the active one: the platform's own
+    account if ``direct`` (read first: it checks the key), else an account created at
+    Stripe (keyed by the form's nonce: a resubmitted form gets the same one)."""
     if linked_connection(mode):
         raise _already_linked()
-    state = stripe_api.create_connected_account(
-        mode,
-        country=country,
-        site_url=site_url,
-        metadata={
-            "wagtail_client_billing": "agency",
-            "install": getattr(settings, "WAGTAIL_SITE_NAME", "") or "wagtail",
-            "site_url": site_url,
-        },
-        idempotency_key=f"wcb-connect-{mode}-{nonce}",
-    )
-    return _store_connection(
-        state,
-        mode=mode,
-        country=country,
-        privacy_policy_url=privacy_policy_url,
-        terms_of_service_url=terms_of_service_url,
-        user=user,
-    )
-
-
-def connect_direct(
-    *, mode: str, privacy_policy_url: str, terms_of_service_url: str, user: Any = None
-) -> StripeConnection:
-    """Use the platform's own account (no Connect) after checking the key by reading it."""
-    if linked_connection(mode):
-        raise _already_linked()
-    state = stripe_api.retrieve_account(mode)
-    return _store_connection(
-        state,
-        mode=mode,
-        direct=True,
-        country=state.country,
-        privacy_policy_url=privacy_policy_url,
-        terms_of_service_url=terms_of_service_url,
-        user=user,
-    )
-
-
-def _already_linked() -> stripe_api.StripeRefused:
-    return stripe_api.StripeRefused(
-        _("A client billing account is already linked for this mode; unlink it first.")
-    )
-
-
-def _store_connection(
-    state: stripe_api.AccountState, *, mode: str, user: Any, direct: bool = False, **fields: str
-) -> StripeConnection:
-    """Store the account as the mode's connection and make that mode the active one."""
+    if direct:
+        state = stripe_api.retrieve_account(mode)
+        country = state.country
+    else:
+        install = getattr(settings, "WAGTAIL_SITE_NAME", "") or "wagtail"
+        state = stripe_api.create_connected_account(
+            mode,
+            country=country,
+            site_url=site_url,
+            metadata={"wagtail_client_billing": "agency", "install": install, "site_url": site_url},
+            idempotency_key=f"wcb-connect-{mode}-{nonce}",
+        )
     with transaction.atomic():
         try:
             with transaction.atomic():
                 connection = StripeConnection.objects.create(
-                    mode=mode, account_id=state.id, direct=direct, **fields
+                    mode=mode,
+                    account_id=state.id,
+                    direct=direct,
+                    country=country,
+                    privacy_policy_url=privacy_policy_url,
+                    terms_of_service_url=terms_of_service_url,
                 )
         except IntegrityError:  # another Connect for this mode won the race
             if not direct:

@@ -149,7 +149,7 @@ class ConnectView(AgencyPageMixin, FormView):
         urls = {name: data[name] for name in ("privacy_policy_url", "terms_of_service_url")}
         try:
             if billing_settings().direct:
-                agency.connect_direct(mode=form.mode, user=user, **urls)
+                agency.connect(mode=form.mode, user=user, direct=True, **urls)
                 messages.success(self.request, _("Stripe accepted the keys: billing can start."))
                 return redirect(INDEX_URL)
             connection = agency.connect(
