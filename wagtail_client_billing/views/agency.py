@@ -145,24 +145,24 @@ class ConnectView(AgencyPageMixin, FormView):
         return {"nonce": agency.new_idempotency_nonce(), "test_mode": not live}
 
     def form_valid(self, form: ConnectForm) -> HttpResponse:
-        data, user = form.cleaned_data, self.request.user
-        urls = {name: data[name] for name in ("privacy_policy_url", "terms_of_service_url")}
+        data, direct = form.cleaned_data, billing_settings().direct
         try:
-            if billing_settings().direct:
-                agency.connect(mode=form.mode, user=user, direct=True, **urls)
-                messages.success(self.request, _("Stripe accepted the keys: billing can start."))
-                return redirect(INDEX_URL)
             connection = agency.connect(
                 mode=form.mode,
-                country=data["country"],
+                privacy_policy_url=data["privacy_policy_url"],
+                terms_of_service_url=data["terms_of_service_url"],
+                user=self.request.user,
+                direct=direct,
+                country=data.get("country", ""),
                 site_url=self.request.build_absolute_uri("/"),
                 nonce=data["nonce"],
-                user=user,
-                **urls,
             )
         except stripe_api.StripeFailure as error:
             form.add_error(None, error.user_message)
             return self.form_invalid(form)
+        if direct:
+            messages.success(self.request, _("Stripe accepted the keys: billing can start."))
+            return redirect(INDEX_URL)
         try:
             return redirect(onboarding_link(self.request, connection))
         except stripe_api.StripeFailure as error:

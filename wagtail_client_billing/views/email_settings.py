@@ -135,19 +135,20 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
 def from_help_text() -> str:
     """What the From field does, and what it cannot do without Custom SMTP."""
-    default = email_messages.default_sender_address()
-    domains = billing_settings().sender_domains
+    domains = ", ".join(billing_settings().sender_domains)
     if domains:
-        return _(
+        text = _(
             "The address your client receives the billing emails from. Without Custom SMTP, "
             "only an address at %(domains)s is used as the From; with any other, the emails "
             "come from %(default)s and this address is their Reply-to."
-        ) % {"domains": ", ".join(domains), "default": default}
-    return _(
-        "The address your client receives the billing emails from, with Custom SMTP. "
-        "Without it, the emails come from %(default)s under the site's name, with this "
-        "address as their Reply-to."
-    ) % {"default": default}
+        )
+    else:
+        text = _(
+            "The address your client receives the billing emails from, with Custom SMTP. "
+            "Without it, the emails come from %(default)s under the site's name, with this "
+            "address as their Reply-to."
+        )
+    return text % {"domains": domains, "default": email_messages.default_sender_address()}
 
 
 def from_note(email_settings: SiteEmailSettings) -> str:
@@ -163,22 +164,18 @@ def from_note(email_settings: SiteEmailSettings) -> str:
         "domains": ", ".join(billing_settings().sender_domains),
     }
     if values["domains"]:
-        return (
-            _(
-                "Without Custom SMTP, this site's emails are sent from %(default)s under the "
-                "name %(site)s, not from %(address)s: through the project's email backend, a "
-                "site can send only from %(domains)s. Replies go to %(reply_to)s."
-            )
-            % values
+        text = _(
+            "Without Custom SMTP, this site's emails are sent from %(default)s under the "
+            "name %(site)s, not from %(address)s: through the project's email backend, a "
+            "site can send only from %(domains)s. Replies go to %(reply_to)s."
         )
-    return (
-        _(
+    else:
+        text = _(
             "Without Custom SMTP, this site's emails are sent from %(default)s under the name "
             "%(site)s, not from %(address)s: the project's email backend sends only from its "
             "own address. Replies go to %(reply_to)s."
         )
-        % values
-    )
+    return text % values
 
 
 def _obviously_private(host: str) -> bool:
@@ -234,16 +231,10 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
         return billable_sites(self.request.user).filter(pk=self.site.pk).exists()
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
-        billing_area = (
-            [{"url": url("index", site=self.site), "label": _("Client billing")}]
-            if self.may_bill()
-            else []
-        )
-        return [
-            *super().get_breadcrumbs_items(),
-            *billing_area,
-            {"url": "", "label": _("Email settings")},
-        ]
+        items = [*super().get_breadcrumbs_items()]
+        if self.may_bill():
+            items.append({"url": url("index", site=self.site), "label": _("Client billing")})
+        return [*items, {"url": "", "label": _("Email settings")}]
 
     def get_object(self, queryset: QuerySet | None = None) -> SiteEmailSettings:
         return SiteEmailSettings.objects.filter(site=self.site).first() or SiteEmailSettings(
@@ -357,16 +348,9 @@ def claim_test_email(
     Counted in the database (every worker sees it), after writing the entry: two requests
     at once are at worst both refused, never both sent over the limit.
     """
-    entry = log(
-        email_settings,
-        ACTION_TEST,
-        user=user,
-        data={
-            "site": email_settings.site_id,
-            "to": to,
-            "server": failures.server_name(email_settings),
-        },
-    )
+    server = failures.server_name(email_settings)
+    data = {"site": email_settings.site_id, "to": to, "server": server}
+    entry = log(email_settings, ACTION_TEST, user=user, data=data)
     recent = ModelLogEntry.objects.filter(
         action=ACTION_TEST, user_id=user.pk, timestamp__gt=timezone.now() - TEST_EMAIL_WINDOW
     ).exclude(pk=entry.pk)

@@ -44,7 +44,16 @@ class Command(BaseCommand):
                 "No URL to register: pass --url https://your.site/billing/stripe/webhook/ "
                 "or set WAGTAILADMIN_BASE_URL."
             )
-        self._check_url(url, mode)
+        if problem := endpoints.url_problem(url, mode):
+            raise CommandError(problem)
+        path = reverse(endpoints.WEBHOOK_URL_NAME)
+        if not urlsplit(url).path.endswith(path):
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{url} does not end with {path}: check that it reaches this app's "
+                    "webhook view."
+                )
+            )
         connect = not conf.direct
         try:
             endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
@@ -70,8 +79,7 @@ class Command(BaseCommand):
                 )
             )
             return
-        # Printed once, as Stripe shows it once; it belongs in the environment, never in
-        # the database or a log.
+        # Stripe shows it once; it belongs in the environment, never in the database or a log.
         self.stdout.write(f"Signing secret: {endpoint.secret}")
         self.stdout.write(f"Put it in {secret_setting}.")
         if conf.webhook_secrets(mode):
@@ -79,16 +87,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 "A secret is already configured: keep it next to the new one until the old "
                 f'endpoint is deleted, e.g. {secret_setting} = ["whsec_old...", "whsec_new..."].'
-            )
-
-    def _check_url(self, url: str, mode: str) -> None:
-        if problem := endpoints.url_problem(url, mode):
-            raise CommandError(problem)
-        path = reverse(endpoints.WEBHOOK_URL_NAME)
-        if not urlsplit(url).path.endswith(path):
-            self.stderr.write(
-                self.style.WARNING(
-                    f"{url} does not end with {path}: check that it reaches this app's "
-                    "webhook view."
-                )
             )
