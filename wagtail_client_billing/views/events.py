@@ -9,13 +9,12 @@ import django_filters
 from django import forms
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
-from django.utils.text import capfirst
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
@@ -23,7 +22,7 @@ from wagtail.admin import messages
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views.generic import IndexView, InspectView
-from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
+from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button, HeaderButton
@@ -46,11 +45,8 @@ def mode_label(event: WebhookEvent) -> str:
 
 def short_error(event: WebhookEvent, length: int = 100) -> str:
     """The last line of the stored traceback (the exception), shortened for a listing."""
-    lines = [line for line in event.error.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    last = lines[-1].strip()
-    return last if len(last) <= length else last[: length - 1] + "…"
+    lines = [line.strip() for line in event.error.splitlines() if line.strip()]
+    return Truncator(lines[-1]).chars(length) if lines else ""
 
 
 def event_url(name: str, event: WebhookEvent | None = None) -> str:
@@ -144,7 +140,9 @@ class WebhookEventInspectView(InspectView):
         return context
 
 
-class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateView):
+class ReprocessView(
+    PermissionCheckedMixin, BaseObjectMixin, WagtailAdminTemplateMixin, TemplateView
+):
     """GET: a confirmation; POST: apply the failed event again and say how it went."""
 
     model = WebhookEvent
@@ -155,17 +153,10 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     header_icon = "resubmit"
 
     @cached_property
-    def object(self) -> WebhookEvent:
-        return get_object_or_404(WebhookEvent, pk=self.kwargs["pk"])
-
-    @cached_property
     def inspect_url(self) -> str:
         return event_url("inspect", self.object)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Permission before the look-up: others learn nothing about which events exist.
-        if not self.user_has_permission(self.permission_required):
-            raise PermissionDenied
         if self.object.status != STATUS.FAILED:
             messages.warning(
                 request,
@@ -183,7 +174,7 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
             *self.breadcrumbs_items,
             {"url": event_url("index"), "label": capfirst(WebhookEvent._meta.verbose_name_plural)},
             {"url": self.inspect_url, "label": str(self.object)},
-            {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
+            {"url": "", "label": self.get_page_title(), "sublabel": str(self.object)},
         ]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -273,7 +264,8 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
             *super().get_urlpatterns(),
             path(f"{REPROCESS}/<int:pk>/", ReprocessView.as_view(), name=REPROCESS),
         ]
-        # Agency admins only, on every URL: a real 403 for others, before any look-up.
+        # Agency admins only, on every URL: a real 403 for others, before any look-up
+        # (others learn nothing about which events exist).
         return decorate_urlpatterns(patterns, agency_admins_only)
 
 
