@@ -75,7 +75,7 @@ class StripeConnection(models.Model):
         return self.Status.ONBOARDING
 
     def get_status_display(self) -> str:
-        return self.Status(self.status).label
+        return str(self.Status(self.status).label)
 
     def get_country_display(self) -> str:
         """The country's name in the reader's language ("France", "Allemagne")."""

@@ -353,7 +353,7 @@ def notifications(request: HttpRequest) -> None:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return
     # Only the form's fields: a mode switched meanwhile is not written back.
     form.save(commit=False).save(update_fields=list(form.fields))

@@ -103,7 +103,8 @@ class SiteEmailSettingsForm(forms.ModelForm):
         return host
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("custom_smtp"):
             if not data.get("host") and "host" not in self.errors:
                 self.add_error("host", _("Custom SMTP needs a host."))
@@ -255,14 +256,15 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
             action_url=url("email_settings", site=self.site),
             index_url=url("index", site=self.site) if self.may_bill() else "",
             test_url=url("email_settings_test", site=self.site),
-            test_form=TestEmailForm(initial={"to": self.request.user.email}),
+            test_form=TestEmailForm(initial={"to": getattr(self.request.user, "email", "")}),
             password_problem=password_problem(instance),
             from_note=from_note(instance),
             server=failures.server_name(instance),
         )
         return context
 
-    def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:
+    # form_class is SiteEmailSettingsForm; the stubs type UpdateView's as a ModelForm.
+    def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:  # type: ignore[override]
         response = super().form_valid(form)
         instance = self.object
         changed = form.changed_names()

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
@@ -156,7 +156,7 @@ class ReprocessView(
     def inspect_url(self) -> str:
         return event_url("inspect", self.object)
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if self.object.status != STATUS.FAILED:
             messages.warning(
                 request,
