@@ -152,14 +152,10 @@ def _store_state(connection: StripeConnection, state: stripe_api.AccountState) -
     connection.save(update_fields=[*STATE_FIELDS, "refreshed_at"])
 
 
+@transaction.atomic
 def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") -> bool:
     """Detach the connection, pending requests or not: for an account already gone at
     Stripe (a person uses ``withdraw_and_unlink``). False if it was unlinked already."""
-    with transaction.atomic():
-        return _detach(connection, user=user, reason=reason)
-
-
-def _detach(connection: StripeConnection, *, user: Any, reason: str) -> bool:
     updated = StripeConnection.objects.filter(pk=connection.pk, unlinked_at__isnull=True).update(
         unlinked_at=timezone.now()
     )
@@ -223,7 +219,7 @@ def unlink_unless_pending(
         pending = pending_requests(locked).count()
         if pending:
             return pending
-        _detach(locked, user=user, reason=reason)
+        unlink(locked, user=user, reason=reason)
     connection.refresh_from_db()
     return 0
 

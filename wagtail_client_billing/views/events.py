@@ -135,7 +135,6 @@ class WebhookEventInspectView(InspectView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["event"] = self.object
         context["payload_json"] = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
         return context
 
