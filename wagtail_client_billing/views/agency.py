@@ -330,6 +330,7 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
         )
         return
     endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not billing_settings().direct)
+    setting = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
     messages.success(
         request,
         _(
@@ -337,11 +338,7 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
             "WAGTAIL_CLIENT_BILLING['%(setting)s'] (or the environment) and restart: "
             "%(secret)s"
         )
-        % {
-            "url": url,
-            "setting": f"STRIPE_{mode.upper()}_WEBHOOK_SECRET",
-            "secret": endpoint.secret,
-        },
+        % {"url": url, "setting": setting, "secret": endpoint.secret},
     )
 
 

@@ -114,10 +114,9 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> SiteEmailSettings:
         instance = super().save(commit=False)
-        if self.cleaned_data.get("password"):
-            instance.set_password(self.cleaned_data["password"])
-        elif self.cleaned_data.get("clear_password"):
-            instance.set_password("")
+        password = self.cleaned_data.get("password")
+        if password or self.cleaned_data.get("clear_password"):
+            instance.set_password(password or "")
         if commit:
             instance.save()
         return instance

@@ -54,9 +54,8 @@ class Command(BaseCommand):
                     "webhook view."
                 )
             )
-        connect = not conf.direct
         try:
-            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
+            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not conf.direct)
         except stripe_api.StripeNotConfigured as error:
             key = setting_key(f"STRIPE_{mode.upper()}_SECRET_KEY")
             raise CommandError(f"{error.user_message} Set {key} first.") from error
@@ -66,7 +65,7 @@ class Command(BaseCommand):
             ) from error
 
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
-        kind = "Connect endpoint" if connect else "endpoint"
+        kind = "Connect endpoint" if endpoint.connect else "endpoint"
         self.stdout.write(
             self.style.SUCCESS(f"Registered the {mode}-mode {kind} {endpoint.id} for {url}")
         )
