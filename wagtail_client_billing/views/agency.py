@@ -273,13 +273,13 @@ unlink = outside_transactions(UnlinkView.as_view())
 
 
 # Stripe sends the browser to the refresh URL with a GET when a link has expired.
-@button(("GET", "POST"))
+@button(("GET", "HEAD", "POST"))
 def onboard(request: HttpRequest, mode: str) -> str:
     """Continue onboarding (POST from the page) and Stripe's refresh URL (GET)."""
     return onboarding_link(request, connection_or_404(mode))
 
 
-@button(("GET",))
+@button(("GET", "HEAD"))
 def return_view(request: HttpRequest, mode: str) -> None:
     """Stripe's return URL: re-read the account and say where onboarding stands."""
     connection = agency.refresh(connection_or_404(mode), user=request.user)
