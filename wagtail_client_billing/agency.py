@@ -1,12 +1,8 @@
-"""Domain operations on the agency's Stripe connection: connect, refresh, unlink.
+"""The agency's Stripe connection: connect, refresh, unlink (each in the audit log).
 
-Views, webhook handlers and commands call these; each writes Wagtail's audit log for
-the changes a person would want to find later.
-
-Unlinking never loses money: a person's unlink first withdraws the account's pending
-requests (each Checkout Session is expired at Stripe, so its link dies) and refuses to
-unlink while any is left. A request whose account is gone anyway (deauthorized at
-Stripe) keeps a link that says so, and a payment Stripe still reports for it is applied.
+Unlinking never loses money: a person's unlink withdraws the pending requests first (their
+Checkout Sessions expire) and refuses while any is left; a request whose account is gone
+anyway keeps a link that says so, and a payment Stripe still reports for it is applied.
 """
 
 from __future__ import annotations
@@ -40,6 +36,12 @@ def active_mode() -> str:
     return AgencyBillingSettings.load().active_mode
 
 
+def _already_linked() -> stripe_api.StripeRefused:
+    return stripe_api.StripeRefused(
+        _("A client billing account is already linked for this mode; unlink it first.")
+    )
+
+
 def linked_connection(mode: str | None = None) -> StripeConnection | None:
     """The linked connection for ``mode`` (default: the active mode), if any."""
     mode = mode or active_mode()
@@ -54,75 +56,41 @@ def new_idempotency_nonce() -> str:
 def connect(
     *,
     mode: str,
-    country: str,
     privacy_policy_url: str,
     terms_of_service_url: str,
-    site_url: str,
-    nonce: str,
     user: Any = None,
+    direct: bool = False,
+    country: str = "",
+    site_url: str = "",
+    nonce: str = "",
 ) -> StripeConnection:
-    """Create the connected account at Stripe, then store it as the mode's connection.
-
-    Stripe is called first and nothing is saved if it fails; the idempotency key comes
-    from the form's nonce so a resubmitted form returns the same account.
-    """
-    _refuse_if_linked(mode)
-    state = stripe_api.create_connected_account(
-        mode,
-        country=country,
-        site_url=site_url,
-        metadata={
-            "wagtail_client_billing": "agency",
-            "install": getattr(settings, "WAGTAIL_SITE_NAME", "") or "wagtail",
-            "site_url": site_url,
-        },
-        idempotency_key=f"wcb-connect-{mode}-{nonce}",
-    )
-    return _store_connection(
-        state,
-        mode=mode,
-        country=country,
-        privacy_policy_url=privacy_policy_url,
-        terms_of_service_url=terms_of_service_url,
-        user=user,
-    )
-
-
-def connect_direct(
-    *, mode: str, privacy_policy_url: str, terms_of_service_url: str, user: Any = None
-) -> StripeConnection:
-    """Use the platform's own account (no Connect) after checking the key by reading it."""
-    _refuse_if_linked(mode)
-    state = stripe_api.retrieve_account(mode)
-    return _store_connection(
-        state,
-        mode=mode,
-        direct=True,
-        country=state.country,
-        privacy_policy_url=privacy_policy_url,
-        terms_of_service_url=terms_of_service_url,
-        user=user,
-    )
-
-
-def _already_linked() -> str:
-    return _("A client billing account is already linked for this mode; unlink it first.")
-
-
-def _refuse_if_linked(mode: str) -> None:
+    """Store the mode's connection and make that mode the active one: the platform's own
+    account if ``direct`` (read first: it checks the key), else an account created at
+    Stripe (keyed by the form's nonce: a resubmitted form gets the same one)."""
     if linked_connection(mode):
-        raise stripe_api.StripeRefused(_already_linked())
-
-
-def _store_connection(
-    state: stripe_api.AccountState, *, mode: str, user: Any, direct: bool = False, **fields: str
-) -> StripeConnection:
-    """Store the account as the mode's connection and make that mode the active one."""
+        raise _already_linked()
+    if direct:
+        state = stripe_api.retrieve_account(mode)
+        country = state.country
+    else:
+        install = getattr(settings, "WAGTAIL_SITE_NAME", "") or "wagtail"
+        state = stripe_api.create_connected_account(
+            mode,
+            country=country,
+            site_url=site_url,
+            metadata={"wagtail_client_billing": "agency", "install": install, "site_url": site_url},
+            idempotency_key=f"wcb-connect-{mode}-{nonce}",
+        )
     with transaction.atomic():
         try:
             with transaction.atomic():
                 connection = StripeConnection.objects.create(
-                    mode=mode, account_id=state.id, direct=direct, **fields
+                    mode=mode,
+                    account_id=state.id,
+                    direct=direct,
+                    country=country,
+                    privacy_policy_url=privacy_policy_url,
+                    terms_of_service_url=terms_of_service_url,
                 )
         except IntegrityError:  # another Connect for this mode won the race
             if not direct:
@@ -131,7 +99,7 @@ def _store_connection(
                     "it is not used (delete it in the Stripe Dashboard).",
                     state.id,
                 )
-            raise stripe_api.StripeRefused(_already_linked()) from None
+            raise _already_linked() from None
         _store_state(connection, state)
         settings_row = AgencyBillingSettings.load()
         settings_row.active_mode = mode
@@ -141,13 +109,6 @@ def _store_connection(
             data["direct"] = True
         log(connection, ACTION_CONNECT, user=user, data=data)
     return connection
-
-
-def onboarding_link(connection: StripeConnection, *, refresh_url: str, return_url: str) -> str:
-    """A fresh onboarding link for the connection's account."""
-    return stripe_api.create_onboarding_link(
-        connection.mode, connection.account_id, refresh_url=refresh_url, return_url=return_url
-    )
 
 
 def refresh(connection: StripeConnection, *, user: Any = None) -> StripeConnection:
@@ -174,39 +135,27 @@ def apply_account_state(
     return connection
 
 
+# What ``stripe_api.AccountState`` says, stored as is on the connection.
+STATE_FIELDS = (
+    "details_submitted",
+    "charges_enabled",
+    "payouts_enabled",
+    "requirements_due",
+    "disabled_reason",
+)
+
+
 def _store_state(connection: StripeConnection, state: stripe_api.AccountState) -> None:
-    connection.details_submitted = state.details_submitted
-    connection.charges_enabled = state.charges_enabled
-    connection.payouts_enabled = state.payouts_enabled
-    connection.requirements_due = state.requirements_due
-    connection.disabled_reason = state.disabled_reason
+    for name in STATE_FIELDS:
+        setattr(connection, name, getattr(state, name))
     connection.refreshed_at = timezone.now()
-    connection.save(
-        update_fields=[
-            "details_submitted",
-            "charges_enabled",
-            "payouts_enabled",
-            "requirements_due",
-            "disabled_reason",
-            "refreshed_at",
-        ]
-    )
+    connection.save(update_fields=[*STATE_FIELDS, "refreshed_at"])
 
 
+@transaction.atomic
 def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") -> bool:
-    """Detach the connection locally, pending requests or not (a live account cannot
-    always be deleted at Stripe).
-
-    For an account that is gone already (deauthorized at Stripe), where nothing can be
-    withdrawn; a person unlinks with ``withdraw_and_unlink``. Returns False if it was
-    already unlinked (a second click, or a webhook racing a person): the audit log gets
-    one entry.
-    """
-    with transaction.atomic():
-        return _detach(connection, user=user, reason=reason)
-
-
-def _detach(connection: StripeConnection, *, user: Any, reason: str) -> bool:
+    """Detach the connection, pending requests or not: for an account already gone at
+    Stripe (a person uses ``withdraw_and_unlink``). False if it was unlinked already."""
     updated = StripeConnection.objects.filter(pk=connection.pk, unlinked_at__isnull=True).update(
         unlinked_at=timezone.now()
     )
@@ -219,9 +168,6 @@ def _detach(connection: StripeConnection, *, user: Any, reason: str) -> bool:
             data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
         )
     return bool(updated)
-
-
-# Requests and the account they were made with -----------------------------------------
 
 
 def request_account(connection: StripeConnection) -> str:
@@ -249,26 +195,18 @@ def linked_accounts() -> set[tuple[str, str]]:
 def account_is_linked(
     request: BillingRequest, accounts: set[tuple[str, str]] | None = None
 ) -> bool:
-    """Whether the account ``request`` was made with is still linked in its mode.
-
-    If not (unlinked, replaced, deauthorized at Stripe), its link must not open Checkout
-    and its email must not be sent again. ``accounts`` (from ``linked_accounts``) saves
-    a query per row in a listing.
-    """
+    """Whether ``request``'s account is still linked in its mode (else its link must not
+    open Checkout nor its email go again); ``accounts`` saves a query per listing row."""
     accounts = linked_accounts() if accounts is None else accounts
     return (request.mode, request.account_id) in accounts
-
-
-# Unlinking with pending requests --------------------------------------------------------
 
 
 def unlink_unless_pending(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
 ) -> int:
-    """Unlink if no request is pending on the connection; else the number pending.
+    """Unlink if no request is pending on the connection, else return how many are.
 
-    The count and the unlink happen under a lock on the connection's row, so two admins
-    (or a retry) cannot both count zero and race; 0 also when it was already unlinked.
+    Counted under a lock on the connection's row: two admins cannot both count zero.
     """
     with transaction.atomic():
         locked = (
@@ -281,7 +219,7 @@ def unlink_unless_pending(
         pending = pending_requests(locked).count()
         if pending:
             return pending
-        _detach(locked, user=user, reason=reason)
+        unlink(locked, user=user, reason=reason)
     connection.refresh_from_db()
     return 0
 

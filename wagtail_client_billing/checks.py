@@ -15,7 +15,6 @@ from .conf import SETTING_NAME, billing_settings, setting_key, unknown_keys
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     """Validate ``WAGTAIL_CLIENT_BILLING`` and the services the app depends on."""
-    messages: list = []
     try:
         conf = billing_settings()
     except ImproperlyConfigured as error:
@@ -26,14 +25,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="wagtail_client_billing.E001",
             )
         ]
-    for key in unknown_keys():
-        messages.append(
-            Warning(
-                f"{setting_key(key)} is not a setting of wagtail-client-billing.",
-                hint="Check the spelling against the configuration reference.",
-                id="wagtail_client_billing.W001",
-            )
+    messages: list = [
+        Warning(
+            f"{setting_key(key)} is not a setting of wagtail-client-billing.",
+            hint="Check the spelling against the configuration reference.",
+            id="wagtail_client_billing.W001",
         )
+        for key in unknown_keys()
+    ]
     if not (conf.stripe_test_secret_key or conf.stripe_live_secret_key):
         messages.append(
             Warning(

@@ -1,14 +1,9 @@
-"""Encryption at rest for the secrets a site stores (its SMTP password).
+"""Encryption at rest for a site's SMTP password: Fernet behind a ``MultiFernet``.
 
-``cryptography``'s Fernet (AES-128-CBC with HMAC-SHA256, timestamped tokens) behind a
-``MultiFernet``: the first key encrypts, every key decrypts, ``rotate()`` re-encrypts
-with the first. Keys come from ``WAGTAIL_CLIENT_BILLING["ENCRYPTION_KEYS"]`` or, when
-none is set, from ``SECRET_KEY`` (then ``SECRET_KEY_FALLBACKS``, so rotating Django's
-key keeps old values readable until ``rotate_billing_encryption_keys`` has run).
-
-Each configured string is stretched to a Fernet key with HKDF-SHA256, so any long
-random string works; HKDF is not a password hash, so use high-entropy keys
-(``python -c "import secrets; print(secrets.token_urlsafe(32))"``).
+The first key encrypts, every key decrypts. Keys come from ``ENCRYPTION_KEYS``, else
+``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS`` (old values stay readable until
+``rotate_billing_encryption_keys`` has run). Each is stretched with HKDF-SHA256, which
+is not a password hash: use high-entropy keys.
 """
 
 from __future__ import annotations
@@ -59,7 +54,7 @@ def key_materials() -> tuple[str, ...]:
 
 
 def _fernet() -> MultiFernet:
-    # Cheap to build (one HKDF per key): always current after a settings change.
+    # Built per call (one HKDF per key): always current after a settings change.
     return MultiFernet([Fernet(derive_key(material)) for material in key_materials()])
 
 
@@ -70,22 +65,16 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode("ascii")
 
 
-def decrypt(token: str) -> str:
-    """Decrypt a stored value with any configured key, or raise ``UndecryptableSecret``."""
+def decrypt(token: str, *, rotate: bool = False) -> str:
+    """Decrypt a stored value with any configured key (``rotate``: re-encrypt it with the
+    first key instead), or raise ``UndecryptableSecret``."""
     if not token:
         return ""
+    fernet = _fernet()
     try:
-        return _fernet().decrypt(token.encode("ascii")).decode()
+        if rotate:
+            return fernet.rotate(token.encode("ascii")).decode("ascii")
+        return fernet.decrypt(token.encode("ascii")).decode()
     except (InvalidToken, UnicodeError, ValueError):
         # Never the token or a partial plaintext in the error: only what to do.
-        raise UndecryptableSecret() from None
-
-
-def rotate(token: str) -> str:
-    """Re-encrypt a stored value with the first key, or raise ``UndecryptableSecret``."""
-    if not token:
-        return ""
-    try:
-        return _fernet().rotate(token.encode("ascii")).decode("ascii")
-    except (InvalidToken, UnicodeError, ValueError):
         raise UndecryptableSecret() from None

@@ -16,11 +16,9 @@ class Mode(models.TextChoices):
 
 
 class StripeConnection(models.Model):
-    """A Stripe account connected for one mode (test or live).
+    """A Stripe account connected for one mode; at most one *linked* per mode.
 
-    Unlinking keeps the row (``unlinked_at`` set) so that history, and webhooks that
-    arrive later for that account, can still be explained; at most one *linked*
-    connection exists per mode.
+    Unlinking keeps the row (``unlinked_at``): history and late webhooks stay explained.
     """
 
     class Status(models.TextChoices):
@@ -77,7 +75,7 @@ class StripeConnection(models.Model):
         return self.Status.ONBOARDING
 
     def get_status_display(self) -> str:
-        return self.Status(self.status).label
+        return str(self.Status(self.status).label)
 
     def get_country_display(self) -> str:
         """The country's name in the reader's language ("France", "Allemagne")."""
@@ -91,9 +89,8 @@ class StripeConnection(models.Model):
 class AgencyBillingSettings(BaseGenericSetting):
     """The agency's billing settings (one row): the active mode and who hears of payments.
 
-    Read with ``AgencyBillingSettings.load(request_or_site=request)``. Not registered with
-    ``register_setting``: it is edited on the "Client billing account" page, by agency
-    admins only, and the mode changes only through ``agency.switch_mode`` (audit log).
+    Not a ``register_setting``: edited on the "Client billing account" page; the mode
+    changes only through ``agency.switch_mode`` (audit log).
     """
 
     active_mode = models.CharField(

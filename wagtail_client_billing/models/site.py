@@ -16,12 +16,8 @@ from .. import crypto
 class SiteEmailSettings(BaseSiteSetting):
     """How one site's billing emails go out (one row per site).
 
-    Not registered with ``register_setting``: the page lives in the site's "Client
-    billing" area and follows its own per-site permission, "Can change email settings"
-    (``permissions.EmailSettingsPermissionPolicy``). The password is stored only
-    encrypted (``crypto``) and never leaves this model in clear except to open an SMTP
-    connection to the server it was entered for: saving another host, port, username or
-    security drops it (see ``save``).
+    Not a ``register_setting``: edited in the site's "Client billing" area under its own
+    per-site permission. The password is stored encrypted, for its server only (``save``).
     """
 
     # What the stored password was entered for: change any of them and it is dropped.
@@ -56,16 +52,13 @@ class SiteEmailSettings(BaseSiteSetting):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
-    # Set by ``set_password`` until the next save: a password typed for this save.
-    _password_typed = False
-    # Set by ``save``: this save dropped the stored password (the server changed).
-    password_removed = False
+    _password_typed = False  # ``set_password`` was called since the last save
+    password_removed = False  # the last save dropped the password (the server changed)
 
     class Meta:
         verbose_name = _("email settings")
         verbose_name_plural = _("email settings")
-        # One permission, granted per site: "Can change email settings" (seeing the page
-        # is editing it; there is nothing to add or delete).
+        # One permission, granted per site: nothing to add or delete.
         default_permissions = ("change",)
 
     def __str__(self) -> str:
@@ -89,25 +82,17 @@ class SiteEmailSettings(BaseSiteSetting):
         """The SMTP server as "host:port" (for messages and the audit log)."""
         return f"{self.host}:{self.port}"
 
-    def saved_server(self) -> tuple | None:
-        """The server fields as the database holds them, or None for a new row."""
-        if self.pk is None:
-            return None
-        return (
-            type(self)._default_manager.filter(pk=self.pk).values_list(*self.SERVER_FIELDS).first()
-        )
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save; drop the stored password if it was entered for another server.
 
-        The password belongs to the server it was typed for. Otherwise whoever may edit
-        the settings could point them at a server of their own, keep the password ("leave
-        blank to keep it"), send a test email and read the password in the AUTH exchange.
-        Checked here, against the row as saved, so that every path (the form, the shell,
-        any code that saves the model) keeps the rule; a password set in the same save is
-        kept. A queryset ``update()`` bypasses it, as it bypasses every ``save``.
+        Else an editor could point the settings at their own server, keep the password,
+        send a test email and read it in the AUTH exchange. Checked here against the row
+        as saved, so every path keeps the rule; a password set in the same save is kept.
         """
-        saved = self.saved_server() if self.password_encrypted else None
+        saved = None
+        if self.password_encrypted and self.pk is not None:
+            rows = type(self)._default_manager.filter(pk=self.pk)
+            saved = rows.values_list(*self.SERVER_FIELDS).first()
         current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
         self.password_removed = bool(
             saved is not None and saved != current and not self._password_typed
@@ -124,18 +109,9 @@ class SiteEmailSettings(BaseSiteSetting):
         return crypto.decrypt(self.password_encrypted)
 
     @property
-    def sender(self) -> str:
-        """The site's own address (From), else ``DEFAULT_FROM_EMAIL``.
-
-        Not always the From header: without Custom SMTP, ``compose.sender`` uses it only
-        on the agency's ``SENDER_DOMAINS``.
-        """
-        return self.from_email or settings.DEFAULT_FROM_EMAIL
-
-    @property
     def contact_address(self) -> str:
         """Where a client can write: Reply-to, else From, else ``DEFAULT_FROM_EMAIL``."""
-        return self.reply_to or self.sender
+        return self.reply_to or self.from_email or settings.DEFAULT_FROM_EMAIL
 
     @classmethod
     def for_site_or_default(cls, site_id: int) -> SiteEmailSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -11,7 +13,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
-from django.views.generic import FormView, TemplateView, View
+from django.views.decorators.http import require_http_methods
+from django.views.generic import FormView, TemplateView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from .. import agency, billing, stripe_api
@@ -22,9 +25,12 @@ from ..mail.messages import agency_recipients
 from ..mail.queue import send_again, unsent
 from ..models import AgencyBillingSettings, StripeConnection
 from ..models.agency import Mode
-from ..permissions import AgencyAdminRequiredMixin
+from ..permissions import AgencyAdminRequiredMixin, agency_admins_only
 
 INDEX_URL = "wagtail_client_billing_agency:index"
+# The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):
+# a transaction must never stay open while Stripe answers.
+outside_transactions = transaction.non_atomic_requests
 
 
 def mask(secret: str) -> str:
@@ -47,6 +53,38 @@ def webhook_url(request: HttpRequest) -> str:
     return request.build_absolute_uri(reverse("wagtail_client_billing:stripe_webhook"))
 
 
+def onboarding_link(request: HttpRequest, connection: StripeConnection) -> str:
+    """A fresh link to Stripe's onboarding, which comes back to this page's mode URLs."""
+    urls = {
+        f"{name}_url": request.build_absolute_uri(
+            reverse(f"wagtail_client_billing_agency:{name}", args=[connection.mode])
+        )
+        for name in ("refresh", "return")
+    }
+    return stripe_api.create_onboarding_link(connection.mode, connection.account_id, **urls)
+
+
+def button(
+    methods: tuple[str, ...] = ("POST",), *, stripe: bool = True
+) -> Callable[[Callable[..., str | None]], Callable[..., HttpResponse]]:
+    """A button of the page: do one thing, say how it went, and go back to the page (or
+    on to the address the action returns). A Stripe failure is said in plain words."""
+
+    def decorate(act: Callable[..., str | None]) -> Callable[..., HttpResponse]:
+        @wraps(act)
+        def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            try:
+                return redirect(act(request, **kwargs) or INDEX_URL)
+            except stripe_api.StripeFailure as error:
+                messages.error(request, error.user_message)
+                return redirect(INDEX_URL)
+
+        checked = agency_admins_only(require_http_methods(list(methods))(view))
+        return outside_transactions(checked) if stripe else checked
+
+    return decorate
+
+
 class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
     header_icon = "credit-card"
     page_title = gettext_lazy("Client billing account")
@@ -56,21 +94,6 @@ class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
             *super().get_breadcrumbs_items(),
             {"url": reverse(INDEX_URL), "label": gettext_lazy("Client billing account")},
         ]
-
-
-class AgencyActionView(AgencyAdminRequiredMixin, View):
-    """A button of the page: do one thing, say how it went, and go back to the page (or
-    on to the address ``act`` returns). A Stripe failure is said in plain words."""
-
-    def act(self, request: HttpRequest, **kwargs: Any) -> str | None:
-        raise NotImplementedError
-
-    def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        try:
-            return redirect(self.act(request, **kwargs) or INDEX_URL)
-        except stripe_api.StripeFailure as error:
-            messages.error(request, error.user_message)
-            return redirect(INDEX_URL)
 
 
 class IndexView(AgencyPageMixin, TemplateView):
@@ -122,24 +145,24 @@ class ConnectView(AgencyPageMixin, FormView):
         return {"nonce": agency.new_idempotency_nonce(), "test_mode": not live}
 
     def form_valid(self, form: ConnectForm) -> HttpResponse:
-        data, user = form.cleaned_data, self.request.user
-        urls = {name: data[name] for name in ("privacy_policy_url", "terms_of_service_url")}
+        data, direct = form.cleaned_data, billing_settings().direct
         try:
-            if billing_settings().direct:
-                agency.connect_direct(mode=form.mode, user=user, **urls)
-                messages.success(self.request, _("Stripe accepted the keys: billing can start."))
-                return redirect(INDEX_URL)
             connection = agency.connect(
                 mode=form.mode,
-                country=data["country"],
+                privacy_policy_url=data["privacy_policy_url"],
+                terms_of_service_url=data["terms_of_service_url"],
+                user=self.request.user,
+                direct=direct,
+                country=data.get("country", ""),
                 site_url=self.request.build_absolute_uri("/"),
                 nonce=data["nonce"],
-                user=user,
-                **urls,
             )
         except stripe_api.StripeFailure as error:
             form.add_error(None, error.user_message)
             return self.form_invalid(form)
+        if direct:
+            messages.success(self.request, _("Stripe accepted the keys: billing can start."))
+            return redirect(INDEX_URL)
         try:
             return redirect(onboarding_link(self.request, connection))
         except stripe_api.StripeFailure as error:
@@ -153,50 +176,6 @@ class ConnectView(AgencyPageMixin, FormView):
                 % {"reason": error.user_message},
             )
             return redirect(INDEX_URL)
-
-
-def onboarding_link(request: HttpRequest, connection: StripeConnection) -> str:
-    """A fresh link to Stripe's onboarding, which comes back to this page's mode URLs."""
-    urls = {
-        f"{name}_url": request.build_absolute_uri(
-            reverse(f"wagtail_client_billing_agency:{name}", args=[connection.mode])
-        )
-        for name in ("refresh", "return")
-    }
-    return agency.onboarding_link(connection, **urls)
-
-
-class OnboardView(AgencyActionView):
-    """Continue onboarding (POST from the page) and Stripe's refresh URL (GET)."""
-
-    def act(self, request: HttpRequest, mode: str) -> str:
-        return onboarding_link(request, connection_or_404(mode))
-
-    # Stripe sends the browser to the refresh URL with a GET when a link has expired.
-    get = AgencyActionView.post
-
-
-class ReturnView(AgencyActionView):
-    """Stripe's return URL: re-read the account and say where onboarding stands."""
-
-    http_method_names = ["get"]
-
-    def act(self, request: HttpRequest, mode: str) -> None:
-        connection = agency.refresh(connection_or_404(mode), user=request.user)
-        if connection.status == StripeConnection.Status.READY:
-            messages.success(request, _("Your client billing account is ready to charge."))
-        else:
-            messages.warning(request, _("Stripe still needs some information before billing."))
-
-    get = AgencyActionView.post
-
-
-class RefreshStatusView(AgencyActionView):
-    """Ask Stripe again now (the webhook does this on its own)."""
-
-    def act(self, request: HttpRequest, mode: str) -> None:
-        agency.refresh(connection_or_404(mode), user=request.user)
-        messages.success(request, _("Status updated from Stripe."))
 
 
 class UnlinkView(AgencyPageMixin, TemplateView):
@@ -287,98 +266,103 @@ def unlink_report(outcome: billing.UnlinkOutcome, *, withdrew: bool) -> tuple[in
     return messages.SUCCESS, _("The client billing account was unlinked.")
 
 
-class SwitchModeView(AgencyActionView):
+index = IndexView.as_view()
+connect = outside_transactions(ConnectView.as_view())
+# Withdrawing calls Stripe once per request.
+unlink = outside_transactions(UnlinkView.as_view())
+
+
+# Stripe sends the browser to the refresh URL with a GET when a link has expired.
+@button(("GET", "HEAD", "POST"))
+def onboard(request: HttpRequest, mode: str) -> str:
+    """Continue onboarding (POST from the page) and Stripe's refresh URL (GET)."""
+    return onboarding_link(request, connection_or_404(mode))
+
+
+@button(("GET", "HEAD"))
+def return_view(request: HttpRequest, mode: str) -> None:
+    """Stripe's return URL: re-read the account and say where onboarding stands."""
+    connection = agency.refresh(connection_or_404(mode), user=request.user)
+    if connection.status == StripeConnection.Status.READY:
+        messages.success(request, _("Your client billing account is ready to charge."))
+    else:
+        messages.warning(request, _("Stripe still needs some information before billing."))
+
+
+@button()
+def refresh_status(request: HttpRequest, mode: str) -> None:
+    """Ask Stripe again now (the webhook does this on its own)."""
+    agency.refresh(connection_or_404(mode), user=request.user)
+    messages.success(request, _("Status updated from Stripe."))
+
+
+@button(stripe=False)
+def switch_mode(request: HttpRequest) -> None:
     """Make test or live the mode new billing requests use."""
-
-    def act(self, request: HttpRequest) -> None:
-        mode = request.POST.get("mode", "")
-        if mode not in Mode.values:
-            messages.error(request, _("Unknown mode."))
-            return
-        agency.switch_mode(mode, user=request.user)
-        live = mode == Mode.LIVE
-        messages.success(
-            request, _("Live mode is now active.") if live else _("Test mode is now active.")
-        )
+    mode = request.POST.get("mode", "")
+    if mode not in Mode.values:
+        messages.error(request, _("Unknown mode."))
+        return
+    agency.switch_mode(mode, user=request.user)
+    live = mode == Mode.LIVE
+    messages.success(
+        request, _("Live mode is now active.") if live else _("Test mode is now active.")
+    )
 
 
-class RegisterWebhookView(AgencyActionView):
+@button()
+def register_webhook(request: HttpRequest, mode: str) -> None:
     """Register this install's webhook endpoint at Stripe and show the secret to set."""
-
-    def act(self, request: HttpRequest, mode: str) -> None:
-        if mode not in Mode.values:
-            raise Http404
-        url = webhook_url(request)
-        if mode == Mode.LIVE and not url.startswith("https://"):
-            # Stripe delivers live events to https endpoints only.
-            messages.error(
-                request,
-                _(
-                    "Stripe sends live events to https addresses only, and this page was "
-                    "opened over http (%(url)s). Open the admin over https (behind a proxy, "
-                    "set SECURE_PROXY_SSL_HEADER), or run manage.py register_stripe_webhook "
-                    "--mode live --url https://your.site%(path)s"
-                )
-                % {"url": url, "path": reverse("wagtail_client_billing:stripe_webhook")},
-            )
-            return
-        connect = not billing_settings().direct
-        endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
-        messages.success(
+    if mode not in Mode.values:
+        raise Http404
+    url = webhook_url(request)
+    if mode == Mode.LIVE and not url.startswith("https://"):
+        # Stripe delivers live events to https endpoints only.
+        messages.error(
             request,
             _(
-                "Stripe will send events to %(url)s. Put this signing secret in "
-                "WAGTAIL_CLIENT_BILLING['%(setting)s'] (or the environment) and restart: "
-                "%(secret)s"
+                "Stripe sends live events to https addresses only, and this page was "
+                "opened over http (%(url)s). Open the admin over https (behind a proxy, "
+                "set SECURE_PROXY_SSL_HEADER), or run manage.py register_stripe_webhook "
+                "--mode live --url https://your.site%(path)s"
             )
-            % {
-                "url": url,
-                "setting": f"STRIPE_{mode.upper()}_WEBHOOK_SECRET",
-                "secret": endpoint.secret,
-            },
+            % {"url": url, "path": reverse("wagtail_client_billing:stripe_webhook")},
         )
+        return
+    endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not billing_settings().direct)
+    setting = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
+    messages.success(
+        request,
+        _(
+            "Stripe will send events to %(url)s. Put this signing secret in "
+            "WAGTAIL_CLIENT_BILLING['%(setting)s'] (or the environment) and restart: "
+            "%(secret)s"
+        )
+        % {"url": url, "setting": setting, "secret": endpoint.secret},
+    )
 
 
-class NotificationsView(AgencyActionView):
+@button(stripe=False)
+def notifications(request: HttpRequest) -> None:
     """Save who hears when money arrives (errors come back as messages on the page)."""
-
-    def act(self, request: HttpRequest) -> None:
-        settings_row = AgencyBillingSettings.load(request_or_site=request)
-        form = NotificationSettingsForm(request.POST, instance=settings_row)
-        if not form.is_valid():
-            for errors in form.errors.values():
-                for error in errors:
-                    messages.error(request, error)
-            return
-        # Only the form's fields: a mode switched meanwhile is not written back.
-        form.save(commit=False).save(update_fields=list(form.fields))
-        messages.success(request, _("Notification settings saved."))
+    settings_row = AgencyBillingSettings.load(request_or_site=request)
+    form = NotificationSettingsForm(request.POST, instance=settings_row)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return
+    # Only the form's fields: a mode switched meanwhile is not written back.
+    form.save(commit=False).save(update_fields=list(form.fields))
+    messages.success(request, _("Notification settings saved."))
 
 
-class SendNotificationAgainView(AgencyActionView):
+@button(stripe=False)
+def send_notification_again(request: HttpRequest, pk: int) -> None:
     """Queue a notification that did not go out once more."""
-
-    def act(self, request: HttpRequest, pk: int) -> None:
-        if send_again(pk):
-            messages.success(request, _("The notification is on its way again."))
-        else:
-            messages.warning(
-                request, _("This notification was already sent, or is being sent right now.")
-            )
-
-
-# The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):
-# a transaction must never stay open while Stripe answers.
-outside_transactions = transaction.non_atomic_requests
-
-index = IndexView.as_view()
-notifications = NotificationsView.as_view()
-send_notification_again = SendNotificationAgainView.as_view()
-connect = outside_transactions(ConnectView.as_view())
-onboard = outside_transactions(OnboardView.as_view())
-return_view = outside_transactions(ReturnView.as_view())
-refresh_status = outside_transactions(RefreshStatusView.as_view())
-# Withdrawing calls Stripe once per request: never inside a request-wide transaction.
-unlink = outside_transactions(UnlinkView.as_view())
-switch_mode = SwitchModeView.as_view()
-register_webhook = outside_transactions(RegisterWebhookView.as_view())
+    if send_again(pk):
+        messages.success(request, _("The notification is on its way again."))
+    else:
+        messages.warning(
+            request, _("This notification was already sent, or is being sent right now.")
+        )

@@ -1,11 +1,7 @@
 """A site's "Email settings" in its Client billing area: custom SMTP, From, Reply-to.
 
-Editing them is its own per-site permission ("Can change email settings", see
-``permissions.EmailSettingsPermissionPolicy``), not implied by billing: an editor without
-it for site B gets 404 on site B. The password is write-only: never rendered back, kept
-when the field is left blank, and dropped when the server it was entered for changes
-(``SiteEmailSettings.save``). Test emails are limited per user and minute, counted in
-the audit log so that every web process sees the same count.
+Its own per-site permission, not implied by billing. The password is write-only: never
+rendered back, kept when left blank. Test emails are limited per user and minute.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.generic import FormView, View
+from django.views.generic import UpdateView, View
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry, Site
@@ -76,7 +72,6 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The server as saved, before this form writes into the instance.
         self.saved_server = self.instance.server_address if self.instance.pk else ""
         if self.instance.has_password:
             self.fields["password"].help_text = _(
@@ -108,7 +103,8 @@ class SiteEmailSettingsForm(forms.ModelForm):
         return host
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("custom_smtp"):
             if not data.get("host") and "host" not in self.errors:
                 self.add_error("host", _("Custom SMTP needs a host."))
@@ -118,10 +114,9 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> SiteEmailSettings:
         instance = super().save(commit=False)
-        if self.cleaned_data.get("password"):
-            instance.set_password(self.cleaned_data["password"])
-        elif self.cleaned_data.get("clear_password"):
-            instance.set_password("")
+        password = self.cleaned_data.get("password")
+        if password or self.cleaned_data.get("clear_password"):
+            instance.set_password(password or "")
         if commit:
             instance.save()
         return instance
@@ -140,19 +135,20 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
 def from_help_text() -> str:
     """What the From field does, and what it cannot do without Custom SMTP."""
-    default = email_messages.default_sender_address()
-    domains = billing_settings().sender_domains
+    domains = ", ".join(billing_settings().sender_domains)
     if domains:
-        return _(
+        text = _(
             "The address your client receives the billing emails from. Without Custom SMTP, "
             "only an address at %(domains)s is used as the From; with any other, the emails "
             "come from %(default)s and this address is their Reply-to."
-        ) % {"domains": ", ".join(domains), "default": default}
-    return _(
-        "The address your client receives the billing emails from, with Custom SMTP. "
-        "Without it, the emails come from %(default)s under the site's name, with this "
-        "address as their Reply-to."
-    ) % {"default": default}
+        )
+    else:
+        text = _(
+            "The address your client receives the billing emails from, with Custom SMTP. "
+            "Without it, the emails come from %(default)s under the site's name, with this "
+            "address as their Reply-to."
+        )
+    return text % {"domains": domains, "default": email_messages.default_sender_address()}
 
 
 def from_note(email_settings: SiteEmailSettings) -> str:
@@ -168,26 +164,22 @@ def from_note(email_settings: SiteEmailSettings) -> str:
         "domains": ", ".join(billing_settings().sender_domains),
     }
     if values["domains"]:
-        return (
-            _(
-                "Without Custom SMTP, this site's emails are sent from %(default)s under the "
-                "name %(site)s, not from %(address)s: through the project's email backend, a "
-                "site can send only from %(domains)s. Replies go to %(reply_to)s."
-            )
-            % values
+        text = _(
+            "Without Custom SMTP, this site's emails are sent from %(default)s under the "
+            "name %(site)s, not from %(address)s: through the project's email backend, a "
+            "site can send only from %(domains)s. Replies go to %(reply_to)s."
         )
-    return (
-        _(
+    else:
+        text = _(
             "Without Custom SMTP, this site's emails are sent from %(default)s under the name "
             "%(site)s, not from %(address)s: the project's email backend sends only from its "
             "own address. Replies go to %(reply_to)s."
         )
-        % values
-    )
+    return text % values
 
 
 def _obviously_private(host: str) -> bool:
-    """An address literal that is not public, or "localhost" (no lookup is made here)."""
+    """An address literal that is not public, or "localhost" (no lookup here)."""
     if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
         return True
     try:
@@ -208,23 +200,15 @@ def editable_sites(user: Any) -> QuerySet:
     )
 
 
-def selected_site(request: HttpRequest) -> Site | None:
-    """The site chosen with the switcher (``?site=``) among those the user may edit."""
-    return listing.selected_site(
-        request, editable_sites(request.user), _("You cannot edit this site's email settings.")
-    )
-
-
 class SiteMixin:
-    """The site from the switcher, among those whose email settings the user may edit.
-
-    403 when there is none, 404 for ``?site=`` of a site the user may not edit.
-    """
+    """The site from the switcher among those the user may edit: 403 for none, 404 for
+    ``?site=`` of another."""
 
     site: Site
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        site = selected_site(request)
+        refusal = _("You cannot edit this site's email settings.")
+        site = listing.selected_site(request, editable_sites(request.user), refusal)
         if site is None:
             return forbidden(request, "wagtail_client_billing/email_settings/forbidden.html")
         self.site = site
@@ -232,7 +216,7 @@ class SiteMixin:
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
-class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
+class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
     """Edit one site's email settings."""
 
     template_name = "wagtail_client_billing/email_settings/edit.html"
@@ -247,30 +231,23 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
         return billable_sites(self.request.user).filter(pk=self.site.pk).exists()
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
-        billing_area = (
-            [{"url": url("index", site=self.site), "label": _("Client billing")}]
-            if self.may_bill()
-            else []
-        )
-        return [
-            *super().get_breadcrumbs_items(),
-            *billing_area,
-            {"url": "", "label": _("Email settings")},
-        ]
+        items = [*super().get_breadcrumbs_items()]
+        if self.may_bill():
+            items.append({"url": url("index", site=self.site), "label": _("Client billing")})
+        return [*items, {"url": "", "label": _("Email settings")}]
 
-    def get_instance(self) -> SiteEmailSettings:
+    def get_object(self, queryset: QuerySet | None = None) -> SiteEmailSettings:
         return SiteEmailSettings.objects.filter(site=self.site).first() or SiteEmailSettings(
             site=self.site
         )
 
-    def get_form_kwargs(self) -> dict[str, Any]:
-        return {**super().get_form_kwargs(), "instance": self.get_instance()}
+    def get_success_url(self) -> str:
+        return url("email_settings", site=self.site)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        # The settings as saved: a refused form has already written what was typed
-        # into its instance, and the test email goes through what is saved.
-        instance = self.get_instance()
+        # As saved: a refused form has written what was typed into its instance.
+        instance = self.get_object()
         context.update(
             site=self.site,
             sites=editable_sites(self.request.user),
@@ -278,15 +255,17 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
             action_url=url("email_settings", site=self.site),
             index_url=url("index", site=self.site) if self.may_bill() else "",
             test_url=url("email_settings_test", site=self.site),
-            test_form=TestEmailForm(initial={"to": self.request.user.email}),
+            test_form=TestEmailForm(initial={"to": getattr(self.request.user, "email", "")}),
             password_problem=password_problem(instance),
             from_note=from_note(instance),
             server=failures.server_name(instance),
         )
         return context
 
-    def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:
-        instance = form.save()
+    # form_class is SiteEmailSettingsForm; the stubs type UpdateView's as a ModelForm.
+    def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:  # type: ignore[override]
+        response = super().form_valid(form)
+        instance = self.object
         changed = form.changed_names()
         if changed:
             data: dict[str, Any] = {"site": self.site.pk, "changed": changed}
@@ -310,7 +289,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, FormView):
                 )
                 % {"server": instance.server_address},
             )
-        return redirect(url("email_settings", site=self.site))
+        return response
 
 
 # The test email talks to an SMTP server: never inside a request transaction.
@@ -324,7 +303,7 @@ class SendTestEmailView(SiteMixin, View):
         if not form.is_valid():
             messages.error(request, _("Enter the address to send the test email to."))
             return back
-        # A row of defaults if none was saved: the test email's audit entry needs one.
+        # The audit entry needs a row: defaults if none was saved.
         email_settings, _created = SiteEmailSettings.objects.get_or_create(site=self.site)
         to = form.cleaned_data["to"]
         entry, sent_before = claim_test_email(request.user, email_settings, to)
@@ -364,24 +343,15 @@ class SendTestEmailView(SiteMixin, View):
 def claim_test_email(
     user: Any, email_settings: SiteEmailSettings, to: str
 ) -> tuple[ModelLogEntry | None, int]:
-    """Record a test email about to be sent, unless the user is over the limit.
+    """Record a test email about to be sent, unless the user is over the limit: the audit
+    entry (None if refused) and how many the user sent in the last minute before it.
 
-    Returns the audit entry (None if refused) and how many the user sent in the last
-    minute before this one. The count lives in the database, not a per-process cache,
-    so every web worker sees the same. The entry is written *before* counting: two
-    requests at once both see each other and at worst both are refused, never both sent
-    over the limit. Failed sends count too: each one holds a worker until its deadline.
+    Counted in the database (every worker sees it), after writing the entry: two requests
+    at once are at worst both refused, never both sent over the limit.
     """
-    entry = log(
-        email_settings,
-        ACTION_TEST,
-        user=user,
-        data={
-            "site": email_settings.site_id,
-            "to": to,
-            "server": failures.server_name(email_settings),
-        },
-    )
+    server = failures.server_name(email_settings)
+    data = {"site": email_settings.site_id, "to": to, "server": server}
+    entry = log(email_settings, ACTION_TEST, user=user, data=data)
     recent = ModelLogEntry.objects.filter(
         action=ACTION_TEST, user_id=user.pk, timestamp__gt=timezone.now() - TEST_EMAIL_WINDOW
     ).exclude(pk=entry.pk)

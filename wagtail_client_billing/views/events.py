@@ -9,13 +9,12 @@ import django_filters
 from django import forms
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
-from django.utils.text import capfirst
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
@@ -23,7 +22,7 @@ from wagtail.admin import messages
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views.generic import IndexView, InspectView
-from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
+from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button, HeaderButton
@@ -41,17 +40,19 @@ REPROCESS = "reprocess"
 
 
 def mode_label(event: WebhookEvent) -> str:
-    """ "Test mode" or "Live mode", translated."""
     return str(event.mode.label)
 
 
 def short_error(event: WebhookEvent, length: int = 100) -> str:
     """The last line of the stored traceback (the exception), shortened for a listing."""
-    lines = [line for line in event.error.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    last = lines[-1].strip()
-    return last if len(last) <= length else last[: length - 1] + "…"
+    lines = [line.strip() for line in event.error.splitlines() if line.strip()]
+    return Truncator(lines[-1]).chars(length) if lines else ""
+
+
+def event_url(name: str, event: WebhookEvent | None = None) -> str:
+    """The URL of the viewset's view ``name`` (for ``event``)."""
+    args = [quote(event.pk)] if event else []
+    return reverse(webhook_event_viewset.get_url_name(name), args=args)
 
 
 def can_reprocess(user: Any, event: WebhookEvent) -> bool:
@@ -88,8 +89,7 @@ class WebhookEventFilterSet(WagtailFilterSet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The types received so far, and those with a handler (a filter for an event
-        # type that never came is still a useful answer: none).
+        # The types received so far and those with a handler (one never received: none).
         received = WebhookEvent.objects.order_by().values_list("type", flat=True).distinct()
         types = sorted(set(received) | set(HANDLERS))
         self.filters["type"].extra["choices"] = [(t, t) for t in types]
@@ -102,14 +102,8 @@ class WebhookEventIndexView(IndexView):
     def get_list_more_buttons(self, instance: WebhookEvent) -> list:
         buttons = super().get_list_more_buttons(instance)
         if can_reprocess(self.request.user, instance):
-            buttons.append(
-                Button(
-                    _("Reprocess"),
-                    url=reverse(reprocess_url_name(), args=[quote(instance.pk)]),
-                    icon_name="resubmit",
-                    priority=40,
-                )
-            )
+            url = event_url(REPROCESS, instance)
+            buttons.append(Button(_("Reprocess"), url=url, icon_name="resubmit", priority=40))
         return buttons
 
 
@@ -126,11 +120,8 @@ class WebhookEventInspectView(InspectView):
         ]
 
     def get_field_label(self, field_name: str, field: Any) -> str:
-        if field_name == "mode":
-            return _("Mode")
-        if field_name == "api_version":
-            return _("API version")
-        return super().get_field_label(field_name, field)
+        labels = {"mode": _("Mode"), "api_version": _("API version")}
+        return labels.get(field_name) or super().get_field_label(field_name, field)
 
     def get_mode_display_value(self) -> str:
         return mode_label(self.object)
@@ -139,22 +130,18 @@ class WebhookEventInspectView(InspectView):
     def header_buttons(self) -> list:
         if not can_reprocess(self.request.user, self.object):
             return []
-        return [
-            HeaderButton(
-                _("Reprocess"),
-                url=reverse(reprocess_url_name(), args=[quote(self.object.pk)]),
-                icon_name="resubmit",
-            )
-        ]
+        url = event_url(REPROCESS, self.object)
+        return [HeaderButton(_("Reprocess"), url=url, icon_name="resubmit")]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["event"] = self.object
         context["payload_json"] = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
         return context
 
 
-class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateView):
+class ReprocessView(
+    PermissionCheckedMixin, BaseObjectMixin, WagtailAdminTemplateMixin, TemplateView
+):
     """GET: a confirmation; POST: apply the failed event again and say how it went."""
 
     model = WebhookEvent
@@ -163,21 +150,12 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     template_name = "wagtail_client_billing/events/confirm_reprocess.html"
     page_title = gettext_lazy("Reprocess")
     header_icon = "resubmit"
-    index_url_name: str | None = None
-    inspect_url_name: str | None = None
-
-    @cached_property
-    def object(self) -> WebhookEvent:
-        return get_object_or_404(WebhookEvent, pk=self.kwargs["pk"])
 
     @cached_property
     def inspect_url(self) -> str:
-        return reverse(self.inspect_url_name, args=[quote(self.object.pk)])
+        return event_url("inspect", self.object)
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Permission before the look-up: others learn nothing about which events exist.
-        if not self.user_has_permission(self.permission_required):
-            raise PermissionDenied
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if self.object.status != STATUS.FAILED:
             messages.warning(
                 request,
@@ -193,21 +171,15 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         return [
             *self.breadcrumbs_items,
-            {
-                "url": reverse(self.index_url_name),
-                "label": capfirst(WebhookEvent._meta.verbose_name_plural),
-            },
+            {"url": event_url("index"), "label": capfirst(WebhookEvent._meta.verbose_name_plural)},
             {"url": self.inspect_url, "label": str(self.object)},
-            {"url": "", "label": self.get_page_title(), "sublabel": self.get_page_subtitle()},
+            {"url": "", "label": self.get_page_title(), "sublabel": str(self.object)},
         ]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(
-            event=self.object,
-            short_error=short_error(self.object),
-            inspect_url=self.inspect_url,
-            reprocess_url=self.request.path,
+            event=self.object, short_error=short_error(self.object), inspect_url=self.inspect_url
         )
         return context
 
@@ -224,18 +196,13 @@ class ReprocessView(PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateV
             if event.status == STATUS.PROCESSED:
                 messages.success(request, _("The event was reprocessed successfully."))
             else:
-                # Ignored (for example, the account was unlinked since), or applied by a
-                # Stripe retry that arrived at the same moment.
+                # Ignored (the account was unlinked since?), or applied by a Stripe retry.
                 messages.warning(
                     request,
                     _("The event was not applied: %(reason)s")
                     % {"reason": event.note or event.get_status_display().lower()},
                 )
         return redirect(self.inspect_url)
-
-
-def reprocess_url_name() -> str:
-    return webhook_event_viewset.get_url_name(REPROCESS)
 
 
 class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
@@ -288,25 +255,16 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     ]
 
     def get_permissions_to_register(self) -> QuerySet:
-        # The agency permission (registered in wagtail_hooks) governs these screens; the
-        # model's own add/change/delete/view permissions would do nothing if ticked.
+        # The agency permission governs these screens; the model's own would do nothing.
         return Permission.objects.none()
-
-    @property
-    def reprocess_view(self) -> Any:
-        return self.construct_view(
-            ReprocessView,
-            index_url_name=self.get_url_name("index"),
-            inspect_url_name=self.get_url_name("inspect"),
-        )
 
     def get_urlpatterns(self) -> list:
         patterns = [
             *super().get_urlpatterns(),
-            path(f"{REPROCESS}/<int:pk>/", self.reprocess_view, name=REPROCESS),
+            path(f"{REPROCESS}/<int:pk>/", ReprocessView.as_view(), name=REPROCESS),
         ]
-        # Agency admins only, on every URL (the viewset's own too): a real 403 for others,
-        # before anything is looked up.
+        # Agency admins only, on every URL: a real 403 for others, before any look-up
+        # (others learn nothing about which events exist).
         return decorate_urlpatterns(patterns, agency_admins_only)
 
 

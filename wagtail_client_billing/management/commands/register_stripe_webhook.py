@@ -44,10 +44,18 @@ class Command(BaseCommand):
                 "No URL to register: pass --url https://your.site/billing/stripe/webhook/ "
                 "or set WAGTAILADMIN_BASE_URL."
             )
-        self._check_url(url, mode)
-        connect = not conf.direct
+        if problem := endpoints.url_problem(url, mode):
+            raise CommandError(problem)
+        path = reverse(endpoints.WEBHOOK_URL_NAME)
+        if not urlsplit(url).path.endswith(path):
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{url} does not end with {path}: check that it reaches this app's "
+                    "webhook view."
+                )
+            )
         try:
-            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=connect)
+            endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not conf.direct)
         except stripe_api.StripeNotConfigured as error:
             key = setting_key(f"STRIPE_{mode.upper()}_SECRET_KEY")
             raise CommandError(f"{error.user_message} Set {key} first.") from error
@@ -57,7 +65,7 @@ class Command(BaseCommand):
             ) from error
 
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
-        kind = "Connect endpoint" if connect else "endpoint"
+        kind = "Connect endpoint" if endpoint.connect else "endpoint"
         self.stdout.write(
             self.style.SUCCESS(f"Registered the {mode}-mode {kind} {endpoint.id} for {url}")
         )
@@ -70,8 +78,7 @@ class Command(BaseCommand):
                 )
             )
             return
-        # Printed once, as Stripe shows it once; it belongs in the environment, never in
-        # the database or a log.
+        # Stripe shows it once; it belongs in the environment, never in the database or a log.
         self.stdout.write(f"Signing secret: {endpoint.secret}")
         self.stdout.write(f"Put it in {secret_setting}.")
         if conf.webhook_secrets(mode):
@@ -79,16 +86,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 "A secret is already configured: keep it next to the new one until the old "
                 f'endpoint is deleted, e.g. {secret_setting} = ["whsec_old...", "whsec_new..."].'
-            )
-
-    def _check_url(self, url: str, mode: str) -> None:
-        if problem := endpoints.url_problem(url, mode):
-            raise CommandError(problem)
-        path = reverse(endpoints.WEBHOOK_URL_NAME)
-        if not urlsplit(url).path.endswith(path):
-            self.stderr.write(
-                self.style.WARNING(
-                    f"{url} does not end with {path}: check that it reaches this app's "
-                    "webhook view."
-                )
             )

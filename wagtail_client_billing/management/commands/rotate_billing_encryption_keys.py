@@ -23,7 +23,7 @@ class Command(BaseCommand):
         for email_settings in stored.iterator():
             old = email_settings.password_encrypted
             try:
-                new = crypto.rotate(old)
+                new = crypto.decrypt(old, rotate=True)
             except crypto.UndecryptableSecret:
                 unreadable.append(str(email_settings.site))
                 continue
