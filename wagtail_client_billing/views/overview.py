@@ -25,10 +25,7 @@ class OverviewFilterSet(BillingRequestFilterSet):
         queryset=Site.objects.order_by("site_name", "hostname"),
         distinct=False,  # a foreign key on the request itself: no duplicates to remove
     )
-    mode = django_filters.ChoiceFilter(
-        label=gettext_lazy("Mode"),
-        choices=Mode.choices,
-    )
+    mode = django_filters.ChoiceFilter(label=gettext_lazy("Mode"), choices=Mode.choices)
 
     class Meta(BillingRequestFilterSet.Meta):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
@@ -70,9 +67,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_mode_display": gettext_lazy("Mode"),
     }
 
-    @cached_property
-    def site(self) -> None:
-        return None  # every site
+    site = None  # every site
 
     def get_base_queryset(self) -> QuerySet:
         # Not the rows still waiting for Stripe's session (billing.create_request).
@@ -86,26 +81,20 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         return None
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
         base = self.get_base_queryset()
         sites = self.request.GET.getlist("site")
         if sites and all(site.isdigit() for site in sites):
             base = base.filter(site__in=sites)
         # The totals count the active mode's requests only (the listing shows both).
-        context["mode"] = AgencyBillingSettings.load(request_or_site=self.request).active_mode
-        context["totals"] = reports.totals(base.filter(mode=context["mode"]))
-        return context
+        mode = AgencyBillingSettings.load(request_or_site=self.request).active_mode
+        totals = reports.totals(base.filter(mode=mode))
+        return {**super().get_context_data(**kwargs), "mode": mode, "totals": totals}
 
 
-overview = OverviewView.as_view(
-    model=BillingRequest,
-    index_url_name=f"{URL_NAME}:overview",
-    index_results_url_name=f"{URL_NAME}:overview_results",
-    header_icon="credit-card",
-)
-overview_results = OverviewView.as_view(
-    model=BillingRequest,
-    index_url_name=f"{URL_NAME}:overview",
-    index_results_url_name=f"{URL_NAME}:overview_results",
-    results_only=True,
-)
+urls = {
+    "index_url_name": f"{URL_NAME}:overview",
+    "index_results_url_name": f"{URL_NAME}:overview_results",
+    "inspect_url_name": f"{URL_NAME}:inspect",
+}
+overview = OverviewView.as_view(model=BillingRequest, header_icon="credit-card", **urls)
+overview_results = OverviewView.as_view(model=BillingRequest, results_only=True, **urls)
