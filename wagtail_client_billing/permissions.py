@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.forms import SitePermissionForm
 from wagtail.models import Site
@@ -178,7 +179,7 @@ def may_edit_email_settings(user: Any, site: Site) -> bool:
 class GroupSitesPanel(SitePermissionForm):
     """A Groups editor panel: the sites on which this group holds ``permission``."""
 
-    heading = ""
+    heading: str | Promise = ""
     codename = ""
     panel_prefix = ""
 

@@ -1,5 +1,6 @@
 from django.templatetags.static import static
 from django.urls import include, path, reverse
+from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
@@ -19,7 +20,7 @@ from .views.requests import billing_request_viewset
 
 
 class AgencyMenuItem(MenuItem):
-    def __init__(self, label: str, url_name: str, name: str, order: int) -> None:
+    def __init__(self, label: str | Promise, url_name: str, name: str, order: int) -> None:
         super().__init__(label, reverse(url_name), name=name, icon_name="credit-card", order=order)
 
     def is_shown(self, request):

@@ -122,11 +122,12 @@ class OutcomeDateColumn(DateColumn):
         return {**super().get_cell_context_data(instance, parent_context), "now": timezone.now()}
 
     def get_value(self, instance: BillingRequest) -> Any:
-        return {
+        outcomes: dict[str, Any] = {
             Status.PAID: instance.paid_at,
             Status.EXPIRED: instance.expired_at or instance.expires_at,
             Status.DELETED: instance.deleted_at,
-        }.get(instance.status, instance.expires_at)
+        }
+        return outcomes.get(instance.status, instance.expires_at)
 
 
 class MenuButton(Button):
