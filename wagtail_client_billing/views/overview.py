@@ -53,17 +53,13 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "paid_at",
         "get_mode_display",
     ]
+    # The other columns are headed by their model field's verbose name.
     export_headings = {
         "site": gettext_lazy("Site"),
-        "email": gettext_lazy("Email"),
-        "description": gettext_lazy("Description"),
         "amount_major": gettext_lazy("Amount"),
         "currency_code": gettext_lazy("Currency"),
         "get_billing_type_display": gettext_lazy("Billing type"),
         "get_status_display": gettext_lazy("Status"),
-        "created_at": gettext_lazy("Created"),
-        "expires_at": gettext_lazy("Expires"),
-        "paid_at": gettext_lazy("Paid at"),
         "get_mode_display": gettext_lazy("Mode"),
     }
 
