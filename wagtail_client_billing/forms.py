@@ -42,13 +42,10 @@ class NonceField(forms.CharField):
     """The hidden once-only key of a form: a retry or double click makes nothing twice."""
 
     widget = forms.HiddenInput
+    default_error_messages = {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 64)
-        kwargs.setdefault(
-            "error_messages", {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
-        )
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__(max_length=64)
 
 
 class FreshNonceMixin:

@@ -14,11 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.menus import MenuItem
-from wagtail.admin.ui.tables import (
-    Column,
-    DateColumn,
-    StatusTagColumn,
-)
+from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views import generic
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.models import Site
@@ -27,7 +23,7 @@ from .. import agency
 from ..forms import currency_choices
 from ..models import BillingRequest
 from ..money import format_money
-from ..permissions import billing_request_policy, is_agency_admin, may_edit_email_settings
+from ..permissions import billing_request_policy, may_edit_email_settings
 
 Status = BillingRequest.Status
 URL_NAME = "wagtail_client_billing_requests"
@@ -268,5 +264,4 @@ class IndexView(generic.IndexView):
             "sites": billable_sites(self.request.user),
             "current_site": self.site,
             "switch_url": url("index"),
-            "agency_admin": is_agency_admin(self.request.user),
         }

@@ -103,7 +103,6 @@ class CreateView(RequestViewMixin, generic.CreateView):
             not_ready = error.user_message
         return {
             **super().get_context_data(**kwargs),
-            "site": self.site,
             "not_ready": not_ready,
             "agency_admin": is_agency_admin(self.request.user),
             "cancel_url": url("index", site=self.site),
@@ -175,16 +174,12 @@ class InspectView(RequestViewMixin, generic.InspectView):
         return []  # Resend, Delete and Renew are on the page, where they apply
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        billing_request = self.object
         return {
             **super().get_context_data(**kwargs),
-            "billing_request": billing_request,
-            "payment_url": billing_request.get_payment_url(),
-            "stripe_events": stripe_events_for(billing_request),
-            "renewal": billing.renewal_of(billing_request),
-            "account_linked": agency.account_is_linked(billing_request),
+            "stripe_events": stripe_events_for(self.object),
+            "renewal": billing.renewal_of(self.object),
+            "account_linked": agency.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
-            "index_url": url("index", site=billing_request.site),
         }
 
 
@@ -258,11 +253,8 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {
             **super().get_context_data(**kwargs),
-            "billing_request": self.object,
-            "renewable": self.object.status in (Status.EXPIRED, Status.DELETED),
             "nonce": agency.new_idempotency_nonce(),
             "lifetime_hours": round(billing.session_lifetime() / 3600),
-            "cancel_url": url("inspect", self.object.pk),
         }
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
