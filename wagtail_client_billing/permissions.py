@@ -43,17 +43,9 @@ def agency_permission() -> QuerySet:
 
 def agency_admins() -> QuerySet:
     """Every active user who is an agency admin."""
-    permission = agency_permission()
-    return (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(
-            Q(is_superuser=True)
-            | Q(user_permissions__in=permission)
-            | Q(groups__permissions__in=permission)
-        )
-        .distinct()
-    )
+    perm = agency_permission()
+    holders = Q(is_superuser=True) | Q(user_permissions__in=perm) | Q(groups__permissions__in=perm)
+    return get_user_model().objects.filter(holders, is_active=True).distinct()
 
 
 class AgencyPermissionPolicy(BasePermissionPolicy):

@@ -138,35 +138,6 @@ class MenuButton(Button):
         super().__init__(label, attrs=attrs, **kwargs)
 
 
-def request_columns(view: IndexView, *, with_site: bool = False) -> list[Column]:
-    """The listing's columns of a billing request, with a Site column for the overview."""
-    columns: list[Column] = [
-        # The email, linking to the request, with the row's menu.
-        view._get_title_column("email"),
-        Column("description", label=gettext_lazy("Description")),
-        Column(
-            "amount",
-            label=gettext_lazy("Amount"),
-            sort_key="amount",
-            accessor=lambda instance: format_money(instance.amount, instance.currency),
-        ),
-        Column(
-            "billing_type", label=gettext_lazy("Billing type"), accessor="get_billing_type_display"
-        ),
-        StatusColumn(
-            "status",
-            label=gettext_lazy("Status"),
-            primary=lambda instance: instance.status == Status.PAID,
-            sort_key="status",
-        ),
-        DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
-    ]
-    if with_site:
-        columns.insert(1, Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"))
-    return columns
-
-
 class IndexView(generic.IndexView):
     """One site's billing requests, newest first; Deleted hidden unless asked for."""
 
@@ -199,14 +170,41 @@ class IndexView(generic.IndexView):
             queryset = queryset.exclude(status=Status.DELETED)
         return queryset
 
+    every_site = False  # the overview: a Site column, no Email column
+
     @cached_property
     def columns(self) -> list[Column]:
-        return [
-            *request_columns(self),
+        columns: list[Column] = [
+            # The email, linking to the request, with the row's menu.
+            self._get_title_column("email"),
+            Column("description", label=gettext_lazy("Description")),
             Column(
-                "email_status", label=gettext_lazy("Email"), accessor="get_email_status_display"
+                "amount",
+                label=gettext_lazy("Amount"),
+                sort_key="amount",
+                accessor=lambda instance: format_money(instance.amount, instance.currency),
             ),
+            Column(
+                "billing_type",
+                label=gettext_lazy("Billing type"),
+                accessor="get_billing_type_display",
+            ),
+            StatusColumn(
+                "status",
+                label=gettext_lazy("Status"),
+                primary=lambda instance: instance.status == Status.PAID,
+                sort_key="status",
+            ),
+            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+            OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
         ]
+        if self.every_site:
+            site = Column("site", label=gettext_lazy("Site"), sort_key="site__site_name")
+            columns.insert(1, site)
+        else:
+            email = gettext_lazy("Email")
+            columns.append(Column("email_status", label=email, accessor="get_email_status_display"))
+        return columns
 
     def get_add_url(self) -> str | None:
         return url("add", site=self.site) if self.site is not None else None
@@ -215,12 +213,9 @@ class IndexView(generic.IndexView):
     def header_buttons(self) -> list:
         buttons = list(super().header_buttons)
         if self.site is not None and may_edit_email_settings(self.request.user, self.site):
-            buttons.append(
-                HeaderButton(
-                    _("Email settings"), url=url("email_settings", site=self.site),
-                    icon_name="mail", priority=20,
-                )
-            )  # fmt: skip
+            settings = url("email_settings", site=self.site)
+            label = _("Email settings")
+            buttons.append(HeaderButton(label, url=settings, icon_name="mail", priority=20))
         return buttons
 
     @cached_property

@@ -6,9 +6,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy
-from wagtail.admin.ui.tables import Column
 from wagtail.models import Site
 
 from .. import reports
@@ -16,7 +14,7 @@ from ..exports import SafeCSVExportMixin
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin
-from .listing import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
+from .listing import URL_NAME, BillingRequestFilterSet, IndexView
 
 
 class OverviewFilterSet(BillingRequestFilterSet):
@@ -63,18 +61,12 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_mode_display": gettext_lazy("Mode"),
     }
 
-    site = None  # every site
+    site = None
+    every_site = True
 
     def get_base_queryset(self) -> QuerySet:
         # Not the rows still waiting for Stripe's session (billing.create_request).
         return BillingRequest.objects.exclude(status=BillingRequest.CREATING).select_related("site")
-
-    @cached_property
-    def columns(self) -> list[Column]:
-        return request_columns(self, with_site=True)
-
-    def get_add_url(self) -> None:
-        return None
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         base = self.get_base_queryset()
