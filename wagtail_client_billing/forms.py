@@ -182,10 +182,7 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
 
     email = forms.EmailField(label=_("Email"), max_length=254)
     currency = forms.ChoiceField(label=_("Currency"), choices=())
-    amount = AmountField(
-        label=_("Amount"),
-        help_text=_("In the currency's main unit, e.g. 49.90."),
-    )
+    amount = AmountField(label=_("Amount"), help_text=_("In the currency's main unit, e.g. 49.90."))
     description = forms.CharField(
         label=_("Description"),
         max_length=250,
@@ -204,15 +201,9 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
         self.fields["currency"].choices = [("", "---------"), *currency_choices()]
         self.fields["billing_type"].choices = BillingRequest.BillingType.choices
 
-    def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip()
-
     def clean_description(self) -> str:
-        # One line: it ends up in email headers.
-        description = " ".join(self.cleaned_data["description"].split())
-        if not description:
-            raise forms.ValidationError(_("This field is required."))
-        return description
+        # One line: it ends up in email headers (the field has stripped it; never empty).
+        return " ".join(self.cleaned_data["description"].split())
 
     def clean(self) -> dict[str, Any]:
         cleaned = self.cleaned_data

@@ -61,6 +61,11 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_mode_display": gettext_lazy("Mode"),
     }
 
+    model = BillingRequest
+    header_icon = "credit-card"
+    index_url_name = f"{URL_NAME}:overview"
+    index_results_url_name = f"{URL_NAME}:overview_results"
+    inspect_url_name = f"{URL_NAME}:inspect"
     site = None
     every_site = True
 
@@ -79,10 +84,5 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         return {**super().get_context_data(**kwargs), "mode": mode, "totals": totals}
 
 
-urls = {
-    "index_url_name": f"{URL_NAME}:overview",
-    "index_results_url_name": f"{URL_NAME}:overview_results",
-    "inspect_url_name": f"{URL_NAME}:inspect",
-}
-overview = OverviewView.as_view(model=BillingRequest, header_icon="credit-card", **urls)
-overview_results = OverviewView.as_view(model=BillingRequest, results_only=True, **urls)
+overview = OverviewView.as_view()
+overview_results = OverviewView.as_view(results_only=True)
