@@ -202,8 +202,11 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
         self.fields["billing_type"].choices = BillingRequest.BillingType.choices
 
     def clean_description(self) -> str:
-        # One line: it ends up in email headers (the field has stripped it; never empty).
-        return " ".join(self.cleaned_data["description"].split())
+        # One line: it ends up in email headers.
+        description = " ".join(self.cleaned_data["description"].split())
+        if not description:
+            raise forms.ValidationError(_("This field is required."))
+        return description
 
     def clean(self) -> dict[str, Any]:
         cleaned = self.cleaned_data

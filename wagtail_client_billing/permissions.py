@@ -126,10 +126,9 @@ class EmailSettingsPermissionPolicy(AgencyWideSitePermissionPolicy):
     actions = frozenset({"add", "change", "view"})
 
 
-FORBIDDEN_TEMPLATE = "wagtail_client_billing/forbidden.html"
-
-
-def forbidden(request: HttpRequest, template_name: str = FORBIDDEN_TEMPLATE) -> HttpResponse:
+def forbidden(
+    request: HttpRequest, template_name: str = "wagtail_client_billing/forbidden.html"
+) -> HttpResponse:
     """A real 403 page (Wagtail turns ``PermissionDenied`` into a redirect to the dashboard)."""
     title = _("Permission denied")
     context = {"page_title": title, "header_title": title}

@@ -1,7 +1,4 @@
-"""Money in plain sight: totals per currency, monthly paid amounts, latest payments.
-
-Each function runs a constant number of queries: the database sums per currency (and month).
-"""
+"""Totals per currency, monthly paid amounts, latest payments: a few queries each."""
 
 from __future__ import annotations
 
