@@ -48,9 +48,11 @@ class RequestViewMixin:
     """Views on one request: only within the user's sites (404 otherwise)."""
 
     request: HttpRequest
+    kwargs: dict[str, Any]
 
-    def get_base_object_queryset(self) -> QuerySet:
-        return requests_for(self.request.user).select_related("site")
+    def get_object(self, queryset: QuerySet | None = None) -> BillingRequest:
+        requests = requests_for(self.request.user).select_related("site")
+        return get_object_or_404(requests, pk=self.kwargs["pk"])
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         index = {"url": url("index"), "label": _("Client billing")}
@@ -161,9 +163,6 @@ class InspectView(RequestViewMixin, generic.InspectView):
     template_name = "wagtail_client_billing/requests/inspect.html"
     page_title = gettext_lazy("Billing request")
 
-    def get_object(self, queryset: QuerySet | None = None) -> BillingRequest:
-        return get_object_or_404(self.get_base_object_queryset(), pk=self.pk)
-
     @cached_property
     def header_buttons(self) -> list:
         history = url("history", self.object.pk)
@@ -194,9 +193,6 @@ class HistoryView(RequestViewMixin, generic.HistoryView):
 class DeleteView(RequestViewMixin, generic.DeleteView):
     template_name = "wagtail_client_billing/requests/delete.html"
     page_title = gettext_lazy("Delete billing request")
-
-    def get_queryset(self) -> QuerySet:  # where Django's SingleObjectMixin looks
-        return self.get_base_object_queryset()
 
     def get_success_url(self) -> str:
         return url("index", site=self.object.site)
