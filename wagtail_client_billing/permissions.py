@@ -48,10 +48,14 @@ def agency_admins() -> QuerySet:
     return get_user_model().objects.filter(holders, is_active=True).distinct()
 
 
-class AgencyPermissionPolicy(BasePermissionPolicy):
-    """Only agency admins may act, and only with the actions given (read-only by default)."""
+def _no_users() -> QuerySet:
+    return get_user_model().objects.none()
 
-    def __init__(self, model: type, actions: tuple[str, ...] = ("view",)) -> None:
+
+class AgencyPermissionPolicy(BasePermissionPolicy):
+    """Only agency admins may act, and only with the actions given."""
+
+    def __init__(self, model: type, actions: tuple[str, ...]) -> None:
         super().__init__(model)
         self.actions = set(actions)
 
@@ -59,9 +63,7 @@ class AgencyPermissionPolicy(BasePermissionPolicy):
         return action in self.actions and is_agency_admin(user)
 
     def users_with_any_permission(self, actions: Any) -> QuerySet:
-        if not self.actions.intersection(actions):
-            return get_user_model().objects.none()
-        return agency_admins()
+        return agency_admins() if self.actions.intersection(actions) else _no_users()
 
 
 def _covered_only(name: str, actions_at: int, refusal: Callable[[], Any]) -> Any:
@@ -74,10 +76,6 @@ def _covered_only(name: str, actions_at: int, refusal: Callable[[], Any]) -> Any
         return wagtail_check(self, *args)
 
     return check
-
-
-def _no_users() -> QuerySet:
-    return get_user_model().objects.none()
 
 
 class AgencyWideSitePermissionPolicy(SitePermissionPolicy):

@@ -98,15 +98,14 @@ class BillingRequestFilterSet(WagtailFilterSet):
 
 class StatusColumn(StatusTagColumn):
     def get_value(self, instance: BillingRequest) -> str:
-        label = instance.get_status_display()
-        if instance.status == Status.PENDING and instance.payment_state:
-            label = f"{label} · {instance.get_payment_state_display()}"
-        if instance.subscription_status and instance.status == Status.PAID:
-            label = f"{label} · {instance.subscription_status}"
-        if instance.client_asked_at and instance.status in (Status.EXPIRED, Status.DELETED):
-            asked = _("client asked for a new link")
-            label = f"{label} · {asked}"
-        return label
+        status, parts = instance.status, [instance.get_status_display()]
+        if status == Status.PENDING and instance.payment_state:
+            parts.append(instance.get_payment_state_display())
+        if instance.subscription_status and status == Status.PAID:
+            parts.append(instance.subscription_status)
+        if instance.client_asked_at and status in (Status.EXPIRED, Status.DELETED):
+            parts.append(_("client asked for a new link"))
+        return " · ".join(parts)
 
 
 class OutcomeDateColumn(DateColumn):

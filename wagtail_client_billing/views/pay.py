@@ -63,10 +63,9 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:
             return render(request, TEMPLATES + "paid.html", context)
-        if status == Status.DELETED:
-            return render(request, TEMPLATES + "withdrawn.html", context, status=410)
-        # Expired, or pending past its time before the sweep caught up.
-        return render(request, TEMPLATES + "expired.html", context, status=410)
+        # Withdrawn; expired, or pending past its time before the sweep caught up.
+        page = "withdrawn.html" if status == Status.DELETED else "expired.html"
+        return render(request, TEMPLATES + page, context, status=410)
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
