@@ -71,9 +71,8 @@ def url(name: str, *args: Any, site: Site | None = None) -> str:
 
 
 class BillingRequestFilterSet(WagtailFilterSet):
-    # distinct=False: these filters join nothing, and django-filter's default SELECT
-    # DISTINCT over every column would make the database sort every matching row
-    # instead of reading the newest page from an index.
+    # distinct=False: no joins here, and django-filter's SELECT DISTINCT would make the
+    # database sort every matching row instead of reading the newest page from an index.
     status = django_filters.MultipleChoiceFilter(
         label=gettext_lazy("Status"), choices=Status.choices, distinct=False
     )

@@ -84,8 +84,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
-        # The client reads the description (on Checkout, in the email): the site's
-        # language, not the editor's.
+        # The client reads it (on Checkout, in the email): the site's language, not ours.
         with translation.override(language_of_site(self.site)):
             description = _("Payment to %(site)s") % {"site": self.site_name}
         home = self.site.root_url.rstrip("/") + "/"
