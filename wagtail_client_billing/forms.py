@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
 from . import money
+from .agency import new_idempotency_nonce
 from .models import AgencyBillingSettings, BillingRequest, StripeConnection
 from .models.agency import Mode
 from .money import CURRENCIES
@@ -41,31 +42,27 @@ class NonceField(forms.CharField):
     """The hidden once-only key of a form: a retry or double click makes nothing twice."""
 
     widget = forms.HiddenInput
+    default_error_messages = {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 64)
-        kwargs.setdefault(
-            "error_messages", {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
-        )
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__(max_length=64)
 
 
 class FreshNonceMixin:
-    """A form refused for its nonce comes back with a fresh one, so sending it again
-    works (the error itself is shown above the fields by includes/form_fields.html)."""
+    """A form refused for its nonce comes back with a fresh one, so sending it again works."""
+
+    data: Any
+    _errors: Any
 
     def full_clean(self) -> None:
         super().full_clean()  # type: ignore[misc]
-        if "nonce" in self._errors:  # type: ignore[attr-defined]
-            from .agency import new_idempotency_nonce
-
-            data = self.data.copy()  # type: ignore[attr-defined]
-            data["nonce"] = new_idempotency_nonce()
-            self.data = data
+        if "nonce" in self._errors:
+            self.data = self.data.copy()
+            self.data["nonce"] = new_idempotency_nonce()
 
 
 class PublicURLField(forms.URLField):
-    """An absolute http(s) URL; ``https`` only when ``require_https`` is set."""
+    """An absolute http(s) URL."""
 
     default_validators = [URLValidator(schemes=["http", "https"])]
 
@@ -113,13 +110,18 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
         return Mode.TEST if self.cleaned_data.get("test_mode") else Mode.LIVE
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if not cleaned.get("test_mode"):
-            for name in ("privacy_policy_url", "terms_of_service_url"):
-                url = cleaned.get(name)
-                if url and not url.lower().startswith("https://"):
-                    self.add_error(name, _("In live mode this must be an https:// address."))
-        return cleaned
+        super().clean()
+        if not self.cleaned_data.get("test_mode"):
+            require_https(self, "privacy_policy_url", "terms_of_service_url")
+        return self.cleaned_data
+
+
+def require_https(form: forms.BaseForm, *names: str) -> None:
+    """Live mode: these addresses must be https."""
+    for name in names:
+        url = form.cleaned_data.get(name)
+        if url and not url.lower().startswith("https://"):
+            form.add_error(name, _("In live mode this must be an https:// address."))
 
 
 def currency_choices() -> list[tuple[str, str]]:
@@ -135,31 +137,23 @@ def currency_choices() -> list[tuple[str, str]]:
     return sorted(choices)
 
 
-def single_line(value: str) -> str:
-    """Collapse whitespace: text that ends up in email headers must be one line."""
-    return " ".join(value.split())
-
-
-# More digits than any amount Stripe accepts, in any currency (the largest maximum,
-# 999,999,999,999 minor units, has 12).
+# More digits than any amount Stripe accepts in any currency (its largest maximum has 12).
 MAX_AMOUNT_DIGITS = 16
 
 
 class AmountField(forms.CharField):
     """An amount as people type it ("49.90", "49,90", "1 234,50"), cleaned to a Decimal.
 
-    A text box with a decimal keypad, not ``<input type=number>``: a browser set to a
-    language with a decimal comma may drop a comma it does not expect and send "4990"
-    for "49,90", billing the client a hundred times the amount.
-    """
+    Not ``<input type=number>``: a browser in a decimal-comma language may drop a comma
+    it does not expect and send "4990" for "49,90", a hundred times the amount."""
 
     widget = forms.TextInput(
         attrs={"inputmode": "decimal", "autocomplete": "off", "maxlength": "32"}
     )
 
-    def to_python(self, value: Any) -> Decimal | None:
+    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]  # a Decimal
         text = super().to_python(value)
-        if text in self.empty_values:
+        if not text:
             return None
         if len(text) > 32:  # checked here: the validators see the Decimal, not the text
             raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid")
@@ -184,12 +178,11 @@ class AmountField(forms.CharField):
 class BillingRequestForm(FreshNonceMixin, forms.Form):
     """ "Add billing request": what the client is asked to pay and where to go after."""
 
+    fields: dict[str, Any]
+
     email = forms.EmailField(label=_("Email"), max_length=254)
     currency = forms.ChoiceField(label=_("Currency"), choices=())
-    amount = AmountField(
-        label=_("Amount"),
-        help_text=_("In the currency's main unit, e.g. 49.90."),
-    )
+    amount = AmountField(label=_("Amount"), help_text=_("In the currency's main unit, e.g. 49.90."))
     description = forms.CharField(
         label=_("Description"),
         max_length=250,
@@ -208,29 +201,17 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
         self.fields["currency"].choices = [("", "---------"), *currency_choices()]
         self.fields["billing_type"].choices = BillingRequest.BillingType.choices
 
-    def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip()
-
     def clean_description(self) -> str:
-        description = single_line(self.cleaned_data["description"])
+        # One line: it ends up in email headers.
+        description = " ".join(self.cleaned_data["description"].split())
         if not description:
             raise forms.ValidationError(_("This field is required."))
         return description
 
-    def _clean_url(self, name: str) -> str:
-        url = self.cleaned_data[name]
-        if self.require_https and not url.lower().startswith("https://"):
-            raise forms.ValidationError(_("In live mode this must be an https:// address."))
-        return url
-
-    def clean_success_url(self) -> str:
-        return self._clean_url("success_url")
-
-    def clean_cancel_url(self) -> str:
-        return self._clean_url("cancel_url")
-
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = self.cleaned_data
+        if self.require_https:
+            require_https(self, "success_url", "cancel_url")
         currency, amount = cleaned.get("currency"), cleaned.get("amount")
         if not currency or amount is None:
             return cleaned
@@ -253,18 +234,13 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
                     "places": places,
                 }
             self.add_error("amount", message)
-        except money.AmountTooSmall as error:
-            self.add_error(
-                "amount",
-                _("The minimum Stripe accepts in %(currency)s is %(limit)s.")
-                % {"currency": code, "limit": money.format_money(error.limit, currency)},
-            )
-        except money.AmountTooLarge as error:
-            self.add_error(
-                "amount",
-                _("The maximum Stripe accepts in %(currency)s is %(limit)s.")
-                % {"currency": code, "limit": money.format_money(error.limit, currency)},
-            )
+        except (money.AmountTooSmall, money.AmountTooLarge) as error:
+            if isinstance(error, money.AmountTooSmall):
+                bound = _("The minimum Stripe accepts in %(currency)s is %(limit)s.")
+            else:
+                bound = _("The maximum Stripe accepts in %(currency)s is %(limit)s.")
+            limit = money.format_money(error.limit, currency)
+            self.add_error("amount", bound % {"currency": code, "limit": limit})
         except money.InvalidAmount:
             self.add_error("amount", _("Enter a valid amount."))
         else:

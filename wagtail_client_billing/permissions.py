@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.forms import SitePermissionForm
 from wagtail.models import Site
@@ -34,26 +35,27 @@ def is_agency_admin(user: Any) -> bool:
     )
 
 
+def agency_permission() -> QuerySet:
+    """The agency permission, as a queryset of one ``Permission``."""
+    app_label, codename = AGENCY_PERMISSION.split(".")
+    return Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+
+
 def agency_admins() -> QuerySet:
     """Every active user who is an agency admin."""
-    app_label, codename = AGENCY_PERMISSION.split(".")
-    permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-    return (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(
-            Q(is_superuser=True)
-            | Q(user_permissions__in=permission)
-            | Q(groups__permissions__in=permission)
-        )
-        .distinct()
-    )
+    perm = agency_permission()
+    holders = Q(is_superuser=True) | Q(user_permissions__in=perm) | Q(groups__permissions__in=perm)
+    return get_user_model().objects.filter(holders, is_active=True).distinct()
+
+
+def _no_users() -> QuerySet:
+    return get_user_model().objects.none()
 
 
 class AgencyPermissionPolicy(BasePermissionPolicy):
-    """Only agency admins may act, and only with the actions given (read-only by default)."""
+    """Only agency admins may act, and only with the actions given."""
 
-    def __init__(self, model: type, actions: tuple[str, ...] = ("view",)) -> None:
+    def __init__(self, model: type, actions: tuple[str, ...]) -> None:
         super().__init__(model)
         self.actions = set(actions)
 
@@ -61,96 +63,70 @@ class AgencyPermissionPolicy(BasePermissionPolicy):
         return action in self.actions and is_agency_admin(user)
 
     def users_with_any_permission(self, actions: Any) -> QuerySet:
-        if not self.actions.intersection(actions):
-            return get_user_model().objects.none()
-        return agency_admins()
+        return agency_admins() if self.actions.intersection(actions) else _no_users()
+
+
+def _covered_only(name: str, actions_at: int, refusal: Callable[[], Any]) -> Any:
+    """Wagtail's ``SitePermissionPolicy.<name>``, refused for actions the policy does not cover."""
+    wagtail_check = getattr(SitePermissionPolicy, name)
+
+    def check(self: AgencyWideSitePermissionPolicy, *args: Any) -> Any:
+        if not self.actions.intersection(args[actions_at]):
+            return refusal()
+        return wagtail_check(self, *args)
+
+    return check
 
 
 class AgencyWideSitePermissionPolicy(SitePermissionPolicy):
-    """One per-site permission that covers several actions; agency admins hold it everywhere.
-
-    Subclasses name the one ``permission_action`` checked (``<action>_<model>``, granted
-    per site through ``GroupSitePermission`` or globally) and the ``actions`` it covers;
-    any other action is never allowed.
-    """
+    """One per-site permission (``<permission_action>_<model>``, per site or global) that
+    covers ``actions``; agency admins hold it everywhere; any other action is refused."""
 
     permission_action = "change"
     actions: frozenset[str] = frozenset()
 
-    def _granted(self, actions: Any) -> list[str]:
-        return [self.permission_action] if self.actions.intersection(actions) else []
+    def _get_permission_codename(self, action: str) -> str:
+        return super()._get_permission_codename(self.permission_action)
+
+    def _get_permission_objects_for_actions(self, actions: Any) -> QuerySet:
+        # Agency admins count among the users holding it.
+        return super()._get_permission_objects_for_actions(actions) | agency_permission()
 
     def _user_has_global_permission(self, user: Any, actions: Any) -> bool:
-        actions = self._granted(actions)
-        return bool(actions) and (
-            is_agency_admin(user) or super()._user_has_global_permission(user, actions)
-        )
+        return is_agency_admin(user) or super()._user_has_global_permission(user, actions)
 
-    def user_has_any_permission(self, user: Any, actions: Any) -> bool:
-        return bool(self._granted(actions)) and super().user_has_any_permission(
-            user, self._granted(actions)
-        )
-
-    def user_has_any_permission_for_instance(self, user: Any, actions: Any, instance: Any) -> bool:
-        return bool(self._granted(actions)) and super().user_has_any_permission_for_instance(
-            user, self._granted(actions), instance
-        )
-
-    def sites_user_has_any_permission_for(self, user: Any, actions: Any) -> QuerySet:
-        if not self._granted(actions):
-            return Site.objects.none()
-        if is_agency_admin(user):
-            return Site.objects.all()
-        return super().sites_user_has_any_permission_for(user, self._granted(actions))
-
-    def users_with_any_permission(self, actions: Any) -> QuerySet:
-        if not self._granted(actions):
-            return get_user_model().objects.none()
-        return (
-            super().users_with_any_permission(self._granted(actions)) | agency_admins()
-        ).distinct()
-
-    def users_with_any_permission_for_instance(self, actions: Any, instance: Any) -> QuerySet:
-        if not self._granted(actions):
-            return get_user_model().objects.none()
-        return (
-            super().users_with_any_permission_for_instance(self._granted(actions), instance)
-            | agency_admins()
-        ).distinct()
+    user_has_any_permission = _covered_only("user_has_any_permission", 1, bool)
+    user_has_any_permission_for_instance = _covered_only(
+        "user_has_any_permission_for_instance", 1, bool
+    )
+    sites_user_has_any_permission_for = _covered_only(
+        "sites_user_has_any_permission_for", 1, Site.objects.none
+    )
+    users_with_any_permission = _covered_only("users_with_any_permission", 0, _no_users)
+    users_with_any_permission_for_instance = _covered_only(
+        "users_with_any_permission_for_instance", 0, _no_users
+    )
 
 
 class BillingRequestPermissionPolicy(AgencyWideSitePermissionPolicy):
-    """Per-site billing with Wagtail's own machinery.
-
-    One permission, "Can add billing request", granted per site through
-    ``GroupSitePermission`` (the Groups editor's "Client billing" panel), means "can bill
-    for this site": list, view, send, resend and delete that site's requests. Granted
-    globally, or held by an agency admin, it covers every site. Requests are never
-    edited, so "change" is never allowed.
-    """
+    """ "Can add billing request" means "can bill for this site": list, view, send, resend
+    and delete its requests. Requests are never edited, so "change" is never allowed."""
 
     permission_action = "add"
     actions = frozenset({"add", "view", "delete", "inspect", "history", "export"})
 
 
 class EmailSettingsPermissionPolicy(AgencyWideSitePermissionPolicy):
-    """Who may edit a site's email settings: its own per-site permission.
-
-    "Can change email settings", granted per site through ``GroupSitePermission`` (the
-    Groups editor's "Client billing: sites whose email settings this group can edit"
-    panel). Billing for a site does not imply it: these settings decide which server
-    gets the stored SMTP password and which address the emails come from. Agency admins
-    have it for every site. Seeing the page is editing it, so every action means "change".
-    """
+    """ "Can change email settings" of a site. Billing for it does not imply this: these
+    settings choose the server that gets the SMTP password and the From address."""
 
     permission_action = "change"
     actions = frozenset({"add", "change", "view"})
 
 
-FORBIDDEN_TEMPLATE = "wagtail_client_billing/forbidden.html"
-
-
-def forbidden(request: HttpRequest, template_name: str = FORBIDDEN_TEMPLATE) -> HttpResponse:
+def forbidden(
+    request: HttpRequest, template_name: str = "wagtail_client_billing/forbidden.html"
+) -> HttpResponse:
     """A real 403 page (Wagtail turns ``PermissionDenied`` into a redirect to the dashboard)."""
     title = _("Permission denied")
     context = {"page_title": title, "header_title": title}
@@ -158,8 +134,7 @@ def forbidden(request: HttpRequest, template_name: str = FORBIDDEN_TEMPLATE) -> 
 
 
 def agency_admins_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Everyone but agency admins gets the 403 page on every URL, GET and POST, before the
-    view looks anything up (for URL patterns built by Wagtail, such as a viewset's)."""
+    """The 403 page for everyone but agency admins, before the view looks anything up."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -171,7 +146,7 @@ def agency_admins_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
 
 
 class AgencyAdminRequiredMixin:
-    """A view for agency admins only: ``agency_admins_only`` around ``as_view()``."""
+    """``agency_admins_only`` around ``as_view()``."""
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponse]:
@@ -180,8 +155,7 @@ class AgencyAdminRequiredMixin:
 
 billing_request_policy = BillingRequestPermissionPolicy(BillingRequest)
 email_settings_policy = EmailSettingsPermissionPolicy(SiteEmailSettings)
-# Agency admins may look at events and reprocess failed ones; nobody adds, edits or
-# deletes them (they are Stripe's record of what happened).
+# Nobody adds, edits or deletes events: they are Stripe's record of what happened.
 webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", "reprocess"))
 POLICIES = (billing_request_policy, email_settings_policy, webhook_event_policy)
 
@@ -194,7 +168,7 @@ def may_edit_email_settings(user: Any, site: Site) -> bool:
 class GroupSitesPanel(SitePermissionForm):
     """A Groups editor panel: the sites on which this group holds ``permission``."""
 
-    heading = ""
+    heading: str | Promise = ""
     codename = ""
     panel_prefix = ""
 
@@ -217,8 +191,6 @@ class GroupSitesPanel(SitePermissionForm):
 
 
 class BillingSitePermissionForm(GroupSitesPanel):
-    """Which sites this group can bill for."""
-
     settings_model = BillingRequest
     codename = "add_billingrequest"
     panel_prefix = "wagtail_client_billing_site_permissions"
@@ -226,12 +198,6 @@ class BillingSitePermissionForm(GroupSitesPanel):
 
 
 class EmailSettingsSitePermissionForm(GroupSitesPanel):
-    """Which sites' email settings this group can edit.
-
-    Its own permission ("Can change email settings", per site), not implied by billing:
-    these settings choose the server that gets the SMTP password and the From address.
-    """
-
     settings_model = SiteEmailSettings
     codename = "change_siteemailsettings"
     panel_prefix = "wagtail_client_billing_email_settings_permissions"

@@ -1,8 +1,4 @@
-"""Money in plain sight: totals per currency, monthly paid amounts, latest payments.
-
-Every function runs a constant number of queries, whatever the number of requests:
-aggregates are computed by the database, grouped by currency (and month).
-"""
+"""Totals per currency, monthly paid amounts, latest payments: a few queries each."""
 
 from __future__ import annotations
 
@@ -28,10 +24,6 @@ class Total:
     amount: int
     count: int
 
-    @property
-    def display(self) -> str:
-        return format_money(self.amount, self.currency)
-
 
 def month_start(now: datetime | None = None) -> datetime:
     """The first instant of the current month, in the current time zone."""
@@ -42,7 +34,6 @@ def month_start(now: datetime | None = None) -> datetime:
 def _totals(queryset: QuerySet, condition: Q) -> list[Total]:
     rows = (
         queryset.filter(condition)
-        .order_by()
         .values("currency")
         .annotate(amount=Sum("amount"), count=Count("pk"))
         .order_by("currency")
@@ -56,19 +47,14 @@ def totals(queryset: QuerySet, now: datetime | None = None) -> dict[str, list[To
     return {
         "paid_this_month": _totals(queryset, Q(status=Status.PAID, paid_at__gte=start)),
         "pending": _totals(queryset, Q(status=Status.PENDING)),
-        "expired_this_month": _totals(
-            queryset, Q(status=Status.EXPIRED) & (Q(expired_at__gte=start))
-        ),
+        "expired_this_month": _totals(queryset, Q(status=Status.EXPIRED, expired_at__gte=start)),
     }
 
 
 def latest_payments(queryset: QuerySet, limit: int = 5) -> list[BillingRequest]:
     """The most recent paid requests (1 query)."""
-    return list(
-        queryset.filter(status=Status.PAID, paid_at__isnull=False)
-        .select_related("site")
-        .order_by("-paid_at")[:limit]
-    )
+    paid = queryset.filter(status=Status.PAID, paid_at__isnull=False).select_related("site")
+    return list(paid.order_by("-paid_at")[:limit])
 
 
 def _month_index(day: date) -> int:
@@ -80,11 +66,12 @@ def paid_per_month(
 ) -> dict[str, list[tuple[date, int]]]:
     """Paid amounts per currency for each of the last ``months`` months (1 query)."""
     end = month_start(now)
-    first_index = _month_index(end.date()) - (months - 1)
-    first = date(first_index // 12, first_index % 12 + 1, 1)
-    start = end.replace(year=first.year, month=first.month)
+    first = _month_index(end.date()) - (months - 1)
+    labels = [date((first + i) // 12, (first + i) % 12 + 1, 1) for i in range(months)]
     rows = (
-        queryset.filter(status=Status.PAID, paid_at__gte=start)
+        queryset.filter(
+            status=Status.PAID, paid_at__gte=end.replace(year=labels[0].year, month=labels[0].month)
+        )
         .order_by()
         .annotate(month=TruncMonth("paid_at"))
         .values("currency", "month")
@@ -93,11 +80,9 @@ def paid_per_month(
     series: dict[str, list[int]] = {}
     for row in rows:
         month = row["month"]
-        month = month.date() if isinstance(month, datetime) else month
-        slot = _month_index(month) - first_index
+        slot = _month_index(month.date() if isinstance(month, datetime) else month) - first
         if 0 <= slot < months:
             series.setdefault(row["currency"], [0] * months)[slot] += row["amount"] or 0
-    labels = [date((first_index + i) // 12, (first_index + i) % 12 + 1, 1) for i in range(months)]
     return {
         currency: list(zip(labels, values, strict=True))
         for currency, values in sorted(series.items())

@@ -1,6 +1,6 @@
-from django.contrib.auth.models import Permission
 from django.templatetags.static import static
 from django.urls import include, path, reverse
+from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
@@ -8,9 +8,9 @@ from wagtail.admin.menu import MenuItem
 
 from . import admin_urls, log_actions
 from .permissions import (
-    AGENCY_PERMISSION,
     BillingSitePermissionForm,
     EmailSettingsSitePermissionForm,
+    agency_permission,
     is_agency_admin,
 )
 from .views.dashboard import BillingDashboardPanel
@@ -20,6 +20,9 @@ from .views.requests import billing_request_viewset
 
 
 class AgencyMenuItem(MenuItem):
+    def __init__(self, label: str | Promise, url_name: str, name: str, order: int) -> None:
+        super().__init__(label, reverse(url_name), name=name, icon_name="credit-card", order=order)
+
     def is_shown(self, request):
         return is_agency_admin(request.user)
 
@@ -27,6 +30,7 @@ class AgencyMenuItem(MenuItem):
 hooks.register("register_log_actions", log_actions.register)
 hooks.register("register_group_permission_panel", lambda: BillingSitePermissionForm)
 hooks.register("register_group_permission_panel", lambda: EmailSettingsSitePermissionForm)
+hooks.register("register_permissions", agency_permission)
 
 
 @hooks.register("insert_global_admin_js")
@@ -46,31 +50,19 @@ def register_viewsets():
     return [webhook_event_viewset, billing_request_viewset]
 
 
-@hooks.register("register_permissions")
-def register_permissions():
-    app_label, codename = AGENCY_PERMISSION.split(".")
-    return Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-
-
 @hooks.register("register_settings_menu_item")
 def register_agency_menu_item():
+    account = _("Client billing account")
     return AgencyMenuItem(
-        _("Client billing account"),
-        reverse("wagtail_client_billing_agency:index"),
-        name="client-billing-account",
-        icon_name="credit-card",
-        order=610,
+        account, "wagtail_client_billing_agency:index", "client-billing-account", 610
     )
 
 
 @hooks.register("register_reports_menu_item")
 def register_overview_menu_item():
+    overview = _("Client billing overview")
     return AgencyMenuItem(
-        _("Client billing overview"),
-        reverse("wagtail_client_billing_requests:overview"),
-        name="client-billing-overview",
-        icon_name="credit-card",
-        order=900,
+        overview, "wagtail_client_billing_requests:overview", "client-billing-overview", 900
     )
 
 

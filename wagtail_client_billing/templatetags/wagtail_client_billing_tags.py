@@ -1,5 +1,3 @@
-"""Template helpers: amounts formatted for the reader's language."""
-
 from __future__ import annotations
 
 from typing import Any
@@ -12,6 +10,6 @@ register = template.Library()
 
 
 @register.simple_tag
-def money(billing_request: Any) -> str:
-    """A request's amount in the active language's format, e.g. "€1,234.50" / "1 234,50 €"."""
-    return format_money(billing_request.amount, billing_request.currency)
+def money(value: Any) -> str:
+    """Anything with an ``amount`` and a ``currency``, formatted for the active language."""
+    return format_money(value.amount, value.currency)

@@ -21,19 +21,15 @@ class BillingDashboardPanel(Component):
         self.user = user
 
     def get_context_data(self, parent_context: Any) -> dict[str, Any]:
-        context = super().get_context_data(parent_context)
-        # Only the sites this user may bill for, and only the active mode's money: test
-        # payments never swell the live totals (nor live ones the test totals).
+        # Only the active mode's money: test payments never swell the live totals.
         mode = agency.active_mode()
         requests = requests_for(self.user).filter(mode=mode)
         totals = reports.totals(requests)
-        series = reports.paid_per_month(requests)
-        context.update(
-            pending=totals["pending"],
-            paid_this_month=totals["paid_this_month"],
-            latest=reports.latest_payments(requests),
-            chart=reports.chart(series),
-            series=series,
-            mode=mode,
-        )
-        return context
+        return {
+            **super().get_context_data(parent_context),
+            "pending": totals["pending"],
+            "paid_this_month": totals["paid_this_month"],
+            "latest": reports.latest_payments(requests),
+            "chart": reports.chart(reports.paid_per_month(requests)),
+            "mode": mode,
+        }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import django_filters
@@ -15,13 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.menus import MenuItem
-from wagtail.admin.ui.tables import (
-    ButtonsColumnMixin,
-    Column,
-    DateColumn,
-    StatusTagColumn,
-    TitleColumn,
-)
+from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views import generic
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.models import Site
@@ -30,7 +23,7 @@ from .. import agency
 from ..forms import currency_choices
 from ..models import BillingRequest
 from ..money import format_money
-from ..permissions import billing_request_policy, is_agency_admin, may_edit_email_settings
+from ..permissions import billing_request_policy, may_edit_email_settings
 
 Status = BillingRequest.Status
 URL_NAME = "wagtail_client_billing_requests"
@@ -47,12 +40,8 @@ def billable_sites(user: Any) -> QuerySet:
 def selected_site(
     request: HttpRequest, sites: QuerySet | None = None, refusal: str = ""
 ) -> Site | None:
-    """The site chosen with the switcher (``?site=``) among ``sites`` (by default those
-    the user may bill for), remembered in the session; 404 with ``refusal`` for another.
-
-    The billing area and the email settings share the remembered choice: a remembered
-    site that is not among ``sites`` falls back to one that is.
-    """
+    """The site chosen with the switcher (``?site=``) among ``sites`` (default: billable),
+    remembered in the session (shared with the email settings); 404 for another."""
     sites = billable_sites(request.user) if sites is None else sites
     wanted = request.GET.get("site") or request.session.get(SESSION_SITE_KEY)
     site = None
@@ -82,9 +71,8 @@ def url(name: str, *args: Any, site: Site | None = None) -> str:
 
 
 class BillingRequestFilterSet(WagtailFilterSet):
-    # distinct=False: these filters join nothing, and django-filter's default SELECT
-    # DISTINCT over every column would make the database sort every matching row
-    # instead of reading the newest page from an index.
+    # distinct=False: no joins here, and django-filter's SELECT DISTINCT would make the
+    # database sort every matching row instead of reading the newest page from an index.
     status = django_filters.MultipleChoiceFilter(
         label=gettext_lazy("Status"), choices=Status.choices, distinct=False
     )
@@ -107,24 +95,16 @@ class BillingRequestFilterSet(WagtailFilterSet):
         self.filters["currency"].extra["choices"] = currency_choices()
 
 
-class AmountColumn(Column):
-    """The amount with its currency, formatted for the reader's language."""
-
-    def get_value(self, instance: BillingRequest) -> str:
-        return format_money(instance.amount, instance.currency)
-
-
 class StatusColumn(StatusTagColumn):
     def get_value(self, instance: BillingRequest) -> str:
-        label = instance.get_status_display()
-        if instance.status == Status.PENDING and instance.payment_state:
-            label = f"{label} · {instance.get_payment_state_display()}"
-        if instance.subscription_status and instance.status == Status.PAID:
-            label = f"{label} · {instance.subscription_status}"
-        if instance.client_asked_at and instance.status in (Status.EXPIRED, Status.DELETED):
-            asked = _("client asked for a new link")
-            label = f"{label} · {asked}"
-        return label
+        status, parts = instance.status, [instance.get_status_display()]
+        if status == Status.PENDING and instance.payment_state:
+            parts.append(instance.get_payment_state_display())
+        if instance.subscription_status and status == Status.PAID:
+            parts.append(instance.subscription_status)
+        if instance.client_asked_at and status in (Status.EXPIRED, Status.DELETED):
+            parts.append(_("client asked for a new link"))
+        return " · ".join(parts)
 
 
 class OutcomeDateColumn(DateColumn):
@@ -136,88 +116,24 @@ class OutcomeDateColumn(DateColumn):
         return {**super().get_cell_context_data(instance, parent_context), "now": timezone.now()}
 
     def get_value(self, instance: BillingRequest) -> Any:
-        return {
+        outcomes: dict[str, Any] = {
             Status.PAID: instance.paid_at,
             Status.EXPIRED: instance.expired_at or instance.expires_at,
             Status.DELETED: instance.deleted_at,
-        }.get(instance.status, instance.expires_at)
-
-
-class EmailStateColumn(Column):
-    def get_value(self, instance: BillingRequest) -> str:
-        return instance.get_email_status_display()
+        }
+        return outcomes.get(instance.status, instance.expires_at)
 
 
 class MenuButton(Button):
-    """A ``<button>`` in a row's menu, driven by one of Wagtail's Stimulus controllers.
-
-    Always a ``<button>``: Wagtail 7.4's own button template always renders a link.
-    """
+    """A ``<button>`` in a row's menu run by a Wagtail Stimulus ``controller#action``
+    (Wagtail 7.4's own button template always renders a link)."""
 
     template_name = "wagtail_client_billing/includes/menu_button.html"
 
-    @classmethod
-    def copy(cls, label: str, *, text: str, **kwargs: Any) -> MenuButton:
-        """Copies ``text`` to the clipboard (``w-clipboard``)."""
-        attrs = {
-            "type": "button",
-            "data-controller": "w-clipboard",
-            "data-action": "w-clipboard#copy",
-            "data-w-clipboard-value-param": text,
-            "data-wcb-copied-label": _("Copied"),
-        }
-        return cls(label, attrs=attrs, **kwargs)
-
-    @classmethod
-    def post(cls, label: str, *, action: str, **kwargs: Any) -> MenuButton:
-        """POSTs to ``action`` with the CSRF token and ``next`` (``w-action``)."""
-        attrs = {
-            "type": "button",
-            "data-controller": "w-action",
-            "data-action": "w-action#post",
-            "data-w-action-url-value": action,
-        }
-        return cls(label, attrs=attrs, **kwargs)
-
-
-class RequestTitleColumn(ButtonsColumnMixin, TitleColumn):
-    """The email, linking to the request, with the row's menu (the view's list buttons)."""
-
-    def __init__(self, name: str, *, get_buttons: Callable[[Any], list], **kwargs: Any) -> None:
-        super().__init__(name, **kwargs)
-        self._get_buttons = get_buttons
-
-    def get_buttons(self, instance: BillingRequest, parent_context: Any) -> list:
-        return self._get_buttons(instance)
-
-
-def request_columns(view: IndexView, *, with_site: bool = False) -> list[Column]:
-    """The listing's columns of a billing request, with a Site column for the overview."""
-    columns: list[Column] = [
-        RequestTitleColumn(
-            "email",
-            get_buttons=view.get_list_buttons,
-            label=gettext_lazy("Email"),
-            get_url=lambda instance: reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
-            sort_key="email",
-        ),
-        Column("description", label=gettext_lazy("Description")),
-        AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
-        Column(
-            "billing_type", label=gettext_lazy("Billing type"), accessor="get_billing_type_display"
-        ),
-        StatusColumn(
-            "status",
-            label=gettext_lazy("Status"),
-            primary=lambda instance: instance.status == Status.PAID,
-            sort_key="status",
-        ),
-        DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
-    ]
-    if with_site:
-        columns.insert(1, Column("site", label=gettext_lazy("Site"), sort_key="site__site_name"))
-    return columns
+    def __init__(self, label: str, action: str, data: dict[str, str], **kwargs: Any) -> None:
+        controller = action.partition("#")[0]
+        attrs = {"type": "button", "data-controller": controller, "data-action": action, **data}
+        super().__init__(label, attrs=attrs, **kwargs)
 
 
 class IndexView(generic.IndexView):
@@ -226,8 +142,7 @@ class IndexView(generic.IndexView):
     template_name = "wagtail_client_billing/requests/index.html"
     results_template_name = "wagtail_client_billing/requests/index_results.html"
     page_title = gettext_lazy("Client billing")
-    # The product's words, not Wagtail's generic "Add %(model_name)s" (in French
-    # "Ajouter un(e) demande de facturation").
+    # Not Wagtail's "Add %(model_name)s" (in French "Ajouter un(e) demande de facturation").
     add_item_label = gettext_lazy("Add billing request")
     default_ordering = "-created_at"
     paginate_by = 25
@@ -253,69 +168,93 @@ class IndexView(generic.IndexView):
             queryset = queryset.exclude(status=Status.DELETED)
         return queryset
 
+    every_site = False  # the overview: a Site column, no Email column
+
     @cached_property
     def columns(self) -> list[Column]:
-        return [
-            *request_columns(self),
-            EmailStateColumn("email_status", label=gettext_lazy("Email")),
+        columns: list[Column] = [
+            # The email, linking to the request, with the row's menu.
+            self._get_title_column("email"),
+            Column("description", label=gettext_lazy("Description")),
+            Column(
+                "amount",
+                label=gettext_lazy("Amount"),
+                sort_key="amount",
+                accessor=lambda instance: format_money(instance.amount, instance.currency),
+            ),
+            Column(
+                "billing_type",
+                label=gettext_lazy("Billing type"),
+                accessor="get_billing_type_display",
+            ),
+            StatusColumn(
+                "status",
+                label=gettext_lazy("Status"),
+                primary=lambda instance: instance.status == Status.PAID,
+                sort_key="status",
+            ),
+            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+            OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
         ]
+        if self.every_site:
+            site = Column("site", label=gettext_lazy("Site"), sort_key="site__site_name")
+            columns.insert(1, site)
+        else:
+            email = gettext_lazy("Email")
+            columns.append(Column("email_status", label=email, accessor="get_email_status_display"))
+        return columns
 
     def get_add_url(self) -> str | None:
-        if self.site is not None:
-            return url("add", site=self.site)
-        return None
+        return url("add", site=self.site) if self.site is not None else None
 
     @cached_property
     def header_buttons(self) -> list:
         buttons = list(super().header_buttons)
         if self.site is not None and may_edit_email_settings(self.request.user, self.site):
-            buttons.append(
-                HeaderButton(
-                    _("Email settings"), url=url("email_settings", site=self.site),
-                    icon_name="mail", priority=20,
-                )
-            )  # fmt: skip
+            settings = url("email_settings", site=self.site)
+            label = _("Email settings")
+            buttons.append(HeaderButton(label, url=settings, icon_name="mail", priority=20))
         return buttons
 
     @cached_property
     def linked_accounts(self) -> set[tuple[str, str]]:
-        """Read once per listing: a request of an account that is gone offers no Resend."""
+        """Read once per listing: no Resend for a request of an account that is gone."""
         return agency.linked_accounts()
 
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
         buttons = [
             MenuItem(
-                _("Details"),
-                url=reverse(f"{URL_NAME}:inspect", args=[instance.pk]),
-                icon_name="info-circle",
-                priority=10,
+                _("Details"), url=url("inspect", instance.pk), icon_name="info-circle", priority=10
             ),
-            MenuButton.copy(
-                _("Copy payment link"), text=instance.get_payment_url(), icon_name="link",
+            MenuButton(
+                _("Copy payment link"),
+                "w-clipboard#copy",
+                {
+                    "data-w-clipboard-value-param": instance.get_payment_url(),
+                    "data-wcb-copied-label": _("Copied"),
+                },
+                icon_name="link",
                 priority=15,
             ),
-        ]  # fmt: skip
+        ]
         if instance.status == Status.PENDING:
             if agency.account_is_linked(instance, self.linked_accounts):
+                # POSTs with the CSRF token and ``next``.
+                resend = {"data-w-action-url-value": url("resend", instance.pk)}
                 buttons.append(
-                    MenuButton.post(
-                        _("Resend email"),
-                        action=reverse(f"{URL_NAME}:resend", args=[instance.pk]),
-                        icon_name="mail", priority=20,
+                    MenuButton(
+                        _("Resend email"), "w-action#post", resend, icon_name="mail", priority=20
                     )
-                )  # fmt: skip
-            buttons += [
-                MenuItem(
-                    _("Delete"), url=reverse(f"{URL_NAME}:delete", args=[instance.pk]),
-                    icon_name="bin", priority=30,
-                ),
-            ]  # fmt: skip
+                )
+            buttons.append(
+                MenuItem(_("Delete"), url=url("delete", instance.pk), icon_name="bin", priority=30)
+            )
         return buttons
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["sites"] = billable_sites(self.request.user)
-        context["current_site"] = self.site
-        context["switch_url"] = reverse(f"{URL_NAME}:index")
-        context["agency_admin"] = is_agency_admin(self.request.user)
-        return context
+        return {
+            **super().get_context_data(**kwargs),
+            "sites": billable_sites(self.request.user),
+            "current_site": self.site,
+            "switch_url": url("index"),
+        }

@@ -6,9 +6,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy
-from wagtail.admin.ui.tables import Column
 from wagtail.models import Site
 
 from .. import reports
@@ -16,7 +14,7 @@ from ..exports import SafeCSVExportMixin
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin
-from .listing import URL_NAME, BillingRequestFilterSet, IndexView, request_columns
+from .listing import URL_NAME, BillingRequestFilterSet, IndexView
 
 
 class OverviewFilterSet(BillingRequestFilterSet):
@@ -25,10 +23,7 @@ class OverviewFilterSet(BillingRequestFilterSet):
         queryset=Site.objects.order_by("site_name", "hostname"),
         distinct=False,  # a foreign key on the request itself: no duplicates to remove
     )
-    mode = django_filters.ChoiceFilter(
-        label=gettext_lazy("Mode"),
-        choices=Mode.choices,
-    )
+    mode = django_filters.ChoiceFilter(label=gettext_lazy("Mode"), choices=Mode.choices)
 
     class Meta(BillingRequestFilterSet.Meta):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
@@ -56,56 +51,38 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "paid_at",
         "get_mode_display",
     ]
+    # The other columns are headed by their model field's verbose name.
     export_headings = {
         "site": gettext_lazy("Site"),
-        "email": gettext_lazy("Email"),
-        "description": gettext_lazy("Description"),
         "amount_major": gettext_lazy("Amount"),
         "currency_code": gettext_lazy("Currency"),
         "get_billing_type_display": gettext_lazy("Billing type"),
         "get_status_display": gettext_lazy("Status"),
-        "created_at": gettext_lazy("Created"),
-        "expires_at": gettext_lazy("Expires"),
-        "paid_at": gettext_lazy("Paid at"),
         "get_mode_display": gettext_lazy("Mode"),
     }
 
-    @cached_property
-    def site(self) -> None:
-        return None  # every site
+    model = BillingRequest
+    header_icon = "credit-card"
+    index_url_name = f"{URL_NAME}:overview"
+    index_results_url_name = f"{URL_NAME}:overview_results"
+    inspect_url_name = f"{URL_NAME}:inspect"
+    site = None
+    every_site = True
 
     def get_base_queryset(self) -> QuerySet:
         # Not the rows still waiting for Stripe's session (billing.create_request).
         return BillingRequest.objects.exclude(status=BillingRequest.CREATING).select_related("site")
 
-    @cached_property
-    def columns(self) -> list[Column]:
-        return request_columns(self, with_site=True)
-
-    def get_add_url(self) -> None:
-        return None
-
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
         base = self.get_base_queryset()
         sites = self.request.GET.getlist("site")
         if sites and all(site.isdigit() for site in sites):
             base = base.filter(site__in=sites)
         # The totals count the active mode's requests only (the listing shows both).
-        context["mode"] = AgencyBillingSettings.load(request_or_site=self.request).active_mode
-        context["totals"] = reports.totals(base.filter(mode=context["mode"]))
-        return context
+        mode = AgencyBillingSettings.load(request_or_site=self.request).active_mode
+        totals = reports.totals(base.filter(mode=mode))
+        return {**super().get_context_data(**kwargs), "mode": mode, "totals": totals}
 
 
-overview = OverviewView.as_view(
-    model=BillingRequest,
-    index_url_name=f"{URL_NAME}:overview",
-    index_results_url_name=f"{URL_NAME}:overview_results",
-    header_icon="credit-card",
-)
-overview_results = OverviewView.as_view(
-    model=BillingRequest,
-    index_url_name=f"{URL_NAME}:overview",
-    index_results_url_name=f"{URL_NAME}:overview_results",
-    results_only=True,
-)
+overview = OverviewView.as_view()
+overview_results = OverviewView.as_view(results_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone, translation
@@ -24,7 +24,7 @@ TEMPLATES = "wagtail_client_billing/public/"
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _requests_by_token(token: str):  # -> QuerySet[BillingRequest]
+def _requests_by_token(token: str) -> QuerySet:
     if not TOKEN.fullmatch(token):
         return BillingRequest.objects.none()
     return BillingRequest.objects.filter(token=token)
@@ -48,35 +48,30 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         context = {
             "billing_request": billing_request,
             "site_name": billing_request.site.site_name or billing_request.site.hostname,
-            "contact_email": contact_email(billing_request),
+            # Where the client can ask for a new link: Reply-to, else From, else the default.
+            "contact_email": SiteEmailSettings.for_site_or_default(
+                billing_request.site_id
+            ).contact_address,
         }
         status = billing_request.status
         if status == Status.PENDING and billing_request.expires_at > timezone.now():
             if not agency.account_is_linked(billing_request):
-                # The account is gone (unlinked, replaced, deauthorized at Stripe): the
-                # agency no longer bills through it, so say so instead of opening its
-                # Checkout (a payment made there anyway is still recorded, flagged late).
+                # The agency no longer bills through this account: say so, not Checkout
+                # (a payment made there anyway is still recorded, flagged late).
                 return render(request, TEMPLATES + "account_gone.html", context, status=410)
             if billing_request.checkout_url:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:
             return render(request, TEMPLATES + "paid.html", context)
-        if status == Status.DELETED:
-            return render(request, TEMPLATES + "withdrawn.html", context, status=410)
-        # Expired, or pending past its time before the sweep caught up.
-        return render(request, TEMPLATES + "expired.html", context, status=410)
+        # Withdrawn; expired, or pending past its time before the sweep caught up.
+        page = "withdrawn.html" if status == Status.DELETED else "expired.html"
+        return render(request, TEMPLATES + page, context, status=410)
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
     """No such link: said in the language of the site it was opened on."""
     with translation.override(language_of_site(Site.find_for_request(request))):
         return render(request, TEMPLATES + "not_found.html", status=404)
-
-
-def contact_email(billing_request: BillingRequest) -> str:
-    """Where the client can ask for a new link: the site's Reply-to, else From, else
-    ``DEFAULT_FROM_EMAIL``."""
-    return SiteEmailSettings.for_site_or_default(billing_request.site_id).contact_address
 
 
 @never_cache

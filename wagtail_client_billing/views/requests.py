@@ -1,10 +1,4 @@
-"""The per-site "Client billing" area on Wagtail's generic views.
-
-Create, inspect, history and delete are Wagtail's own views; each overrides only what
-it is for: the request is made by ``billing.create_request`` and withdrawn by
-``billing.delete_request``. Resend, Renew, the overview and the email settings are
-extra URLs of the same viewset.
-"""
+"""The per-site "Client billing" area: Wagtail's generic views, plus extra URLs."""
 
 from __future__ import annotations
 
@@ -16,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
@@ -31,6 +25,7 @@ from wagtail.admin.views.generic.base import (
 )
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import HeaderButton
+from wagtail.models import Site
 
 from .. import agency, billing, stripe_api
 from ..compat import PolicyViewSetMixin
@@ -53,32 +48,34 @@ class RequestViewMixin:
     """Views on one request: only within the user's sites (404 otherwise)."""
 
     request: HttpRequest
+    kwargs: dict[str, Any]
 
-    def get_base_object_queryset(self) -> QuerySet:
-        return requests_for(self.request.user).select_related("site")
+    def get_object(self, queryset: QuerySet | None = None) -> BillingRequest:
+        requests = requests_for(self.request.user).select_related("site")
+        return get_object_or_404(requests, pk=self.kwargs["pk"])
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
-        index = {"url": reverse(f"{URL_NAME}:index"), "label": _("Client billing")}
+        index = {"url": url("index"), "label": _("Client billing")}
         return [*self.breadcrumbs_items, index]  # type: ignore[attr-defined]
 
 
 @outside_atomic_requests
 class CreateView(RequestViewMixin, generic.CreateView):
-    """ "+ Add billing request" for the selected site."""
-
     template_name = "wagtail_client_billing/requests/create.html"
     page_title = gettext_lazy("Add billing request")
     error_message = None  # the form shows its errors; no banner above it
     produced_error_message = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        self.site = selected_site(request)
-        if self.site is None:
+        site = selected_site(request)
+        if site is None:
             return forbidden(request, "wagtail_client_billing/requests/forbidden.html")
+        self.site: Site = site
+        self.site_name = site.site_name or site.hostname
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_subtitle(self) -> str:
-        return self.site.site_name or self.site.hostname
+        return self.site_name
 
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
@@ -87,18 +84,16 @@ class CreateView(RequestViewMixin, generic.CreateView):
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
-        # The client reads the description (on Checkout, in the email): the site's
-        # language, not the editor's.
+        # The client reads it (on Checkout, in the email): the site's language, not ours.
         with translation.override(language_of_site(self.site)):
-            description = _("Payment to %(site)s") % {
-                "site": self.site.site_name or self.site.hostname
-            }
+            description = _("Payment to %(site)s") % {"site": self.site_name}
+        home = self.site.root_url.rstrip("/") + "/"
         return {
             "nonce": agency.new_idempotency_nonce(),
             "billing_type": BillingRequest.BillingType.ONE_TIME,
             "description": description,
-            "success_url": self.site.root_url.rstrip("/") + "/",
-            "cancel_url": self.site.root_url.rstrip("/") + "/",
+            "success_url": home,
+            "cancel_url": home,
         }
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -109,7 +104,6 @@ class CreateView(RequestViewMixin, generic.CreateView):
             not_ready = error.user_message
         return {
             **super().get_context_data(**kwargs),
-            "site": self.site,
             "not_ready": not_ready,
             "agency_admin": is_agency_admin(self.request.user),
             "cancel_url": url("index", site=self.site),
@@ -168,12 +162,9 @@ class InspectView(RequestViewMixin, generic.InspectView):
     template_name = "wagtail_client_billing/requests/inspect.html"
     page_title = gettext_lazy("Billing request")
 
-    def get_object(self, queryset: QuerySet | None = None) -> BillingRequest:
-        return get_object_or_404(self.get_base_object_queryset(), pk=self.pk)
-
     @cached_property
     def header_buttons(self) -> list:
-        history = reverse(f"{URL_NAME}:history", args=[self.object.pk])
+        history = url("history", self.object.pk)
         return [HeaderButton(_("History"), url=history, icon_name="history")]
 
     @cached_property
@@ -181,52 +172,38 @@ class InspectView(RequestViewMixin, generic.InspectView):
         return []  # Resend, Delete and Renew are on the page, where they apply
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        billing_request = self.object
         return {
             **super().get_context_data(**kwargs),
-            "billing_request": billing_request,
-            "payment_url": billing_request.get_payment_url(),
-            "stripe_events": stripe_events_for(billing_request),
-            "renewal": billing.renewal_of(billing_request),
-            "account_linked": agency.account_is_linked(billing_request),
+            "stripe_events": stripe_events_for(self.object),
+            "renewal": billing.renewal_of(self.object),
+            "account_linked": agency.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
-            "index_url": url("index", site=billing_request.site),
         }
 
 
 class HistoryView(RequestViewMixin, generic.HistoryView):
-    """The request's audit log: Wagtail's log entries, as every other history page."""
-
     @cached_property
     def header_buttons(self) -> list:
-        details = reverse(f"{URL_NAME}:inspect", args=[self.object.pk])
+        details = url("inspect", self.object.pk)
         return [HeaderButton(_("Details"), url=details, icon_name="info-circle")]
 
 
 @outside_atomic_requests
 class DeleteView(RequestViewMixin, generic.DeleteView):
-    """Delete asks for confirmation, expires the session at Stripe, then marks Deleted."""
-
     template_name = "wagtail_client_billing/requests/delete.html"
     page_title = gettext_lazy("Delete billing request")
-
-    def get_queryset(self) -> QuerySet:  # Django's SingleObjectMixin looks it up here
-        return self.get_base_object_queryset()
 
     def get_success_url(self) -> str:
         return url("index", site=self.object.site)
 
-    def delete_action(self) -> None:
-        self.result = billing.delete_request(self.object, user=self.request.user)
-
     def form_valid(self, form: forms.Form) -> HttpResponse:
         # Not Wagtail's "deleted" in every case: Stripe may fail, or report it paid.
         try:
-            self.delete_action()
+            result = billing.delete_request(self.object, user=self.request.user)
         except (billing.BillingError, stripe_api.StripeFailure) as error:
             messages.error(self.request, error.user_message)
         else:
-            if self.result.status == Status.PAID:
+            if result.status == Status.PAID:
                 paid = _("The client had already paid this request: it is now marked Paid.")
                 messages.warning(self.request, paid)
             else:
@@ -236,8 +213,6 @@ class DeleteView(RequestViewMixin, generic.DeleteView):
 
 
 class ResendView(RequestViewMixin, BaseOperationView):
-    """Resend the email of a pending request (queued again), back to where it was asked."""
-
     model = BillingRequest
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -257,8 +232,7 @@ class ResendView(RequestViewMixin, BaseOperationView):
 
 @outside_atomic_requests
 class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, TemplateView):
-    """GET: what will be sent (after a confirmation); POST: a new Pending request with
-    the same details."""
+    """GET: what will be sent; POST: a new Pending request with the same details."""
 
     model = BillingRequest
     template_name = "wagtail_client_billing/requests/renew.html"
@@ -274,11 +248,8 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {
             **super().get_context_data(**kwargs),
-            "billing_request": self.object,
-            "renewable": self.object.status in (Status.EXPIRED, Status.DELETED),
             "nonce": agency.new_idempotency_nonce(),
             "lifetime_hours": round(billing.session_lifetime() / 3600),
-            "cancel_url": url("inspect", self.object.pk),
         }
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -298,8 +269,6 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
 
 
 class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
-    """The "Client billing" menu item and its URLs."""
-
     model = BillingRequest
     policy = billing_request_policy
     icon = "credit-card"
@@ -317,15 +286,13 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     copy_view_enabled = False
     filterset_class = BillingRequestFilterSet
     search_fields = ["email"]
-    list_per_page = 25  # the viewset passes its own page size to the index view
+    list_per_page = 25  # the viewset passes its own to the index view
 
     def get_form_class(self, for_update: bool = False) -> type[forms.Form]:
         return BillingRequestForm
 
     def get_permissions_to_register(self) -> QuerySet:
-        """Only "Can add billing request" in the Groups editor's Object permissions: it
-        is the one billing permission (ticked there, it covers every site). "Change",
-        "delete" and "view" would be boxes that do nothing or mislead."""
+        # Only "Can add billing request", the one billing permission: other boxes would mislead.
         return super().get_permissions_to_register().filter(codename="add_billingrequest")
 
     def get_common_view_kwargs(self, **kwargs: Any) -> dict[str, Any]:
