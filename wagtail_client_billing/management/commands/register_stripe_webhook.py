@@ -65,7 +65,7 @@ class Command(BaseCommand):
             ) from error
 
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
-        kind = "Connect endpoint" if endpoint.connect else "endpoint"
+        kind = "endpoint" if conf.direct else "Connect endpoint"
         self.stdout.write(
             self.style.SUCCESS(f"Registered the {mode}-mode {kind} {endpoint.id} for {url}")
         )
