@@ -89,9 +89,9 @@ def grant_email_settings(user, *sites) -> None:
 
 def connect_ready_account(simulator, mode: str = "test"):
     """A linked connection, onboarded at the simulator, ready to charge."""
-    from wagtail_client_billing import agency
+    from wagtail_client_billing import connections
 
-    connection = agency.connect(
+    connection = connections.connect(
         mode=mode,
         country="FR",
         privacy_policy_url="https://agency.example/privacy",
@@ -100,7 +100,7 @@ def connect_ready_account(simulator, mode: str = "test"):
         nonce=f"setup-{mode}",
     )
     simulator.complete_onboarding(connection.account_id)
-    return agency.refresh(connection)
+    return connections.refresh(connection)
 
 
 def outbox_emails(requests, kind: str = "request", **fields):

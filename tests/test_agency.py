@@ -7,7 +7,7 @@ from django.urls import reverse
 from wagtail.models import ModelLogEntry
 
 from tests.factories import make_user
-from wagtail_client_billing import agency, stripe_api
+from wagtail_client_billing import connections, stripe_api
 from wagtail_client_billing.models import AgencyBillingSettings, StripeConnection
 from wagtail_client_billing.testing.stripe_simulator.faults import Fault
 
@@ -61,7 +61,7 @@ def test_connect_creates_the_account_and_sends_the_browser_to_onboarding(agency_
     assert account["type"] in (None, "standard")  # controller properties, not `type`
     assert account["business_profile"]["url"] == "http://testserver/"
     assert account["metadata"]["wagtail_client_billing"] == "agency"
-    assert ModelLogEntry.objects.filter(action=agency.ACTION_CONNECT).count() == 1
+    assert ModelLogEntry.objects.filter(action=connections.ACTION_CONNECT).count() == 1
 
 
 def test_a_resubmitted_form_makes_one_account_at_stripe(agency_client, stripe):
@@ -92,7 +92,7 @@ def test_return_url_shows_ready_to_charge_once_onboarding_is_complete(agency_cli
     connection.refresh_from_db()
     assert connection.charges_enabled and connection.onboarded_at
     agency_client.get(return_url)  # coming back again logs nothing more
-    assert ModelLogEntry.objects.filter(action=agency.ACTION_ONBOARDED).count() == 1
+    assert ModelLogEntry.objects.filter(action=connections.ACTION_ONBOARDED).count() == 1
 
 
 def test_continue_onboarding_and_the_refresh_url_make_a_fresh_link(agency_client, stripe):
@@ -130,7 +130,7 @@ def test_stripe_failures_keep_the_form_and_save_nothing(agency_client, stripe, f
     assert message in page
     assert 'value="https://agency.example/p2"' in page  # what was typed is kept
     assert StripeConnection.objects.count() == 0
-    assert not ModelLogEntry.objects.filter(action=agency.ACTION_CONNECT).exists()
+    assert not ModelLogEntry.objects.filter(action=connections.ACTION_CONNECT).exists()
 
 
 def test_a_rejected_key_is_explained(agency_client, stripe, settings):
@@ -196,9 +196,9 @@ def test_unlink_asks_then_detaches_and_offers_to_connect_again(agency_client, st
     assert "Create client billing account" in page
     connection.refresh_from_db()
     assert not connection.is_linked  # kept for history
-    assert agency.linked_connection("test") is None
+    assert connections.linked_connection("test") is None
     assert agency_client.post(unlink_url).status_code == 404  # nothing left to unlink
-    assert ModelLogEntry.objects.filter(action=agency.ACTION_UNLINK).count() == 1
+    assert ModelLogEntry.objects.filter(action=connections.ACTION_UNLINK).count() == 1
     assert account_of(stripe, connection.account_id) is not None  # still open at Stripe
 
 
@@ -209,7 +209,7 @@ def test_test_and_live_are_kept_apart_and_the_active_mode_switches(agency_client
     }
     connect(agency_client)
     connect(agency_client, test_mode="", nonce="nonce-2")
-    test, live = (agency.linked_connection(m) for m in ("test", "live"))
+    test, live = (connections.linked_connection(m) for m in ("test", "live"))
     assert test.account_id != live.account_id
     assert stripe_api.retrieve_account("live", live.account_id).id == live.account_id
     with pytest.raises(stripe_api.StripeRefused):  # a live account is invisible to test keys
@@ -217,7 +217,7 @@ def test_test_and_live_are_kept_apart_and_the_active_mode_switches(agency_client
     assert AgencyBillingSettings.load().active_mode == "live"
 
     agency_client.post(reverse("wagtail_client_billing_agency:switch_mode"), {"mode": "test"})
-    assert agency.active_mode() == "test"
+    assert connections.active_mode() == "test"
     assert "Test mode is active" in agency_client.get(INDEX).content.decode()
 
 
@@ -333,7 +333,7 @@ def test_register_webhook_endpoint_failure_is_explained(agency_client, stripe):
 def test_a_restricted_account_is_shown_as_such(agency_client, stripe):
     connect(agency_client)
     connection = StripeConnection.objects.get()
-    agency.apply_account_state(
+    connections.apply_account_state(
         connection,
         stripe_api.AccountState(
             id=connection.account_id,

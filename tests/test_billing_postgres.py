@@ -296,11 +296,11 @@ def test_five_people_renewing_at_once_bill_the_client_once(site, connection, str
 
 
 def test_two_connects_at_once_link_one_account(stripe):
-    from wagtail_client_billing import agency, stripe_api
+    from wagtail_client_billing import connections, stripe_api
     from wagtail_client_billing.models import StripeConnection
 
     def connect(n: int) -> Callable[[], Any]:
-        return lambda: agency.connect(
+        return lambda: connections.connect(
             mode="test",
             country="FR",
             privacy_policy_url="https://agency.example/privacy",
@@ -314,4 +314,4 @@ def test_two_connects_at_once_link_one_account(stripe):
     assert StripeConnection.objects.count() == 1, results
     assert len(refused) == 3, results  # a plain message each, never a 500
     assert all("already linked" in error.user_message for error in refused)
-    assert entries(agency.ACTION_CONNECT) == 1
+    assert entries(connections.ACTION_CONNECT) == 1

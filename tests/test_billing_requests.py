@@ -246,9 +246,9 @@ def test_the_amount_box_is_text_with_a_decimal_keypad(editor, sites, connection)
 
 
 def test_live_mode_requires_https(editor, sites, connection, stripe, settings):
-    from wagtail_client_billing import agency
+    from wagtail_client_billing import connections
 
-    agency.switch_mode("live")
+    connections.switch_mode("live")
     response = add(editor, sites[0], success_url="http://acme.test/thanks/")
     assert "https://" in " ".join(response.context["form"].errors["success_url"])
 

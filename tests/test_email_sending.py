@@ -24,7 +24,7 @@ from wagtail.models import Locale, ModelLogEntry, Page
 
 from tests.factories import grant_billing, make_site, make_user, outbox_emails, request_details
 from tests.smtp import PASSWORD, USERNAME, SMTPServer, closed_port, make_certificate
-from wagtail_client_billing import agency, billing, tasks
+from wagtail_client_billing import billing, connections, tasks
 from wagtail_client_billing.mail import outbox as mail
 from wagtail_client_billing.mail.queue import queue_billing_email
 from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
@@ -95,7 +95,7 @@ def use_smtp(site, server=None, *, port=None, security="none", password=None, **
     email_settings.security = security
     email_settings.username = USERNAME if password is not None else ""
     email_settings.from_email = "billing@acme.test"
-    email_settings.reply_to = "agency@agency.test"
+    email_settings.reply_to = "agency@connections.test"
     for name, value in changes.items():
         setattr(email_settings, name, value)
     email_settings.set_password(password or "")
@@ -182,7 +182,7 @@ def test_the_email_arrives_complete_through_the_sites_smtp(
     assert len(server.messages) == 1
     message = server.messages[0]
     assert message["From"] == "Acme Plumbing <billing@acme.test>"
-    assert message["Reply-To"] == "agency@agency.test"
+    assert message["Reply-To"] == "agency@connections.test"
     assert message["To"] == "client@example.com"
     assert subject(message) == "Payment request from Acme Plumbing (€49.90)"
     assert server.inbox.envelopes == [("billing@acme.test", ["client@example.com"])]
@@ -249,12 +249,12 @@ def test_the_default_backend_gets_from_and_reply_to_too(
     }
     acme = sites[0]
     SiteEmailSettings.objects.create(
-        site=acme, from_email="billing@acme.test", reply_to="agency@agency.test"
+        site=acme, from_email="billing@acme.test", reply_to="agency@connections.test"
     )
     create(acme, commit)
     message = outbox.outbox[0]
     assert message.from_email == "Acme Plumbing <billing@acme.test>"
-    assert message.reply_to == ["agency@agency.test"]
+    assert message.reply_to == ["agency@connections.test"]
 
 
 def test_without_settings_the_default_sender_is_used(sites, connection, stripe, commit, settings):
@@ -739,7 +739,7 @@ def test_no_email_invites_to_pay_once_the_requests_account_is_gone(
     use_smtp(sites[0], smtp)
     reminded = create(sites[0], commit, email="reminded@example.com")
     queued = create(sites[0], commit, email="queued@example.com")
-    agency.unlink(connection, reason="deauthorized at Stripe")
+    connections.unlink(connection, reason="deauthorized at Stripe")
     near_expiry(reminded)
     queued.emails.filter(kind="request").update(status=EmailStatus.QUEUED)
     drain(commit)

@@ -55,7 +55,7 @@ from wagtail.models import ModelLogEntry
 
 from tests.factories import make_site, make_user, outbox_emails
 from tests.test_webhooks import LIVE_SECRET, SECRET, URL, sign
-from wagtail_client_billing import agency, billing
+from wagtail_client_billing import billing, connections
 from wagtail_client_billing.models import (
     AgencyBillingSettings,
     BillingRequest,
@@ -136,7 +136,7 @@ GONE_ACCOUNT = "acct_gone"  # unlinked
 ACCOUNTS = (ACCOUNT, LIVE_ACCOUNT, GONE_ACCOUNT, "acct_other")
 SEEN_EVENT = "evt_seen_before"  # stored and processed
 FAILED_EVENT = "evt_failed_before"  # stored and failed: a redelivery applies it again
-ADMIN_EMAIL = "boss@agency.test"
+ADMIN_EMAIL = "boss@connections.test"
 
 
 def snapshot() -> dict[str, list]:
@@ -326,7 +326,7 @@ def world(request, db, settings, caplog) -> Iterator[World]:
         subscription_status="past_due",
     )
     log(requests["paid"], billing.ACTION_PAID, data={"source": "setup"})
-    log(test_connection, agency.ACTION_ONBOARDED, data={"account": ACCOUNT})
+    log(test_connection, connections.ACTION_ONBOARDED, data={"account": ACCOUNT})
     seen = {"id": SEEN_EVENT, "object": "event", "type": "checkout.session.completed"}
     WebhookEvent.objects.create(
         stripe_id=SEEN_EVENT,
@@ -961,11 +961,11 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
         assert connection.mode == mode and connection.account_id == payload.get("account")
         if payload["type"] == "account.application.deauthorized":
             assert connection.unlinked_at is not None
-            expected_log[(agency.ACTION_UNLINK, str(pk))] += 1
+            expected_log[(connections.ACTION_UNLINK, str(pk))] += 1
         else:
             assert payload["data"]["object"].get("id") == connection.account_id
             if connection.onboarded_at and not connections[pk][9]:
-                expected_log[(agency.ACTION_ONBOARDED, str(pk))] += 1
+                expected_log[(connections.ACTION_ONBOARDED, str(pk))] += 1
     assert Counter((action, object_id) for _, action, object_id in new_log) == expected_log
     # Notifications: one per request that became paid or newly past due; each mailed.
     for pk in notifications:

@@ -255,9 +255,9 @@ def test_a_retry_after_a_stripe_timeout_gets_the_same_session(editor, stripe, ma
 
 
 def _linked():
-    from wagtail_client_billing import agency
+    from wagtail_client_billing import connections
 
-    return agency.linked_connection("test")
+    return connections.linked_connection("test")
 
 
 def test_a_creation_stalled_by_a_crash_is_never_shown_and_is_swept(editor, stripe, mailoutbox):

@@ -26,14 +26,14 @@ from tests.test_billing_requests import (
 )
 from tests.test_webhooks import LIVE_SECRET, make_event
 from tests.test_webhooks import deliver as deliver_signed
-from wagtail_client_billing import agency, billing, signals
+from wagtail_client_billing import billing, connections, signals
 from wagtail_client_billing.models import (
     BillingRequest,
     OutgoingEmail,
     StripeConnection,
     WebhookEvent,
 )
-from wagtail_client_billing.views import agency as agency_views
+from wagtail_client_billing.views import account as agency_views
 
 pytestmark = pytest.mark.django_db
 
@@ -217,7 +217,7 @@ def test_a_request_committed_as_the_unlink_commits_is_withdrawn_too(
 
     def a_create_that_read_the_connection_before(sender, instance, created, **kwargs):
         # A create that saw the account linked commits its row just as the unlink does.
-        if instance.action == agency.ACTION_UNLINK and not late_comer:
+        if instance.action == connections.ACTION_UNLINK and not late_comer:
             late_comer.append(
                 BillingRequest.objects.create(
                     site=site,
@@ -274,12 +274,12 @@ def test_the_unlink_view_runs_outside_any_request_transaction():
 
 def test_only_that_connections_requests_are_withdrawn(editor, site, connection, stripe):
     ours = send(editor, site, "ours@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     replacement = StripeConnection.objects.create(
         mode="test", account_id="acct_replacement", country="FR", charges_enabled=True
     )
 
-    assert agency.pending_requests(replacement).count() == 0
+    assert connections.pending_requests(replacement).count() == 0
     assert billing.withdraw_and_unlink(replacement, reason="test").unlinked
     ours.refresh_from_db()
     assert ours.status == Status.PENDING  # another account's request is not touched
@@ -301,7 +301,7 @@ def test_a_payment_after_unlinking_is_applied_flagged_and_notified(
     editor, client, site, connection, stripe, caplog
 ):
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="deauthorized at Stripe")
+    connections.unlink(connection, reason="deauthorized at Stripe")
     stripe.complete_checkout(request.checkout_session_id)
 
     with caplog.at_level(logging.WARNING):
@@ -323,7 +323,7 @@ def test_a_delayed_payment_settling_after_unlinking_is_applied(
     request = send(editor, site, "a@example.com")
     stripe.complete_checkout(request.checkout_session_id, delayed=True)
     deliver(client, last_event(stripe, "checkout.session.completed"))
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     stripe.settle_async(request.checkout_session_id)
 
     deliver(client, last_event(stripe, "checkout.session.async_payment_succeeded"))
@@ -333,7 +333,7 @@ def test_a_delayed_payment_settling_after_unlinking_is_applied(
 
 def test_a_payment_for_a_replaced_account_is_applied(editor, client, site, connection, stripe):
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     StripeConnection.objects.create(mode="test", account_id="acct_new", country="FR")
     stripe.complete_checkout(request.checkout_session_id)
 
@@ -360,7 +360,7 @@ def test_a_payment_event_of_another_account_is_never_applied(
     editor, client, site, connection, stripe
 ):
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     session = {**session_of(stripe, request), "status": "complete", "payment_status": "paid"}
 
     for account in ("acct_someone_else", None):
@@ -379,7 +379,7 @@ def test_a_payment_event_of_the_other_mode_is_never_applied(
         "STRIPE_LIVE_WEBHOOK_SECRET": LIVE_SECRET,
     }
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     session = {**session_of(stripe, request), "status": "complete", "payment_status": "paid"}
     event = make_event(
         "checkout.session.completed", session, account=connection.account_id, livemode=True
@@ -396,7 +396,7 @@ def test_events_not_about_money_stay_ignored_after_unlinking(
     editor, client, site, connection, stripe
 ):
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     stripe.expire_session(request.checkout_session_id)
 
     deliver(client, last_event(stripe, "checkout.session.expired"))
@@ -412,7 +412,7 @@ def test_events_not_about_money_stay_ignored_after_unlinking(
 
 def test_reconciliation_settles_a_request_of_an_unlinked_account(editor, site, connection, stripe):
     request = send(editor, site, "a@example.com")
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     stripe.complete_checkout(request.checkout_session_id)  # the webhook is lost
     BillingRequest.objects.filter(pk=request.pk).update(
         created_at=timezone.now() - timedelta(hours=2)
@@ -432,7 +432,7 @@ def test_the_pay_link_of_a_gone_account_says_it_no_longer_works(
     request = send(editor, site, "a@example.com")
     link = request.get_payment_path()
     assert client.get(link, HTTP_HOST="acme.test").status_code == 302  # to Checkout
-    agency.unlink(connection, reason="deauthorized at Stripe")
+    connections.unlink(connection, reason="deauthorized at Stripe")
 
     response = client.get(link, HTTP_HOST="acme.test")
 
@@ -447,7 +447,7 @@ def test_the_pay_link_of_a_gone_account_says_it_no_longer_works(
 def test_the_gone_page_is_in_the_sites_language(editor, client, site, connection, stripe):
     request = send(editor, site, "a@example.com")
     make_french(site)
-    agency.unlink(connection, reason="deauthorized at Stripe")
+    connections.unlink(connection, reason="deauthorized at Stripe")
 
     response = client.get(request.get_payment_path(), HTTP_HOST="acme.test")
 
@@ -458,7 +458,7 @@ def test_the_gone_page_is_in_the_sites_language(editor, client, site, connection
 def test_resend_of_a_gone_account_is_refused_and_not_offered(editor, site, connection, stripe):
     request = send(editor, site, "a@example.com")
     kept = outbox.outbox[:]
-    agency.unlink(connection, reason="deauthorized at Stripe")
+    connections.unlink(connection, reason="deauthorized at Stripe")
 
     response = editor.post(
         reverse("wagtail_client_billing_requests:resend", args=[request.pk]), follow=True

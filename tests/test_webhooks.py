@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 from wagtail.models import ModelLogEntry
 
-from wagtail_client_billing import agency, stripe_api
+from wagtail_client_billing import connections, stripe_api
 from wagtail_client_billing.events import endpoints
 from wagtail_client_billing.events.handlers import HANDLERS, EventIgnored, account_updated
 from wagtail_client_billing.events.processing import EventProcessingFailed, process_event
@@ -117,7 +117,7 @@ def deliver(
 
 
 def onboarding_entries() -> int:
-    return ModelLogEntry.objects.filter(action=agency.ACTION_ONBOARDED).count()
+    return ModelLogEntry.objects.filter(action=connections.ACTION_ONBOARDED).count()
 
 
 def link(mode: str = "test", account_id: str = "acct_agency", **fields: Any) -> StripeConnection:
@@ -339,7 +339,7 @@ def test_account_updated_writes_the_onboarding_entry_only_when_it_becomes_ready(
     assert deliver(client, account_updated_event()).status_code == 200  # another event id
 
     assert onboarding_entries() == 1
-    entry = ModelLogEntry.objects.get(action=agency.ACTION_ONBOARDED)
+    entry = ModelLogEntry.objects.get(action=connections.ACTION_ONBOARDED)
     assert entry.object_id == str(connection.pk)
     assert entry.data == {"account": "acct_agency"}
 
@@ -502,7 +502,7 @@ def test_the_linked_account_of_the_other_mode_is_not_touched(client, with_live_s
 
 
 def test_webhooks_of_an_unlinked_account_are_recorded_and_ignored(client, connection):
-    agency.unlink(connection, reason="test")
+    connections.unlink(connection, reason="test")
     relinked = link(account_id="acct_new")
 
     for event in (account_updated_event(), deauthorized_event()):
@@ -514,7 +514,7 @@ def test_webhooks_of_an_unlinked_account_are_recorded_and_ignored(client, connec
     ]
     relinked.refresh_from_db()
     assert relinked.is_linked and not relinked.charges_enabled
-    assert ModelLogEntry.objects.filter(action=agency.ACTION_UNLINK).count() == 1
+    assert ModelLogEntry.objects.filter(action=connections.ACTION_UNLINK).count() == 1
 
 
 def test_direct_mode_applies_events_of_the_platform_account(client, db):
@@ -547,8 +547,8 @@ def test_deauthorization_unlinks_the_account(client, connection):
     assert WebhookEvent.objects.get().status == STATUS.PROCESSED
     connection.refresh_from_db()
     assert not connection.is_linked
-    assert agency.linked_connection("test") is None
-    entry = ModelLogEntry.objects.get(action=agency.ACTION_UNLINK)
+    assert connections.linked_connection("test") is None
+    entry = ModelLogEntry.objects.get(action=connections.ACTION_UNLINK)
     assert entry.data["reason"] == "deauthorized at Stripe"
     assert entry.user is None
 
@@ -639,7 +639,7 @@ def test_process_event_reprocesses_a_failed_event(client, connection, handlers):
 
 def test_a_handler_can_ignore_an_event_and_its_writes_are_undone(client, connection, handlers):
     def not_ours(event, charge):
-        agency.unlink(connection_for_test(), reason="should be rolled back")
+        connections.unlink(connection_for_test(), reason="should be rolled back")
         raise EventIgnored("the charge is not one of ours")
 
     handlers["charge.refunded"] = not_ours
@@ -648,7 +648,7 @@ def test_a_handler_can_ignore_an_event_and_its_writes_are_undone(client, connect
 
     stored = WebhookEvent.objects.get()
     assert (stored.status, stored.note) == (STATUS.IGNORED, "the charge is not one of ours")
-    assert agency.linked_connection("test") is not None
+    assert connections.linked_connection("test") is not None
 
 
 def connection_for_test() -> StripeConnection:
@@ -722,7 +722,7 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
 
 def connect_at_simulator() -> StripeConnection:
     """Connect the agency through the simulator, as the Connect form does."""
-    return agency.connect(
+    return connections.connect(
         mode="test",
         country="FR",
         privacy_policy_url="https://agency.example/privacy/",

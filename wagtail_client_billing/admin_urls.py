@@ -2,24 +2,24 @@
 
 from django.urls import path
 
-from .views import agency
+from .views import account
 
 app_name = "wagtail_client_billing_agency"
 
 urlpatterns = [
-    path("", agency.index, name="index"),
-    path("connect/", agency.connect, name="connect"),
-    path("mode/", agency.switch_mode, name="switch_mode"),
-    path("notifications/", agency.notifications, name="notifications"),
+    path("", account.index, name="index"),
+    path("connect/", account.connect, name="connect"),
+    path("mode/", account.switch_mode, name="switch_mode"),
+    path("notifications/", account.notifications, name="notifications"),
     path(
         "notifications/<int:pk>/send-again/",
-        agency.send_notification_again,
+        account.send_notification_again,
         name="send_notification_again",
     ),
-    path("<str:mode>/onboard/", agency.onboard, name="onboard"),
-    path("<str:mode>/refresh/", agency.onboard, name="refresh"),
-    path("<str:mode>/return/", agency.return_view, name="return"),
-    path("<str:mode>/status/", agency.refresh_status, name="refresh_status"),
-    path("<str:mode>/unlink/", agency.unlink, name="unlink"),
-    path("<str:mode>/webhook/", agency.register_webhook, name="register_webhook"),
+    path("<str:mode>/onboard/", account.onboard, name="onboard"),
+    path("<str:mode>/refresh/", account.onboard, name="refresh"),
+    path("<str:mode>/return/", account.return_view, name="return"),
+    path("<str:mode>/status/", account.refresh_status, name="refresh_status"),
+    path("<str:mode>/unlink/", account.unlink, name="unlink"),
+    path("<str:mode>/webhook/", account.register_webhook, name="register_webhook"),
 ]

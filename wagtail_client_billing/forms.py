@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
 from . import money
-from .agency import new_idempotency_nonce
+from .connections import new_idempotency_nonce
 from .models import AgencyBillingSettings, BillingRequest, StripeConnection
 from .models.agency import Mode
 from .money import CURRENCIES

@@ -7,7 +7,7 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogActionRegistry, LogFormatter
 
-from . import agency, billing
+from . import billing, connections
 from .mail import outbox, tracking
 from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
 from .views.email_settings import ACTION_TEST as ACTION_EMAIL_SETTINGS_TEST
@@ -60,13 +60,17 @@ class TestEmailFormatter(LogFormatter):
 # (action, label, message)
 ACTIONS = [
     (
-        agency.ACTION_CONNECT,
+        connections.ACTION_CONNECT,
         _("Connect client billing account"),
         _("Client billing account connected"),
     ),
-    (agency.ACTION_ONBOARDED, _("Complete Stripe onboarding"), _("Stripe onboarding completed")),
-    (agency.ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
-    (agency.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
+    (
+        connections.ACTION_ONBOARDED,
+        _("Complete Stripe onboarding"),
+        _("Stripe onboarding completed"),
+    ),
+    (connections.ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
+    (connections.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
     (billing.ACTION_CREATE, _("Send billing request"), _("Billing request sent")),
     (billing.ACTION_PAID, _("Mark paid"), _("Paid")),
     (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .. import agency, stripe_api
+from .. import connections, stripe_api
 from ..mail.queue import queue_billing_email
 from ..models import BillingRequest, StripeConnection
 from .errors import BillingError
@@ -49,7 +49,7 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
 def resend(request: BillingRequest, *, user: Any = None) -> None:
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be sent again."))
-    if not agency.account_is_linked(request):
+    if not connections.account_is_linked(request):
         raise BillingError(
             _(
                 "This billing request's Stripe account was unlinked, so its payment link no "
@@ -84,7 +84,7 @@ def withdraw_and_unlink(
         _withdraw(connection, user=user, outcome=outcome)
         if outcome.failures:
             return outcome
-        outcome.pending = agency.unlink_unless_pending(connection, user=user, reason=reason)
+        outcome.pending = connections.unlink_unless_pending(connection, user=user, reason=reason)
         if not outcome.pending:
             outcome.unlinked = True
             _withdraw(connection, user=user, outcome=outcome)
@@ -93,7 +93,7 @@ def withdraw_and_unlink(
 
 
 def _withdraw(connection: StripeConnection, *, user: Any, outcome: UnlinkOutcome) -> None:
-    for request in list(agency.pending_requests(connection).order_by("pk")):
+    for request in list(connections.pending_requests(connection).order_by("pk")):
         try:
             result = delete_request(request, user=user)
         except (BillingError, stripe_api.StripeFailure) as error:

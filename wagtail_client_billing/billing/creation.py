@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.models import Site
 
-from .. import agency, signals, stripe_api
+from .. import connections, signals, stripe_api
 from ..conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
 from ..mail.queue import queue_billing_email
 from ..models import BillingRequest, StripeConnection
@@ -57,7 +57,7 @@ def session_lifetime() -> int:
 
 def ready_connection() -> StripeConnection:
     """The active mode's linked connection if it can charge; else ``NotReadyToCharge``."""
-    connection = agency.linked_connection()
+    connection = connections.linked_connection()
     if connection is None:
         raise errors.NotReadyToCharge(
             _("No client billing account is connected, so no billing request can be sent yet.")
@@ -246,10 +246,10 @@ def _finish_creation(
 
 def _lock_own_connection(request: BillingRequest) -> bool:
     """Whether the request's account is still linked, locking that connection's row:
-    ``agency.unlink_unless_pending`` counts Pending requests under the same lock."""
-    connections = StripeConnection.objects.select_for_update()
-    linked = connections.filter(mode=request.mode, unlinked_at__isnull=True)
-    return any(agency.request_account(each) == request.account_id for each in linked)
+    ``connections.unlink_unless_pending`` counts Pending requests under the same lock."""
+    rows = StripeConnection.objects.select_for_update()
+    linked = rows.filter(mode=request.mode, unlinked_at__isnull=True)
+    return any(connections.request_account(each) == request.account_id for each in linked)
 
 
 def _expire_unsent_session(request: BillingRequest, session: stripe_api.CheckoutSession) -> None:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry
 
-from .. import agency, signals
+from .. import connections, signals
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail
 
@@ -84,7 +84,7 @@ def mark_paid(
         if request is None:
             return None
         # Money taken for a request whose account is gone is applied, and flagged.
-        gone = not agency.account_is_linked(request)
+        gone = not connections.account_is_linked(request)
         if gone and not late:
             BillingRequest.objects.filter(pk=request.pk).update(late_payment=True)
             request.late_payment = late = True

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 from wagtail.log_actions import log
 
-from .. import agency, billing, stripe_api
+from .. import billing, connections, stripe_api
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
@@ -26,7 +26,7 @@ class EventIgnored(Exception):
 def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]:
     """The linked connection ``event`` is about, or None and a note saying why not."""
     mode, account = event.mode, event.account
-    connection = agency.linked_connection(mode)
+    connection = connections.linked_connection(mode)
     if connection is not None and connection.direct:
         # Direct mode: the platform's own events carry no ``account``.
         if account:
@@ -83,11 +83,11 @@ def account_updated(event: WebhookEvent, account: Any) -> None:
             f"the event's account object is {field_of(account, 'id')!r}, "
             f"not the linked account {connection.account_id}"
         )
-    agency.apply_account_state(connection, stripe_api.account_state(account))
+    connections.apply_account_state(connection, stripe_api.account_state(account))
 
 
 def account_deauthorized(event: WebhookEvent, application: Any) -> None:
-    agency.unlink(connection_for(event), reason="deauthorized at Stripe")
+    connections.unlink(connection_for(event), reason="deauthorized at Stripe")
 
 
 def _request_for_session(event: WebhookEvent, session: Any) -> BillingRequest:

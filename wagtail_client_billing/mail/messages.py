@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from .. import agency
+from .. import connections
 from ..conf import billing_settings
 from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..money import format_money
@@ -59,7 +59,7 @@ def site_name(request: BillingRequest) -> str:
 
 def agency_links(request: BillingRequest) -> dict[str, str]:
     """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
-    connection = agency.linked_connection(request.mode)
+    connection = connections.linked_connection(request.mode)
     if connection is None:
         return {"privacy_policy_url": "", "terms_of_service_url": ""}
     return {
@@ -188,7 +188,7 @@ def agency_recipients() -> list[str]:
 
 def notification_recipients(email: OutgoingEmail) -> list[str]:
     """Who a notification goes to: the site's reply-to address for a client's question,
-    else the agency."""
+    else the connections."""
     if email.kind == OutgoingEmail.Kind.NEW_LINK_ASKED:
         return [SiteEmailSettings.for_site_or_default(email.site_id).contact_address]
     return agency_recipients()

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .. import agency
+from .. import connections
 from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..models.outbox import NO_RECIPIENTS
 from . import messages, smtp
@@ -211,7 +211,7 @@ class _Batch:
         self.now = now
         self.site = _Connection(SiteEmailSettings.for_site_or_default(site_id))
         self.default = _Connection(None)
-        self.accounts = agency.linked_accounts()
+        self.accounts = connections.linked_accounts()
         self.links: dict[str, dict[str, str]] = {}
 
     def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
@@ -225,7 +225,7 @@ class _Batch:
             return messages.notification(email, recipients), self.default
         if request.mode not in self.links:
             self.links[request.mode] = messages.agency_links(request)
-        if not agency.account_is_linked(request, self.accounts):
+        if not connections.account_is_linked(request, self.accounts):
             # Its link says "no longer works" (the account was deauthorized at Stripe,
             # say): an email inviting the client to pay would mislead.
             raise _NotSent(_(

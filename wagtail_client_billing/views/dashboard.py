@@ -6,7 +6,7 @@ from typing import Any
 
 from wagtail.admin.ui.components import Component
 
-from .. import agency, reports
+from .. import connections, reports
 from .listing import requests_for
 
 
@@ -22,7 +22,7 @@ class BillingDashboardPanel(Component):
 
     def get_context_data(self, parent_context: Any) -> dict[str, Any]:
         # Only the active mode's money: test payments never swell the live totals.
-        mode = agency.active_mode()
+        mode = connections.active_mode()
         requests = requests_for(self.user).filter(mode=mode)
         totals = reports.totals(requests)
         return {

@@ -19,7 +19,7 @@ from wagtail.admin.views import generic
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.models import Site
 
-from .. import agency
+from .. import connections
 from ..forms import currency_choices
 from ..models import BillingRequest
 from ..money import format_money
@@ -219,7 +219,7 @@ class IndexView(generic.IndexView):
     @cached_property
     def linked_accounts(self) -> set[tuple[str, str]]:
         """Read once per listing: no Resend for a request of an account that is gone."""
-        return agency.linked_accounts()
+        return connections.linked_accounts()
 
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
         buttons = [
@@ -238,7 +238,7 @@ class IndexView(generic.IndexView):
             ),
         ]
         if instance.status == Status.PENDING:
-            if agency.account_is_linked(instance, self.linked_accounts):
+            if connections.account_is_linked(instance, self.linked_accounts):
                 # POSTs with the CSRF token and ``next``.
                 resend = {"data-w-action-url-value": url("resend", instance.pk)}
                 buttons.append(

@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
-from .. import agency, billing
+from .. import billing, connections
 from ..mail import queue as outbox_queue
 from ..mail.messages import language_of_site, site_language
 from ..models import BillingRequest, SiteEmailSettings
@@ -55,7 +55,7 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         }
         status = billing_request.status
         if status == Status.PENDING and billing_request.expires_at > timezone.now():
-            if not agency.account_is_linked(billing_request):
+            if not connections.account_is_linked(billing_request):
                 # The agency no longer bills through this account: say so, not Checkout
                 # (a payment made there anyway is still recorded, flagged late).
                 return render(request, TEMPLATES + "account_gone.html", context, status=410)

@@ -27,7 +27,7 @@ from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from .. import agency, billing, stripe_api
+from .. import billing, connections, stripe_api
 from ..compat import PolicyViewSetMixin
 from ..forms import BillingRequestForm
 from ..mail.messages import language_of_site
@@ -80,7 +80,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         kwargs.pop("instance", None)  # a plain form: the domain makes the request
-        kwargs["require_https"] = agency.active_mode() == Mode.LIVE
+        kwargs["require_https"] = connections.active_mode() == Mode.LIVE
         return kwargs
 
     def get_initial(self) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
             description = _("Payment to %(site)s") % {"site": self.site_name}
         home = self.site.root_url.rstrip("/") + "/"
         return {
-            "nonce": agency.new_idempotency_nonce(),
+            "nonce": connections.new_idempotency_nonce(),
             "billing_type": BillingRequest.BillingType.ONE_TIME,
             "description": description,
             "success_url": home,
@@ -176,7 +176,7 @@ class InspectView(RequestViewMixin, generic.InspectView):
             **super().get_context_data(**kwargs),
             "stripe_events": stripe_events_for(self.object),
             "renewal": billing.renewal_of(self.object),
-            "account_linked": agency.account_is_linked(self.object),
+            "account_linked": connections.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
         }
 
@@ -248,7 +248,7 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {
             **super().get_context_data(**kwargs),
-            "nonce": agency.new_idempotency_nonce(),
+            "nonce": connections.new_idempotency_nonce(),
             "lifetime_hours": round(billing.session_lifetime() / 3600),
         }
 

@@ -43,7 +43,7 @@ class Command(BaseCommand):
     def _people_and_sites(self, password: str, port: int) -> None:
         user_model = get_user_model()
         admin, _ = user_model.objects.get_or_create(
-            username="admin", defaults={"email": "admin@agency.localhost"}
+            username="admin", defaults={"email": "admin@connections.localhost"}
         )
         admin.is_staff = admin.is_superuser = True
         # Wagtail's account settings ask for a name before saving anything else.
@@ -79,15 +79,15 @@ class Command(BaseCommand):
 
     def _billing_history(self, stripe_url: str) -> None:
         """Connect a test-mode account, then send, pay, expire and delete some requests."""
-        from wagtail_client_billing import agency, billing
+        from wagtail_client_billing import billing, connections
         from wagtail_client_billing.models import BillingRequest
         from wagtail_client_billing.testing.stripe_simulator import RemoteSimulator
 
         simulator = RemoteSimulator(stripe_url)
         admin = get_user_model().objects.get(username="admin")
-        connection = agency.linked_connection("test")
+        connection = connections.linked_connection("test")
         if connection is None:
-            connection = agency.connect(
+            connection = connections.connect(
                 mode="test",
                 country="FR",
                 privacy_policy_url="https://agency.example/privacy",
@@ -97,7 +97,7 @@ class Command(BaseCommand):
                 user=admin,
             )
         simulator.complete_onboarding(connection.account_id)
-        agency.refresh(connection, user=admin)
+        connections.refresh(connection, user=admin)
         if BillingRequest.objects.exists():
             return
         plans = [
@@ -138,7 +138,7 @@ class Command(BaseCommand):
         if existing:
             return existing
         home = HomePage(
-            title=title, slug=slug, body=f"<p>Welcome to {title}, a client of the agency.</p>"
+            title=title, slug=slug, body=f"<p>Welcome to {title}, a client of the connections.</p>"
         )
         root.add_child(instance=home)
         return home

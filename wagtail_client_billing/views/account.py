@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from django.views.generic import FormView, TemplateView
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
-from .. import agency, billing, stripe_api
+from .. import billing, connections, stripe_api
 from ..conf import billing_settings
 from ..events import endpoints
 from ..forms import ConnectForm, NotificationSettingsForm
@@ -43,7 +43,7 @@ def mask(secret: str) -> str:
 
 def connection_or_404(mode: str) -> StripeConnection:
     """The connection linked in ``mode`` (a URL part): 404 for another word or none linked."""
-    connection = agency.linked_connection(mode) if mode in Mode.values else None
+    connection = connections.linked_connection(mode) if mode in Mode.values else None
     if connection is None:
         raise Http404(_("No client billing account is linked in %(mode)s mode.") % {"mode": mode})
     return connection
@@ -108,7 +108,7 @@ class IndexView(AgencyPageMixin, TemplateView):
             {
                 "mode": mode,
                 "active": mode == settings_row.active_mode,
-                "connection": agency.linked_connection(mode),
+                "connection": connections.linked_connection(mode),
                 "secret_key": mask(conf.secret_key(mode)),
                 "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
             }
@@ -142,12 +142,12 @@ class ConnectView(AgencyPageMixin, FormView):
     def get_initial(self) -> dict[str, Any]:
         # "Create client billing account" on the Live panel asks for live mode.
         live = self.request.GET.get("mode") == Mode.LIVE
-        return {"nonce": agency.new_idempotency_nonce(), "test_mode": not live}
+        return {"nonce": connections.new_idempotency_nonce(), "test_mode": not live}
 
     def form_valid(self, form: ConnectForm) -> HttpResponse:
         data, direct = form.cleaned_data, billing_settings().direct
         try:
-            connection = agency.connect(
+            connection = connections.connect(
                 mode=form.mode,
                 privacy_policy_url=data["privacy_policy_url"],
                 terms_of_service_url=data["terms_of_service_url"],
@@ -186,7 +186,7 @@ class UnlinkView(AgencyPageMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         connection = connection_or_404(self.kwargs["mode"])
-        pending = agency.pending_requests(connection).count()
+        pending = connections.pending_requests(connection).count()
         return super().get_context_data(connection=connection, pending=pending, **kwargs)
 
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
@@ -196,7 +196,7 @@ class UnlinkView(AgencyPageMixin, TemplateView):
         if withdraw:
             outcome = billing.withdraw_and_unlink(connection, user=user, reason=reason)
         else:
-            pending = agency.unlink_unless_pending(connection, user=user, reason=reason)
+            pending = connections.unlink_unless_pending(connection, user=user, reason=reason)
             outcome = billing.UnlinkOutcome(unlinked=not pending, pending=pending)
         messages.add_message(request, *unlink_report(outcome, withdrew=withdraw))
         if outcome.unlinked:
@@ -282,7 +282,7 @@ def onboard(request: HttpRequest, mode: str) -> str:
 @button(("GET", "HEAD"))
 def return_view(request: HttpRequest, mode: str) -> None:
     """Stripe's return URL: re-read the account and say where onboarding stands."""
-    connection = agency.refresh(connection_or_404(mode), user=request.user)
+    connection = connections.refresh(connection_or_404(mode), user=request.user)
     if connection.status == StripeConnection.Status.READY:
         messages.success(request, _("Your client billing account is ready to charge."))
     else:
@@ -292,7 +292,7 @@ def return_view(request: HttpRequest, mode: str) -> None:
 @button()
 def refresh_status(request: HttpRequest, mode: str) -> None:
     """Ask Stripe again now (the webhook does this on its own)."""
-    agency.refresh(connection_or_404(mode), user=request.user)
+    connections.refresh(connection_or_404(mode), user=request.user)
     messages.success(request, _("Status updated from Stripe."))
 
 
@@ -303,7 +303,7 @@ def switch_mode(request: HttpRequest) -> None:
     if mode not in Mode.values:
         messages.error(request, _("Unknown mode."))
         return
-    agency.switch_mode(mode, user=request.user)
+    connections.switch_mode(mode, user=request.user)
     live = mode == Mode.LIVE
     messages.success(
         request, _("Live mode is now active.") if live else _("Test mode is now active.")
