@@ -1,27 +1,12 @@
-"""The one place that builds email connections: a site's own SMTP server, guarded, or the
-project's ``EMAIL_BACKEND``.
+"""The one place that builds email connections (Django 6.1 replaces ``get_connection()``
+with ``MAILERS``: only this module changes then).
 
-A site with Custom SMTP gets ``SMTPConnection`` (Django's SMTP backend, guarded) pointed
-at its server; every other site, and every notification, gets the project's
-``EMAIL_BACKEND`` (Django's SMTP, guarded the same way, or any django-anymail ESP).
-Django 6.1 replaces ``get_connection()`` with ``MAILERS``: this module is what changes
-then.
-
-A guarded SMTP connection:
-
-- resolves the host once and, for a site's own server, refuses it if any address it
-  resolves to is not public (loopback, private, link-local, shared, reserved,
-  multicast, unspecified, IPv4-mapped or NAT64/6to4 forms of those) unless
-  ``SMTP_ALLOW_PRIVATE_HOSTS`` is on: a site editor chooses that host, and must not
-  be able to make the server probe its own network. It then connects to the vetted
-  address itself (a second lookup could be answered differently: DNS rebinding),
-  while TLS still checks the certificate against the host name;
-- has one deadline (``SMTP_DEADLINE``) besides the per-read ``SMTP_TIMEOUT``: a server
-  that trickles a line (or a byte) at a time never trips a read timeout, so a watchdog
-  shuts the socket down when the deadline passes. Opening a connection gets one
-  deadline and each message sent over it its own; ``conversation()`` puts the whole
-  conversation under one (a test email), or cuts a batch at its own limit before
-  django-q2 would kill its task.
+SMTP connections are guarded: the host is resolved once, and a site's own server (a
+site editor's choice) is refused unless every address is public, so the server cannot
+be made to probe its own network; the vetted address is then used as is (a second
+lookup could differ: DNS rebinding), TLS still checking the host name. A server that
+trickles bytes never trips the read timeout, so each step (open, send, close) also has
+a deadline (``SMTP_DEADLINE``) after which a watchdog cuts the socket.
 """
 
 from __future__ import annotations
@@ -49,6 +34,7 @@ from ..models import SiteEmailSettings
 
 logger = logging.getLogger(__name__)
 Security = SiteEmailSettings.Security
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class AddressNotAllowed(OSError):
@@ -60,10 +46,8 @@ class AddressNotAllowed(OSError):
 
 
 class DeadlineExceeded(TimeoutError):
-    """The SMTP conversation ran past ``SMTP_DEADLINE``; the connection was cut.
-
-    ``maybe_delivered``: the message had started to go out (DATA) when it was cut.
-    """
+    """The SMTP conversation ran past its deadline and was cut; ``maybe_delivered`` if
+    DATA had begun."""
 
     def __init__(self, seconds: float, *, maybe_delivered: bool = False) -> None:
         super().__init__(f"the SMTP conversation ran past {seconds:g} seconds")
@@ -77,22 +61,14 @@ def timeout() -> float:
 
 
 def deadline() -> float:
-    """Seconds one SMTP conversation may last, however steadily the server answers."""
+    """Seconds one SMTP step may last, however steadily the server answers."""
     return billing_settings().smtp_deadline
 
 
-# Where a site's SMTP server may be ---------------------------------------------------------
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is a public unicast address (a site's SMTP server may be there).
-
-    IPv6 forms that carry an IPv4 address (IPv4-mapped, 6to4, NAT64) are judged by the
-    IPv4 address they reach. Python's own flags disagree between versions and miss some
-    ranges (multicast counts as global), so every flag is checked.
-    """
+    """Whether ``address`` is public unicast; IPv6 forms of an IPv4 address (mapped, 6to4,
+    NAT64) are judged by it. Every flag is checked: Python's disagree between versions
+    and miss ranges (multicast counts as global)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -112,36 +88,32 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 
 def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
-    """getaddrinfo within ``seconds``: the resolver has no timeout of its own, so it runs
-    in a thread that is left behind if it answers too late."""
-    answer: dict[str, Any] = {}
+    # The resolver has no timeout: it runs in a thread left behind if it answers too late.
+    answer: list[Any] = []
 
     def lookup() -> None:
         try:
-            answer["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except Exception as error:  # handed to the caller's thread
-            answer["error"] = error
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:  # raised in the caller's thread
+            answer.append(error)
 
     thread = threading.Thread(target=lookup, name="wcb-smtp-resolve", daemon=True)
     thread.start()
     thread.join(max(0.0, seconds))
-    if thread.is_alive():
+    if not answer:
         raise DeadlineExceeded(deadline())
-    if "error" in answer:
-        raise answer["error"]
-    return answer["addresses"]
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return answer[0]
 
 
-# The deadline ------------------------------------------------------------------------------
-
-# Set by ``conversation()``: when everything sent inside must be done (monotonic clock).
+# When everything inside ``conversation()`` must be done (monotonic clock).
 _conversation_end: ContextVar[float | None] = ContextVar("wcb_smtp_end", default=None)
 
 
 @contextlib.contextmanager
 def conversation(seconds: float | None = None) -> Iterator[None]:
-    """A deadline over every SMTP step inside (open, send, close) together, by default
-    ``SMTP_DEADLINE``; each step still ends by its own deadline if that comes first."""
+    """One deadline (default ``SMTP_DEADLINE``) over every SMTP step inside, together."""
     token = _conversation_end.set(time.monotonic() + (deadline() if seconds is None else seconds))
     try:
         yield
@@ -152,10 +124,9 @@ def conversation(seconds: float | None = None) -> Iterator[None]:
 class _Watchdog:
     """Resolves, vets and connects; cuts the connection when a step runs past its deadline.
 
-    The cut is a ``shutdown()`` from a timer thread on a duplicate of the socket (a
-    duplicate stays valid even if smtplib closes its own, so the timer can never hit a
-    descriptor number reused by something else): a read blocked in smtplib returns at
-    once, whatever the server is trickling.
+    The cut is a ``shutdown()`` from a timer thread on a duplicate of the socket, which
+    stays valid if smtplib closes its own (never a reused descriptor number): a blocked
+    read returns at once.
     """
 
     def __init__(self, *, public_only: bool) -> None:
@@ -170,21 +141,15 @@ class _Watchdog:
         self._end = 0.0
 
     def remaining(self) -> float:
-        """Seconds left in the current step."""
-        if not self._watching:
-            return self.seconds
-        return self._end - time.monotonic()
+        return self._end - time.monotonic() if self._watching else self.seconds
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
-        """Run one step (open, send, close) under the deadline; steps inside it share it."""
+        """Run one step under the deadline; steps nested in it share it."""
         if self._watching:
             yield
             return
-        limit = _conversation_end.get()
-        self._end = time.monotonic() + self.seconds
-        if limit is not None:
-            self._end = min(self._end, limit)
+        self._end = min(time.monotonic() + self.seconds, _conversation_end.get() or float("inf"))
         with self._lock:
             self._step += 1
             self._watching = True
@@ -203,16 +168,15 @@ class _Watchdog:
             with self._lock:
                 self._watching = False
         if self.expired:
-            # Cut, yet no error: smtplib took the line the cut truncated ("220" of a
-            # "220-..." that never ended) for a whole reply. The step did not finish.
+            # Cut, yet no error: smtplib took the truncated line ("220" of a "220-..." that
+            # never ended) for a whole reply. The step did not finish.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
     def _expire(self, step: int) -> None:
         with self._lock:
-            if step != self._step or not self._watching:
-                return  # that step finished in time
-            self.expired = True
-            self._cut()
+            if step == self._step and self._watching:  # else that step finished in time
+                self.expired = True
+                self._cut()
 
     def _cut(self) -> None:
         if self._socket is not None:
@@ -233,7 +197,7 @@ class _Watchdog:
         for family, kind, protocol, _name, sockaddr in addresses:
             left = self.remaining()
             if left <= 0:
-                raise DeadlineExceeded(self.seconds) from error
+                break
             sock = socket.socket(family, kind, protocol)
             try:
                 sock.settimeout(min(read_timeout, left))
@@ -245,33 +209,26 @@ class _Watchdog:
                 error = failed
                 continue
             sock.settimeout(read_timeout)
-            self.attach(sock)
+            self.detach()
+            with self._lock:
+                self._socket = sock.dup()
+                if self.expired:
+                    self._cut()
             return sock
         if self.remaining() <= 0:
             raise DeadlineExceeded(self.seconds) from error
         raise error
 
-    def attach(self, sock: socket.socket) -> None:
-        """Watch ``sock`` (a new connection)."""
-        with self._lock:
-            self.detach_locked()
-            self._socket = sock.dup()
-            if self.expired:
-                self._cut()
-
     def detach(self) -> None:
         """Stop watching the connection (it was closed)."""
         with self._lock:
-            self.detach_locked()
-
-    def detach_locked(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
 
 class _GuardedSMTP(smtplib.SMTP):
-    """smtplib.SMTP connecting through its watchdog (the socket part only)."""
+    """smtplib.SMTP connecting through its watchdog."""
 
     watchdog: _Watchdog
 
@@ -339,9 +296,6 @@ class SMTPConnection(SMTPBackend):
             return super().send_messages(email_messages)
 
 
-# Connections -------------------------------------------------------------------------------
-
-
 def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend:
     """A closed connection for the site: its own SMTP server, or the default backend.
 
@@ -358,7 +312,6 @@ def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend
         use_ssl=email_settings.security == Security.SSL,
         timeout=timeout(),
         fail_silently=False,
-        # A site editor typed this host: only public servers, unless the install says.
         public_only=not billing_settings().smtp_allow_private_hosts,
     )
 
@@ -367,9 +320,8 @@ def default_connection() -> BaseEmailBackend:
     """A closed connection through the project's ``EMAIL_BACKEND``."""
     backend = import_string(settings.EMAIL_BACKEND)
     if backend is SMTPBackend:
-        # The project's own server (EMAIL_HOST) may be anywhere: it is not a site
-        # editor's choice. It still gets the deadline; Django alone waits forever
-        # unless EMAIL_TIMEOUT is set.
+        # The project's own server may be anywhere (not an editor's choice), but Django
+        # alone would wait forever without EMAIL_TIMEOUT: it gets the deadline.
         return SMTPConnection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT or timeout())
     if issubclass(backend, SMTPBackend) and settings.EMAIL_TIMEOUT is None:
         return get_connection(fail_silently=False, timeout=timeout())
