@@ -1,24 +1,10 @@
-"""The outbox: every email the app sends is an ``OutgoingEmail`` row, sent by one engine.
+"""The outbox engine: every email the app sends is an ``OutgoingEmail`` row, sent here.
 
-Billing emails, reminders and the notifications to people (the agency when money
-arrives or a subscription payment fails, the site's reply-to address when a client asks
-for a new link) are kinds of it. A row is created under a unique key (so a retried
-webhook or a second click finds it taken) and sent through django-q2 after its
-transaction commits. Every email is *claimed* with a conditional UPDATE (queued ->
-sending) just before it goes out, so the at-least-once ORM broker, the every-minute
-drain and a second worker can all try and it still goes out once. A site's due emails
-go out together (``send_pending_emails``): billing emails over one connection through
-the site's own SMTP server or the project's default backend, notifications over one
-through the default backend (``smtp``); ``messages`` writes them.
-
-Opening a connection has one deadline (``SMTP_DEADLINE``) and each message sent over it
-its own; the whole batch is cut at ``time_limit()``, before django-q2 would kill it.
-
-A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
-the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
-drain picks it up when due. Anything else fails at once with the reason. A claimed email
-still sending after ``LOST_AFTER`` was lost with its worker: it is reported, never sent
-again on a guess. Email state never touches the request's own status.
+Each email is claimed (queued -> sending, one conditional UPDATE) just before it goes
+out, so the at-least-once broker, the every-minute drain and a second worker may all try
+and it still goes out once. A failure that may pass is retried with a back-off; one
+still "sending" after ``LOST_AFTER`` was lost with its worker and is reported, never
+sent again on a guess (it may have gone out). Email state never touches the request's.
 """
 
 from __future__ import annotations
@@ -53,26 +39,18 @@ EMAIL_TASK_GROUP = "wagtail_client_billing.email"
 BILLING_KINDS = (Kind.REQUEST, Kind.REMINDER)
 NOTIFICATION_KINDS = (Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED)
 
-# Back-off before attempts 2, 3, 4 and 5; the fifth failure is final.
-RETRY_DELAYS = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-)
+# Before attempts 2 to 5; the fifth failure is final.
+RETRY_DELAYS = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60))
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 BATCH_SIZE = 500
-# A claimed email still "sending" after this long was lost with its worker: it is
-# reported, never sent again on a guess (it may have gone out).
 LOST_AFTER = timedelta(minutes=15)
-# States of an email that reached the server: a reminder only follows one of these.
+# An email in these reached the server (a reminder only follows one).
 DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 
 
 @dataclass
 class BatchResult:
-    """What one batch did: emails sent (request id, kind), put back for a retry, failed;
-    ``more`` still due."""
+    """What one batch did; ``more``: emails are still due."""
 
     sent: list[tuple[int, str]] = field(default_factory=list)
     retrying: int = 0
@@ -89,14 +67,11 @@ class EmailFailed(Exception):
 
 
 class _NotSent(Exception):
-    """The email is no longer wanted, or has nobody to go to: recorded, never retried."""
+    """The email is no longer wanted, or has nobody to go to: never retried."""
 
     def __init__(self, reason: str, status: str = EmailStatus.NOT_SENT) -> None:
         super().__init__(reason)
         self.reason, self.status = reason, status
-
-
-# The drain ----------------------------------------------------------------------------------
 
 
 def sites_with_due_emails(now: datetime | None = None) -> list[int]:
@@ -106,7 +81,7 @@ def sites_with_due_emails(now: datetime | None = None) -> list[int]:
 
 
 def report_lost_sends(now: datetime | None = None) -> int:
-    """Mark failed the emails left "sending" by a worker that died; never resend them."""
+    """Mark failed the emails left "sending" by a worker that died."""
     now = now or timezone.now()
     lost = OutgoingEmail.objects.filter(status=EmailStatus.SENDING, due_at__lte=now)
     reasons = {
@@ -129,19 +104,15 @@ def _due(now: datetime) -> Q:
     return Q(status=EmailStatus.QUEUED) & (Q(due_at__isnull=True) | Q(due_at__lte=now))
 
 
-# Sending ----------------------------------------------------------------------------------
-
-
 def time_budget() -> float:
-    """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
-    and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
+    """Seconds one batch may start sending: well inside django-q2's task timeout and
+    ``LOST_AFTER`` (an email it claims is never reported lost)."""
     return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
 
 
 def time_limit() -> float:
-    """Seconds after which a batch's connection is cut whatever it is doing (each SMTP
-    step has its own deadline, but a last message may start just inside the budget):
-    before django-q2 kills the task, which would leave its email "sending", lost."""
+    """Seconds after which a batch's connection is cut (a last message may start just
+    inside the budget): before django-q2 kills the task and leaves its email lost."""
     return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
 
 
@@ -150,8 +121,7 @@ def _task_timeout() -> float:
 
 
 class _Connection:
-    """One connection (a site's, or the default), opened on first use and reused for the
-    whole batch."""
+    """One connection (a site's, or the default), opened on first use, kept for the batch."""
 
     def __init__(self, email_settings: SiteEmailSettings | None) -> None:
         self.email_settings = email_settings
@@ -175,37 +145,32 @@ class _Connection:
         except Exception as error:
             failure = describe(error, self.email_settings)
             if _connection_lost(error):
-                # The server may have taken the message before the line broke: report it
-                # and do not retry (never two emails); the next message reconnects.
+                # The server may have the message: never retried; the next one reconnects.
                 self.close()
-                failure = Failure(
-                    _(
-                        "The connection broke while the email was being sent (%(reason)s): "
-                        "it may not have arrived. Resend it if the client did not get it."
-                    )
-                    % {"reason": failure.reason},
-                    transient=False,
+                reason = _(
+                    "The connection broke while the email was being sent (%(reason)s): "
+                    "it may not have arrived. Resend it if the client did not get it."
                 )
+                failure = Failure(reason % {"reason": failure.reason}, transient=False)
             raise EmailFailed(failure) from error
 
     def close(self) -> None:
         if self.backend is not None:
-            smtp.close_quietly(self.backend)  # a dead connection must not fail the batch
+            smtp.close_quietly(self.backend)
             self.backend = None
 
 
 def _connection_lost(error: BaseException) -> bool:
-    """An SMTP line that broke mid-message (not a reply from the server about it)."""
-    if isinstance(error, smtp.DeadlineExceeded):
-        # Cut before DATA began: the server cannot have the message, it may be retried.
+    """An SMTP line that broke mid-message (not the server's reply about it)."""
+    if isinstance(error, smtp.DeadlineExceeded):  # cut before DATA: it may be retried
         return error.maybe_delivered
     answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, AnymailError)
     return isinstance(error, OSError) and not isinstance(error, answered)
 
 
 class _Batch:
-    """What the messages of one site's batch share: its two connections, the agency's
-    links per mode, the linked accounts (once per batch: a gone account's links are dead)."""
+    """What one site's batch shares: two connections, the agency's links per mode, the
+    linked accounts."""
 
     def __init__(self, site_id: int, now: datetime) -> None:
         self.now = now
@@ -225,9 +190,7 @@ class _Batch:
             return messages.notification(email, recipients), self.default
         if request.mode not in self.links:
             self.links[request.mode] = messages.agency_links(request)
-        if not agency.account_is_linked(request, self.accounts):
-            # Its link says "no longer works" (the account was deauthorized at Stripe,
-            # say): an email inviting the client to pay would mislead.
+        if not agency.account_is_linked(request, self.accounts):  # its link is dead
             raise _NotSent(_(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
             ))  # fmt: skip
@@ -249,7 +212,7 @@ class _Batch:
 def send_pending_emails(
     site_id: int, *, limit: int = BATCH_SIZE, now: datetime | None = None
 ) -> BatchResult:
-    """Send the site's due emails (one connection each way); ``more`` if some are left."""
+    """Send the site's due emails (one connection each way)."""
     now = now or timezone.now()
     result = BatchResult()
     due = list(
@@ -276,19 +239,15 @@ def send_pending_emails(
 
 
 def _claim(email: OutgoingEmail, now: datetime) -> bool:
-    """queued -> sending in one conditional UPDATE: True for the one caller that wins."""
-    claimed = (
-        OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
-            status=EmailStatus.SENDING,
-            attempts=F("attempts") + 1,
-            # From the real clock: a batch may have started a while ago.
-            due_at=timezone.now() + LOST_AFTER,
-        )
-        == 1
+    """queued -> sending: True for the one caller that wins."""
+    claimed = OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
+        status=EmailStatus.SENDING,
+        attempts=F("attempts") + 1,
+        due_at=timezone.now() + LOST_AFTER,  # the real clock: the batch may be old
     )
     if claimed:
         email.attempts += 1
-    return claimed
+    return bool(claimed)
 
 
 def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
@@ -298,11 +257,9 @@ def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
     except _NotSent as skipped:
         _finish(email, skipped.status, error=skipped.reason)
         return
-    except EmailFailed as error:
-        _failed(email, error.failure, batch.now, result)
-        return
-    except Exception as error:  # a template or data problem: retrying will not fix it
-        _failed(email, describe(error), batch.now, result)
+    except Exception as error:  # EmailFailed, or a template or data problem
+        failure = error.failure if isinstance(error, EmailFailed) else describe(error)
+        _failed(email, failure, batch.now, result)
         return
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
     _finish(
@@ -345,10 +302,8 @@ def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:
 
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
-    """Send a short test email through the settings as saved; ``EmailFailed`` says why not.
-
-    The whole SMTP conversation has one deadline: a web worker waits at most that long.
-    """
+    """Send a test email through the settings as saved (under one deadline: a web worker
+    waits); ``EmailFailed`` says why not."""
     message = messages.test_email(email_settings, to)
     with smtp.conversation():
         backend = None

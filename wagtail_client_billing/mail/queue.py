@@ -1,5 +1,5 @@
-"""What goes into the outbox: a request's email (creation, Resend), its reminder, the
-notifications to people; and the django-q2 tasks that send them after the commit."""
+"""What goes into the outbox (a request's email, its reminder, the notifications to
+people), and the django-q2 tasks that send it after the commit."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ EmailStatus = OutgoingEmail.Status
 
 
 def _enqueue(task: str, argument: int, name: str) -> None:
-    """Queue ``tasks.<task>(argument)`` once the current transaction commits."""
     from django_q.tasks import async_task  # django-q2 reads its settings at import
 
     transaction.on_commit(
@@ -32,7 +31,7 @@ def _enqueue(task: str, argument: int, name: str) -> None:
 
 
 def enqueue_billing_email(request_id: int) -> None:
-    """Queue the request's email task (it sends the site's due emails with it)."""
+    """Queue the request's email task (with the site's other due emails)."""
     _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
 
 
@@ -60,12 +59,8 @@ def queue_billing_email(request: BillingRequest) -> None:
 
 
 def queue_due_reminders(now: datetime | None = None) -> int:
-    """Queue one reminder for each Pending request entering the reminder window.
-
-    Off unless ``REMINDER_HOURS_BEFORE_EXPIRY`` is set. Its unique key makes a request
-    reminded at most once however often the schedule runs. Only requests whose first
-    email reached the server.
-    """
+    """Queue one reminder (its key makes it once) for each Pending request entering the
+    window of ``REMINDER_HOURS_BEFORE_EXPIRY``, if its first email reached the server."""
     hours = billing_settings().reminder_hours_before_expiry
     if not hours:
         return 0
@@ -116,8 +111,8 @@ def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
 
 
 def unsent() -> QuerySet[OutgoingEmail]:
-    """Notifications that did not go out: the send failed, its worker was lost, or no
-    worker took it up (the cluster was down) within ``LOST_AFTER``."""
+    """Notifications that failed, were lost with their worker, or were not taken up (the
+    cluster was down) within ``LOST_AFTER``."""
     now = timezone.now()
     lost = Q(status=EmailStatus.SENDING, due_at__lte=now)
     never_taken = Q(status=EmailStatus.QUEUED, created_at__lt=now - LOST_AFTER)

@@ -1,5 +1,4 @@
-"""The outbox: every email the app sends, one row each (billing emails, reminders and the
-notifications to people), with where its sending stands."""
+"""The outbox: every email the app sends, one row each, with where its sending stands."""
 
 from __future__ import annotations
 
@@ -15,11 +14,10 @@ NO_RECIPIENTS = gettext_noop(
 
 
 class OutgoingEmail(models.Model):
-    """One email under a key that makes it unique (one email per event, one per kind and
-    request), claimed (queued -> sending) before it goes out, so it goes out once.
+    """One email under a unique key (one per event, or per kind and request).
 
-    Queued: ``due_at`` is when the next attempt is due (NULL: now). Sending: when the
-    attempt counts as lost (the worker died), to be reported instead of sent twice.
+    ``due_at``: when queued, when the next attempt is due (NULL: now); when sending, when
+    the attempt counts as lost with its worker.
     """
 
     class Kind(models.TextChoices):
@@ -58,7 +56,6 @@ class OutgoingEmail(models.Model):
 
     class Meta:
         indexes = [
-            # The drain looks for queued (and stuck sending) emails by due time.
             models.Index(
                 fields=["due_at"],
                 name="wcb_outbox_due",
