@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogActionRegistry, LogFormatter
 
@@ -19,15 +20,15 @@ class EmailSettingsEditFormatter(LogFormatter):
         data = log_entry.data or {}
         server, removed = data.get("server"), data.get("password_removed")
         if server and removed:
-            message = _(
+            message = gettext(
                 "Email settings changed: server %(old)s → %(new)s; the stored password was removed"
             )
             return message % server
         if server:
-            return _("Email settings changed: server %(old)s → %(new)s") % server
+            return gettext("Email settings changed: server %(old)s → %(new)s") % server
         if removed:
-            return _("Email settings changed; the stored password was removed")
-        return _("Email settings changed")
+            return gettext("Email settings changed; the stored password was removed")
+        return gettext("Email settings changed")
 
 
 class ResendFormatter(LogFormatter):

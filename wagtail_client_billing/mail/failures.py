@@ -52,22 +52,20 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
     code, reply = _reply(error)
     busy = code is not None and 400 <= code < 500  # SMTP 4xx: try again later
     sender = str(getattr(error, "sender", ""))
-    values = {
+    values: dict[str, Any] = {
         "server": server_name(email_settings),
         "host": email_settings.host if email_settings else getattr(error, "host", ""),
         "seconds": f"{error.seconds if isinstance(error, DeadlineExceeded) else timeout():g}",
         "code": code,
         "reply": reply,
         "sender": parseaddr(sender)[1] or sender,
-        "error": _detail(error),
+        "error": error,
     }
     if isinstance(error, AddressNotAllowed):
-        transient, reason = (
-            False,
-            _(
-                "The SMTP server %(host)s resolves to a private or local address; this "
-                "install only sends to public mail servers."
-            ),
+        transient = False
+        reason = _(
+            "The SMTP server %(host)s resolves to a private or local address; this "
+            "install only sends to public mail servers."
         )
     elif isinstance(error, DeadlineExceeded):
         transient, reason = True, _("%(server)s did not finish within %(seconds)s seconds.")
@@ -92,17 +90,16 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
     elif isinstance(error, smtplib.SMTPResponseException):
         transient, reason = busy, _("The SMTP server answered: %(reply)s")
     elif isinstance(error, ssl.SSLError) and getattr(error, "reason", "") in PLAIN_TEXT_ANSWER:
-        transient, reason = (
-            False,
-            _(
-                "The TLS connection to %(server)s failed: this port does not speak SSL/TLS "
-                "from the start. Choose STARTTLS (usually port 587) or check the port "
-                "(SSL/TLS is usually 465)."
-            ),
+        transient = False
+        reason = _(
+            "The TLS connection to %(server)s failed: this port does not speak SSL/TLS "
+            "from the start. Choose STARTTLS (usually port 587) or check the port "
+            "(SSL/TLS is usually 465)."
         )
     elif isinstance(error, ssl.SSLError | ssl.CertificateError):
         # A certificate or protocol mismatch is configuration: retrying cannot fix it.
         transient, reason = False, _("The TLS connection to %(server)s failed: %(error)s")
+        values["error"] = getattr(error, "reason", None) or error
     elif isinstance(error, ConnectionRefusedError):
         transient, reason = True, _("Could not connect to %(server)s: connection refused.")
     elif isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
@@ -110,17 +107,21 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
         transient, reason = True, _("%(server)s did not answer within %(seconds)s seconds.")
     elif isinstance(error, socket.gaierror):
         transient, reason = True, _("Could not find the SMTP server %(server)s: %(error)s")
+        values["error"] = error.strerror or error
     elif isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError):
         transient, reason = True, _("The connection to %(server)s was closed: %(error)s")
+        values["error"] = error or _("no reason given")
     elif isinstance(error, OSError):
         transient, reason = True, _("Could not reach %(server)s: %(error)s")
     else:  # a bug or a configuration error: trying again will not help
         transient, reason = False, _("The email could not be sent: %(error)s")
+        values["error"] = f"{type(error).__name__}: {error}"
     return Failure(reason % values, transient)
 
 
 def _reply(error: BaseException) -> tuple[int | None, str]:
     """The SMTP reply an error carries (smtplib's code -1: the line had none), or None."""
+    message: bytes | str
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, message = next(iter(error.recipients.values()), (550, b""))
     elif isinstance(error, smtplib.SMTPResponseException):
@@ -130,18 +131,6 @@ def _reply(error: BaseException) -> tuple[int | None, str]:
     if isinstance(message, bytes):
         message = message.decode("utf-8", "replace")
     return code, f"{code} {' '.join(str(message).split())}".strip()
-
-
-def _detail(error: BaseException) -> Any:
-    if isinstance(error, ssl.SSLError):
-        return getattr(error, "reason", None) or error
-    if isinstance(error, socket.gaierror):
-        return error.strerror or error
-    if isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError):
-        return error or _("no reason given")
-    if isinstance(error, OSError):
-        return error
-    return f"{type(error).__name__}: {error}"
 
 
 def _describe_esp(error: AnymailError) -> Failure:

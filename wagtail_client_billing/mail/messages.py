@@ -5,6 +5,7 @@ neither a template nor a site name can inject a header."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from email.utils import formataddr, parseaddr
 
@@ -34,10 +35,10 @@ def site_language(request: BillingRequest) -> str:
 
 def language_of_site(site: Site | None) -> str:
     """A site's language: its root page's locale, else ``LANGUAGE_CODE``."""
-    try:
-        return site.root_page.locale.language_code
-    except Exception:  # no site, or a site without locale data: never fails
-        return settings.LANGUAGE_CODE
+    if site is not None:
+        with contextlib.suppress(Exception):  # a site without locale data: never fails
+            return site.root_page.locale.language_code
+    return settings.LANGUAGE_CODE
 
 
 def one_line(value: str) -> str:
@@ -81,9 +82,10 @@ def billing_email(
         )
     message = _from_site(email_settings, name, subject, text, to=request.email)
     message.attach_alternative(html, "text/html")
-    # Anymail ESPs echo these back in tracking events (``tracking.py``).
-    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}
-    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]
+    # Anymail's own attributes (other backends ignore them); ESPs echo them back in
+    # tracking events (``tracking.py``).
+    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}  # type: ignore[attr-defined]
+    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]  # type: ignore[attr-defined]
     return message
 
 

@@ -52,9 +52,7 @@ DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 class BatchResult:
     """What one batch did; ``more``: emails are still due."""
 
-    sent: list[tuple[int, str]] = field(default_factory=list)
-    retrying: int = 0
-    failed: int = 0
+    sent: list[tuple[int, str]] = field(default_factory=list)  # (request id, kind)
     more: bool = False
 
 
@@ -66,17 +64,17 @@ class EmailFailed(Exception):
         self.failure = failure
 
 
+@dataclass(eq=False)  # hashable, as exceptions are
 class _NotSent(Exception):
     """The email is no longer wanted, or has nobody to go to: never retried."""
 
-    def __init__(self, reason: str, status: str = EmailStatus.NOT_SENT) -> None:
-        super().__init__(reason)
-        self.reason, self.status = reason, status
+    reason: str
+    status: str = EmailStatus.NOT_SENT
 
 
-def sites_with_due_emails(now: datetime | None = None) -> list[int]:
+def sites_with_due_emails() -> list[int]:
     """The sites that have emails due now (one batch each)."""
-    due = OutgoingEmail.objects.filter(_due(now or timezone.now()))
+    due = OutgoingEmail.objects.filter(_due(timezone.now()))
     return sorted(set(due.values_list("site_id", flat=True)))
 
 
@@ -169,12 +167,12 @@ def _connection_lost(error: BaseException) -> bool:
 
 
 class _Batch:
-    """What one site's batch shares: two connections, the agency's links per mode, the
-    linked accounts."""
+    """What one site's emails share: two connections, the agency's links, linked accounts."""
 
     def __init__(self, site_id: int, now: datetime) -> None:
         self.now = now
-        self.site = _Connection(SiteEmailSettings.for_site_or_default(site_id))
+        self.email_settings = SiteEmailSettings.for_site_or_default(site_id)
+        self.site = _Connection(self.email_settings)
         self.default = _Connection(None)
         self.accounts = agency.linked_accounts()
         self.links: dict[str, dict[str, str]] = {}
@@ -199,7 +197,7 @@ class _Batch:
         ):
             raise _NotSent(_("Not sent: the request had ended."))
         message = messages.billing_email(
-            request, email.kind, email_settings=self.site.email_settings,
+            request, email.kind, email_settings=self.email_settings,
             links=self.links[request.mode],
         )  # fmt: skip
         return message, self.site
@@ -209,11 +207,9 @@ class _Batch:
         self.default.close()
 
 
-def send_pending_emails(
-    site_id: int, *, limit: int = BATCH_SIZE, now: datetime | None = None
-) -> BatchResult:
+def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult:
     """Send the site's due emails (one connection each way)."""
-    now = now or timezone.now()
+    now = timezone.now()
     result = BatchResult()
     due = list(
         OutgoingEmail.objects.filter(_due(now), site_id=site_id)
@@ -230,8 +226,8 @@ def send_pending_emails(
                 if time.monotonic() > deadline:
                     result.more = True
                     break
-                if _claim(email, now):
-                    _send_one(email, batch, result)
+                if _claim(email, now) and _send_one(email, batch):
+                    result.sent.append((email.billing_request_id, email.kind))
         finally:
             batch.close()
     result.more = result.more or len(due) >= limit
@@ -250,17 +246,18 @@ def _claim(email: OutgoingEmail, now: datetime) -> bool:
     return bool(claimed)
 
 
-def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
+def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
+    """Send a claimed email and record the outcome; True if it went out."""
     try:
         message, connection = batch.message(email)
         connection.send(message)
     except _NotSent as skipped:
         _finish(email, skipped.status, error=skipped.reason)
-        return
+        return False
     except Exception as error:  # EmailFailed, or a template or data problem
         failure = error.failure if isinstance(error, EmailFailed) else describe(error)
-        _failed(email, failure, batch.now, result)
-        return
+        _failed(email, failure, batch.now)
+        return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
     _finish(
         email,
@@ -269,27 +266,21 @@ def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
         recipient=email.recipient,
         message_id="" if message_id is None else str(message_id)[:255],
     )
-    result.sent.append((email.billing_request_id, email.kind))
+    return True
 
 
-def _failed(email: OutgoingEmail, failure: Failure, now: datetime, result: BatchResult) -> None:
+def _failed(email: OutgoingEmail, failure: Failure, now: datetime) -> None:
+    reason = failure.reason
     if failure.transient and email.attempts < MAX_ATTEMPTS:
         retry_at = now + RETRY_DELAYS[email.attempts - 1]
-        _finish(email, EmailStatus.QUEUED, error=failure.reason, due_at=retry_at)
-        logger.info(
-            "Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), failure.reason
-        )
-        result.retrying += 1
+        _finish(email, EmailStatus.QUEUED, error=reason, due_at=retry_at)
+        logger.info("Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), reason)
         return
-    _finish(email, EmailStatus.FAILED, error=failure.reason)
+    _finish(email, EmailStatus.FAILED, error=reason)
     if email.kind in BILLING_KINDS:
-        log(
-            email.billing_request,
-            ACTION_EMAIL_FAILED,
-            data={"email": str(email.kind), "error": failure.reason},
-        )
-    logger.warning("Email %s failed: %s", email.key, failure.reason)
-    result.failed += 1
+        data = {"email": str(email.kind), "error": reason}
+        log(email.billing_request, ACTION_EMAIL_FAILED, data=data)
+    logger.warning("Email %s failed: %s", email.key, reason)
 
 
 def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:

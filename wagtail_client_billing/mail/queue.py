@@ -126,12 +126,12 @@ def unsent() -> QuerySet[OutgoingEmail]:
 def send_again(email_id: int) -> bool:
     """Queue an unsent notification once more; False if it was sent or is being sent."""
     site_id = unsent().filter(pk=email_id).values_list("site_id", flat=True).first()
-    released = site_id is not None and unsent().filter(pk=email_id).update(
+    if site_id is None or not unsent().filter(pk=email_id).update(
         status=EmailStatus.QUEUED, error="", due_at=None, attempts=0
-    )
-    if released:
-        enqueue_pending_emails(site_id)
-    return bool(released)
+    ):
+        return False
+    enqueue_pending_emails(site_id)
+    return True
 
 
 def ask_for_new_link(billing_request: BillingRequest) -> bool:

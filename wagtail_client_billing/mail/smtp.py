@@ -1,12 +1,10 @@
-"""The one place that builds email connections (Django 6.1 replaces ``get_connection()``
-with ``MAILERS``: only this module changes then).
+"""The one place that builds email connections (Django 6.1's ``MAILERS`` changes only this).
 
-SMTP connections are guarded: the host is resolved once, and a site's own server (a
-site editor's choice) is refused unless every address is public, so the server cannot
-be made to probe its own network; the vetted address is then used as is (a second
-lookup could differ: DNS rebinding), TLS still checking the host name. A server that
-trickles bytes never trips the read timeout, so each step (open, send, close) also has
-a deadline (``SMTP_DEADLINE``) after which a watchdog cuts the socket.
+SMTP hosts are resolved once; a site's own server (an editor's choice) must resolve to
+public addresses only, so the server cannot be made to probe its own network, and the
+vetted address is used as is (DNS rebinding), TLS still checking the name. A server that
+trickles bytes never trips the read timeout: a watchdog cuts each step (open, send,
+close) at its deadline (``SMTP_DEADLINE``).
 """
 
 from __future__ import annotations
@@ -35,6 +33,8 @@ from ..models import SiteEmailSettings
 logger = logging.getLogger(__name__)
 Security = SiteEmailSettings.Security
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Python's own flags disagree between versions and miss ranges (multicast is "global").
+_NOT_PUBLIC = ("private", "loopback", "link_local", "multicast", "reserved", "unspecified")
 
 
 class AddressNotAllowed(OSError):
@@ -46,8 +46,7 @@ class AddressNotAllowed(OSError):
 
 
 class DeadlineExceeded(TimeoutError):
-    """The SMTP conversation ran past its deadline and was cut; ``maybe_delivered`` if
-    DATA had begun."""
+    """The SMTP conversation was cut at its deadline; ``maybe_delivered`` if DATA began."""
 
     def __init__(self, seconds: float, *, maybe_delivered: bool = False) -> None:
         super().__init__(f"the SMTP conversation ran past {seconds:g} seconds")
@@ -66,9 +65,8 @@ def deadline() -> float:
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is public unicast; IPv6 forms of an IPv4 address (mapped, 6to4,
-    NAT64) are judged by it. Every flag is checked: Python's disagree between versions
-    and miss ranges (multicast counts as global)."""
+    """Whether ``address`` is public unicast; an IPv6 form of an IPv4 address (mapped,
+    6to4, NAT64) is judged by that."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -77,14 +75,7 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
             return is_public_address(embedded)
         if address.is_site_local:
             return False
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    return address.is_global and not any(getattr(address, f"is_{flag}") for flag in _NOT_PUBLIC)
 
 
 def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
@@ -231,6 +222,7 @@ class _GuardedSMTP(smtplib.SMTP):
     """smtplib.SMTP connecting through its watchdog."""
 
     watchdog: _Watchdog
+    _host: str  # smtplib's own: the name TLS checks the certificate against
 
     def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
         return self.watchdog.connect(host, port, timeout, self.source_address)
@@ -258,7 +250,7 @@ def _open_smtp(
     smtp.watchdog = watchdog
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # an address literal: "[2001:db8::1]"
-    smtp._host = host  # the name TLS checks the certificate against
+    smtp._host = host
     try:
         code, message = smtp.connect(host, port)
         if code != 220:
