@@ -39,15 +39,6 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
     return result
 
 
-def drain_email_queue() -> int:
-    """Queue a batch for every site with emails due (a retry's ``due_at`` brings it here)."""
-    outbox.report_lost_sends()
-    site_ids = outbox.sites_with_due_emails()
-    for site_id in site_ids:
-        enqueue_pending_emails(site_id)
-    return len(site_ids)
-
-
 def expire_and_reconcile() -> dict[str, int]:
     """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
     due reminders and send the emails that are due."""
@@ -55,14 +46,17 @@ def expire_and_reconcile() -> dict[str, int]:
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)
     reminders = queue_due_reminders()
-    drained = drain_email_queue()
+    outbox.report_lost_sends()
+    site_ids = outbox.sites_with_due_emails()  # retries too: their ``due_at`` has come
+    for site_id in site_ids:
+        enqueue_pending_emails(site_id)
     if expired or reconciled or reminders:
         logger.info(
             "Expired %s billing request(s), reconciled %s, queued %s reminder(s).",
             len(expired), reconciled, reminders,
         )  # fmt: skip
-    if drained:
-        logger.debug("Queued email batches for %s site(s).", drained)
+    if site_ids:
+        logger.debug("Queued email batches for %s site(s).", len(site_ids))
     return {"expired": len(expired), "reconciled": reconciled}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
@@ -22,12 +21,13 @@ from .smtp import AddressNotAllowed, DeadlineExceeded, timeout
 PLAIN_TEXT_ANSWER = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why a send failed, in plain words, and whether a later attempt may succeed."""
+class EmailFailed(Exception):
+    """A send failed: why, in plain words, and whether a later attempt may succeed."""
 
-    reason: str
-    transient: bool
+    def __init__(self, reason: str, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
 
 
 def server_name(email_settings: SiteEmailSettings | None) -> str:
@@ -37,18 +37,18 @@ def server_name(email_settings: SiteEmailSettings | None) -> str:
     return _("the default email backend")
 
 
-def describe(error: BaseException, email_settings: SiteEmailSettings | None = None) -> Failure:
+def describe(error: BaseException, email_settings: SiteEmailSettings | None = None) -> EmailFailed:
     """What ``error`` means for the sender, with any secret scrubbed from the reason."""
     if isinstance(error, crypto.UndecryptableSecret):
-        failure = Failure(str(error), transient=False)
+        failure = EmailFailed(str(error), transient=False)
     elif isinstance(error, AnymailError):  # before OSError: anymail's errors are OSErrors too
         failure = _describe_esp(error)
     else:
         failure = _describe_smtp(error, email_settings)
-    return Failure(capfirst(_scrub(failure.reason, email_settings)), failure.transient)
+    return EmailFailed(capfirst(_scrub(failure.reason, email_settings)), failure.transient)
 
 
-def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | None) -> Failure:
+def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | None) -> EmailFailed:
     code, reply = _reply(error)
     busy = code is not None and 400 <= code < 500  # SMTP 4xx: try again later
     sender = str(getattr(error, "sender", ""))
@@ -116,7 +116,7 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
     else:  # a bug or a configuration error: trying again will not help
         transient, reason = False, _("The email could not be sent: %(error)s")
         values["error"] = f"{type(error).__name__}: {error}"
-    return Failure(reason % values, transient)
+    return EmailFailed(reason % values, transient)
 
 
 def _reply(error: BaseException) -> tuple[int | None, str]:
@@ -133,11 +133,11 @@ def _reply(error: BaseException) -> tuple[int | None, str]:
     return code, f"{code} {' '.join(str(message).split())}".strip()
 
 
-def _describe_esp(error: AnymailError) -> Failure:
+def _describe_esp(error: AnymailError) -> EmailFailed:
     """An anymail ESP's errors: HTTP semantics, where 5xx and 429 are the transient ones."""
     text = {"error": " ".join(str(error).split())}
     if isinstance(error, AnymailRecipientsRefused):
-        return Failure(_("The email service refused the recipient: %(error)s") % text, False)
+        return EmailFailed(_("The email service refused the recipient: %(error)s") % text, False)
     status = error.status_code
     if status is None and is_read_timeout(error.__cause__):
         # The ESP may have queued it before the answer was lost: never send it twice.
@@ -145,9 +145,9 @@ def _describe_esp(error: AnymailError) -> Failure:
             "The email service did not answer in time: the email may not have arrived. "
             "Resend it if the client did not get it."
         )
-        return Failure(reason, transient=False)
+        return EmailFailed(reason, transient=False)
     reason = _("The email service refused the email: %(error)s") % text
-    return Failure(reason, transient=status is None or status == 429 or status >= 500)
+    return EmailFailed(reason, transient=status is None or status == 429 or status >= 500)
 
 
 def is_read_timeout(error: BaseException | None) -> bool:

@@ -136,10 +136,8 @@ def sender(email_settings: SiteEmailSettings, display_name: str) -> str:
     (decided when sending, so rows saved before the rule cannot send as someone else)."""
     if not email_settings.from_email:
         return settings.DEFAULT_FROM_EMAIL
-    if sends_from_own_address(email_settings):
-        address = email_settings.from_email
-    else:
-        address = default_sender_address()
+    own = sends_from_own_address(email_settings)
+    address = email_settings.from_email if own else default_sender_address()
     return formataddr((one_line(display_name), address))
 
 

@@ -28,7 +28,7 @@ from .. import agency
 from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..models.outbox import NO_RECIPIENTS
 from . import messages, smtp
-from .failures import Failure, describe
+from .failures import EmailFailed, describe
 
 logger = logging.getLogger(__name__)
 Kind = OutgoingEmail.Kind
@@ -54,14 +54,6 @@ class BatchResult:
 
     sent: list[tuple[int, str]] = field(default_factory=list)  # (request id, kind)
     more: bool = False
-
-
-class EmailFailed(Exception):
-    """A send failed; ``failure`` says why and whether trying again may help."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
 
 
 @dataclass(eq=False)  # hashable, as exceptions are
@@ -124,12 +116,12 @@ class _Connection:
     def __init__(self, email_settings: SiteEmailSettings | None) -> None:
         self.email_settings = email_settings
         self.backend: Any = None
-        self.broken: Failure | None = None  # could not open: applies to the rest
+        self.broken: EmailFailed | None = None  # could not open: applies to the rest
 
     def send(self, message: EmailMessage) -> None:
         """Send one message or raise ``EmailFailed``."""
         if self.broken is not None:
-            raise EmailFailed(self.broken)
+            raise self.broken
         if self.backend is None:
             try:
                 self.backend = smtp.connection_for(self.email_settings)
@@ -137,7 +129,7 @@ class _Connection:
             except Exception as error:
                 self.close()
                 self.broken = describe(error, self.email_settings)
-                raise EmailFailed(self.broken) from error
+                raise self.broken from error
         try:
             self.backend.send_messages([message])
         except Exception as error:
@@ -149,8 +141,8 @@ class _Connection:
                     "The connection broke while the email was being sent (%(reason)s): "
                     "it may not have arrived. Resend it if the client did not get it."
                 )
-                failure = Failure(reason % {"reason": failure.reason}, transient=False)
-            raise EmailFailed(failure) from error
+                failure = EmailFailed(reason % {"reason": failure.reason}, transient=False)
+            raise failure from error
 
     def close(self) -> None:
         if self.backend is not None:
@@ -255,7 +247,7 @@ def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
         _finish(email, skipped.status, error=skipped.reason)
         return False
     except Exception as error:  # EmailFailed, or a template or data problem
-        failure = error.failure if isinstance(error, EmailFailed) else describe(error)
+        failure = error if isinstance(error, EmailFailed) else describe(error)
         _failed(email, failure, batch.now)
         return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
@@ -269,7 +261,7 @@ def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
     return True
 
 
-def _failed(email: OutgoingEmail, failure: Failure, now: datetime) -> None:
+def _failed(email: OutgoingEmail, failure: EmailFailed, now: datetime) -> None:
     reason = failure.reason
     if failure.transient and email.attempts < MAX_ATTEMPTS:
         retry_at = now + RETRY_DELAYS[email.attempts - 1]
@@ -302,7 +294,7 @@ def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
             backend = smtp.connection_for(email_settings)
             backend.send_messages([message])
         except Exception as error:
-            raise EmailFailed(describe(error, email_settings)) from error
+            raise describe(error, email_settings) from error
         finally:
             if backend is not None:
                 smtp.close_quietly(backend)
