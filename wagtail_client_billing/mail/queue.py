@@ -45,16 +45,11 @@ def queue_billing_email(request: BillingRequest) -> None:
     OutgoingEmail.objects.update_or_create(
         key=f"request-{request.pk}",
         defaults={
-            "kind": Kind.REQUEST,
-            "site_id": request.site_id,
-            "billing_request": request,
-            "recipient": request.email,
-            "status": EmailStatus.QUEUED,
-            "error": "",
-            "attempts": 0,
+            "kind": Kind.REQUEST, "site_id": request.site_id, "billing_request": request,
+            "recipient": request.email, "status": EmailStatus.QUEUED, "error": "", "attempts": 0,
             "due_at": None,
         },
-    )
+    )  # fmt: skip
     enqueue_billing_email(request.pk)
 
 
@@ -93,10 +88,8 @@ def queue_due_reminders(now: datetime | None = None) -> int:
 
 def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
     """Record a notification once under ``key`` and send it after commit; False if known."""
-    if (
-        kind in (Kind.PAID, Kind.PAYMENT_FAILED)
-        and not AgencyBillingSettings.load().notify_payments
-    ):
+    payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED)
+    if payment and not AgencyBillingSettings.load().notify_payments:
         return False
     try:
         with transaction.atomic():

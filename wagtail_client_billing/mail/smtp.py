@@ -127,26 +127,24 @@ class _Watchdog:
         self.data_started = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._step = 0  # which watched step a timer belongs to
-        self._watching = False
+        self._timer: threading.Timer | None = None  # the current step's
         self._end = 0.0
 
     def remaining(self) -> float:
-        return self._end - time.monotonic() if self._watching else self.seconds
+        return self._end - time.monotonic() if self._timer is not None else self.seconds
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
         """Run one step under the deadline; steps nested in it share it."""
-        if self._watching:
+        if self._timer is not None:
             yield
             return
         self._end = min(time.monotonic() + self.seconds, _conversation_end.get() or float("inf"))
-        with self._lock:
-            self._step += 1
-            self._watching = True
-            self.expired = self.data_started = False
-        timer = threading.Timer(max(0.0, self.remaining()), self._expire, args=(self._step,))
+        timer = threading.Timer(max(0.0, self._end - time.monotonic()), self._expire)
         timer.daemon = True
+        with self._lock:
+            self._timer = timer
+            self.expired = self.data_started = False
         timer.start()
         try:
             yield
@@ -157,15 +155,15 @@ class _Watchdog:
         finally:
             timer.cancel()
             with self._lock:
-                self._watching = False
+                self._timer = None
         if self.expired:
             # Cut, yet no error: smtplib took the truncated line ("220" of a "220-..." that
             # never ended) for a whole reply. The step did not finish.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
-    def _expire(self, step: int) -> None:
+    def _expire(self) -> None:
         with self._lock:
-            if step == self._step and self._watching:  # else that step finished in time
+            if threading.current_thread() is self._timer:  # else its step finished in time
                 self.expired = True
                 self._cut()
 
