@@ -12,6 +12,7 @@ from typing import Any
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
+from requests.exceptions import ReadTimeout  # anymail's own dependency
 
 from .. import crypto
 from ..models import SiteEmailSettings
@@ -139,7 +140,7 @@ def _describe_esp(error: AnymailError) -> EmailFailed:
     if isinstance(error, AnymailRecipientsRefused):
         return EmailFailed(_("The email service refused the recipient: %(error)s") % text, False)
     status = error.status_code
-    if status is None and is_read_timeout(error.__cause__):
+    if status is None and isinstance(error.__cause__, ReadTimeout):
         # The ESP may have queued it before the answer was lost: never send it twice.
         reason = _(
             "The email service did not answer in time: the email may not have arrived. "
@@ -148,15 +149,6 @@ def _describe_esp(error: AnymailError) -> EmailFailed:
         return EmailFailed(reason, transient=False)
     reason = _("The email service refused the email: %(error)s") % text
     return EmailFailed(reason, transient=status is None or status == 429 or status >= 500)
-
-
-def is_read_timeout(error: BaseException | None) -> bool:
-    """Whether a request went out but its answer never came (``requests``' ReadTimeout)."""
-    try:  # requests comes with anymail's HTTP ESPs, not with SMTP-only installs
-        from requests.exceptions import ReadTimeout
-    except ImportError:
-        return False
-    return isinstance(error, ReadTimeout)
 
 
 def _scrub(reason: str, email_settings: SiteEmailSettings | None) -> str:

@@ -31,7 +31,6 @@ from ..conf import billing_settings
 from ..models import SiteEmailSettings
 
 logger = logging.getLogger(__name__)
-Security = SiteEmailSettings.Security
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Python's own flags disagree between versions and miss ranges (multicast is "global").
 _NOT_PUBLIC = ("private", "loopback", "link_local", "multicast", "reserved", "unspecified")
@@ -57,11 +56,6 @@ class DeadlineExceeded(TimeoutError):
 def timeout() -> float:
     """Seconds before an SMTP connection or reply gives up."""
     return billing_settings().smtp_timeout
-
-
-def deadline() -> float:
-    """Seconds one SMTP step may last, however steadily the server answers."""
-    return billing_settings().smtp_deadline
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -92,7 +86,7 @@ def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
     thread.start()
     thread.join(max(0.0, seconds))
     if not answer:
-        raise DeadlineExceeded(deadline())
+        raise DeadlineExceeded(billing_settings().smtp_deadline)
     if isinstance(answer[0], Exception):
         raise answer[0]
     return answer[0]
@@ -105,7 +99,9 @@ _conversation_end: ContextVar[float | None] = ContextVar("wcb_smtp_end", default
 @contextlib.contextmanager
 def conversation(seconds: float | None = None) -> Iterator[None]:
     """One deadline (default ``SMTP_DEADLINE``) over every SMTP step inside, together."""
-    token = _conversation_end.set(time.monotonic() + (deadline() if seconds is None else seconds))
+    if seconds is None:
+        seconds = billing_settings().smtp_deadline
+    token = _conversation_end.set(time.monotonic() + seconds)
     try:
         yield
     finally:
@@ -122,7 +118,7 @@ class _Watchdog:
 
     def __init__(self, *, public_only: bool) -> None:
         self.public_only = public_only
-        self.seconds = deadline()
+        self.seconds = billing_settings().smtp_deadline
         self.expired = False
         self.data_started = False
         self._lock = threading.Lock()
@@ -298,8 +294,8 @@ def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend
         port=email_settings.port,
         username=email_settings.username,
         password=email_settings.get_password(),
-        use_tls=email_settings.security == Security.STARTTLS,
-        use_ssl=email_settings.security == Security.SSL,
+        use_tls=email_settings.security == SiteEmailSettings.Security.STARTTLS,
+        use_ssl=email_settings.security == SiteEmailSettings.Security.SSL,
         timeout=timeout(),
         fail_silently=False,
         public_only=not billing_settings().smtp_allow_private_hosts,
