@@ -19,8 +19,7 @@ SCHEDULE_FUNC = "wagtail_client_billing.tasks.expire_and_reconcile"
 
 
 def send_billing_email(request_id: int) -> bool:
-    """Task: send the request's email with its site's other due emails; True if this call
-    sent it (a repeated delivery finds it claimed)."""
+    """Task: send the request's email with its site's others; True if this call sent it."""
     site_id = BillingRequest.objects.filter(pk=request_id).values_list("site_id", flat=True).first()
     if site_id is None:
         return False
@@ -62,8 +61,7 @@ def expire_and_reconcile() -> dict[str, int]:
 
 def ensure_schedule(**kwargs: Any) -> None:
     """Create the every-minute schedule once (post_migrate; safe to run again)."""
-    # Imported here: django-q2 may be missing (a system check says so) and its models
-    # need the app registry.
+    # Imported here: django-q2 may be missing (a check says so); its models need the registry.
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(

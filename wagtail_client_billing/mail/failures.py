@@ -1,5 +1,4 @@
-"""What a sending failure means: a reason in plain words (quoting the server only when it
-gave a real SMTP reply, never the password) and whether trying again later may help."""
+"""What a sending failure means, in plain words, and whether trying again may help."""
 
 from __future__ import annotations
 

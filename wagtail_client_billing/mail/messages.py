@@ -112,12 +112,9 @@ def _from_site(
 
 
 def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
-    """Whether the site's From address may head its emails.
-
-    Its own SMTP server decides for itself. The project's backend, whose domain
-    reputation the agency stands behind, only takes an address on one of
-    ``SENDER_DOMAINS``: otherwise any editor could send as anyone through it.
-    """
+    """Whether the site's From address may head its emails: its own SMTP server decides;
+    the project's backend (the agency's reputation) takes only ``SENDER_DOMAINS``, or any
+    editor could send as anyone through it."""
     if not email_settings.from_email:
         return False
     if email_settings.custom_smtp:
@@ -166,8 +163,7 @@ def agency_recipients() -> list[str]:
 
 
 def notification_recipients(email: OutgoingEmail) -> list[str]:
-    """Who a notification goes to: the site's reply-to address for a client's question,
-    else the agency."""
+    """The site's reply-to address for a client's question, else the agency."""
     if email.kind == OutgoingEmail.Kind.NEW_LINK_ASKED:
         return [SiteEmailSettings.for_site_or_default(email.site_id).contact_address]
     return agency_recipients()

@@ -95,14 +95,12 @@ def _due(now: datetime) -> Q:
 
 
 def time_budget() -> float:
-    """Seconds one batch may start sending: well inside django-q2's task timeout and
-    ``LOST_AFTER`` (an email it claims is never reported lost)."""
+    """Seconds a batch may start sends: well inside django-q2's timeout and ``LOST_AFTER``."""
     return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
 
 
 def time_limit() -> float:
-    """Seconds after which a batch's connection is cut (a last message may start just
-    inside the budget): before django-q2 kills the task and leaves its email lost."""
+    """Seconds after which a batch's connection is cut, before django-q2 kills the task."""
     return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
 
 
@@ -285,8 +283,7 @@ def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:
 
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
-    """Send a test email through the settings as saved (under one deadline: a web worker
-    waits); ``EmailFailed`` says why not."""
+    """Send a test email (a web worker waits: one deadline); ``EmailFailed`` says why not."""
     message = messages.test_email(email_settings, to)
     with smtp.conversation():
         backend = None

@@ -104,8 +104,7 @@ def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
 
 
 def unsent() -> QuerySet[OutgoingEmail]:
-    """Notifications that failed, were lost with their worker, or were not taken up (the
-    cluster was down) within ``LOST_AFTER``."""
+    """Notifications that failed, were lost, or not taken up within ``LOST_AFTER``."""
     now = timezone.now()
     lost = Q(status=EmailStatus.SENDING, due_at__lte=now)
     never_taken = Q(status=EmailStatus.QUEUED, created_at__lt=now - LOST_AFTER)

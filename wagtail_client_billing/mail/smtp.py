@@ -59,8 +59,7 @@ def timeout() -> float:
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is public unicast; an IPv6 form of an IPv4 address (mapped,
-    6to4, NAT64) is judged by that."""
+    """Whether ``address`` is public unicast (IPv6 mapped, 6to4, NAT64: by their IPv4)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -109,12 +108,9 @@ def conversation(seconds: float | None = None) -> Iterator[None]:
 
 
 class _Watchdog:
-    """Resolves, vets and connects; cuts the connection when a step runs past its deadline.
-
-    The cut is a ``shutdown()`` from a timer thread on a duplicate of the socket, which
-    stays valid if smtplib closes its own (never a reused descriptor number): a blocked
-    read returns at once.
-    """
+    """Resolves, vets and connects; cuts the connection when a step runs past its deadline
+    (``shutdown()`` from a timer on a duplicate of the socket: it stays valid if smtplib
+    closes its own, so never a reused descriptor; a blocked read returns at once)."""
 
     def __init__(self, *, public_only: bool) -> None:
         self.public_only = public_only
@@ -283,27 +279,20 @@ class SMTPConnection(SMTPBackend):
 
 
 def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend:
-    """A closed connection for the site: its own SMTP server, or the default backend.
-
-    Raises ``crypto.UndecryptableSecret`` if the stored password cannot be read.
-    """
-    if email_settings is None or not email_settings.custom_smtp:
-        return default_connection()
-    return SMTPConnection(
-        host=email_settings.host,
-        port=email_settings.port,
-        username=email_settings.username,
-        password=email_settings.get_password(),
-        use_tls=email_settings.security == SiteEmailSettings.Security.STARTTLS,
-        use_ssl=email_settings.security == SiteEmailSettings.Security.SSL,
-        timeout=timeout(),
-        fail_silently=False,
-        public_only=not billing_settings().smtp_allow_private_hosts,
-    )
-
-
-def default_connection() -> BaseEmailBackend:
-    """A closed connection through the project's ``EMAIL_BACKEND``."""
+    """A closed connection for the site: its own SMTP server, or the default backend
+    (``crypto.UndecryptableSecret`` if the stored password cannot be read)."""
+    if email_settings is not None and email_settings.custom_smtp:
+        return SMTPConnection(
+            host=email_settings.host,
+            port=email_settings.port,
+            username=email_settings.username,
+            password=email_settings.get_password(),
+            use_tls=email_settings.security == SiteEmailSettings.Security.STARTTLS,
+            use_ssl=email_settings.security == SiteEmailSettings.Security.SSL,
+            timeout=timeout(),
+            fail_silently=False,
+            public_only=not billing_settings().smtp_allow_private_hosts,
+        )
     backend = import_string(settings.EMAIL_BACKEND)
     if backend is SMTPBackend:
         # The project's own server may be anywhere (not an editor's choice), but Django

@@ -1,5 +1,4 @@
-"""Delivery tracking from anymail's ``tracking`` signal, matched on the metadata our
-billing emails carry (``messages.billing_email``); SMTP reports nothing: "Sent" stays."""
+"""Delivery events from anymail's ``tracking`` signal (SMTP reports none: "Sent" stays)."""
 
 from __future__ import annotations
 

@@ -14,11 +14,7 @@ NO_RECIPIENTS = gettext_noop(
 
 
 class OutgoingEmail(models.Model):
-    """One email under a unique key (one per event, or per kind and request).
-
-    ``due_at``: when queued, when the next attempt is due (NULL: now); when sending, when
-    the attempt counts as lost with its worker.
-    """
+    """One email under a unique key (one per event, or per kind and request)."""
 
     class Kind(models.TextChoices):
         REQUEST = "request", _("Billing request")
@@ -48,6 +44,7 @@ class OutgoingEmail(models.Model):
     recipient = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default="", blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Queued: when the next attempt is due (NULL: now). Sending: when it counts as lost.
     due_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
