@@ -4,41 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogActionRegistry, LogFormatter
 
 from . import billing, connections
 from .mail import outbox, tracking
-from .views.email_settings import ACTION_EDIT as ACTION_EMAIL_SETTINGS_EDIT
-from .views.email_settings import ACTION_TEST as ACTION_EMAIL_SETTINGS_TEST
+from .views import email_settings
 
 
 class EmailSettingsEditFormatter(LogFormatter):
-    """An email settings change, with the old and new server when it moved."""
-
     label = _("Edit email settings")
 
     def format_message(self, log_entry: Any) -> str:
         data = log_entry.data or {}
         server, removed = data.get("server"), data.get("password_removed")
         if server and removed:
-            return (
-                _(
-                    "Email settings changed: server %(old)s → %(new)s; "
-                    "the stored password was removed"
-                )
-                % server
+            message = gettext(
+                "Email settings changed: server %(old)s → %(new)s; the stored password was removed"
             )
+            return message % server
         if server:
-            return _("Email settings changed: server %(old)s → %(new)s") % server
+            return gettext("Email settings changed: server %(old)s → %(new)s") % server
         if removed:
-            return _("Email settings changed; the stored password was removed")
-        return _("Email settings changed")
+            return gettext("Email settings changed; the stored password was removed")
+        return gettext("Email settings changed")
 
 
 class ResendFormatter(LogFormatter):
-    """Resend email: to whom it was queued again."""
-
     label = _("Resend email")
 
     def format_message(self, log_entry: Any) -> str:
@@ -46,8 +39,6 @@ class ResendFormatter(LogFormatter):
 
 
 class TestEmailFormatter(LogFormatter):
-    """A test email: to whom, and why it failed if it did."""
-
     label = _("Send a test email")
 
     def format_message(self, log_entry: Any) -> str:
@@ -86,6 +77,6 @@ def register(actions: LogActionRegistry) -> None:
     """The ``register_log_actions`` hook: every action, with its label and message."""
     for action, label, message in ACTIONS:
         actions.register_action(action, label, message)
-    actions.register_action(ACTION_EMAIL_SETTINGS_EDIT)(EmailSettingsEditFormatter)
-    actions.register_action(ACTION_EMAIL_SETTINGS_TEST)(TestEmailFormatter)
+    actions.register_action(email_settings.ACTION_EDIT)(EmailSettingsEditFormatter)
+    actions.register_action(email_settings.ACTION_TEST)(TestEmailFormatter)
     actions.register_action(billing.ACTION_RESEND)(ResendFormatter)

@@ -1,9 +1,6 @@
-"""The seam to django-q2: the task functions it runs, and the every-minute schedule.
-
-Task functions only call the domain (``billing``, ``reconciliation``, ``mail``); they
-are queued by their dotted path after the current transaction commits
-(``transaction.on_commit``). Every task is idempotent: the ORM broker delivers at least
-once, and a task may run twice."""
+"""The seam to django-q2: the task functions it runs (queued by dotted path after the
+commit), and the every-minute schedule. Every task is idempotent: the ORM broker
+delivers at least once."""
 
 from __future__ import annotations
 
@@ -22,10 +19,7 @@ SCHEDULE_FUNC = "wagtail_client_billing.tasks.expire_and_reconcile"
 
 
 def send_billing_email(request_id: int) -> bool:
-    """Task: send the request's email with its site's other due emails, over one connection.
-
-    True if this call sent it; a repeated delivery finds it claimed and sends nothing.
-    """
+    """Task: send the request's email with its site's others; True if this call sent it."""
     site_id = BillingRequest.objects.filter(pk=request_id).values_list("site_id", flat=True).first()
     if site_id is None:
         return False
@@ -33,7 +27,7 @@ def send_billing_email(request_id: int) -> bool:
 
 
 def send_pending_emails(site_id: int) -> int:
-    """Task: send one site's due emails (first emails, retries, reminders, notifications)."""
+    """Task: send one site's due emails."""
     return len(_send_batch(site_id).sent)
 
 
@@ -44,19 +38,6 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
     return result
 
 
-def drain_email_queue() -> int:
-    """Queue a batch for every site with emails due (retries, reminders, stragglers).
-
-    Retries are not scheduled one by one: a failed attempt stores when the next is due
-    (``OutgoingEmail.due_at``) and this drain, run by the every-minute schedule, picks it up.
-    """
-    outbox.report_lost_sends()
-    site_ids = outbox.sites_with_due_emails()
-    for site_id in site_ids:
-        enqueue_pending_emails(site_id)
-    return len(site_ids)
-
-
 def expire_and_reconcile() -> dict[str, int]:
     """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
     due reminders and send the emails that are due."""
@@ -64,21 +45,23 @@ def expire_and_reconcile() -> dict[str, int]:
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)
     reminders = queue_due_reminders()
-    drained = drain_email_queue()
+    outbox.report_lost_sends()
+    site_ids = outbox.sites_with_due_emails()  # retries too: their ``due_at`` has come
+    for site_id in site_ids:
+        enqueue_pending_emails(site_id)
     if expired or reconciled or reminders:
         logger.info(
             "Expired %s billing request(s), reconciled %s, queued %s reminder(s).",
             len(expired), reconciled, reminders,
         )  # fmt: skip
-    if drained:
-        logger.debug("Queued email batches for %s site(s).", drained)
+    if site_ids:
+        logger.debug("Queued email batches for %s site(s).", len(site_ids))
     return {"expired": len(expired), "reconciled": reconciled}
 
 
 def ensure_schedule(**kwargs: Any) -> None:
     """Create the every-minute schedule once (post_migrate; safe to run again)."""
-    # Local: django-q2 may be missing (the system check says so), and its models need
-    # the app registry, which is not ready when this module is imported.
+    # Imported here: django-q2 may be missing (a check says so); its models need the registry.
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(

@@ -1,14 +1,11 @@
-"""Compose the emails: billing emails (subject, plain text and HTML in the site's
-language), notifications to people, the test email.
-
-Templates under ``wagtail_client_billing/email/`` (``subject.txt``, ``body.txt``,
-``body.html``) can be overridden in the usual Django way; ``reminder`` in their context
-tells the reminder from the first email. Header values are collapsed to one line, so
-neither a template nor a site name can inject a header.
-"""
+"""Compose the emails: billing emails in the site's language (templates under
+``wagtail_client_billing/email/``, overridable; ``reminder`` in their context), the
+notifications to people, the test email. Header values are collapsed to one line, so
+neither a template nor a site name can inject a header."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from email.utils import formataddr, parseaddr
 
@@ -26,45 +23,35 @@ from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail, SiteE
 from ..money import format_money
 from .failures import server_name
 
-TEMPLATES = "wagtail_client_billing/email/"
+# What Python or a mail client may take for a line break, and spaces and tabs; not the
+# no-break spaces that amounts are formatted with ("49,90\xa0€").
+BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def site_language(request: BillingRequest) -> str:
-    """The language of the request's site (its root page's locale), else the default."""
+    """The language of the request's site."""
     return language_of_site(request.site)
 
 
 def language_of_site(site: Site | None) -> str:
     """A site's language: its root page's locale, else ``LANGUAGE_CODE``."""
-    try:
-        return site.root_page.locale.language_code
-    except Exception:  # no site, or a site without locale data: the default, never fails
-        return settings.LANGUAGE_CODE
-
-
-# Every character Python or a mail client may take for a line break, plus spaces and
-# tabs; not the no-break spaces that amounts are formatted with ("49,90\xa0€").
-BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+    if site is not None:
+        with contextlib.suppress(Exception):  # a site without locale data: never fails
+            return site.root_page.locale.language_code
+    return settings.LANGUAGE_CODE
 
 
 def one_line(value: str) -> str:
-    """Collapse a header value to one line: no template or name can inject headers."""
+    """Collapse a header value to one line."""
     return BREAKS_AND_SPACES.sub(" ", str(value)).strip()
-
-
-def site_name(request: BillingRequest) -> str:
-    """The site's name as clients know it (its hostname if it has none)."""
-    return request.site.site_name or request.site.hostname
 
 
 def agency_links(request: BillingRequest) -> dict[str, str]:
     """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
     connection = connections.linked_connection(request.mode)
-    if connection is None:
-        return {"privacy_policy_url": "", "terms_of_service_url": ""}
     return {
-        "privacy_policy_url": connection.privacy_policy_url,
-        "terms_of_service_url": connection.terms_of_service_url,
+        "privacy_policy_url": connection.privacy_policy_url if connection else "",
+        "terms_of_service_url": connection.terms_of_service_url if connection else "",
     }
 
 
@@ -72,13 +59,11 @@ def billing_email(
     request: BillingRequest,
     kind: str = OutgoingEmail.Kind.REQUEST,
     *,
-    email_settings: SiteEmailSettings | None = None,
-    links: dict[str, str] | None = None,
+    email_settings: SiteEmailSettings,
+    links: dict[str, str],
 ) -> EmailMultiAlternatives:
     """The email for ``request``: subject and both parts in the site's language."""
-    email_settings = email_settings or SiteEmailSettings.for_site_or_default(request.site_id)
-    links = links if links is not None else agency_links(request)
-    name = site_name(request)
+    name = request.site.site_name or request.site.hostname
     with translation.override(site_language(request)):
         context = {
             "billing_request": request,
@@ -91,32 +76,45 @@ def billing_email(
             "contact_email": email_settings.contact_address,
             **links,
         }
-        subject = render_to_string(TEMPLATES + "subject.txt", context)
-        text = render_to_string(TEMPLATES + "body.txt", context)
-        html = render_to_string(TEMPLATES + "body.html", context)
-    message = EmailMultiAlternatives(
-        subject=one_line(subject),
-        body=text,
-        from_email=sender(email_settings, name),
-        to=[request.email],
-        reply_to=reply_to(email_settings),
-    )
+        subject, text, html = (
+            render_to_string(f"wagtail_client_billing/email/{template}", context)
+            for template in ("subject.txt", "body.txt", "body.html")
+        )
+    message = _from_site(email_settings, name, subject, text, to=request.email)
     message.attach_alternative(html, "text/html")
-    # Anymail ESPs echo these back in tracking events (``tracking.py`` matches on them);
-    # other backends ignore them.
-    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}
-    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]
+    # Anymail's own attributes (other backends ignore them); ESPs echo them back in
+    # tracking events (``tracking.py``).
+    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}  # type: ignore[attr-defined]
+    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]  # type: ignore[attr-defined]
     return message
 
 
-def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
-    """Whether the site's From address may head its emails.
+def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternatives:
+    """A short test email from the site, as its billing emails are sent."""
+    name = email_settings.site.site_name or email_settings.site.hostname
+    subject = _("Test email from %(site)s") % {"site": name}
+    body = _(
+        "This test email from %(site)s shows that billing emails can be sent through %(server)s."
+    ) % {"site": name, "server": server_name(email_settings)}
+    return _from_site(email_settings, name, subject, body, to=to)
 
-    Through the site's own SMTP server, its server decides. Through the project's
-    backend, which the agency's domain reputation stands behind, only an address on one
-    of ``SENDER_DOMAINS`` (exact domain, any case) may: otherwise any editor could send
-    as anyone (the agency's CEO) through it.
-    """
+
+def _from_site(
+    email_settings: SiteEmailSettings, name: str, subject: str, body: str, *, to: str
+) -> EmailMultiAlternatives:
+    return EmailMultiAlternatives(
+        subject=one_line(subject),
+        body=body,
+        from_email=sender(email_settings, name),
+        to=[to],
+        reply_to=reply_to(email_settings),
+    )
+
+
+def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
+    """Whether the site's From address may head its emails: its own SMTP server decides;
+    the project's backend (the agency's reputation) takes only ``SENDER_DOMAINS``, or any
+    editor could send as anyone through it."""
     if not email_settings.from_email:
         return False
     if email_settings.custom_smtp:
@@ -131,17 +129,12 @@ def default_sender_address() -> str:
 
 
 def sender(email_settings: SiteEmailSettings, display_name: str) -> str:
-    """The From header: the site's name, with its address if allowed, else the project's.
-
-    Decided here, when the message is built, so rows saved before the rule still cannot
-    send as someone else.
-    """
+    """The From header: the site's name, with its address if allowed, else the project's
+    (decided when sending, so rows saved before the rule cannot send as someone else)."""
     if not email_settings.from_email:
         return settings.DEFAULT_FROM_EMAIL
-    if sends_from_own_address(email_settings):
-        address = email_settings.from_email
-    else:
-        address = default_sender_address()
+    own = sends_from_own_address(email_settings)
+    address = email_settings.from_email if own else default_sender_address()
     return formataddr((one_line(display_name), address))
 
 
@@ -154,29 +147,12 @@ def reply_to(email_settings: SiteEmailSettings) -> list[str] | None:
     return None
 
 
-def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternatives:
-    """A short test email from the site, as its billing emails are sent."""
-    name = email_settings.site.site_name or email_settings.site.hostname
-    subject = _("Test email from %(site)s") % {"site": name}
-    body = _(
-        "This test email from %(site)s shows that billing emails can be sent through %(server)s."
-    ) % {"site": name, "server": server_name(email_settings)}
-    return EmailMultiAlternatives(
-        subject=one_line(subject),
-        body=body,
-        from_email=sender(email_settings, name),
-        to=[to],
-        reply_to=reply_to(email_settings),
-    )
-
-
 def agency_recipients() -> list[str]:
     """The agency's notification addresses, or every active superuser's."""
     configured = AgencyBillingSettings.load().notification_recipients
     addresses = [line.strip() for line in configured.replace(",", "\n").splitlines()]
-    addresses = [address for address in addresses if address]
-    if addresses:
-        return addresses
+    if any(addresses):
+        return [address for address in addresses if address]
     return list(
         get_user_model()
         .objects.filter(is_active=True, is_superuser=True)
@@ -187,8 +163,7 @@ def agency_recipients() -> list[str]:
 
 
 def notification_recipients(email: OutgoingEmail) -> list[str]:
-    """Who a notification goes to: the site's reply-to address for a client's question,
-    else the connections."""
+    """The site's reply-to address for a client's question, else the connections."""
     if email.kind == OutgoingEmail.Kind.NEW_LINK_ASKED:
         return [SiteEmailSettings.for_site_or_default(email.site_id).contact_address]
     return agency_recipients()
@@ -199,6 +174,8 @@ def notification(email: OutgoingEmail, recipients: list[str]) -> EmailMessage:
     request = email.billing_request
     with translation.override(settings.LANGUAGE_CODE):
         context = {"billing_request": request, "kind": email.kind, "site": request.site}
-        subject = render_to_string("wagtail_client_billing/notifications/subject.txt", context)
-        body = render_to_string("wagtail_client_billing/notifications/body.txt", context)
+        subject, body = (
+            render_to_string(f"wagtail_client_billing/notifications/{template}", context)
+            for template in ("subject.txt", "body.txt")
+        )
     return EmailMessage(subject=" ".join(subject.split()), body=body, to=recipients)

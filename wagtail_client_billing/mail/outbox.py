@@ -1,24 +1,10 @@
-"""The outbox: every email the app sends is an ``OutgoingEmail`` row, sent by one engine.
+"""The outbox engine: every email the app sends is an ``OutgoingEmail`` row, sent here.
 
-Billing emails, reminders and the notifications to people (the agency when money
-arrives or a subscription payment fails, the site's reply-to address when a client asks
-for a new link) are kinds of it. A row is created under a unique key (so a retried
-webhook or a second click finds it taken) and sent through django-q2 after its
-transaction commits. Every email is *claimed* with a conditional UPDATE (queued ->
-sending) just before it goes out, so the at-least-once ORM broker, the every-minute
-drain and a second worker can all try and it still goes out once. A site's due emails
-go out together (``send_pending_emails``): billing emails over one connection through
-the site's own SMTP server or the project's default backend, notifications over one
-through the default backend (``smtp``); ``messages`` writes them.
-
-Opening a connection has one deadline (``SMTP_DEADLINE``) and each message sent over it
-its own; the whole batch is cut at ``time_limit()``, before django-q2 would kill it.
-
-A failure that may pass (connection refused, timeout, SMTP 4xx) puts the email back in
-the queue with a back-off (``RETRY_DELAYS``) until ``MAX_ATTEMPTS``; the every-minute
-drain picks it up when due. Anything else fails at once with the reason. A claimed email
-still sending after ``LOST_AFTER`` was lost with its worker: it is reported, never sent
-again on a guess. Email state never touches the request's own status.
+Each email is claimed (queued -> sending, one conditional UPDATE) just before it goes
+out, so the at-least-once broker, the every-minute drain and a second worker may all try
+and it still goes out once. A failure that may pass is retried with a back-off; one
+still "sending" after ``LOST_AFTER`` was lost with its worker and is reported, never
+sent again on a guess (it may have gone out). Email state never touches the request's.
 """
 
 from __future__ import annotations
@@ -42,7 +28,7 @@ from .. import connections
 from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..models.outbox import NO_RECIPIENTS
 from . import messages, smtp
-from .failures import Failure, describe
+from .failures import EmailFailed, describe
 
 logger = logging.getLogger(__name__)
 Kind = OutgoingEmail.Kind
@@ -53,60 +39,39 @@ EMAIL_TASK_GROUP = "wagtail_client_billing.email"
 BILLING_KINDS = (Kind.REQUEST, Kind.REMINDER)
 NOTIFICATION_KINDS = (Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED)
 
-# Back-off before attempts 2, 3, 4 and 5; the fifth failure is final.
-RETRY_DELAYS = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-)
+# Before attempts 2 to 5; the fifth failure is final.
+RETRY_DELAYS = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60))
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 BATCH_SIZE = 500
-# A claimed email still "sending" after this long was lost with its worker: it is
-# reported, never sent again on a guess (it may have gone out).
 LOST_AFTER = timedelta(minutes=15)
-# States of an email that reached the server: a reminder only follows one of these.
+# An email in these reached the server (a reminder only follows one).
 DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 
 
 @dataclass
 class BatchResult:
-    """What one batch did: emails sent (request id, kind), put back for a retry, failed;
-    ``more`` still due."""
+    """What one batch did; ``more``: emails are still due."""
 
-    sent: list[tuple[int, str]] = field(default_factory=list)
-    retrying: int = 0
-    failed: int = 0
+    sent: list[tuple[int, str]] = field(default_factory=list)  # (request id, kind)
     more: bool = False
 
 
-class EmailFailed(Exception):
-    """A send failed; ``failure`` says why and whether trying again may help."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
-
-
+@dataclass(eq=False)  # hashable, as exceptions are
 class _NotSent(Exception):
-    """The email is no longer wanted, or has nobody to go to: recorded, never retried."""
+    """The email is no longer wanted, or has nobody to go to: never retried."""
 
-    def __init__(self, reason: str, status: str = EmailStatus.NOT_SENT) -> None:
-        super().__init__(reason)
-        self.reason, self.status = reason, status
-
-
-# The drain ----------------------------------------------------------------------------------
+    reason: str
+    status: str = EmailStatus.NOT_SENT
 
 
-def sites_with_due_emails(now: datetime | None = None) -> list[int]:
+def sites_with_due_emails() -> list[int]:
     """The sites that have emails due now (one batch each)."""
-    due = OutgoingEmail.objects.filter(_due(now or timezone.now()))
+    due = OutgoingEmail.objects.filter(_due(timezone.now()))
     return sorted(set(due.values_list("site_id", flat=True)))
 
 
 def report_lost_sends(now: datetime | None = None) -> int:
-    """Mark failed the emails left "sending" by a worker that died; never resend them."""
+    """Mark failed the emails left "sending" by a worker that died."""
     now = now or timezone.now()
     lost = OutgoingEmail.objects.filter(status=EmailStatus.SENDING, due_at__lte=now)
     reasons = {
@@ -129,19 +94,13 @@ def _due(now: datetime) -> Q:
     return Q(status=EmailStatus.QUEUED) & (Q(due_at__isnull=True) | Q(due_at__lte=now))
 
 
-# Sending ----------------------------------------------------------------------------------
-
-
 def time_budget() -> float:
-    """Seconds one batch may run: half the django-q2 task timeout, so it never gets killed,
-    and well inside ``LOST_AFTER``, so no email it claims can be reported lost."""
+    """Seconds a batch may start sends: well inside django-q2's timeout and ``LOST_AFTER``."""
     return max(5.0, min(_task_timeout() / 2, LOST_AFTER.total_seconds() / 3))
 
 
 def time_limit() -> float:
-    """Seconds after which a batch's connection is cut whatever it is doing (each SMTP
-    step has its own deadline, but a last message may start just inside the budget):
-    before django-q2 kills the task, which would leave its email "sending", lost."""
+    """Seconds after which a batch's connection is cut, before django-q2 kills the task."""
     return max(time_budget(), min(_task_timeout() * 0.9, LOST_AFTER.total_seconds() / 2))
 
 
@@ -150,18 +109,17 @@ def _task_timeout() -> float:
 
 
 class _Connection:
-    """One connection (a site's, or the default), opened on first use and reused for the
-    whole batch."""
+    """One connection (a site's, or the default), opened on first use, kept for the batch."""
 
     def __init__(self, email_settings: SiteEmailSettings | None) -> None:
         self.email_settings = email_settings
         self.backend: Any = None
-        self.broken: Failure | None = None  # could not open: applies to the rest
+        self.broken: EmailFailed | None = None  # could not open: applies to the rest
 
     def send(self, message: EmailMessage) -> None:
         """Send one message or raise ``EmailFailed``."""
         if self.broken is not None:
-            raise EmailFailed(self.broken)
+            raise self.broken
         if self.backend is None:
             try:
                 self.backend = smtp.connection_for(self.email_settings)
@@ -169,47 +127,42 @@ class _Connection:
             except Exception as error:
                 self.close()
                 self.broken = describe(error, self.email_settings)
-                raise EmailFailed(self.broken) from error
+                raise self.broken from error
         try:
             self.backend.send_messages([message])
         except Exception as error:
             failure = describe(error, self.email_settings)
             if _connection_lost(error):
-                # The server may have taken the message before the line broke: report it
-                # and do not retry (never two emails); the next message reconnects.
+                # The server may have the message: never retried; the next one reconnects.
                 self.close()
-                failure = Failure(
-                    _(
-                        "The connection broke while the email was being sent (%(reason)s): "
-                        "it may not have arrived. Resend it if the client did not get it."
-                    )
-                    % {"reason": failure.reason},
-                    transient=False,
+                reason = _(
+                    "The connection broke while the email was being sent (%(reason)s): "
+                    "it may not have arrived. Resend it if the client did not get it."
                 )
-            raise EmailFailed(failure) from error
+                failure = EmailFailed(reason % {"reason": failure.reason}, transient=False)
+            raise failure from error
 
     def close(self) -> None:
         if self.backend is not None:
-            smtp.close_quietly(self.backend)  # a dead connection must not fail the batch
+            smtp.close_quietly(self.backend)
             self.backend = None
 
 
 def _connection_lost(error: BaseException) -> bool:
-    """An SMTP line that broke mid-message (not a reply from the server about it)."""
-    if isinstance(error, smtp.DeadlineExceeded):
-        # Cut before DATA began: the server cannot have the message, it may be retried.
+    """An SMTP line that broke mid-message (not the server's reply about it)."""
+    if isinstance(error, smtp.DeadlineExceeded):  # cut before DATA: it may be retried
         return error.maybe_delivered
     answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, AnymailError)
     return isinstance(error, OSError) and not isinstance(error, answered)
 
 
 class _Batch:
-    """What the messages of one site's batch share: its two connections, the agency's
-    links per mode, the linked accounts (once per batch: a gone account's links are dead)."""
+    """What one site's emails share: two connections, the agency's links, linked accounts."""
 
     def __init__(self, site_id: int, now: datetime) -> None:
         self.now = now
-        self.site = _Connection(SiteEmailSettings.for_site_or_default(site_id))
+        self.email_settings = SiteEmailSettings.for_site_or_default(site_id)
+        self.site = _Connection(self.email_settings)
         self.default = _Connection(None)
         self.accounts = connections.linked_accounts()
         self.links: dict[str, dict[str, str]] = {}
@@ -225,9 +178,7 @@ class _Batch:
             return messages.notification(email, recipients), self.default
         if request.mode not in self.links:
             self.links[request.mode] = messages.agency_links(request)
-        if not connections.account_is_linked(request, self.accounts):
-            # Its link says "no longer works" (the account was deauthorized at Stripe,
-            # say): an email inviting the client to pay would mislead.
+        if not connections.account_is_linked(request, self.accounts):  # its link is dead
             raise _NotSent(_(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
             ))  # fmt: skip
@@ -236,7 +187,7 @@ class _Batch:
         ):
             raise _NotSent(_("Not sent: the request had ended."))
         message = messages.billing_email(
-            request, email.kind, email_settings=self.site.email_settings,
+            request, email.kind, email_settings=self.email_settings,
             links=self.links[request.mode],
         )  # fmt: skip
         return message, self.site
@@ -246,11 +197,9 @@ class _Batch:
         self.default.close()
 
 
-def send_pending_emails(
-    site_id: int, *, limit: int = BATCH_SIZE, now: datetime | None = None
-) -> BatchResult:
-    """Send the site's due emails (one connection each way); ``more`` if some are left."""
-    now = now or timezone.now()
+def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult:
+    """Send the site's due emails (one connection each way)."""
+    now = timezone.now()
     result = BatchResult()
     due = list(
         OutgoingEmail.objects.filter(_due(now), site_id=site_id)
@@ -267,8 +216,8 @@ def send_pending_emails(
                 if time.monotonic() > deadline:
                     result.more = True
                     break
-                if _claim(email, now):
-                    _send_one(email, batch, result)
+                if _claim(email, now) and _send_one(email, batch):
+                    result.sent.append((email.billing_request_id, email.kind))
         finally:
             batch.close()
     result.more = result.more or len(due) >= limit
@@ -276,34 +225,29 @@ def send_pending_emails(
 
 
 def _claim(email: OutgoingEmail, now: datetime) -> bool:
-    """queued -> sending in one conditional UPDATE: True for the one caller that wins."""
-    claimed = (
-        OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
-            status=EmailStatus.SENDING,
-            attempts=F("attempts") + 1,
-            # From the real clock: a batch may have started a while ago.
-            due_at=timezone.now() + LOST_AFTER,
-        )
-        == 1
+    """queued -> sending: True for the one caller that wins."""
+    claimed = OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
+        status=EmailStatus.SENDING,
+        attempts=F("attempts") + 1,
+        due_at=timezone.now() + LOST_AFTER,  # the real clock: the batch may be old
     )
     if claimed:
         email.attempts += 1
-    return claimed
+    return bool(claimed)
 
 
-def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
+def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
+    """Send a claimed email and record the outcome; True if it went out."""
     try:
         message, connection = batch.message(email)
         connection.send(message)
     except _NotSent as skipped:
         _finish(email, skipped.status, error=skipped.reason)
-        return
-    except EmailFailed as error:
-        _failed(email, error.failure, batch.now, result)
-        return
-    except Exception as error:  # a template or data problem: retrying will not fix it
-        _failed(email, describe(error), batch.now, result)
-        return
+        return False
+    except Exception as error:  # EmailFailed, or a template or data problem
+        failure = error if isinstance(error, EmailFailed) else describe(error)
+        _failed(email, failure, batch.now)
+        return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
     _finish(
         email,
@@ -312,27 +256,21 @@ def _send_one(email: OutgoingEmail, batch: _Batch, result: BatchResult) -> None:
         recipient=email.recipient,
         message_id="" if message_id is None else str(message_id)[:255],
     )
-    result.sent.append((email.billing_request_id, email.kind))
+    return True
 
 
-def _failed(email: OutgoingEmail, failure: Failure, now: datetime, result: BatchResult) -> None:
+def _failed(email: OutgoingEmail, failure: EmailFailed, now: datetime) -> None:
+    reason = failure.reason
     if failure.transient and email.attempts < MAX_ATTEMPTS:
         retry_at = now + RETRY_DELAYS[email.attempts - 1]
-        _finish(email, EmailStatus.QUEUED, error=failure.reason, due_at=retry_at)
-        logger.info(
-            "Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), failure.reason
-        )
-        result.retrying += 1
+        _finish(email, EmailStatus.QUEUED, error=reason, due_at=retry_at)
+        logger.info("Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), reason)
         return
-    _finish(email, EmailStatus.FAILED, error=failure.reason)
+    _finish(email, EmailStatus.FAILED, error=reason)
     if email.kind in BILLING_KINDS:
-        log(
-            email.billing_request,
-            ACTION_EMAIL_FAILED,
-            data={"email": str(email.kind), "error": failure.reason},
-        )
-    logger.warning("Email %s failed: %s", email.key, failure.reason)
-    result.failed += 1
+        data = {"email": str(email.kind), "error": reason}
+        log(email.billing_request, ACTION_EMAIL_FAILED, data=data)
+    logger.warning("Email %s failed: %s", email.key, reason)
 
 
 def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:
@@ -345,10 +283,7 @@ def _finish(email: OutgoingEmail, status: str, **values: Any) -> None:
 
 
 def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
-    """Send a short test email through the settings as saved; ``EmailFailed`` says why not.
-
-    The whole SMTP conversation has one deadline: a web worker waits at most that long.
-    """
+    """Send a test email (a web worker waits: one deadline); ``EmailFailed`` says why not."""
     message = messages.test_email(email_settings, to)
     with smtp.conversation():
         backend = None
@@ -356,7 +291,7 @@ def send_test_email(email_settings: SiteEmailSettings, to: str) -> None:
             backend = smtp.connection_for(email_settings)
             backend.send_messages([message])
         except Exception as error:
-            raise EmailFailed(describe(error, email_settings)) from error
+            raise describe(error, email_settings) from error
         finally:
             if backend is not None:
                 smtp.close_quietly(backend)

@@ -1,5 +1,5 @@
-"""What goes into the outbox: a request's email (creation, Resend), its reminder, the
-notifications to people; and the django-q2 tasks that send them after the commit."""
+"""What goes into the outbox (a request's email, its reminder, the notifications to
+people), and the django-q2 tasks that send it after the commit."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ EmailStatus = OutgoingEmail.Status
 
 
 def _enqueue(task: str, argument: int, name: str) -> None:
-    """Queue ``tasks.<task>(argument)`` once the current transaction commits."""
     from django_q.tasks import async_task  # django-q2 reads its settings at import
 
     transaction.on_commit(
@@ -32,7 +31,7 @@ def _enqueue(task: str, argument: int, name: str) -> None:
 
 
 def enqueue_billing_email(request_id: int) -> None:
-    """Queue the request's email task (it sends the site's due emails with it)."""
+    """Queue the request's email task (with the site's other due emails)."""
     _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
 
 
@@ -46,26 +45,17 @@ def queue_billing_email(request: BillingRequest) -> None:
     OutgoingEmail.objects.update_or_create(
         key=f"request-{request.pk}",
         defaults={
-            "kind": Kind.REQUEST,
-            "site_id": request.site_id,
-            "billing_request": request,
-            "recipient": request.email,
-            "status": EmailStatus.QUEUED,
-            "error": "",
-            "attempts": 0,
+            "kind": Kind.REQUEST, "site_id": request.site_id, "billing_request": request,
+            "recipient": request.email, "status": EmailStatus.QUEUED, "error": "", "attempts": 0,
             "due_at": None,
         },
-    )
+    )  # fmt: skip
     enqueue_billing_email(request.pk)
 
 
 def queue_due_reminders(now: datetime | None = None) -> int:
-    """Queue one reminder for each Pending request entering the reminder window.
-
-    Off unless ``REMINDER_HOURS_BEFORE_EXPIRY`` is set. Its unique key makes a request
-    reminded at most once however often the schedule runs. Only requests whose first
-    email reached the server.
-    """
+    """Queue one reminder (its key makes it once) for each Pending request entering the
+    window of ``REMINDER_HOURS_BEFORE_EXPIRY``, if its first email reached the server."""
     hours = billing_settings().reminder_hours_before_expiry
     if not hours:
         return 0
@@ -98,10 +88,8 @@ def queue_due_reminders(now: datetime | None = None) -> int:
 
 def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
     """Record a notification once under ``key`` and send it after commit; False if known."""
-    if (
-        kind in (Kind.PAID, Kind.PAYMENT_FAILED)
-        and not AgencyBillingSettings.load().notify_payments
-    ):
+    payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED)
+    if payment and not AgencyBillingSettings.load().notify_payments:
         return False
     try:
         with transaction.atomic():
@@ -116,8 +104,7 @@ def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
 
 
 def unsent() -> QuerySet[OutgoingEmail]:
-    """Notifications that did not go out: the send failed, its worker was lost, or no
-    worker took it up (the cluster was down) within ``LOST_AFTER``."""
+    """Notifications that failed, were lost, or not taken up within ``LOST_AFTER``."""
     now = timezone.now()
     lost = Q(status=EmailStatus.SENDING, due_at__lte=now)
     never_taken = Q(status=EmailStatus.QUEUED, created_at__lt=now - LOST_AFTER)
@@ -131,12 +118,12 @@ def unsent() -> QuerySet[OutgoingEmail]:
 def send_again(email_id: int) -> bool:
     """Queue an unsent notification once more; False if it was sent or is being sent."""
     site_id = unsent().filter(pk=email_id).values_list("site_id", flat=True).first()
-    released = site_id is not None and unsent().filter(pk=email_id).update(
+    if site_id is None or not unsent().filter(pk=email_id).update(
         status=EmailStatus.QUEUED, error="", due_at=None, attempts=0
-    )
-    if released:
-        enqueue_pending_emails(site_id)
-    return bool(released)
+    ):
+        return False
+    enqueue_pending_emails(site_id)
+    return True
 
 
 def ask_for_new_link(billing_request: BillingRequest) -> bool:

@@ -1,27 +1,10 @@
-"""The one place that builds email connections: a site's own SMTP server, guarded, or the
-project's ``EMAIL_BACKEND``.
+"""The one place that builds email connections (Django 6.1's ``MAILERS`` changes only this).
 
-A site with Custom SMTP gets ``SMTPConnection`` (Django's SMTP backend, guarded) pointed
-at its server; every other site, and every notification, gets the project's
-``EMAIL_BACKEND`` (Django's SMTP, guarded the same way, or any django-anymail ESP).
-Django 6.1 replaces ``get_connection()`` with ``MAILERS``: this module is what changes
-then.
-
-A guarded SMTP connection:
-
-- resolves the host once and, for a site's own server, refuses it if any address it
-  resolves to is not public (loopback, private, link-local, shared, reserved,
-  multicast, unspecified, IPv4-mapped or NAT64/6to4 forms of those) unless
-  ``SMTP_ALLOW_PRIVATE_HOSTS`` is on: a site editor chooses that host, and must not
-  be able to make the server probe its own network. It then connects to the vetted
-  address itself (a second lookup could be answered differently: DNS rebinding),
-  while TLS still checks the certificate against the host name;
-- has one deadline (``SMTP_DEADLINE``) besides the per-read ``SMTP_TIMEOUT``: a server
-  that trickles a line (or a byte) at a time never trips a read timeout, so a watchdog
-  shuts the socket down when the deadline passes. Opening a connection gets one
-  deadline and each message sent over it its own; ``conversation()`` puts the whole
-  conversation under one (a test email), or cuts a batch at its own limit before
-  django-q2 would kill its task.
+SMTP hosts are resolved once; a site's own server (an editor's choice) must resolve to
+public addresses only, so the server cannot be made to probe its own network, and the
+vetted address is used as is (DNS rebinding), TLS still checking the name. A server that
+trickles bytes never trips the read timeout: a watchdog cuts each step (open, send,
+close) at its deadline (``SMTP_DEADLINE``).
 """
 
 from __future__ import annotations
@@ -48,7 +31,9 @@ from ..conf import billing_settings
 from ..models import SiteEmailSettings
 
 logger = logging.getLogger(__name__)
-Security = SiteEmailSettings.Security
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Python's own flags disagree between versions and miss ranges (multicast is "global").
+_NOT_PUBLIC = ("private", "loopback", "link_local", "multicast", "reserved", "unspecified")
 
 
 class AddressNotAllowed(OSError):
@@ -60,10 +45,7 @@ class AddressNotAllowed(OSError):
 
 
 class DeadlineExceeded(TimeoutError):
-    """The SMTP conversation ran past ``SMTP_DEADLINE``; the connection was cut.
-
-    ``maybe_delivered``: the message had started to go out (DATA) when it was cut.
-    """
+    """The SMTP conversation was cut at its deadline; ``maybe_delivered`` if DATA began."""
 
     def __init__(self, seconds: float, *, maybe_delivered: bool = False) -> None:
         super().__init__(f"the SMTP conversation ran past {seconds:g} seconds")
@@ -76,23 +58,8 @@ def timeout() -> float:
     return billing_settings().smtp_timeout
 
 
-def deadline() -> float:
-    """Seconds one SMTP conversation may last, however steadily the server answers."""
-    return billing_settings().smtp_deadline
-
-
-# Where a site's SMTP server may be ---------------------------------------------------------
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``address`` is a public unicast address (a site's SMTP server may be there).
-
-    IPv6 forms that carry an IPv4 address (IPv4-mapped, 6to4, NAT64) are judged by the
-    IPv4 address they reach. Python's own flags disagree between versions and miss some
-    ranges (multicast counts as global), so every flag is checked.
-    """
+    """Whether ``address`` is public unicast (IPv6 mapped, 6to4, NAT64: by their IPv4)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -101,48 +68,39 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
             return is_public_address(embedded)
         if address.is_site_local:
             return False
-    return address.is_global and not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    return address.is_global and not any(getattr(address, f"is_{flag}") for flag in _NOT_PUBLIC)
 
 
 def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
-    """getaddrinfo within ``seconds``: the resolver has no timeout of its own, so it runs
-    in a thread that is left behind if it answers too late."""
-    answer: dict[str, Any] = {}
+    # The resolver has no timeout: it runs in a thread left behind if it answers too late.
+    answer: list[Any] = []
 
     def lookup() -> None:
         try:
-            answer["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except Exception as error:  # handed to the caller's thread
-            answer["error"] = error
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:  # raised in the caller's thread
+            answer.append(error)
 
     thread = threading.Thread(target=lookup, name="wcb-smtp-resolve", daemon=True)
     thread.start()
     thread.join(max(0.0, seconds))
-    if thread.is_alive():
-        raise DeadlineExceeded(deadline())
-    if "error" in answer:
-        raise answer["error"]
-    return answer["addresses"]
+    if not answer:
+        raise DeadlineExceeded(billing_settings().smtp_deadline)
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return answer[0]
 
 
-# The deadline ------------------------------------------------------------------------------
-
-# Set by ``conversation()``: when everything sent inside must be done (monotonic clock).
+# When everything inside ``conversation()`` must be done (monotonic clock).
 _conversation_end: ContextVar[float | None] = ContextVar("wcb_smtp_end", default=None)
 
 
 @contextlib.contextmanager
 def conversation(seconds: float | None = None) -> Iterator[None]:
-    """A deadline over every SMTP step inside (open, send, close) together, by default
-    ``SMTP_DEADLINE``; each step still ends by its own deadline if that comes first."""
-    token = _conversation_end.set(time.monotonic() + (deadline() if seconds is None else seconds))
+    """One deadline (default ``SMTP_DEADLINE``) over every SMTP step inside, together."""
+    if seconds is None:
+        seconds = billing_settings().smtp_deadline
+    token = _conversation_end.set(time.monotonic() + seconds)
     try:
         yield
     finally:
@@ -150,47 +108,35 @@ def conversation(seconds: float | None = None) -> Iterator[None]:
 
 
 class _Watchdog:
-    """Resolves, vets and connects; cuts the connection when a step runs past its deadline.
-
-    The cut is a ``shutdown()`` from a timer thread on a duplicate of the socket (a
-    duplicate stays valid even if smtplib closes its own, so the timer can never hit a
-    descriptor number reused by something else): a read blocked in smtplib returns at
-    once, whatever the server is trickling.
-    """
+    """Resolves, vets and connects; cuts the connection when a step runs past its deadline
+    (``shutdown()`` from a timer on a duplicate of the socket: it stays valid if smtplib
+    closes its own, so never a reused descriptor; a blocked read returns at once)."""
 
     def __init__(self, *, public_only: bool) -> None:
         self.public_only = public_only
-        self.seconds = deadline()
+        self.seconds = billing_settings().smtp_deadline
         self.expired = False
         self.data_started = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._step = 0  # which watched step a timer belongs to
-        self._watching = False
+        self._timer: threading.Timer | None = None  # the current step's
         self._end = 0.0
 
     def remaining(self) -> float:
-        """Seconds left in the current step."""
-        if not self._watching:
-            return self.seconds
-        return self._end - time.monotonic()
+        return self._end - time.monotonic() if self._timer is not None else self.seconds
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
-        """Run one step (open, send, close) under the deadline; steps inside it share it."""
-        if self._watching:
+        """Run one step under the deadline; steps nested in it share it."""
+        if self._timer is not None:
             yield
             return
-        limit = _conversation_end.get()
-        self._end = time.monotonic() + self.seconds
-        if limit is not None:
-            self._end = min(self._end, limit)
-        with self._lock:
-            self._step += 1
-            self._watching = True
-            self.expired = self.data_started = False
-        timer = threading.Timer(max(0.0, self.remaining()), self._expire, args=(self._step,))
+        self._end = min(time.monotonic() + self.seconds, _conversation_end.get() or float("inf"))
+        timer = threading.Timer(max(0.0, self._end - time.monotonic()), self._expire)
         timer.daemon = True
+        with self._lock:
+            self._timer = timer
+            self.expired = self.data_started = False
         timer.start()
         try:
             yield
@@ -201,18 +147,17 @@ class _Watchdog:
         finally:
             timer.cancel()
             with self._lock:
-                self._watching = False
+                self._timer = None
         if self.expired:
-            # Cut, yet no error: smtplib took the line the cut truncated ("220" of a
-            # "220-..." that never ended) for a whole reply. The step did not finish.
+            # Cut, yet no error: smtplib took the truncated line ("220" of a "220-..." that
+            # never ended) for a whole reply. The step did not finish.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
-    def _expire(self, step: int) -> None:
+    def _expire(self) -> None:
         with self._lock:
-            if step != self._step or not self._watching:
-                return  # that step finished in time
-            self.expired = True
-            self._cut()
+            if threading.current_thread() is self._timer:  # else its step finished in time
+                self.expired = True
+                self._cut()
 
     def _cut(self) -> None:
         if self._socket is not None:
@@ -233,7 +178,7 @@ class _Watchdog:
         for family, kind, protocol, _name, sockaddr in addresses:
             left = self.remaining()
             if left <= 0:
-                raise DeadlineExceeded(self.seconds) from error
+                break
             sock = socket.socket(family, kind, protocol)
             try:
                 sock.settimeout(min(read_timeout, left))
@@ -245,35 +190,29 @@ class _Watchdog:
                 error = failed
                 continue
             sock.settimeout(read_timeout)
-            self.attach(sock)
+            self.detach()
+            with self._lock:
+                self._socket = sock.dup()
+                if self.expired:
+                    self._cut()
             return sock
         if self.remaining() <= 0:
             raise DeadlineExceeded(self.seconds) from error
         raise error
 
-    def attach(self, sock: socket.socket) -> None:
-        """Watch ``sock`` (a new connection)."""
-        with self._lock:
-            self.detach_locked()
-            self._socket = sock.dup()
-            if self.expired:
-                self._cut()
-
     def detach(self) -> None:
         """Stop watching the connection (it was closed)."""
         with self._lock:
-            self.detach_locked()
-
-    def detach_locked(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
 
 class _GuardedSMTP(smtplib.SMTP):
-    """smtplib.SMTP connecting through its watchdog (the socket part only)."""
+    """smtplib.SMTP connecting through its watchdog."""
 
     watchdog: _Watchdog
+    _host: str  # smtplib's own: the name TLS checks the certificate against
 
     def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
         return self.watchdog.connect(host, port, timeout, self.source_address)
@@ -301,7 +240,7 @@ def _open_smtp(
     smtp.watchdog = watchdog
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # an address literal: "[2001:db8::1]"
-    smtp._host = host  # the name TLS checks the certificate against
+    smtp._host = host
     try:
         code, message = smtp.connect(host, port)
         if code != 220:
@@ -339,37 +278,25 @@ class SMTPConnection(SMTPBackend):
             return super().send_messages(email_messages)
 
 
-# Connections -------------------------------------------------------------------------------
-
-
 def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend:
-    """A closed connection for the site: its own SMTP server, or the default backend.
-
-    Raises ``crypto.UndecryptableSecret`` if the stored password cannot be read.
-    """
-    if email_settings is None or not email_settings.custom_smtp:
-        return default_connection()
-    return SMTPConnection(
-        host=email_settings.host,
-        port=email_settings.port,
-        username=email_settings.username,
-        password=email_settings.get_password(),
-        use_tls=email_settings.security == Security.STARTTLS,
-        use_ssl=email_settings.security == Security.SSL,
-        timeout=timeout(),
-        fail_silently=False,
-        # A site editor typed this host: only public servers, unless the install says.
-        public_only=not billing_settings().smtp_allow_private_hosts,
-    )
-
-
-def default_connection() -> BaseEmailBackend:
-    """A closed connection through the project's ``EMAIL_BACKEND``."""
+    """A closed connection for the site: its own SMTP server, or the default backend
+    (``crypto.UndecryptableSecret`` if the stored password cannot be read)."""
+    if email_settings is not None and email_settings.custom_smtp:
+        return SMTPConnection(
+            host=email_settings.host,
+            port=email_settings.port,
+            username=email_settings.username,
+            password=email_settings.get_password(),
+            use_tls=email_settings.security == SiteEmailSettings.Security.STARTTLS,
+            use_ssl=email_settings.security == SiteEmailSettings.Security.SSL,
+            timeout=timeout(),
+            fail_silently=False,
+            public_only=not billing_settings().smtp_allow_private_hosts,
+        )
     backend = import_string(settings.EMAIL_BACKEND)
     if backend is SMTPBackend:
-        # The project's own server (EMAIL_HOST) may be anywhere: it is not a site
-        # editor's choice. It still gets the deadline; Django alone waits forever
-        # unless EMAIL_TIMEOUT is set.
+        # The project's own server may be anywhere (not an editor's choice), but Django
+        # alone would wait forever without EMAIL_TIMEOUT: it gets the deadline.
         return SMTPConnection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT or timeout())
     if issubclass(backend, SMTPBackend) and settings.EMAIL_TIMEOUT is None:
         return get_connection(fail_silently=False, timeout=timeout())

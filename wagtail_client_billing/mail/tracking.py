@@ -1,14 +1,7 @@
-"""Delivery tracking from an anymail ESP: delivered, opened, bounced, complained.
-
-Anymail's webhook views turn each ESP's events into its ``tracking`` signal. Our emails
-carry ``metadata = {"billing_request": id, "billing_email": "request"|"reminder"}``
-(``messages.billing_email``), which ESPs echo back; a raw SMTP server reports
-nothing, so a site with Custom SMTP stays at "Sent".
-"""
+"""Delivery events from anymail's ``tracking`` signal (SMTP reports none: "Sent" stays)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, tracking
@@ -18,7 +11,6 @@ from wagtail.log_actions import log
 
 from ..models import BillingRequest, OutgoingEmail
 
-logger = logging.getLogger(__name__)
 EmailStatus = OutgoingEmail.Status
 Kind = OutgoingEmail.Kind
 
@@ -33,8 +25,7 @@ EVENT_STATES = {
     "rejected": EmailStatus.FAILED,  # the ESP refused to send (suppression list...)
     "failed": EmailStatus.FAILED,
 }
-# The states each one may replace. Events arrive out of order: a late "delivered" must
-# not hide an "opened", and nothing moves an email back to a state it has passed.
+# The states each may replace: events arrive out of order, and never move an email back.
 REPLACES = {
     EmailStatus.DELIVERED: (EmailStatus.SENT,),
     EmailStatus.OPENED: (EmailStatus.SENT, EmailStatus.DELIVERED),
@@ -50,19 +41,15 @@ LOGGED = (EmailStatus.BOUNCED, EmailStatus.COMPLAINED, EmailStatus.FAILED)
 def record_tracking_event(
     sender: Any, event: AnymailTrackingEvent, esp_name: str = "", **kwargs: Any
 ) -> None:
-    """anymail's ``tracking`` signal: update the email's state if the event is ours."""
-    apply_tracking_event(event, esp_name=esp_name)
-
-
-def apply_tracking_event(event: AnymailTrackingEvent, *, esp_name: str = "") -> bool:
-    """Move one email's state as ``event`` says; True if it changed."""
+    """Move the email's state as ``event`` says, if the email is ours."""
+    metadata = event.metadata or {}
+    request_id = str(metadata.get("billing_request", ""))
+    kind = str(metadata.get("billing_email", Kind.REQUEST))
     state = EVENT_STATES.get(event.event_type)
-    found = _email_of(event)
-    if state is None or found is None:
-        return False
-    request_id, kind = found
+    if state is None or not request_id.isdigit() or kind not in (Kind.REQUEST, Kind.REMINDER):
+        return  # not one of ours: anymail serves the whole project
     match: dict[str, Any] = {
-        "billing_request_id": request_id, "kind": kind, "status__in": REPLACES[state]
+        "billing_request_id": int(request_id), "kind": kind, "status__in": REPLACES[state]
     }  # fmt: skip
     if event.message_id:
         # An event about an earlier send (before a Resend) must not move the new one.
@@ -70,25 +57,10 @@ def apply_tracking_event(event: AnymailTrackingEvent, *, esp_name: str = "") -> 
     values: dict[str, Any] = {"status": state}
     if state in (EmailStatus.BOUNCED, EmailStatus.FAILED):
         values["error"] = _reason(event, esp_name)
-    if not OutgoingEmail.objects.filter(**match).update(**values):
-        return False
-    if state in LOGGED:
+    if OutgoingEmail.objects.filter(**match).update(**values) and state in LOGGED:
         request = BillingRequest.objects.get(pk=request_id)
-        log(
-            request,
-            ACTION_EMAIL_TRACKED,
-            data={"email": kind, "event": event.event_type, "esp": esp_name},
-        )
-    return True
-
-
-def _email_of(event: AnymailTrackingEvent) -> tuple[int, str] | None:
-    metadata = event.metadata or {}
-    request_id = str(metadata.get("billing_request", ""))
-    kind = str(metadata.get("billing_email", Kind.REQUEST))
-    if not request_id.isdigit() or kind not in (Kind.REQUEST, Kind.REMINDER):
-        return None  # not one of ours: anymail serves the whole project
-    return int(request_id), kind
+        data = {"email": kind, "event": event.event_type, "esp": esp_name}
+        log(request, ACTION_EMAIL_TRACKED, data=data)
 
 
 def _reason(event: AnymailTrackingEvent, esp_name: str) -> str:

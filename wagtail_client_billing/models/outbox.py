@@ -1,5 +1,4 @@
-"""The outbox: every email the app sends, one row each (billing emails, reminders and the
-notifications to people), with where its sending stands."""
+"""The outbox: every email the app sends, one row each, with where its sending stands."""
 
 from __future__ import annotations
 
@@ -15,12 +14,7 @@ NO_RECIPIENTS = gettext_noop(
 
 
 class OutgoingEmail(models.Model):
-    """One email under a key that makes it unique (one email per event, one per kind and
-    request), claimed (queued -> sending) before it goes out, so it goes out once.
-
-    Queued: ``due_at`` is when the next attempt is due (NULL: now). Sending: when the
-    attempt counts as lost (the worker died), to be reported instead of sent twice.
-    """
+    """One email under a unique key (one per event, or per kind and request)."""
 
     class Kind(models.TextChoices):
         REQUEST = "request", _("Billing request")
@@ -50,6 +44,7 @@ class OutgoingEmail(models.Model):
     recipient = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default="", blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Queued: when the next attempt is due (NULL: now). Sending: when it counts as lost.
     due_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
@@ -58,7 +53,6 @@ class OutgoingEmail(models.Model):
 
     class Meta:
         indexes = [
-            # The drain looks for queued (and stuck sending) emails by due time.
             models.Index(
                 fields=["due_at"],
                 name="wcb_outbox_due",
