@@ -90,7 +90,7 @@ class AgencyBillingSettings(BaseGenericSetting):
     """The agency's billing settings (one row): the active mode and who hears of payments.
 
     Not a ``register_setting``: edited on the "Client billing account" page; the mode
-    changes only through ``agency.switch_mode`` (audit log).
+    changes only through ``connections.switch_mode`` (audit log).
     """
 
     active_mode = models.CharField(
