@@ -26,12 +26,6 @@ STRIPE_COUNTRIES = (
 ).split()
 
 
-def country_choices() -> list[tuple[str, str]]:
-    """Stripe's countries with their names in the active language, sorted by name."""
-    names = dict(countries)
-    return sorted(((code, str(names[code])) for code in STRIPE_COUNTRIES), key=lambda c: c[1])
-
-
 INCOMPLETE_FORM = _(
     "This form arrived incomplete (it may have been cut off or changed on the way). "
     "Check the values below and send it again."
@@ -43,9 +37,6 @@ class NonceField(forms.CharField):
 
     widget = forms.HiddenInput
     default_error_messages = {"required": INCOMPLETE_FORM, "max_length": INCOMPLETE_FORM}
-
-    def __init__(self) -> None:
-        super().__init__(max_length=64)
 
 
 class FreshNonceMixin:
@@ -81,7 +72,7 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
         initial=True,
         help_text=_("Try the whole process with Stripe's test data; no real money moves."),
     )
-    nonce = NonceField()
+    nonce = NonceField(max_length=64)
 
     class Meta:
         model = StripeConnection
@@ -101,8 +92,10 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
         if direct:  # the platform's own account already has its country
             del self.fields["country"]
         else:
+            names = {code: str(name) for code, name in countries}  # in the active language
+            stripe = sorted(STRIPE_COUNTRIES, key=names.__getitem__)
+            choices = [("", "---------"), *((code, names[code]) for code in stripe)]
             label = self.fields["country"].label
-            choices = [("", "---------"), *country_choices()]
             self.fields["country"] = forms.ChoiceField(label=label, choices=choices)
 
     @property
@@ -137,10 +130,6 @@ def currency_choices() -> list[tuple[str, str]]:
     return sorted(choices)
 
 
-# More digits than any amount Stripe accepts in any currency (its largest maximum has 12).
-MAX_AMOUNT_DIGITS = 16
-
-
 class AmountField(forms.CharField):
     """An amount as people type it ("49.90", "49,90", "1 234,50"), cleaned to a Decimal.
 
@@ -170,7 +159,8 @@ class AmountField(forms.CharField):
             ) from None
         except money.AmountNotUnderstood:
             raise forms.ValidationError(_("Enter an amount, e.g. 49.90."), code="invalid") from None
-        if len(amount.as_tuple().digits) > MAX_AMOUNT_DIGITS:  # whatever the currency
+        # More digits than any amount Stripe accepts in any currency (its largest maximum has 12).
+        if len(amount.as_tuple().digits) > 16:
             raise forms.ValidationError(_("This amount is far too large."), code="max_digits")
         return amount
 
@@ -191,7 +181,7 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
     success_url = PublicURLField(label=_("Success URL"), max_length=2000)
     cancel_url = PublicURLField(label=_("Cancel URL"), max_length=2000)
     billing_type = forms.ChoiceField(label=_("Billing type"))
-    nonce = NonceField()
+    nonce = NonceField(max_length=64)
     # Shown (as a checkbox) only when the same request is already pending.
     send_anyway = forms.BooleanField(required=False, widget=forms.HiddenInput)
 

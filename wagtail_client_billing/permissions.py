@@ -36,13 +36,11 @@ def is_agency_admin(user: Any) -> bool:
 
 
 def agency_permission() -> QuerySet:
-    """The agency permission, as a queryset of one ``Permission``."""
     app_label, codename = AGENCY_PERMISSION.split(".")
     return Permission.objects.filter(content_type__app_label=app_label, codename=codename)
 
 
 def agency_admins() -> QuerySet:
-    """Every active user who is an agency admin."""
     perm = agency_permission()
     holders = Q(is_superuser=True) | Q(user_permissions__in=perm) | Q(groups__permissions__in=perm)
     return get_user_model().objects.filter(holders, is_active=True).distinct()
@@ -158,11 +156,6 @@ email_settings_policy = EmailSettingsPermissionPolicy(SiteEmailSettings)
 # Nobody adds, edits or deletes events: they are Stripe's record of what happened.
 webhook_event_policy = AgencyPermissionPolicy(WebhookEvent, actions=("view", "reprocess"))
 POLICIES = (billing_request_policy, email_settings_policy, webhook_event_policy)
-
-
-def may_edit_email_settings(user: Any, site: Site) -> bool:
-    """Whether ``user`` may edit (and test) the email settings of ``site``."""
-    return email_settings_policy.user_has_permission_for_instance(user, "change", site)
 
 
 class GroupSitesPanel(SitePermissionForm):

@@ -31,39 +31,28 @@ hooks.register("register_log_actions", log_actions.register)
 hooks.register("register_group_permission_panel", lambda: BillingSitePermissionForm)
 hooks.register("register_group_permission_panel", lambda: EmailSettingsSitePermissionForm)
 hooks.register("register_permissions", agency_permission)
+hooks.register(
+    "register_admin_urls", lambda: [path("client-billing/account/", include(admin_urls))]
+)
+hooks.register("register_admin_viewset", lambda: [webhook_event_viewset, billing_request_viewset])
 
 
 @hooks.register("insert_global_admin_js")
 def copy_feedback_js() -> str:
-    return format_html(
-        '<script src="{}" defer></script>', static("wagtail_client_billing/js/admin.js")
-    )
-
-
-@hooks.register("register_admin_urls")
-def register_admin_urls():
-    return [path("client-billing/account/", include(admin_urls))]
-
-
-@hooks.register("register_admin_viewset")
-def register_viewsets():
-    return [webhook_event_viewset, billing_request_viewset]
+    script = static("wagtail_client_billing/js/admin.js")
+    return format_html('<script src="{}" defer></script>', script)
 
 
 @hooks.register("register_settings_menu_item")
 def register_agency_menu_item():
-    account = _("Client billing account")
-    return AgencyMenuItem(
-        account, "wagtail_client_billing_agency:index", "client-billing-account", 610
-    )
+    index = "wagtail_client_billing_agency:index"
+    return AgencyMenuItem(_("Client billing account"), index, "client-billing-account", 610)
 
 
 @hooks.register("register_reports_menu_item")
 def register_overview_menu_item():
-    overview = _("Client billing overview")
-    return AgencyMenuItem(
-        overview, "wagtail_client_billing_requests:overview", "client-billing-overview", 900
-    )
+    overview = "wagtail_client_billing_requests:overview"
+    return AgencyMenuItem(_("Client billing overview"), overview, "client-billing-overview", 900)
 
 
 @hooks.register("construct_homepage_panels")

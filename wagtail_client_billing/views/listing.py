@@ -23,7 +23,7 @@ from .. import connections
 from ..forms import currency_choices
 from ..models import BillingRequest
 from ..money import format_money
-from ..permissions import billing_request_policy, may_edit_email_settings
+from ..permissions import billing_request_policy, email_settings_policy
 
 Status = BillingRequest.Status
 URL_NAME = "wagtail_client_billing_requests"
@@ -31,7 +31,6 @@ SESSION_SITE_KEY = "wagtail_client_billing_site"
 
 
 def billable_sites(user: Any) -> QuerySet:
-    """The sites ``user`` may bill for, by name."""
     return billing_request_policy.sites_user_has_any_permission_for(user, ["add"]).order_by(
         "site_name", "hostname"
     )
@@ -81,7 +80,7 @@ class BillingRequestFilterSet(WagtailFilterSet):
         choices=BillingRequest.BillingType.choices,
         distinct=False,
     )
-    currency = django_filters.ChoiceFilter(label=gettext_lazy("Currency"), choices=())
+    currency = django_filters.ChoiceFilter(label=gettext_lazy("Currency"), choices=currency_choices)
     created_at = django_filters.DateFromToRangeFilter(
         label=gettext_lazy("Created"), widget=DateRangePickerWidget
     )
@@ -89,10 +88,6 @@ class BillingRequestFilterSet(WagtailFilterSet):
     class Meta:
         model = BillingRequest
         fields = ["status", "billing_type", "currency", "created_at"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.filters["currency"].extra["choices"] = currency_choices()
 
 
 class StatusColumn(StatusTagColumn):
@@ -210,7 +205,8 @@ class IndexView(generic.IndexView):
     @cached_property
     def header_buttons(self) -> list:
         buttons = list(super().header_buttons)
-        if self.site is not None and may_edit_email_settings(self.request.user, self.site):
+        policy, user = email_settings_policy, self.request.user
+        if self.site and policy.user_has_permission_for_instance(user, "change", self.site):
             settings = url("email_settings", site=self.site)
             label = _("Email settings")
             buttons.append(HeaderButton(label, url=settings, icon_name="mail", priority=20))
