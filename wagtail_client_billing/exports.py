@@ -1,9 +1,5 @@
-"""CSV exports a spreadsheet opens as text, never as formulas (CSV injection).
-
-A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with
-a single quote, as OWASP advises; Wagtail's XLSX already writes such cells as strings.
-https://owasp.org/www-community/attacks/CSV_Injection
-"""
+"""CSV cells a spreadsheet would read as formulas get a leading quote, as OWASP advises
+(https://owasp.org/www-community/attacks/CSV_Injection); Wagtail's XLSX writes them as text."""
 
 from __future__ import annotations
 

@@ -53,8 +53,6 @@ class FreshNonceMixin:
 
 
 class PublicURLField(forms.URLField):
-    """An absolute http(s) URL."""
-
     default_validators = [URLValidator(schemes=["http", "https"])]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,8 +62,6 @@ class PublicURLField(forms.URLField):
 
 
 class ConnectForm(FreshNonceMixin, forms.ModelForm):
-    """Create client billing account: mode, country and the agency's two policy URLs."""
-
     test_mode = forms.BooleanField(
         label=_("Test mode"),
         required=False,
@@ -239,8 +235,6 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
 
 
 class NotificationSettingsForm(forms.ModelForm):
-    """Who hears when money arrives."""
-
     class Meta:
         model = AgencyBillingSettings
         fields = ["notify_payments", "notification_recipients"]

@@ -27,12 +27,9 @@ AGENCY_PERMISSION = "wagtail_client_billing.manage_agency_billing"
 
 def is_agency_admin(user: Any) -> bool:
     """Superusers and holders of the agency permission manage the Stripe connection."""
-    return bool(
-        user
-        and user.is_authenticated
-        and user.is_active
-        and (user.is_superuser or user.has_perm(AGENCY_PERMISSION))
-    )
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    return user.is_superuser or user.has_perm(AGENCY_PERMISSION)
 
 
 def agency_permission() -> QuerySet:
@@ -177,10 +174,8 @@ class GroupSitesPanel(SitePermissionForm):
             self.initial = {"sites": [p.site for p in self.get_existing_permissions()]}
 
     def as_admin_panel(self) -> str:
-        return render_to_string(
-            self.template_name,
-            {"heading": self.heading, "form": self, "panel_id": self.prefix.replace("_", "-")},
-        )
+        context = {"heading": self.heading, "form": self, "panel_id": self.prefix.replace("_", "-")}
+        return render_to_string(self.template_name, context)
 
 
 class BillingSitePermissionForm(GroupSitesPanel):

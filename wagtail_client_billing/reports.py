@@ -18,15 +18,12 @@ Status = BillingRequest.Status
 
 @dataclass(frozen=True)
 class Total:
-    """A sum of one currency and how many requests make it."""
-
     currency: str
     amount: int
     count: int
 
 
 def month_start(now: datetime | None = None) -> datetime:
-    """The first instant of the current month, in the current time zone."""
     now = timezone.localtime(now or timezone.now())
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 

@@ -24,11 +24,9 @@ class BillingDashboardPanel(Component):
         # Only the active mode's money: test payments never swell the live totals.
         mode = connections.active_mode()
         requests = requests_for(self.user).filter(mode=mode)
-        totals = reports.totals(requests)
         return {
             **super().get_context_data(parent_context),
-            "pending": totals["pending"],
-            "paid_this_month": totals["paid_this_month"],
+            **reports.totals(requests),
             "latest": reports.latest_payments(requests),
             "chart": reports.chart(reports.paid_per_month(requests)),
             "mode": mode,

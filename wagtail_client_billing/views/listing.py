@@ -31,9 +31,8 @@ SESSION_SITE_KEY = "wagtail_client_billing_site"
 
 
 def billable_sites(user: Any) -> QuerySet:
-    return billing_request_policy.sites_user_has_any_permission_for(user, ["add"]).order_by(
-        "site_name", "hostname"
-    )
+    sites = billing_request_policy.sites_user_has_any_permission_for(user, ["add"])
+    return sites.order_by("site_name", "hostname")
 
 
 def selected_site(
@@ -59,9 +58,8 @@ def selected_site(
 
 def requests_for(user: Any) -> QuerySet:
     """Every request ``user`` may see (their sites only); never one still being created."""
-    return billing_request_policy.instances_user_has_any_permission_for(user, ["view"]).exclude(
-        status=BillingRequest.CREATING
-    )
+    requests = billing_request_policy.instances_user_has_any_permission_for(user, ["view"])
+    return requests.exclude(status=BillingRequest.CREATING)
 
 
 def url(name: str, *args: Any, site: Site | None = None) -> str:
@@ -150,12 +148,8 @@ class IndexView(generic.IndexView):
     def get_base_queryset(self) -> QuerySet:
         if self.site is None:
             return BillingRequest.objects.none()
-        return (
-            requests_for(self.request.user)
-            .filter(site=self.site)
-            .select_related("site")
-            .prefetch_related("emails")
-        )
+        requests = requests_for(self.request.user).filter(site=self.site)
+        return requests.select_related("site").prefetch_related("emails")
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = super().filter_queryset(queryset)
@@ -218,10 +212,9 @@ class IndexView(generic.IndexView):
         return connections.linked_accounts()
 
     def get_list_more_buttons(self, instance: BillingRequest) -> list:
+        pk = instance.pk
         buttons = [
-            MenuItem(
-                _("Details"), url=url("inspect", instance.pk), icon_name="info-circle", priority=10
-            ),
+            MenuItem(_("Details"), url=url("inspect", pk), icon_name="info-circle", priority=10),
             MenuButton(
                 _("Copy payment link"),
                 "w-clipboard#copy",
@@ -236,14 +229,14 @@ class IndexView(generic.IndexView):
         if instance.status == Status.PENDING:
             if connections.account_is_linked(instance, self.linked_accounts):
                 # POSTs with the CSRF token and ``next``.
-                resend = {"data-w-action-url-value": url("resend", instance.pk)}
+                resend = {"data-w-action-url-value": url("resend", pk)}
                 buttons.append(
                     MenuButton(
                         _("Resend email"), "w-action#post", resend, icon_name="mail", priority=20
                     )
                 )
             buttons.append(
-                MenuItem(_("Delete"), url=url("delete", instance.pk), icon_name="bin", priority=30)
+                MenuItem(_("Delete"), url=url("delete", pk), icon_name="bin", priority=30)
             )
         return buttons
 

@@ -38,7 +38,6 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
     )
     if billing_request is None:
         return not_found(request)
-
     current_site = Site.find_for_request(request)
     if current_site is not None and current_site.pk != billing_request.site_id:
         # Each link lives on its own client's site.

@@ -38,7 +38,6 @@ from . import overview
 from .email_settings import EmailSettingsView, SendTestEmailView
 from .listing import URL_NAME, BillingRequestFilterSet, IndexView, requests_for, selected_site, url
 
-Status = BillingRequest.Status
 # The views that call Stripe write before and after the call in transactions of their
 # own: under ATOMIC_REQUESTS the whole request would be one transaction held across it.
 outside_atomic_requests = method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -113,9 +112,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
     def save_instance(self) -> BillingRequest:
         data = self.form.cleaned_data
         typed = ("email", "currency", "description", "success_url", "cancel_url", "billing_type")
-        details = billing.RequestDetails(
-            amount=data["amount_minor"], **{name: data[name] for name in typed}
-        )
+        details = billing.RequestDetails(amount=data["amount_minor"], **{n: data[n] for n in typed})
         return billing.create_request(
             site=self.site,
             details=details,
@@ -147,7 +144,6 @@ class CreateView(RequestViewMixin, generic.CreateView):
 
 
 def stripe_events_for(billing_request: BillingRequest) -> QuerySet:
-    """The Stripe events about this request's Checkout Session or subscription."""
     if not billing_request.checkout_session_id:
         return WebhookEvent.objects.none()
     match = Q(payload__data__object__id=billing_request.checkout_session_id)
@@ -157,15 +153,12 @@ def stripe_events_for(billing_request: BillingRequest) -> QuerySet:
 
 
 class InspectView(RequestViewMixin, generic.InspectView):
-    """A request's details, its payment link and the Stripe events about it."""
-
     template_name = "wagtail_client_billing/requests/inspect.html"
     page_title = gettext_lazy("Billing request")
 
     @cached_property
     def header_buttons(self) -> list:
-        history = url("history", self.object.pk)
-        return [HeaderButton(_("History"), url=history, icon_name="history")]
+        return [HeaderButton(_("History"), url=url("history", self.object.pk), icon_name="history")]
 
     @cached_property
     def header_more_buttons(self) -> list:
@@ -203,7 +196,7 @@ class DeleteView(RequestViewMixin, generic.DeleteView):
         except (billing.BillingError, stripe_api.StripeFailure) as error:
             messages.error(self.request, error.user_message)
         else:
-            if result.status == Status.PAID:
+            if result.status == BillingRequest.Status.PAID:
                 paid = _("The client had already paid this request: it is now marked Paid.")
                 messages.warning(self.request, paid)
             else:
