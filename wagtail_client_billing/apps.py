@@ -7,7 +7,6 @@ class WagtailClientBillingConfig(AppConfig):
     """Client billing for Wagtail: Stripe Connect, billing requests, webhooks, emails."""
 
     name = "wagtail_client_billing"
-    label = "wagtail_client_billing"
     verbose_name = _("Client billing")
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -106,7 +106,6 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
 
 
 def require_https(form: forms.BaseForm, *names: str) -> None:
-    """Live mode: these addresses must be https."""
     for name in names:
         url = form.cleaned_data.get(name)
         if url and not url.lower().startswith("https://"):
@@ -165,7 +164,6 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
     """ "Add billing request": what the client is asked to pay and where to go after."""
 
     fields: dict[str, Any]
-
     email = forms.EmailField(label=_("Email"), max_length=254)
     currency = forms.ChoiceField(label=_("Currency"), choices=())
     amount = AmountField(label=_("Amount"), help_text=_("In the currency's main unit, e.g. 49.90."))
@@ -207,19 +205,18 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
             money.check_amount(minor, currency)
         except money.TooManyDecimals as error:
             places = error.currency.display_decimals
+            params = {"currency": code, "places": places, "all": places}
             if places == 0:
-                message = _("%(currency)s amounts must be whole numbers.") % {"currency": code}
+                message = _("%(currency)s amounts must be whole numbers.")
             elif error.currency.step > 1:
+                params["places"] = places - 1
                 message = _(
                     "%(currency)s amounts can have at most %(places)s decimal places "
                     "(the last of its %(all)s decimals must be 0)."
-                ) % {"currency": code, "places": places - 1, "all": places}
+                )
             else:
-                message = _("%(currency)s amounts can have at most %(places)s decimal places.") % {
-                    "currency": code,
-                    "places": places,
-                }
-            self.add_error("amount", message)
+                message = _("%(currency)s amounts can have at most %(places)s decimal places.")
+            self.add_error("amount", message % params)
         except (money.AmountTooSmall, money.AmountTooLarge) as error:
             if isinstance(error, money.AmountTooSmall):
                 bound = _("The minimum Stripe accepts in %(currency)s is %(limit)s.")

@@ -65,10 +65,9 @@ def paid_per_month(
     end = month_start(now)
     first = _month_index(end.date()) - (months - 1)
     labels = [date((first + i) // 12, (first + i) % 12 + 1, 1) for i in range(months)]
+    start = end.replace(year=labels[0].year, month=labels[0].month)
     rows = (
-        queryset.filter(
-            status=Status.PAID, paid_at__gte=end.replace(year=labels[0].year, month=labels[0].month)
-        )
+        queryset.filter(status=Status.PAID, paid_at__gte=start)
         .order_by()
         .annotate(month=TruncMonth("paid_at"))
         .values("currency", "month")

@@ -60,7 +60,6 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_status_display": gettext_lazy("Status"),
         "get_mode_display": gettext_lazy("Mode"),
     }
-
     model = BillingRequest
     header_icon = "credit-card"
     index_url_name = f"{URL_NAME}:overview"

@@ -33,24 +33,20 @@ def _requests_by_token(token: str) -> QuerySet:
 @never_cache
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     """Send the client to Stripe Checkout while payable; otherwise say why not."""
-    billing_request = (
-        _requests_by_token(token).select_related("site", "site__root_page__locale").first()
-    )
+    requests = _requests_by_token(token).select_related("site", "site__root_page__locale")
+    billing_request = requests.first()
     if billing_request is None:
         return not_found(request)
     current_site = Site.find_for_request(request)
     if current_site is not None and current_site.pk != billing_request.site_id:
         # Each link lives on its own client's site.
         return HttpResponseRedirect(billing_request.get_payment_url())
-
+    contact = SiteEmailSettings.for_site_or_default(billing_request.site_id).contact_address
     with translation.override(site_language(billing_request)):
         context = {
             "billing_request": billing_request,
             "site_name": billing_request.site.site_name or billing_request.site.hostname,
-            # Where the client can ask for a new link: Reply-to, else From, else the default.
-            "contact_email": SiteEmailSettings.for_site_or_default(
-                billing_request.site_id
-            ).contact_address,
+            "contact_email": contact,
         }
         status = billing_request.status
         if status == Status.PENDING and billing_request.expires_at > timezone.now():

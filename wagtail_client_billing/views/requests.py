@@ -70,11 +70,8 @@ class CreateView(RequestViewMixin, generic.CreateView):
         if site is None:
             return forbidden(request, "wagtail_client_billing/requests/forbidden.html")
         self.site: Site = site
-        self.site_name = site.site_name or site.hostname
+        self.page_subtitle = site.site_name or site.hostname
         return super().dispatch(request, *args, **kwargs)
-
-    def get_page_subtitle(self) -> str:
-        return self.site_name
 
     def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
@@ -85,7 +82,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
     def get_initial(self) -> dict[str, Any]:
         # The client reads it (on Checkout, in the email): the site's language, not ours.
         with translation.override(language_of_site(self.site)):
-            description = _("Payment to %(site)s") % {"site": self.site_name}
+            description = _("Payment to %(site)s") % {"site": self.page_subtitle}
         home = self.site.root_url.rstrip("/") + "/"
         return {
             "nonce": connections.new_idempotency_nonce(),
