@@ -25,7 +25,6 @@ STRIPE_COUNTRIES = (
     "LV MT MX MY NL NO NZ PL PT RO SE SG SI SK TH US"
 ).split()
 
-
 INCOMPLETE_FORM = _(
     "This form arrived incomplete (it may have been cut off or changed on the way). "
     "Check the values below and send it again."

@@ -30,8 +30,6 @@ class OverviewFilterSet(BillingRequestFilterSet):
 
 
 class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
-    """Every site's requests for agency admins, with the site as a column and filter."""
-
     template_name = "wagtail_client_billing/overview/index.html"
     results_template_name = "wagtail_client_billing/overview/index_results.html"
     page_title = gettext_lazy("Client billing overview")

@@ -134,9 +134,8 @@ class CreateView(RequestViewMixin, generic.CreateView):
                 form.fields["send_anyway"].label = _("Send another one")
                 self.twin = error.billing_request
             return self.form_invalid(form)
-        messages.success(
-            self.request, _("Billing request sent to %(email)s.") % {"email": self.object.email}
-        )
+        sent = _("Billing request sent to %(email)s.") % {"email": self.object.email}
+        messages.success(self.request, sent)
         return redirect(url("index", site=self.site))
 
 
@@ -157,9 +156,7 @@ class InspectView(RequestViewMixin, generic.InspectView):
     def header_buttons(self) -> list:
         return [HeaderButton(_("History"), url=url("history", self.object.pk), icon_name="history")]
 
-    @cached_property
-    def header_more_buttons(self) -> list:
-        return []  # Resend, Delete and Renew are on the page, where they apply
+    header_more_buttons: list = []  # Resend, Delete and Renew are on the page, where they apply
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {
