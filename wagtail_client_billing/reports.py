@@ -29,12 +29,8 @@ def month_start(now: datetime | None = None) -> datetime:
 
 
 def _totals(queryset: QuerySet, condition: Q) -> list[Total]:
-    rows = (
-        queryset.filter(condition)
-        .values("currency")
-        .annotate(amount=Sum("amount"), count=Count("pk"))
-        .order_by("currency")
-    )
+    per_currency = queryset.filter(condition).values("currency").order_by("currency")
+    rows = per_currency.annotate(amount=Sum("amount"), count=Count("pk"))
     return [Total(row["currency"], row["amount"] or 0, row["count"]) for row in rows]
 
 
@@ -66,13 +62,9 @@ def paid_per_month(
     first = _month_index(end.date()) - (months - 1)
     labels = [date((first + i) // 12, (first + i) % 12 + 1, 1) for i in range(months)]
     start = end.replace(year=labels[0].year, month=labels[0].month)
-    rows = (
-        queryset.filter(status=Status.PAID, paid_at__gte=start)
-        .order_by()
-        .annotate(month=TruncMonth("paid_at"))
-        .values("currency", "month")
-        .annotate(amount=Sum("amount"))
-    )
+    paid = queryset.filter(status=Status.PAID, paid_at__gte=start).order_by()
+    per_month = paid.annotate(month=TruncMonth("paid_at")).values("currency", "month")
+    rows = per_month.annotate(amount=Sum("amount"))
     series: dict[str, list[int]] = {}
     for row in rows:
         month = row["month"]

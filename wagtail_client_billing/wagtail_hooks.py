@@ -58,4 +58,4 @@ def register_overview_menu_item():
 @hooks.register("construct_homepage_panels")
 def add_billing_dashboard_panel(request, panels):
     if billable_sites(request.user).exists():
-        panels.append(BillingDashboardPanel(request.user))
+        panels.append(BillingDashboardPanel())

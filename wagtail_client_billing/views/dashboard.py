@@ -17,13 +17,10 @@ class BillingDashboardPanel(Component):
     template_name = "wagtail_client_billing/dashboard/panel.html"
     order = 150
 
-    def __init__(self, user: Any) -> None:
-        self.user = user
-
     def get_context_data(self, parent_context: Any) -> dict[str, Any]:
         # Only the active mode's money: test payments never swell the live totals.
         mode = connections.active_mode()
-        requests = requests_for(self.user).filter(mode=mode)
+        requests = requests_for(parent_context["request"].user).filter(mode=mode)
         return {
             **super().get_context_data(parent_context),
             **reports.totals(requests),
