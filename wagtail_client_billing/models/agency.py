@@ -16,10 +16,7 @@ class Mode(models.TextChoices):
 
 
 class StripeConnection(models.Model):
-    """A Stripe account connected for one mode; at most one *linked* per mode.
-
-    Unlinking keeps the row (``unlinked_at``): history and late webhooks stay explained.
-    """
+    """A Stripe account for one mode, at most one linked; unlinking keeps the row (history)."""
 
     class Status(models.TextChoices):
         ONBOARDING = "onboarding", _("Onboarding incomplete")
@@ -87,11 +84,8 @@ class StripeConnection(models.Model):
 
 
 class AgencyBillingSettings(BaseGenericSetting):
-    """The agency's billing settings (one row): the active mode and who hears of payments.
-
-    Not a ``register_setting``: edited on the "Client billing account" page; the mode
-    changes only through ``connections.switch_mode`` (audit log).
-    """
+    """The agency's one settings row: the active mode (changed only through
+    ``connections.switch_mode``, audited) and who hears of payments."""
 
     active_mode = models.CharField(
         _("active mode"), max_length=4, choices=Mode.choices, default=Mode.TEST

@@ -67,8 +67,7 @@ def onboarding_link(request: HttpRequest, connection: StripeConnection) -> str:
 def button(
     methods: tuple[str, ...] = ("POST",), *, stripe: bool = True
 ) -> Callable[[Callable[..., str | None]], Callable[..., HttpResponse]]:
-    """A button of the page: do one thing, say how it went, and go back to the page (or
-    on to the address the action returns). A Stripe failure is said in plain words."""
+    """A button of the page: act, say how it went, go back (or to the address returned)."""
 
     def decorate(act: Callable[..., str | None]) -> Callable[..., HttpResponse]:
         @wraps(act)

@@ -1,8 +1,6 @@
-"""A site's "Email settings" in its Client billing area: custom SMTP, From, Reply-to.
+"""A site's "Email settings" (custom SMTP, From, Reply-to), under its own per-site permission.
 
-Its own per-site permission, not implied by billing. The password is write-only: never
-rendered back, kept when left blank. Test emails are limited per user and minute.
-"""
+The password is write-only: never rendered back, kept when left blank."""
 
 from __future__ import annotations
 
@@ -44,8 +42,6 @@ HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za
 
 
 class SiteEmailSettingsForm(forms.ModelForm):
-    """The settings form; the password field is write-only."""
-
     password = forms.CharField(
         label=gettext_lazy("Password"),
         required=False,
@@ -123,12 +119,9 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def changed_names(self) -> list[str]:
         """The fields this save changes (the password by name only); after ``save``."""
+        data = self.cleaned_data
         names = [name for name in self.changed_data if name not in ("password", "clear_password")]
-        if (
-            self.cleaned_data.get("password")
-            or self.cleaned_data.get("clear_password")
-            or self.instance.password_removed
-        ):
+        if data.get("password") or data.get("clear_password") or self.instance.password_removed:
             names.append("password")
         return names
 
@@ -201,8 +194,7 @@ def editable_sites(user: Any) -> QuerySet:
 
 
 class SiteMixin:
-    """The site from the switcher among those the user may edit: 403 for none, 404 for
-    ``?site=`` of another."""
+    """The switcher's site among those the user may edit: 403 for none, 404 for another."""
 
     site: Site
 
@@ -245,10 +237,10 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
         return url("email_settings", site=self.site)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
         # As saved: a refused form has written what was typed into its instance.
         instance = self.get_object()
-        context.update(
+        return super().get_context_data(
+            **kwargs,
             site=self.site,
             sites=editable_sites(self.request.user),
             switch_url=reverse(f"{URL_NAME}:email_settings"),
@@ -260,7 +252,6 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
             from_note=from_note(instance),
             server=failures.server_name(instance),
         )
-        return context
 
     # form_class is SiteEmailSettingsForm; the stubs type UpdateView's as a ModelForm.
     def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:  # type: ignore[override]
@@ -305,9 +296,18 @@ class SendTestEmailView(SiteMixin, View):
             return back
         # The audit entry needs a row: defaults if none was saved.
         email_settings, _created = SiteEmailSettings.objects.get_or_create(site=self.site)
-        to = form.cleaned_data["to"]
-        entry, sent_before = claim_test_email(request.user, email_settings, to)
-        if entry is None:
+        to, server = form.cleaned_data["to"], failures.server_name(email_settings)
+        # Counted in the database (every worker sees it), after writing the entry: two
+        # requests at once are at worst both refused, never both sent over the limit.
+        data = {"site": self.site.pk, "to": to, "server": server}
+        entry = log(email_settings, ACTION_TEST, user=request.user, data=data)
+        since = timezone.now() - TEST_EMAIL_WINDOW
+        recent = ModelLogEntry.objects.filter(
+            action=ACTION_TEST, user_id=request.user.pk, timestamp__gt=since
+        )
+        sent_before = recent.exclude(pk=entry.pk).count()
+        if sent_before >= billing_settings().test_emails_per_minute:
+            entry.delete()
             messages.error(
                 request,
                 ngettext(
@@ -332,34 +332,12 @@ class SendTestEmailView(SiteMixin, View):
             messages.success(
                 request,
                 _("A test email was sent to %(email)s through %(server)s.")
-                % {"email": to, "server": failures.server_name(email_settings)},
+                % {"email": to, "server": server},
             )
         return back
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return redirect(url("email_settings", site=self.site))
-
-
-def claim_test_email(
-    user: Any, email_settings: SiteEmailSettings, to: str
-) -> tuple[ModelLogEntry | None, int]:
-    """Record a test email about to be sent, unless the user is over the limit: the audit
-    entry (None if refused) and how many the user sent in the last minute before it.
-
-    Counted in the database (every worker sees it), after writing the entry: two requests
-    at once are at worst both refused, never both sent over the limit.
-    """
-    server = failures.server_name(email_settings)
-    data = {"site": email_settings.site_id, "to": to, "server": server}
-    entry = log(email_settings, ACTION_TEST, user=user, data=data)
-    recent = ModelLogEntry.objects.filter(
-        action=ACTION_TEST, user_id=user.pk, timestamp__gt=timezone.now() - TEST_EMAIL_WINDOW
-    ).exclude(pk=entry.pk)
-    sent_before = recent.count()
-    if sent_before >= billing_settings().test_emails_per_minute:
-        entry.delete()
-        return None, sent_before
-    return entry, sent_before
 
 
 def password_problem(email_settings: SiteEmailSettings) -> str:

@@ -50,7 +50,6 @@ def short_error(event: WebhookEvent, length: int = 100) -> str:
 
 
 def event_url(name: str, event: WebhookEvent | None = None) -> str:
-    """The URL of the viewset's view ``name`` (for ``event``)."""
     args = [quote(event.pk)] if event else []
     return reverse(webhook_event_viewset.get_url_name(name), args=args)
 
@@ -120,10 +119,10 @@ class WebhookEventInspectView(InspectView):
         ]
 
     def get_field_label(self, field_name: str, field: Any) -> str:
-        labels = {"mode": _("Mode"), "api_version": _("API version")}
+        labels = {"livemode": _("Mode"), "api_version": _("API version")}
         return labels.get(field_name) or super().get_field_label(field_name, field)
 
-    def get_mode_display_value(self) -> str:
+    def get_livemode_display_value(self) -> str:
         return mode_label(self.object)
 
     @cached_property
@@ -134,9 +133,8 @@ class WebhookEventInspectView(InspectView):
         return [HeaderButton(_("Reprocess"), url=url, icon_name="resubmit")]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["payload_json"] = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
-        return context
+        payload_json = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
+        return super().get_context_data(payload_json=payload_json, **kwargs)
 
 
 class ReprocessView(
@@ -177,11 +175,12 @@ class ReprocessView(
         ]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            event=self.object, short_error=short_error(self.object), inspect_url=self.inspect_url
+        return super().get_context_data(
+            event=self.object,
+            short_error=short_error(self.object),
+            inspect_url=self.inspect_url,
+            **kwargs,
         )
-        return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         event = self.object
@@ -195,19 +194,15 @@ class ReprocessView(
         else:
             if event.status == STATUS.PROCESSED:
                 messages.success(request, _("The event was reprocessed successfully."))
-            else:
-                # Ignored (the account was unlinked since?), or applied by a Stripe retry.
+            else:  # ignored (the account was unlinked since?), or applied by a Stripe retry
+                reason = event.note or event.get_status_display().lower()
                 messages.warning(
-                    request,
-                    _("The event was not applied: %(reason)s")
-                    % {"reason": event.note or event.get_status_display().lower()},
+                    request, _("The event was not applied: %(reason)s") % {"reason": reason}
                 )
         return redirect(self.inspect_url)
 
 
 class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
-    """Received events: type, account, mode, status, received, processed, error."""
-
     model = WebhookEvent
     policy = webhook_event_policy
     icon = "resubmit"
@@ -223,18 +218,7 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     list_per_page = 50
     filterset_class = WebhookEventFilterSet
     search_fields = ["stripe_id", "type", "account"]
-    inspect_view_fields = [
-        "stripe_id",
-        "type",
-        "account",
-        "mode",
-        "api_version",
-        "status",
-        "note",
-        "attempts",
-        "received_at",
-        "processed_at",
-    ]
+    inspect_view_fields_exclude = ["id", "payload", "error"]
     url_prefix = "client-billing/events"
     name = "wagtail_client_billing_events"
 
