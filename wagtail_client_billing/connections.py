@@ -158,12 +158,8 @@ def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") 
     )
     if updated:
         connection.refresh_from_db()
-        log(
-            connection,
-            ACTION_UNLINK,
-            user=user,
-            data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
-        )
+        data = {"mode": connection.mode, "account": connection.account_id, "reason": reason}
+        log(connection, ACTION_UNLINK, user=user, data=data)
     return bool(updated)
 
 
@@ -204,11 +200,8 @@ def unlink_unless_pending(
     """Unlink if no request is pending, else return how many are (counted under a lock on
     the connection's row: two admins cannot both count zero)."""
     with transaction.atomic():
-        locked = (
-            StripeConnection.objects.select_for_update()
-            .filter(pk=connection.pk, unlinked_at__isnull=True)
-            .first()
-        )
+        rows = StripeConnection.objects.select_for_update()
+        locked = rows.filter(pk=connection.pk, unlinked_at__isnull=True).first()
         if locked is None:
             return 0
         pending = pending_requests(locked).count()

@@ -82,14 +82,12 @@ class SiteEmailSettings(BaseSiteSetting):
         """Drop the stored password if it was entered for another server (else an editor
         could point the settings at their own server and read it in the AUTH exchange of a
         test email); checked here so every path keeps the rule."""
-        saved = None
-        if self.password_encrypted and self.pk is not None:
+        self.password_removed = False
+        if self.password_encrypted and self.pk is not None and not self._password_typed:
             rows = type(self)._default_manager.filter(pk=self.pk)
             saved = rows.values_list(*self.SERVER_FIELDS).first()
-        current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
-        self.password_removed = bool(
-            saved is not None and saved != current and not self._password_typed
-        )
+            current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
+            self.password_removed = saved is not None and saved != current
         if self.password_removed:
             self.password_encrypted = ""
             if kwargs.get("update_fields") is not None:

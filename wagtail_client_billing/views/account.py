@@ -96,8 +96,6 @@ class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
 
 
 class IndexView(AgencyPageMixin, TemplateView):
-    """The page itself: each mode's connection, the active mode, keys and secrets."""
-
     template_name = "wagtail_client_billing/agency/index.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -129,8 +127,6 @@ class IndexView(AgencyPageMixin, TemplateView):
 
 
 class ConnectView(AgencyPageMixin, FormView):
-    """Create client billing account -> Connect -> Stripe's onboarding."""
-
     template_name = "wagtail_client_billing/agency/connect.html"
     form_class = ConnectForm
     page_subtitle = gettext_lazy("Create client billing account")
@@ -178,8 +174,6 @@ class ConnectView(AgencyPageMixin, FormView):
 
 
 class UnlinkView(AgencyPageMixin, TemplateView):
-    """Unlink account: says how many requests are pending and withdraws them first."""
-
     template_name = "wagtail_client_billing/agency/unlink.html"
     page_subtitle = gettext_lazy("Unlink account")
 
@@ -316,7 +310,6 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
         raise Http404
     url = webhook_url(request)
     if mode == Mode.LIVE and not url.startswith("https://"):
-        # Stripe delivers live events to https endpoints only.
         messages.error(
             request,
             _(

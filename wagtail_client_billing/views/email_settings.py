@@ -209,8 +209,6 @@ class SiteMixin:
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
-    """Edit one site's email settings."""
-
     template_name = "wagtail_client_billing/email_settings/edit.html"
     form_class = SiteEmailSettingsForm
     page_title = gettext_lazy("Email settings")
@@ -229,9 +227,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
         return [*items, {"url": "", "label": _("Email settings")}]
 
     def get_object(self, queryset: QuerySet | None = None) -> SiteEmailSettings:
-        return SiteEmailSettings.objects.filter(site=self.site).first() or SiteEmailSettings(
-            site=self.site
-        )
+        return SiteEmailSettings.for_site_or_default(self.site.pk)
 
     def get_success_url(self) -> str:
         return url("email_settings", site=self.site)
@@ -257,8 +253,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
     def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:  # type: ignore[override]
         response = super().form_valid(form)
         instance = self.object
-        changed = form.changed_names()
-        if changed:
+        if changed := form.changed_names():
             data: dict[str, Any] = {"site": self.site.pk, "changed": changed}
             if form.saved_server and form.saved_server != instance.server_address:
                 data["server"] = {"old": form.saved_server, "new": instance.server_address}
@@ -267,8 +262,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
             log(instance, ACTION_EDIT, user=self.request.user, data=data)
         messages.success(
             self.request,
-            _("Email settings saved for %(site)s.")
-            % {"site": self.site.site_name or self.site.hostname},
+            _("Email settings saved for %(site)s.") % {"site": self.get_page_subtitle()},
         )
         if instance.password_removed:
             messages.warning(
@@ -301,11 +295,9 @@ class SendTestEmailView(SiteMixin, View):
         # requests at once are at worst both refused, never both sent over the limit.
         data = {"site": self.site.pk, "to": to, "server": server}
         entry = log(email_settings, ACTION_TEST, user=request.user, data=data)
+        recent = ModelLogEntry.objects.filter(action=ACTION_TEST, user_id=request.user.pk)
         since = timezone.now() - TEST_EMAIL_WINDOW
-        recent = ModelLogEntry.objects.filter(
-            action=ACTION_TEST, user_id=request.user.pk, timestamp__gt=since
-        )
-        sent_before = recent.exclude(pk=entry.pk).count()
+        sent_before = recent.filter(timestamp__gt=since).exclude(pk=entry.pk).count()
         if sent_before >= billing_settings().test_emails_per_minute:
             entry.delete()
             messages.error(
