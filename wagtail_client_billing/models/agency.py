@@ -33,14 +33,12 @@ class StripeConnection(models.Model):
     country = models.CharField(_("country"), max_length=2, blank=True)
     privacy_policy_url = models.URLField(_("privacy policy URL"), max_length=500, blank=True)
     terms_of_service_url = models.URLField(_("terms of service URL"), max_length=500, blank=True)
-
     details_submitted = models.BooleanField(default=False)
     charges_enabled = models.BooleanField(default=False)
     payouts_enabled = models.BooleanField(default=False)
     requirements_due = models.JSONField(default=list, blank=True)
     disabled_reason = models.CharField(max_length=255, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
-
     connected_at = models.DateTimeField(auto_now_add=True)
     onboarded_at = models.DateTimeField(null=True, blank=True)
     unlinked_at = models.DateTimeField(null=True, blank=True)
@@ -64,7 +62,6 @@ class StripeConnection(models.Model):
 
     @property
     def status(self) -> str:
-        """Onboarding incomplete, restricted or ready to charge, as Stripe last said."""
         if self.charges_enabled:
             return self.Status.READY
         if self.details_submitted:

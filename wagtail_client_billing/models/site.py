@@ -75,7 +75,6 @@ class SiteEmailSettings(BaseSiteSetting):
 
     @property
     def server_address(self) -> str:
-        """The SMTP server as "host:port" (for messages and the audit log)."""
         return f"{self.host}:{self.port}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:

@@ -185,8 +185,7 @@ class UnlinkView(AgencyPageMixin, TemplateView):
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
         connection, user = connection_or_404(mode), request.user
         reason = "unlinked by an agency admin"
-        withdraw = "withdraw" in request.POST
-        if withdraw:
+        if withdraw := "withdraw" in request.POST:
             outcome = billing.withdraw_and_unlink(connection, user=user, reason=reason)
         else:
             pending = connections.unlink_unless_pending(connection, user=user, reason=reason)
@@ -201,25 +200,21 @@ def unlink_report(outcome: billing.UnlinkOutcome, *, withdrew: bool) -> tuple[in
     """The message (level, text) that says what Unlink did, or why it did not."""
     count, failed = outcome.pending, len(outcome.failures)
     reasons = "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)
-    done = []
-    if outcome.withdrawn:
-        done.append(
-            ngettext(
-                "%(count)s pending billing request was withdrawn",
-                "%(count)s pending billing requests were withdrawn",
-                outcome.withdrawn,
-            )
-            % {"count": outcome.withdrawn}
-        )
-    if outcome.paid:
-        done.append(
-            ngettext(
-                "%(count)s had already been paid and is now marked Paid",
-                "%(count)s had already been paid and are now marked Paid",
-                outcome.paid,
-            )
-            % {"count": outcome.paid}
-        )
+    withdrawn = ngettext(
+        "%(count)s pending billing request was withdrawn",
+        "%(count)s pending billing requests were withdrawn",
+        outcome.withdrawn,
+    )
+    paid = ngettext(
+        "%(count)s had already been paid and is now marked Paid",
+        "%(count)s had already been paid and are now marked Paid",
+        outcome.paid,
+    )
+    done = [
+        text % {"count": n}
+        for n, text in [(outcome.withdrawn, withdrawn), (outcome.paid, paid)]
+        if n
+    ]
     if not outcome.unlinked and failed:  # Stripe failed for some: nothing unlinked
         not_done = ngettext("%(count)s could not be", "%(count)s could not be", failed)
         return messages.ERROR, _(

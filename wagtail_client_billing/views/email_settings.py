@@ -81,7 +81,21 @@ class SiteEmailSettingsForm(forms.ModelForm):
                 "or security removes it."
             )
             del self.fields["clear_password"]
-        self.fields["from_email"].help_text = from_help_text()
+        domains = ", ".join(billing_settings().sender_domains)
+        if domains:
+            text = _(
+                "The address your client receives the billing emails from. Without Custom SMTP, "
+                "only an address at %(domains)s is used as the From; with any other, the emails "
+                "come from %(default)s and this address is their Reply-to."
+            )
+        else:
+            text = _(
+                "The address your client receives the billing emails from, with Custom SMTP. "
+                "Without it, the emails come from %(default)s under the site's name, with this "
+                "address as their Reply-to."
+            )
+        default = email_messages.default_sender_address()
+        self.fields["from_email"].help_text = text % {"domains": domains, "default": default}
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()
@@ -124,24 +138,6 @@ class SiteEmailSettingsForm(forms.ModelForm):
         if data.get("password") or data.get("clear_password") or self.instance.password_removed:
             names.append("password")
         return names
-
-
-def from_help_text() -> str:
-    """What the From field does, and what it cannot do without Custom SMTP."""
-    domains = ", ".join(billing_settings().sender_domains)
-    if domains:
-        text = _(
-            "The address your client receives the billing emails from. Without Custom SMTP, "
-            "only an address at %(domains)s is used as the From; with any other, the emails "
-            "come from %(default)s and this address is their Reply-to."
-        )
-    else:
-        text = _(
-            "The address your client receives the billing emails from, with Custom SMTP. "
-            "Without it, the emails come from %(default)s under the site's name, with this "
-            "address as their Reply-to."
-        )
-    return text % {"domains": domains, "default": email_messages.default_sender_address()}
 
 
 def from_note(email_settings: SiteEmailSettings) -> str:
@@ -187,10 +183,8 @@ class TestEmailForm(forms.Form):
 
 
 def editable_sites(user: Any) -> QuerySet:
-    """The sites whose email settings ``user`` may edit, by name."""
-    return email_settings_policy.sites_user_has_any_permission_for(user, ["change"]).order_by(
-        "site_name", "hostname"
-    )
+    sites = email_settings_policy.sites_user_has_any_permission_for(user, ["change"])
+    return sites.order_by("site_name", "hostname")
 
 
 class SiteMixin:

@@ -39,10 +39,6 @@ STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
 
 
-def mode_label(event: WebhookEvent) -> str:
-    return str(event.mode.label)
-
-
 def short_error(event: WebhookEvent, length: int = 100) -> str:
     """The last line of the stored traceback (the exception), shortened for a listing."""
     lines = [line.strip() for line in event.error.splitlines() if line.strip()]
@@ -55,7 +51,6 @@ def event_url(name: str, event: WebhookEvent | None = None) -> str:
 
 
 def can_reprocess(user: Any, event: WebhookEvent) -> bool:
-    """Only agency admins, and only events whose handler failed."""
     return event.status == STATUS.FAILED and webhook_event_policy.user_has_permission(
         user, REPROCESS
     )
@@ -123,7 +118,7 @@ class WebhookEventInspectView(InspectView):
         return labels.get(field_name) or super().get_field_label(field_name, field)
 
     def get_livemode_display_value(self) -> str:
-        return mode_label(self.object)
+        return str(self.object.mode.label)
 
     @cached_property
     def header_buttons(self) -> list:
@@ -225,7 +220,7 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     list_display = [
         "type",
         Column("account", label=gettext_lazy("Account"), sort_key="account"),
-        Column("mode", label=gettext_lazy("Mode"), accessor=mode_label),
+        Column("mode", label=gettext_lazy("Mode"), accessor="mode.label"),
         StatusTagColumn(
             "status",
             label=gettext_lazy("Status"),
