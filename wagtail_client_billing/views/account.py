@@ -28,8 +28,7 @@ from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin, agency_admins_only
 
 INDEX_URL = "wagtail_client_billing_agency:index"
-# The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):
-# a transaction must never stay open while Stripe answers.
+# Views that call Stripe run outside ATOMIC_REQUESTS: no transaction stays open while it answers.
 outside_transactions = transaction.non_atomic_requests
 
 

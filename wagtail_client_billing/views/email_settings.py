@@ -102,8 +102,7 @@ class SiteEmailSettingsForm(forms.ModelForm):
         if host and not HOST_PATTERN.match(host):
             raise forms.ValidationError(_("Enter a host name such as smtp.example.com."))
         if host and not billing_settings().smtp_allow_private_hosts and _obviously_private(host):
-            # Said at once for an address typed as such; a name is looked up (and every
-            # address it resolves to checked) only when an email is sent: DNS can change.
+            # A typed address is refused now; a name is checked when sending (DNS can change).
             raise forms.ValidationError(
                 _(
                     "This is a private or local address; this install only sends to "

@@ -242,8 +242,7 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
             *super().get_urlpatterns(),
             path(f"{REPROCESS}/<int:pk>/", ReprocessView.as_view(), name=REPROCESS),
         ]
-        # Agency admins only, on every URL: a real 403 for others, before any look-up
-        # (others learn nothing about which events exist).
+        # Agency admins only, on every URL: a 403 before any look-up (no hint of which exist).
         return decorate_urlpatterns(patterns, agency_admins_only)
 
 
