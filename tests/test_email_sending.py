@@ -95,7 +95,7 @@ def use_smtp(site, server=None, *, port=None, security="none", password=None, **
     email_settings.security = security
     email_settings.username = USERNAME if password is not None else ""
     email_settings.from_email = "billing@acme.test"
-    email_settings.reply_to = "agency@connections.test"
+    email_settings.reply_to = "agency@agency.test"
     for name, value in changes.items():
         setattr(email_settings, name, value)
     email_settings.set_password(password or "")
@@ -182,7 +182,7 @@ def test_the_email_arrives_complete_through_the_sites_smtp(
     assert len(server.messages) == 1
     message = server.messages[0]
     assert message["From"] == "Acme Plumbing <billing@acme.test>"
-    assert message["Reply-To"] == "agency@connections.test"
+    assert message["Reply-To"] == "agency@agency.test"
     assert message["To"] == "client@example.com"
     assert subject(message) == "Payment request from Acme Plumbing (€49.90)"
     assert server.inbox.envelopes == [("billing@acme.test", ["client@example.com"])]
@@ -249,12 +249,12 @@ def test_the_default_backend_gets_from_and_reply_to_too(
     }
     acme = sites[0]
     SiteEmailSettings.objects.create(
-        site=acme, from_email="billing@acme.test", reply_to="agency@connections.test"
+        site=acme, from_email="billing@acme.test", reply_to="agency@agency.test"
     )
     create(acme, commit)
     message = outbox.outbox[0]
     assert message.from_email == "Acme Plumbing <billing@acme.test>"
-    assert message.reply_to == ["agency@connections.test"]
+    assert message.reply_to == ["agency@agency.test"]
 
 
 def test_without_settings_the_default_sender_is_used(sites, connection, stripe, commit, settings):

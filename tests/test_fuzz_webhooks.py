@@ -136,7 +136,7 @@ GONE_ACCOUNT = "acct_gone"  # unlinked
 ACCOUNTS = (ACCOUNT, LIVE_ACCOUNT, GONE_ACCOUNT, "acct_other")
 SEEN_EVENT = "evt_seen_before"  # stored and processed
 FAILED_EVENT = "evt_failed_before"  # stored and failed: a redelivery applies it again
-ADMIN_EMAIL = "boss@connections.test"
+ADMIN_EMAIL = "boss@agency.test"
 
 
 def snapshot() -> dict[str, list]:
@@ -938,12 +938,12 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
     # What is applied is the stored payload (a redelivery of a failed event reuses it).
     payload = stored.payload
     requests = _changed(before, after, "requests")
-    connections = _changed(before, after, "connections")
+    changed_connections = _changed(before, after, "connections")
     notifications = _changed(before, after, "notifications")
     assert _changed(before, after, "emails") == {}
     new_log = [_rows(after, "log")[pk] for pk in _changed(before, after, "log")]
     if stored.status != EVENT.PROCESSED:
-        assert not (requests or connections or notifications or new_log), stored.status
+        assert not (requests or changed_connections or notifications or new_log), stored.status
         assert after["mail"] == before["mail"]
         return f"{stored.status}: {stored.note}" if stored.note else stored.status
     mode = "live" if payload["livemode"] else "test"
@@ -954,9 +954,9 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
         action = _check_request_change(event, payload, _as_dict(old_row), new)
         if action:
             expected_log[(action, str(pk))] += 1
-    if connections:
+    if changed_connections:
         assert payload["type"] in ("account.updated", "account.application.deauthorized")
-        (pk,) = connections
+        (pk,) = changed_connections
         connection = StripeConnection.objects.get(pk=pk)
         assert connection.mode == mode and connection.account_id == payload.get("account")
         if payload["type"] == "account.application.deauthorized":
@@ -964,7 +964,7 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
             expected_log[(connections.ACTION_UNLINK, str(pk))] += 1
         else:
             assert payload["data"]["object"].get("id") == connection.account_id
-            if connection.onboarded_at and not connections[pk][9]:
+            if connection.onboarded_at and not changed_connections[pk][9]:
                 expected_log[(connections.ACTION_ONBOARDED, str(pk))] += 1
     assert Counter((action, object_id) for _, action, object_id in new_log) == expected_log
     # Notifications: one per request that became paid or newly past due; each mailed.
@@ -979,7 +979,7 @@ def _check_consistent(world: World, event: Any, response, after: dict[str, list]
             assert _as_dict(requests[request_id])["subscription_status"] != "past_due"
     assert len(after["mail"]) - len(before["mail"]) == len(notifications)
     assert all(to == (ADMIN_EMAIL,) for _, to in after["mail"])
-    return "processed" if (requests or connections) else "processed, no change"
+    return "processed" if (requests or changed_connections) else "processed, no change"
 
 
 @dataclass(frozen=True)

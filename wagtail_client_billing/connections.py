@@ -1,9 +1,7 @@
 """The agency's Stripe connection: connect, refresh, unlink (each in the audit log).
 
-Unlinking never loses money: a person's unlink withdraws the pending requests first (their
-Checkout Sessions expire) and refuses while any is left; a request whose account is gone
-anyway keeps a link that says so, and a payment Stripe still reports for it is applied.
-"""
+Unlinking never loses money: a person's unlink withdraws the pending requests first and
+refuses while any is left; a payment Stripe still reports for a request is applied."""
 
 from __future__ import annotations
 
@@ -64,9 +62,9 @@ def connect(
     site_url: str = "",
     nonce: str = "",
 ) -> StripeConnection:
-    """Store the mode's connection and make that mode the active one: the platform's own
-    account if ``direct`` (read first: it checks the key), else an account created at
-    Stripe (keyed by the form's nonce: a resubmitted form gets the same one)."""
+    """Store the mode's connection and make the mode active: the platform's own account if
+    ``direct`` (read first: it checks the key), else one created at Stripe (keyed by the
+    form's nonce: a resubmitted form gets the same one)."""
     if linked_connection(mode):
         raise _already_linked()
     if direct:
@@ -135,7 +133,6 @@ def apply_account_state(
     return connection
 
 
-# What ``stripe_api.AccountState`` says, stored as is on the connection.
 STATE_FIELDS = (
     "details_submitted",
     "charges_enabled",
@@ -161,12 +158,8 @@ def unlink(connection: StripeConnection, *, user: Any = None, reason: str = "") 
     )
     if updated:
         connection.refresh_from_db()
-        log(
-            connection,
-            ACTION_UNLINK,
-            user=user,
-            data={"mode": connection.mode, "account": connection.account_id, "reason": reason},
-        )
+        data = {"mode": connection.mode, "account": connection.account_id, "reason": reason}
+        log(connection, ACTION_UNLINK, user=user, data=data)
     return bool(updated)
 
 
@@ -204,16 +197,11 @@ def account_is_linked(
 def unlink_unless_pending(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
 ) -> int:
-    """Unlink if no request is pending on the connection, else return how many are.
-
-    Counted under a lock on the connection's row: two admins cannot both count zero.
-    """
+    """Unlink if no request is pending, else return how many are (counted under a lock on
+    the connection's row: two admins cannot both count zero)."""
     with transaction.atomic():
-        locked = (
-            StripeConnection.objects.select_for_update()
-            .filter(pk=connection.pk, unlinked_at__isnull=True)
-            .first()
-        )
+        rows = StripeConnection.objects.select_for_update()
+        locked = rows.filter(pk=connection.pk, unlinked_at__isnull=True).first()
         if locked is None:
             return 0
         pending = pending_requests(locked).count()

@@ -16,10 +16,7 @@ class Mode(models.TextChoices):
 
 
 class StripeConnection(models.Model):
-    """A Stripe account connected for one mode; at most one *linked* per mode.
-
-    Unlinking keeps the row (``unlinked_at``): history and late webhooks stay explained.
-    """
+    """A Stripe account for one mode, at most one linked; unlinking keeps the row (history)."""
 
     class Status(models.TextChoices):
         ONBOARDING = "onboarding", _("Onboarding incomplete")
@@ -36,14 +33,12 @@ class StripeConnection(models.Model):
     country = models.CharField(_("country"), max_length=2, blank=True)
     privacy_policy_url = models.URLField(_("privacy policy URL"), max_length=500, blank=True)
     terms_of_service_url = models.URLField(_("terms of service URL"), max_length=500, blank=True)
-
     details_submitted = models.BooleanField(default=False)
     charges_enabled = models.BooleanField(default=False)
     payouts_enabled = models.BooleanField(default=False)
     requirements_due = models.JSONField(default=list, blank=True)
     disabled_reason = models.CharField(max_length=255, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
-
     connected_at = models.DateTimeField(auto_now_add=True)
     onboarded_at = models.DateTimeField(null=True, blank=True)
     unlinked_at = models.DateTimeField(null=True, blank=True)
@@ -67,7 +62,6 @@ class StripeConnection(models.Model):
 
     @property
     def status(self) -> str:
-        """Onboarding incomplete, restricted or ready to charge, as Stripe last said."""
         if self.charges_enabled:
             return self.Status.READY
         if self.details_submitted:
@@ -87,11 +81,8 @@ class StripeConnection(models.Model):
 
 
 class AgencyBillingSettings(BaseGenericSetting):
-    """The agency's billing settings (one row): the active mode and who hears of payments.
-
-    Not a ``register_setting``: edited on the "Client billing account" page; the mode
-    changes only through ``connections.switch_mode`` (audit log).
-    """
+    """The agency's one settings row: the active mode (changed only through
+    ``connections.switch_mode``, audited) and who hears of payments."""
 
     active_mode = models.CharField(
         _("active mode"), max_length=4, choices=Mode.choices, default=Mode.TEST

@@ -14,11 +14,7 @@ from .. import crypto
 
 
 class SiteEmailSettings(BaseSiteSetting):
-    """How one site's billing emails go out (one row per site).
-
-    Not a ``register_setting``: edited in the site's "Client billing" area under its own
-    per-site permission. The password is stored encrypted, for its server only (``save``).
-    """
+    """How one site's billing emails go out; the password is encrypted, for its server only."""
 
     # What the stored password was entered for: change any of them and it is dropped.
     SERVER_FIELDS = ("host", "port", "username", "security")
@@ -79,24 +75,18 @@ class SiteEmailSettings(BaseSiteSetting):
 
     @property
     def server_address(self) -> str:
-        """The SMTP server as "host:port" (for messages and the audit log)."""
         return f"{self.host}:{self.port}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save; drop the stored password if it was entered for another server.
-
-        Else an editor could point the settings at their own server, keep the password,
-        send a test email and read it in the AUTH exchange. Checked here against the row
-        as saved, so every path keeps the rule; a password set in the same save is kept.
-        """
-        saved = None
-        if self.password_encrypted and self.pk is not None:
+        """Drop the stored password if it was entered for another server (else an editor
+        could point the settings at their own server and read it in the AUTH exchange of a
+        test email); checked here so every path keeps the rule."""
+        self.password_removed = False
+        if self.password_encrypted and self.pk is not None and not self._password_typed:
             rows = type(self)._default_manager.filter(pk=self.pk)
             saved = rows.values_list(*self.SERVER_FIELDS).first()
-        current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
-        self.password_removed = bool(
-            saved is not None and saved != current and not self._password_typed
-        )
+            current = tuple(getattr(self, name) for name in self.SERVER_FIELDS)
+            self.password_removed = saved is not None and saved != current
         if self.password_removed:
             self.password_encrypted = ""
             if kwargs.get("update_fields") is not None:

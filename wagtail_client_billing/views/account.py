@@ -28,8 +28,7 @@ from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin, agency_admins_only
 
 INDEX_URL = "wagtail_client_billing_agency:index"
-# The views that call Stripe run outside any request transaction (ATOMIC_REQUESTS):
-# a transaction must never stay open while Stripe answers.
+# Views that call Stripe run outside ATOMIC_REQUESTS: no transaction stays open while it answers.
 outside_transactions = transaction.non_atomic_requests
 
 
@@ -67,8 +66,7 @@ def onboarding_link(request: HttpRequest, connection: StripeConnection) -> str:
 def button(
     methods: tuple[str, ...] = ("POST",), *, stripe: bool = True
 ) -> Callable[[Callable[..., str | None]], Callable[..., HttpResponse]]:
-    """A button of the page: do one thing, say how it went, and go back to the page (or
-    on to the address the action returns). A Stripe failure is said in plain words."""
+    """A button of the page: act, say how it went, go back (or to the address returned)."""
 
     def decorate(act: Callable[..., str | None]) -> Callable[..., HttpResponse]:
         @wraps(act)
@@ -97,8 +95,6 @@ class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
 
 
 class IndexView(AgencyPageMixin, TemplateView):
-    """The page itself: each mode's connection, the active mode, keys and secrets."""
-
     template_name = "wagtail_client_billing/agency/index.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -130,8 +126,6 @@ class IndexView(AgencyPageMixin, TemplateView):
 
 
 class ConnectView(AgencyPageMixin, FormView):
-    """Create client billing account -> Connect -> Stripe's onboarding."""
-
     template_name = "wagtail_client_billing/agency/connect.html"
     form_class = ConnectForm
     page_subtitle = gettext_lazy("Create client billing account")
@@ -179,8 +173,6 @@ class ConnectView(AgencyPageMixin, FormView):
 
 
 class UnlinkView(AgencyPageMixin, TemplateView):
-    """Unlink account: says how many requests are pending and withdraws them first."""
-
     template_name = "wagtail_client_billing/agency/unlink.html"
     page_subtitle = gettext_lazy("Unlink account")
 
@@ -192,8 +184,7 @@ class UnlinkView(AgencyPageMixin, TemplateView):
     def post(self, request: HttpRequest, mode: str) -> HttpResponse:
         connection, user = connection_or_404(mode), request.user
         reason = "unlinked by an agency admin"
-        withdraw = "withdraw" in request.POST
-        if withdraw:
+        if withdraw := "withdraw" in request.POST:
             outcome = billing.withdraw_and_unlink(connection, user=user, reason=reason)
         else:
             pending = connections.unlink_unless_pending(connection, user=user, reason=reason)
@@ -208,25 +199,21 @@ def unlink_report(outcome: billing.UnlinkOutcome, *, withdrew: bool) -> tuple[in
     """The message (level, text) that says what Unlink did, or why it did not."""
     count, failed = outcome.pending, len(outcome.failures)
     reasons = "; ".join(f"{request.email}: {reason}" for request, reason in outcome.failures)
-    done = []
-    if outcome.withdrawn:
-        done.append(
-            ngettext(
-                "%(count)s pending billing request was withdrawn",
-                "%(count)s pending billing requests were withdrawn",
-                outcome.withdrawn,
-            )
-            % {"count": outcome.withdrawn}
-        )
-    if outcome.paid:
-        done.append(
-            ngettext(
-                "%(count)s had already been paid and is now marked Paid",
-                "%(count)s had already been paid and are now marked Paid",
-                outcome.paid,
-            )
-            % {"count": outcome.paid}
-        )
+    withdrawn = ngettext(
+        "%(count)s pending billing request was withdrawn",
+        "%(count)s pending billing requests were withdrawn",
+        outcome.withdrawn,
+    )
+    paid = ngettext(
+        "%(count)s had already been paid and is now marked Paid",
+        "%(count)s had already been paid and are now marked Paid",
+        outcome.paid,
+    )
+    done = [
+        text % {"count": n}
+        for n, text in [(outcome.withdrawn, withdrawn), (outcome.paid, paid)]
+        if n
+    ]
     if not outcome.unlinked and failed:  # Stripe failed for some: nothing unlinked
         not_done = ngettext("%(count)s could not be", "%(count)s could not be", failed)
         return messages.ERROR, _(
@@ -317,7 +304,6 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
         raise Http404
     url = webhook_url(request)
     if mode == Mode.LIVE and not url.startswith("https://"):
-        # Stripe delivers live events to https endpoints only.
         messages.error(
             request,
             _(

@@ -1,8 +1,6 @@
-"""A site's "Email settings" in its Client billing area: custom SMTP, From, Reply-to.
+"""A site's "Email settings" (custom SMTP, From, Reply-to), under its own per-site permission.
 
-Its own per-site permission, not implied by billing. The password is write-only: never
-rendered back, kept when left blank. Test emails are limited per user and minute.
-"""
+The password is write-only: never rendered back, kept when left blank."""
 
 from __future__ import annotations
 
@@ -44,8 +42,6 @@ HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za
 
 
 class SiteEmailSettingsForm(forms.ModelForm):
-    """The settings form; the password field is write-only."""
-
     password = forms.CharField(
         label=gettext_lazy("Password"),
         required=False,
@@ -85,15 +81,28 @@ class SiteEmailSettingsForm(forms.ModelForm):
                 "or security removes it."
             )
             del self.fields["clear_password"]
-        self.fields["from_email"].help_text = from_help_text()
+        domains = ", ".join(billing_settings().sender_domains)
+        if domains:
+            text = _(
+                "The address your client receives the billing emails from. Without Custom SMTP, "
+                "only an address at %(domains)s is used as the From; with any other, the emails "
+                "come from %(default)s and this address is their Reply-to."
+            )
+        else:
+            text = _(
+                "The address your client receives the billing emails from, with Custom SMTP. "
+                "Without it, the emails come from %(default)s under the site's name, with this "
+                "address as their Reply-to."
+            )
+        default = email_messages.default_sender_address()
+        self.fields["from_email"].help_text = text % {"domains": domains, "default": default}
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()
         if host and not HOST_PATTERN.match(host):
             raise forms.ValidationError(_("Enter a host name such as smtp.example.com."))
         if host and not billing_settings().smtp_allow_private_hosts and _obviously_private(host):
-            # Said at once for an address typed as such; a name is looked up (and every
-            # address it resolves to checked) only when an email is sent: DNS can change.
+            # A typed address is refused now; a name is checked when sending (DNS can change).
             raise forms.ValidationError(
                 _(
                     "This is a private or local address; this install only sends to "
@@ -123,32 +132,11 @@ class SiteEmailSettingsForm(forms.ModelForm):
 
     def changed_names(self) -> list[str]:
         """The fields this save changes (the password by name only); after ``save``."""
+        data = self.cleaned_data
         names = [name for name in self.changed_data if name not in ("password", "clear_password")]
-        if (
-            self.cleaned_data.get("password")
-            or self.cleaned_data.get("clear_password")
-            or self.instance.password_removed
-        ):
+        if data.get("password") or data.get("clear_password") or self.instance.password_removed:
             names.append("password")
         return names
-
-
-def from_help_text() -> str:
-    """What the From field does, and what it cannot do without Custom SMTP."""
-    domains = ", ".join(billing_settings().sender_domains)
-    if domains:
-        text = _(
-            "The address your client receives the billing emails from. Without Custom SMTP, "
-            "only an address at %(domains)s is used as the From; with any other, the emails "
-            "come from %(default)s and this address is their Reply-to."
-        )
-    else:
-        text = _(
-            "The address your client receives the billing emails from, with Custom SMTP. "
-            "Without it, the emails come from %(default)s under the site's name, with this "
-            "address as their Reply-to."
-        )
-    return text % {"domains": domains, "default": email_messages.default_sender_address()}
 
 
 def from_note(email_settings: SiteEmailSettings) -> str:
@@ -194,15 +182,12 @@ class TestEmailForm(forms.Form):
 
 
 def editable_sites(user: Any) -> QuerySet:
-    """The sites whose email settings ``user`` may edit, by name."""
-    return email_settings_policy.sites_user_has_any_permission_for(user, ["change"]).order_by(
-        "site_name", "hostname"
-    )
+    sites = email_settings_policy.sites_user_has_any_permission_for(user, ["change"])
+    return sites.order_by("site_name", "hostname")
 
 
 class SiteMixin:
-    """The site from the switcher among those the user may edit: 403 for none, 404 for
-    ``?site=`` of another."""
+    """The switcher's site among those the user may edit: 403 for none, 404 for another."""
 
     site: Site
 
@@ -217,8 +202,6 @@ class SiteMixin:
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
-    """Edit one site's email settings."""
-
     template_name = "wagtail_client_billing/email_settings/edit.html"
     form_class = SiteEmailSettingsForm
     page_title = gettext_lazy("Email settings")
@@ -237,18 +220,16 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
         return [*items, {"url": "", "label": _("Email settings")}]
 
     def get_object(self, queryset: QuerySet | None = None) -> SiteEmailSettings:
-        return SiteEmailSettings.objects.filter(site=self.site).first() or SiteEmailSettings(
-            site=self.site
-        )
+        return SiteEmailSettings.for_site_or_default(self.site.pk)
 
     def get_success_url(self) -> str:
         return url("email_settings", site=self.site)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
         # As saved: a refused form has written what was typed into its instance.
         instance = self.get_object()
-        context.update(
+        return super().get_context_data(
+            **kwargs,
             site=self.site,
             sites=editable_sites(self.request.user),
             switch_url=reverse(f"{URL_NAME}:email_settings"),
@@ -260,14 +241,12 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
             from_note=from_note(instance),
             server=failures.server_name(instance),
         )
-        return context
 
     # form_class is SiteEmailSettingsForm; the stubs type UpdateView's as a ModelForm.
     def form_valid(self, form: SiteEmailSettingsForm) -> HttpResponse:  # type: ignore[override]
         response = super().form_valid(form)
         instance = self.object
-        changed = form.changed_names()
-        if changed:
+        if changed := form.changed_names():
             data: dict[str, Any] = {"site": self.site.pk, "changed": changed}
             if form.saved_server and form.saved_server != instance.server_address:
                 data["server"] = {"old": form.saved_server, "new": instance.server_address}
@@ -276,8 +255,7 @@ class EmailSettingsView(SiteMixin, WagtailAdminTemplateMixin, UpdateView):
             log(instance, ACTION_EDIT, user=self.request.user, data=data)
         messages.success(
             self.request,
-            _("Email settings saved for %(site)s.")
-            % {"site": self.site.site_name or self.site.hostname},
+            _("Email settings saved for %(site)s.") % {"site": self.get_page_subtitle()},
         )
         if instance.password_removed:
             messages.warning(
@@ -305,9 +283,16 @@ class SendTestEmailView(SiteMixin, View):
             return back
         # The audit entry needs a row: defaults if none was saved.
         email_settings, _created = SiteEmailSettings.objects.get_or_create(site=self.site)
-        to = form.cleaned_data["to"]
-        entry, sent_before = claim_test_email(request.user, email_settings, to)
-        if entry is None:
+        to, server = form.cleaned_data["to"], failures.server_name(email_settings)
+        # Counted in the database (every worker sees it), after writing the entry: two
+        # requests at once are at worst both refused, never both sent over the limit.
+        data = {"site": self.site.pk, "to": to, "server": server}
+        entry = log(email_settings, ACTION_TEST, user=request.user, data=data)
+        recent = ModelLogEntry.objects.filter(action=ACTION_TEST, user_id=request.user.pk)
+        since = timezone.now() - TEST_EMAIL_WINDOW
+        sent_before = recent.filter(timestamp__gt=since).exclude(pk=entry.pk).count()
+        if sent_before >= billing_settings().test_emails_per_minute:
+            entry.delete()
             messages.error(
                 request,
                 ngettext(
@@ -332,34 +317,12 @@ class SendTestEmailView(SiteMixin, View):
             messages.success(
                 request,
                 _("A test email was sent to %(email)s through %(server)s.")
-                % {"email": to, "server": failures.server_name(email_settings)},
+                % {"email": to, "server": server},
             )
         return back
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return redirect(url("email_settings", site=self.site))
-
-
-def claim_test_email(
-    user: Any, email_settings: SiteEmailSettings, to: str
-) -> tuple[ModelLogEntry | None, int]:
-    """Record a test email about to be sent, unless the user is over the limit: the audit
-    entry (None if refused) and how many the user sent in the last minute before it.
-
-    Counted in the database (every worker sees it), after writing the entry: two requests
-    at once are at worst both refused, never both sent over the limit.
-    """
-    server = failures.server_name(email_settings)
-    data = {"site": email_settings.site_id, "to": to, "server": server}
-    entry = log(email_settings, ACTION_TEST, user=user, data=data)
-    recent = ModelLogEntry.objects.filter(
-        action=ACTION_TEST, user_id=user.pk, timestamp__gt=timezone.now() - TEST_EMAIL_WINDOW
-    ).exclude(pk=entry.pk)
-    sent_before = recent.count()
-    if sent_before >= billing_settings().test_emails_per_minute:
-        entry.delete()
-        return None, sent_before
-    return entry, sent_before
 
 
 def password_problem(email_settings: SiteEmailSettings) -> str:

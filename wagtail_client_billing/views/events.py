@@ -39,10 +39,6 @@ STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
 
 
-def mode_label(event: WebhookEvent) -> str:
-    return str(event.mode.label)
-
-
 def short_error(event: WebhookEvent, length: int = 100) -> str:
     """The last line of the stored traceback (the exception), shortened for a listing."""
     lines = [line.strip() for line in event.error.splitlines() if line.strip()]
@@ -50,13 +46,11 @@ def short_error(event: WebhookEvent, length: int = 100) -> str:
 
 
 def event_url(name: str, event: WebhookEvent | None = None) -> str:
-    """The URL of the viewset's view ``name`` (for ``event``)."""
     args = [quote(event.pk)] if event else []
     return reverse(webhook_event_viewset.get_url_name(name), args=args)
 
 
 def can_reprocess(user: Any, event: WebhookEvent) -> bool:
-    """Only agency admins, and only events whose handler failed."""
     return event.status == STATUS.FAILED and webhook_event_policy.user_has_permission(
         user, REPROCESS
     )
@@ -120,11 +114,11 @@ class WebhookEventInspectView(InspectView):
         ]
 
     def get_field_label(self, field_name: str, field: Any) -> str:
-        labels = {"mode": _("Mode"), "api_version": _("API version")}
+        labels = {"livemode": _("Mode"), "api_version": _("API version")}
         return labels.get(field_name) or super().get_field_label(field_name, field)
 
-    def get_mode_display_value(self) -> str:
-        return mode_label(self.object)
+    def get_livemode_display_value(self) -> str:
+        return str(self.object.mode.label)
 
     @cached_property
     def header_buttons(self) -> list:
@@ -134,9 +128,8 @@ class WebhookEventInspectView(InspectView):
         return [HeaderButton(_("Reprocess"), url=url, icon_name="resubmit")]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context["payload_json"] = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
-        return context
+        payload_json = json.dumps(self.object.payload, indent=2, ensure_ascii=False)
+        return super().get_context_data(payload_json=payload_json, **kwargs)
 
 
 class ReprocessView(
@@ -177,11 +170,12 @@ class ReprocessView(
         ]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            event=self.object, short_error=short_error(self.object), inspect_url=self.inspect_url
+        return super().get_context_data(
+            event=self.object,
+            short_error=short_error(self.object),
+            inspect_url=self.inspect_url,
+            **kwargs,
         )
-        return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         event = self.object
@@ -195,19 +189,15 @@ class ReprocessView(
         else:
             if event.status == STATUS.PROCESSED:
                 messages.success(request, _("The event was reprocessed successfully."))
-            else:
-                # Ignored (the account was unlinked since?), or applied by a Stripe retry.
+            else:  # ignored (the account was unlinked since?), or applied by a Stripe retry
+                reason = event.note or event.get_status_display().lower()
                 messages.warning(
-                    request,
-                    _("The event was not applied: %(reason)s")
-                    % {"reason": event.note or event.get_status_display().lower()},
+                    request, _("The event was not applied: %(reason)s") % {"reason": reason}
                 )
         return redirect(self.inspect_url)
 
 
 class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
-    """Received events: type, account, mode, status, received, processed, error."""
-
     model = WebhookEvent
     policy = webhook_event_policy
     icon = "resubmit"
@@ -223,25 +213,14 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     list_per_page = 50
     filterset_class = WebhookEventFilterSet
     search_fields = ["stripe_id", "type", "account"]
-    inspect_view_fields = [
-        "stripe_id",
-        "type",
-        "account",
-        "mode",
-        "api_version",
-        "status",
-        "note",
-        "attempts",
-        "received_at",
-        "processed_at",
-    ]
+    inspect_view_fields_exclude = ["id", "payload", "error"]
     url_prefix = "client-billing/events"
     name = "wagtail_client_billing_events"
 
     list_display = [
         "type",
         Column("account", label=gettext_lazy("Account"), sort_key="account"),
-        Column("mode", label=gettext_lazy("Mode"), accessor=mode_label),
+        Column("mode", label=gettext_lazy("Mode"), accessor="mode.label"),
         StatusTagColumn(
             "status",
             label=gettext_lazy("Status"),
@@ -263,8 +242,7 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
             *super().get_urlpatterns(),
             path(f"{REPROCESS}/<int:pk>/", ReprocessView.as_view(), name=REPROCESS),
         ]
-        # Agency admins only, on every URL: a real 403 for others, before any look-up
-        # (others learn nothing about which events exist).
+        # Agency admins only, on every URL: a 403 before any look-up (no hint of which exist).
         return decorate_urlpatterns(patterns, agency_admins_only)
 
 

@@ -63,7 +63,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Stripe did not register the endpoint: {error.user_message}"
             ) from error
-
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
         kind = "endpoint" if conf.direct else "Connect endpoint"
         self.stdout.write(
@@ -82,7 +81,6 @@ class Command(BaseCommand):
         self.stdout.write(f"Signing secret: {endpoint.secret}")
         self.stdout.write(f"Put it in {secret_setting}.")
         if conf.webhook_secrets(mode):
-            # Rotation: both secrets verify until the old endpoint is deleted at Stripe.
             self.stdout.write(
                 "A secret is already configured: keep it next to the new one until the old "
                 f'endpoint is deleted, e.g. {secret_setting} = ["whsec_old...", "whsec_new..."].'

@@ -43,7 +43,7 @@ class Command(BaseCommand):
     def _people_and_sites(self, password: str, port: int) -> None:
         user_model = get_user_model()
         admin, _ = user_model.objects.get_or_create(
-            username="admin", defaults={"email": "admin@connections.localhost"}
+            username="admin", defaults={"email": "admin@agency.localhost"}
         )
         admin.is_staff = admin.is_superuser = True
         # Wagtail's account settings ask for a name before saving anything else.
