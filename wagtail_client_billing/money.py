@@ -1,9 +1,7 @@
-"""Stripe's currency facts (minor units, minimum and maximum charges) and conversions.
+"""Stripe's currency facts and conversions; pure Python (the Stripe simulator uses it).
 
-Money is an integer in the currency's minor unit *as Stripe counts it*, which is not
-always ISO 4217's (https://docs.stripe.com/currencies): three-decimal currencies must end
-in 0; ISK and UGX are whole units sent as two-decimal values ("500" is 5 ISK); HUF and TWD
-are zero-decimal for payouts only. Pure Python (no Django): the Stripe simulator uses it.
+Money is an integer in the minor unit *as Stripe counts it* (https://docs.stripe.com/currencies):
+three-decimal amounts end in 0; ISK and UGX are whole units sent as two-decimal values.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from babel.numbers import format_currency
 
 
 class MoneyError(ValueError):
-    """Base class of every error raised by this module."""
+    """Base class of this module's errors."""
 
 
 class UnknownCurrency(MoneyError):
@@ -69,8 +67,7 @@ class AmountTooLarge(_OutOfRange):
 
 @dataclass(frozen=True)
 class Currency:
-    """One currency as Stripe's API sees it: limits in minor units, and amounts must be a
-    multiple of ``step`` minor units (10 for three-decimal currencies, 100 for ISK and UGX)."""
+    """A currency as Stripe sees it: limits in minor units, amounts a multiple of ``step``."""
 
     code: str
     exponent: int
@@ -79,13 +76,11 @@ class Currency:
     step: int = 1
 
     @property
-    def quantum(self) -> Decimal:
-        """The smallest chargeable amount in major units (0.01 USD, 1 JPY, 0.010 KWD)."""
+    def quantum(self) -> Decimal:  # the smallest chargeable amount: 0.01 USD, 0.010 KWD
         return Decimal(self.step).scaleb(-self.exponent)
 
     @property
-    def display_decimals(self) -> int:
-        """How many decimals to show: none when only whole units can be charged."""
+    def display_decimals(self) -> int:  # none when only whole units can be charged
         return 0 if self.step == 10**self.exponent else self.exponent
 
 
@@ -102,8 +97,7 @@ STRIPE_MINIMUMS: dict[str, str] = {
     "nzd": "0.50", "pln": "2.00", "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
 }  # fmt: skip
 
-# Any other currency's minimum is about USD 0.50: rough units-per-USD rates, only to derive
-# that minimum (rounded up to a round figure), not meant for conversion.
+# Any other currency's minimum is about USD 0.50, from these rough rates (not for conversion).
 APPROX_UNITS_PER_USD: dict[str, str] = {
     "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915", "ars": "1200",
     "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2", "bdt": "122", "bhd": "0.376",
@@ -126,8 +120,7 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
     "xpf": "105", "yer": "240", "zar": "18", "zmw": "24",
 }  # fmt: skip
 
-# "The amount value supports up to 8 digits", except IDR (12) and INR (9). More for some
-# currencies on cards only; Checkout may offer other methods, so the general limit holds.
+# Stripe: "The amount value supports up to 8 digits", except IDR (12) and INR (9).
 MAX_DIGITS = {"idr": 12, "inr": 9}
 DEFAULT_MAX_DIGITS = 8
 
@@ -210,12 +203,9 @@ class AmbiguousAmount(MoneyError):
 def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     """An amount typed as people write it ("49,90", "1 234,50", "1,234.50"), in major units.
 
-    The last "." or "," is the decimal separator unless it appears more than once; the
-    digits before it may be grouped by threes with one other separator. A single
-    separator followed by exactly three digits that is not ``decimal_separator`` (the
-    reader's language's) is ``AmbiguousAmount``: a wrong guess bills a client a thousand
-    times too much or too little. Anything else ("49 90", "1e3") is ``AmountNotUnderstood``.
-    """
+    The last "." or "," is the decimal separator unless repeated. One separator before
+    exactly three digits, not the reader's ``decimal_separator``, is ``AmbiguousAmount``:
+    a wrong guess bills a thousand times too much or too little."""
     value = text.strip()
     for space in ("\u00a0", "\u202f", "'", "\u2019"):  # other thousands separators
         value = value.replace(space, " ")
@@ -274,10 +264,9 @@ def check_amount(minor: int, code: str) -> Currency:
 
 
 def format_money(minor: int, code: str, language: str | None = None) -> str:
-    """The amount formatted by Babel for a language (default: Django's active one), such as
-    "€1,234.50" or "1 234,50 €"; ``format_amount`` if Babel does not know the language."""
+    """Formatted by Babel for ``language`` (default: Django's), else ``format_amount``."""
     if language is None:
-        # Local: this module stays free of Django (the simulator uses it without it).
+        # Local: this module stays free of Django.
         from django.utils.translation import get_language, to_locale
 
         language = to_locale(get_language() or "en")
