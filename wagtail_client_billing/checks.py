@@ -53,23 +53,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                     id="wagtail_client_billing.W003",
                 )
             )
-    if not apps.is_installed("django_countries"):
-        messages.append(
-            Error(
-                "django-countries is not installed: the country list cannot be shown.",
-                hint="Add 'django_countries' to INSTALLED_APPS.",
-                id="wagtail_client_billing.E003",
-            )
-        )
-    if not apps.is_installed("django_q"):
-        messages.append(
-            Error(
-                "django-q2 is not installed: emails and expiry cannot run.",
-                hint="Add 'django_q' to INSTALLED_APPS.",
-                id="wagtail_client_billing.E002",
-            )
-        )
-    elif not getattr(settings, "Q_CLUSTER", None):
+    for app, problem, check_id in (
+        (
+            "django_countries",
+            "django-countries is not installed: the country list cannot be shown.",
+            "E003",
+        ),
+        ("django_q", "django-q2 is not installed: emails and expiry cannot run.", "E002"),
+    ):
+        if not apps.is_installed(app):
+            hint = f"Add {app!r} to INSTALLED_APPS."
+            messages.append(Error(problem, hint=hint, id=f"wagtail_client_billing.{check_id}"))
+    if apps.is_installed("django_q") and not getattr(settings, "Q_CLUSTER", None):
         messages.append(
             Warning(
                 "Q_CLUSTER is not set: django-q2 falls back to its defaults.",

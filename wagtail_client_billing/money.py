@@ -33,9 +33,8 @@ class InvalidAmount(MoneyError):
 class TooManyDecimals(InvalidAmount):
     """The amount has more decimals than Stripe accepts for the currency."""
 
-    def __init__(self, message: str, *, currency: Currency, amount: object) -> None:
+    def __init__(self, message: str, *, currency: Currency) -> None:
         self.currency = currency
-        self.amount = amount
         super().__init__(message)
 
 
@@ -188,7 +187,7 @@ def to_minor(amount: Decimal | int | str, code: str) -> int:
             )
         else:
             detail = f"{upper} amounts can have at most {places} decimal places"
-        raise TooManyDecimals(f"{detail}; got {value}.", currency=currency, amount=amount)
+        raise TooManyDecimals(f"{detail}; got {value}.", currency=currency)
     return int(minor)
 
 
@@ -258,7 +257,6 @@ def check_amount(minor: int, code: str) -> Currency:
             f"{currency.code.upper()} amounts in minor units must be a multiple of "
             f"{currency.step}; got {minor}.",
             currency=currency,
-            amount=minor,
         )
     return currency
 
