@@ -214,16 +214,12 @@ def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     last = max(value.rfind("."), value.rfind(","))
     if last != -1 and value.count(value[last]) == 1:
         decimal, integer, fraction = value[last], value[:last], value[last + 1 :]
-    groupings = {char for char in integer if char in " .,"}
-    if len(groupings) > 1:
+    # Plain digits, or digits grouped by threes with one and the same separator.
+    if not re.fullmatch(r"[0-9]+|[0-9]{1,3}([ .,])[0-9]{3}(?:\1[0-9]{3})*", integer):
         raise AmountNotUnderstood(f"{text!r} is not an amount.")
-    if groupings:
-        grouping = groupings.pop()
-        if not re.fullmatch(rf"[0-9]{{1,3}}(?:{re.escape(grouping)}[0-9]{{3}})+", integer):
-            raise AmountNotUnderstood(f"{text!r} is not an amount.")
-        integer = integer.replace(grouping, "")
-    elif decimal and len(fraction) == 3 and decimal != decimal_separator:
+    if integer.isdigit() and decimal and len(fraction) == 3 and decimal != decimal_separator:
         raise AmbiguousAmount(f"{text!r} reads two ways.")
+    integer = re.sub("[ .,]", "", integer)
     return Decimal(f"{integer}.{fraction}" if decimal else integer)
 
 
