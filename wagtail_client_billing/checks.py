@@ -18,13 +18,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     try:
         conf = billing_settings()
     except ImproperlyConfigured as error:
-        return [
-            Error(
-                str(error),
-                hint=f"Fix {SETTING_NAME} in your settings.",
-                id="wagtail_client_billing.E001",
-            )
-        ]
+        hint = f"Fix {SETTING_NAME} in your settings."
+        return [Error(str(error), hint=hint, id="wagtail_client_billing.E001")]
     messages: list = [
         Warning(
             f"{setting_key(key)} is not a setting of wagtail-client-billing.",

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 SETTING_NAME = "WAGTAIL_CLIENT_BILLING"
 STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
@@ -36,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def setting_key(name: str) -> str:  # as a user writes it in settings.py
+def setting_key(name: str) -> str:
+    """Spell a key the way a user writes it in settings.py."""
     return f"{SETTING_NAME}[{name!r}]"
 
 
@@ -162,15 +164,18 @@ class BillingSettings:
         self.test_emails_per_minute = int(_number(raw, "TEST_EMAILS_PER_MINUTE", 1, 60))
 
     def secret_key(self, mode: str) -> str:
+        """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
         return self.stripe_live_secret_key if mode == "live" else self.stripe_test_secret_key
 
-    def webhook_secrets(self, mode: str) -> tuple[str, ...]:  # several during rotation
+    def webhook_secrets(self, mode: str) -> tuple[str, ...]:
+        """Every webhook signing secret configured for ``mode`` (several during rotation)."""
         live = mode == "live"
         return self.stripe_live_webhook_secrets if live else self.stripe_test_webhook_secrets
 
 
 @functools.cache
 def billing_settings() -> BillingSettings:
+    """The settings, read once (again after a change of ``WAGTAIL_CLIENT_BILLING``)."""
     return BillingSettings(_raw())
 
 
@@ -179,9 +184,7 @@ def unknown_keys() -> list[str]:
     return sorted(set(_raw()) - set(DEFAULTS))
 
 
+@receiver(setting_changed)
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         billing_settings.cache_clear()
-
-
-setting_changed.connect(_clear_cache)

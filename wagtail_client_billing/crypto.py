@@ -35,10 +35,8 @@ class UndecryptableSecret(Exception):
 def _fernet() -> MultiFernet:
     """``ENCRYPTION_KEYS``, else ``SECRET_KEY`` and its fallbacks (readable until rotated);
     built per call (one HKDF per key), so always current after a settings change."""
-    materials = billing_settings().encryption_keys or (
-        settings.SECRET_KEY,
-        *(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()),
-    )
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()
+    materials = billing_settings().encryption_keys or (settings.SECRET_KEY, *fallbacks)
     keys = []
     for material in materials:
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)

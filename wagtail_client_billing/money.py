@@ -1,8 +1,7 @@
 """Stripe's currency facts and conversions; pure Python (the Stripe simulator uses it).
 
 Money is an integer in the minor unit *as Stripe counts it* (https://docs.stripe.com/currencies):
-three-decimal amounts end in 0; ISK and UGX are whole units sent as two-decimal values.
-"""
+three-decimal amounts end in 0; ISK and UGX are whole units sent as two-decimal values."""
 
 from __future__ import annotations
 
@@ -121,7 +120,6 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
 
 # Stripe: "The amount value supports up to 8 digits", except IDR (12) and INR (9).
 MAX_DIGITS = {"idr": 12, "inr": 9}
-DEFAULT_MAX_DIGITS = 8
 
 _ROUND_MANTISSAS = [Decimal(m) for m in "1 1.5 2 2.5 3 4 5 6 7.5 10".split()]
 
@@ -133,21 +131,15 @@ def _round_up_nicely(value: Decimal) -> Decimal:
 
 
 def _build_currency(code: str) -> Currency:
-    if code in ZERO_DECIMAL:
-        exponent, step = 0, 1
-    elif code in THREE_DECIMAL:
-        exponent, step = 3, 10
-    elif code in WHOLE_UNITS_AS_TWO_DECIMAL:
-        exponent, step = 2, 100
-    else:
-        exponent, step = 2, 1
+    exponent = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    step = 10 if code in THREE_DECIMAL else 100 if code in WHOLE_UNITS_AS_TWO_DECIMAL else 1
     if code in STRIPE_MINIMUMS:
         minimum_major = Decimal(STRIPE_MINIMUMS[code])
     else:
         minimum_major = _round_up_nicely(Decimal("0.50") * Decimal(APPROX_UNITS_PER_USD[code]))
     minimum = int(minimum_major.scaleb(exponent).to_integral_value(ROUND_CEILING))
     minimum = max(step, -(-minimum // step) * step)  # a multiple of step, at least one step
-    maximum = 10 ** MAX_DIGITS.get(code, DEFAULT_MAX_DIGITS) - 1
+    maximum = 10 ** MAX_DIGITS.get(code, 8) - 1
     maximum -= maximum % step
     return Currency(code=code, exponent=exponent, minimum=minimum, maximum=maximum, step=step)
 

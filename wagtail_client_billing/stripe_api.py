@@ -46,10 +46,6 @@ class StripeCalledInTransaction(RuntimeError):
     """A Stripe call was made inside a database transaction: a bug in the caller."""
 
 
-class StripeKeyRejected(StripeFailure):
-    """Stripe refused the secret key (wrong, revoked, or lacking a permission)."""
-
-
 class StripeRefused(StripeFailure):
     """Stripe refused the request itself (a bad parameter, a country it does not serve...)."""
 
@@ -78,9 +74,8 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
 
 
 def get_client(mode: str) -> stripe.StripeClient:
-    """The client for ``mode``, refused inside a transaction: it would hold its locks (on
-    SQLite, the only write lock) for as long as Stripe takes. A test case's own blocks do
-    not count; under ``ATOMIC_REQUESTS`` all we can do is log an error."""
+    """The client for ``mode``, refused inside a transaction: its locks (on SQLite, the only
+    write lock) would last as long as Stripe takes. Under ``ATOMIC_REQUESTS``, only a log."""
     for connection in connections.all(initialized_only=True):
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
             continue
@@ -113,7 +108,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except (stripe.AuthenticationError, stripe.PermissionError) as error:
-        raise StripeKeyRejected(
+        raise StripeFailure(  # the key is wrong, revoked, or lacks a permission
             _("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)}
         ) from error
     except stripe.APIConnectionError as error:
@@ -223,6 +218,7 @@ def create_webhook_endpoint(
 
 
 def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
+    """The webhook endpoints registered on the platform account."""
     with translate_errors():
         endpoints = get_client(mode).v1.webhook_endpoints.list({"limit": 100})
     return [endpoint.to_dict() for endpoint in endpoints.data]
@@ -266,9 +262,8 @@ EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 
 
 def is_paid(session: CheckoutSession, *, event_type: str = "") -> bool:
-    """True if Stripe says the session is paid (the one rule). ``event_type``: the webhook
-    event it came with, if any. A complete but ``unpaid`` session is a delayed payment on
-    its way; one that needed no payment (a 100 % discount, a free trial) is paid."""
+    """True if Stripe says the session (with its webhook ``event_type``, if any) is paid. A
+    complete ``unpaid`` one is a delayed payment; one that needed none (100 % off) is paid."""
     if event_type == EVENT_ASYNC_SUCCEEDED:
         return True
     complete = field_of(session, "status") == "complete" or event_type == EVENT_COMPLETED
@@ -292,6 +287,7 @@ def create_checkout_session(
 
 
 def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
+    """Read a Checkout Session as Stripe has it now."""
     with translate_errors():
         return get_client(mode).v1.checkout.sessions.retrieve(
             session_id, options=_options(account_id)
