@@ -52,14 +52,12 @@ def _raw() -> dict[str, Any]:
     return value or {}
 
 
-def _string(
-    raw: dict[str, Any], name: str, prefixes: tuple[str, ...] = (), wanted: str = ""
-) -> str:
+def _string(raw: dict[str, Any], name: str, prefix: tuple[str, ...] = (), wanted: str = "") -> str:
     value = raw.get(name, DEFAULTS[name])
     if not isinstance(value, str | None):
         raise ImproperlyConfigured(f"{setting_key(name)} must be a string.")
     value = (value or "").strip()
-    if value and prefixes and not value.startswith(prefixes):
+    if value and prefix and not value.startswith(prefix):
         # Never echo the value itself: it may be a secret.
         raise ImproperlyConfigured(f"{setting_key(name)} must be {wanted}.")
     return value

@@ -23,18 +23,15 @@ class UndecryptableSecret(Exception):
     """A stored secret that none of the configured keys can decrypt."""
 
     def __init__(self) -> None:
-        super().__init__(
-            _(
-                "The stored SMTP password cannot be decrypted with the configured keys "
-                "(%(setting)s or SECRET_KEY changed?). Enter the password again."
-            )
-            % {"setting": setting_key("ENCRYPTION_KEYS")}
+        message = _(
+            "The stored SMTP password cannot be decrypted with the configured keys "
+            "(%(setting)s or SECRET_KEY changed?). Enter the password again."
         )
+        super().__init__(message % {"setting": setting_key("ENCRYPTION_KEYS")})
 
 
 def _fernet() -> MultiFernet:
-    """``ENCRYPTION_KEYS``, else ``SECRET_KEY`` and its fallbacks (readable until rotated);
-    built per call (one HKDF per key), so always current after a settings change."""
+    """``ENCRYPTION_KEYS``, else ``SECRET_KEY`` and its fallbacks; per call, so always current."""
     fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()
     materials = billing_settings().encryption_keys or (settings.SECRET_KEY, *fallbacks)
     keys = []

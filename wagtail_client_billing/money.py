@@ -121,13 +121,12 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
 # Stripe: "The amount value supports up to 8 digits", except IDR (12) and INR (9).
 MAX_DIGITS = {"idr": 12, "inr": 9}
 
-_ROUND_MANTISSAS = [Decimal(m) for m in "1 1.5 2 2.5 3 4 5 6 7.5 10".split()]
-
 
 def _round_up_nicely(value: Decimal) -> Decimal:
     """The smallest "round" figure (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 x 10^n) >= value."""
     magnitude = Decimal(1).scaleb(value.adjusted())
-    return next(m * magnitude for m in _ROUND_MANTISSAS if m * magnitude >= value)
+    mantissas = map(Decimal, "1 1.5 2 2.5 3 4 5 6 7.5 10".split())
+    return next(m * magnitude for m in mantissas if m * magnitude >= value)
 
 
 def _build_currency(code: str) -> Currency:
@@ -194,9 +193,8 @@ class AmbiguousAmount(MoneyError):
 def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     """An amount typed as people write it ("49,90", "1 234,50", "1,234.50"), in major units.
 
-    The last "." or "," is the decimal separator unless repeated. One separator before
-    exactly three digits, not the reader's ``decimal_separator``, is ``AmbiguousAmount``:
-    a wrong guess bills a thousand times too much or too little."""
+    The last "." or "," is the decimal point unless repeated. One before exactly three digits
+    that is not ``decimal_separator`` is ``AmbiguousAmount``: a wrong guess bills 1000x."""
     value = text.strip()
     for space in ("\u00a0", "\u202f", "'", "\u2019"):  # other thousands separators
         value = value.replace(space, " ")

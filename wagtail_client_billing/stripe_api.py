@@ -74,8 +74,7 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
 
 
 def get_client(mode: str) -> stripe.StripeClient:
-    """The client for ``mode``, refused inside a transaction: its locks (on SQLite, the only
-    write lock) would last as long as Stripe takes. Under ``ATOMIC_REQUESTS``, only a log."""
+    """The client for ``mode``, refused in a transaction (its locks would wait on Stripe)."""
     for connection in connections.all(initialized_only=True):
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
             continue
