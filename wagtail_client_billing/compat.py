@@ -6,8 +6,7 @@ from typing import Any
 
 from wagtail import VERSION as WAGTAIL_VERSION
 
-# Wagtail 8 registers a model's permission policy globally; 7.4 reads it from the
-# viewset's ``permission_policy`` property.
+# Wagtail 8 has a global registry of permission policies; 7.4 asks the viewset.
 REGISTERS_PERMISSION_POLICIES = WAGTAIL_VERSION >= (8, 0)
 
 

@@ -1,15 +1,14 @@
-"""The one reader of the ``WAGTAIL_CLIENT_BILLING`` settings dict: defaults, validation,
-and ``ImproperlyConfigured`` errors that name the exact key to set."""
+"""The one reader of ``WAGTAIL_CLIENT_BILLING``; its errors name the exact key to set."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 SETTING_NAME = "WAGTAIL_CLIENT_BILLING"
 STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
@@ -43,37 +42,6 @@ def setting_key(name: str) -> str:
     return f"{SETTING_NAME}[{name!r}]"
 
 
-@dataclass(frozen=True)
-class BillingSettings:
-    """The validated ``WAGTAIL_CLIENT_BILLING`` settings."""
-
-    stripe_test_secret_key: str
-    stripe_live_secret_key: str
-    stripe_test_webhook_secrets: tuple[str, ...]
-    stripe_live_webhook_secrets: tuple[str, ...]
-    stripe_api_base: str
-    stripe_max_network_retries: int
-    stripe_timeout: float
-    request_ttl: int
-    encryption_keys: tuple[str, ...]
-    direct: bool
-    reminder_hours_before_expiry: float | None
-    smtp_timeout: float
-    smtp_deadline: float
-    smtp_allow_private_hosts: bool
-    sender_domains: tuple[str, ...]
-    test_emails_per_minute: int
-
-    def secret_key(self, mode: str) -> str:
-        """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
-        return self.stripe_live_secret_key if mode == "live" else self.stripe_test_secret_key
-
-    def webhook_secrets(self, mode: str) -> tuple[str, ...]:
-        """Every webhook signing secret configured for ``mode`` (several during rotation)."""
-        live = mode == "live"
-        return self.stripe_live_webhook_secrets if live else self.stripe_test_webhook_secrets
-
-
 def _raw() -> dict[str, Any]:
     value = getattr(settings, SETTING_NAME, None)
     if not isinstance(value, dict | None):
@@ -84,14 +52,12 @@ def _raw() -> dict[str, Any]:
     return value or {}
 
 
-def _string(
-    raw: dict[str, Any], name: str, prefixes: tuple[str, ...] = (), wanted: str = ""
-) -> str:
+def _string(raw: dict[str, Any], name: str, prefix: tuple[str, ...] = (), wanted: str = "") -> str:
     value = raw.get(name, DEFAULTS[name])
     if not isinstance(value, str | None):
         raise ImproperlyConfigured(f"{setting_key(name)} must be a string.")
     value = (value or "").strip()
-    if value and prefixes and not value.startswith(prefixes):
+    if value and prefix and not value.startswith(prefix):
         # Never echo the value itself: it may be a secret.
         raise ImproperlyConfigured(f"{setting_key(name)} must be {wanted}.")
     return value
@@ -174,29 +140,41 @@ def _sender_domains(raw: dict[str, Any]) -> tuple[str, ...]:
     return domains
 
 
+class BillingSettings:
+    """The validated ``WAGTAIL_CLIENT_BILLING`` settings; ``ImproperlyConfigured`` if wrong."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.request_ttl = int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX))
+        self.stripe_test_secret_key = _secret_key(raw, "test")
+        self.stripe_live_secret_key = _secret_key(raw, "live")
+        self.stripe_test_webhook_secrets = _webhook_secrets(raw, "test")
+        self.stripe_live_webhook_secrets = _webhook_secrets(raw, "live")
+        self.stripe_api_base = _api_base(raw)
+        self.stripe_max_network_retries = int(_number(raw, "STRIPE_MAX_NETWORK_RETRIES", 0, 10))
+        self.stripe_timeout = float(_number(raw, "STRIPE_TIMEOUT", 1, 600))
+        self.encryption_keys = _strings(raw, "ENCRYPTION_KEYS")
+        self.direct = not _boolean(raw, "STRIPE_CONNECT")
+        self.reminder_hours_before_expiry = _reminder_hours(raw, self.request_ttl)
+        self.smtp_timeout = float(_number(raw, "SMTP_TIMEOUT", 1, 300))
+        self.smtp_deadline = float(_number(raw, "SMTP_DEADLINE", 1, 600))
+        self.smtp_allow_private_hosts = _boolean(raw, "SMTP_ALLOW_PRIVATE_HOSTS")
+        self.sender_domains = _sender_domains(raw)
+        self.test_emails_per_minute = int(_number(raw, "TEST_EMAILS_PER_MINUTE", 1, 60))
+
+    def secret_key(self, mode: str) -> str:
+        """The Stripe secret key for ``mode`` ("test" or "live"), or "" if not set."""
+        return self.stripe_live_secret_key if mode == "live" else self.stripe_test_secret_key
+
+    def webhook_secrets(self, mode: str) -> tuple[str, ...]:
+        """Every webhook signing secret configured for ``mode`` (several during rotation)."""
+        live = mode == "live"
+        return self.stripe_live_webhook_secrets if live else self.stripe_test_webhook_secrets
+
+
 @functools.cache
 def billing_settings() -> BillingSettings:
-    """Read and validate ``WAGTAIL_CLIENT_BILLING``; raise ``ImproperlyConfigured`` if wrong."""
-    raw = _raw()
-    request_ttl = int(_number(raw, "REQUEST_TTL", REQUEST_TTL_MIN, REQUEST_TTL_MAX))
-    return BillingSettings(
-        stripe_test_secret_key=_secret_key(raw, "test"),
-        stripe_live_secret_key=_secret_key(raw, "live"),
-        stripe_test_webhook_secrets=_webhook_secrets(raw, "test"),
-        stripe_live_webhook_secrets=_webhook_secrets(raw, "live"),
-        stripe_api_base=_api_base(raw),
-        stripe_max_network_retries=int(_number(raw, "STRIPE_MAX_NETWORK_RETRIES", 0, 10)),
-        stripe_timeout=float(_number(raw, "STRIPE_TIMEOUT", 1, 600)),
-        request_ttl=request_ttl,
-        encryption_keys=_strings(raw, "ENCRYPTION_KEYS"),
-        direct=not _boolean(raw, "STRIPE_CONNECT"),
-        reminder_hours_before_expiry=_reminder_hours(raw, request_ttl),
-        smtp_timeout=float(_number(raw, "SMTP_TIMEOUT", 1, 300)),
-        smtp_deadline=float(_number(raw, "SMTP_DEADLINE", 1, 600)),
-        smtp_allow_private_hosts=_boolean(raw, "SMTP_ALLOW_PRIVATE_HOSTS"),
-        sender_domains=_sender_domains(raw),
-        test_emails_per_minute=int(_number(raw, "TEST_EMAILS_PER_MINUTE", 1, 60)),
-    )
+    """The settings, read once (again after a change of ``WAGTAIL_CLIENT_BILLING``)."""
+    return BillingSettings(_raw())
 
 
 def unknown_keys() -> list[str]:
@@ -204,9 +182,7 @@ def unknown_keys() -> list[str]:
     return sorted(set(_raw()) - set(DEFAULTS))
 
 
+@receiver(setting_changed)
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         billing_settings.cache_clear()
-
-
-setting_changed.connect(_clear_cache)

@@ -1,10 +1,6 @@
-"""Encryption at rest for a site's SMTP password: Fernet behind a ``MultiFernet``.
+"""Encryption at rest for a site's SMTP password: the first key encrypts, every key decrypts.
 
-The first key encrypts, every key decrypts. Keys come from ``ENCRYPTION_KEYS``, else
-``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS`` (old values stay readable until
-``rotate_billing_encryption_keys`` has run). Each is stretched with HKDF-SHA256, which
-is not a password hash: use high-entropy keys.
-"""
+Each key is stretched with HKDF-SHA256, which is not a password hash: use high-entropy keys."""
 
 from __future__ import annotations
 
@@ -27,35 +23,22 @@ class UndecryptableSecret(Exception):
     """A stored secret that none of the configured keys can decrypt."""
 
     def __init__(self) -> None:
-        super().__init__(
-            _(
-                "The stored SMTP password cannot be decrypted with the configured keys "
-                "(%(setting)s or SECRET_KEY changed?). Enter the password again."
-            )
-            % {"setting": setting_key("ENCRYPTION_KEYS")}
+        message = _(
+            "The stored SMTP password cannot be decrypted with the configured keys "
+            "(%(setting)s or SECRET_KEY changed?). Enter the password again."
         )
-
-
-def derive_key(material: str) -> bytes:
-    """A Fernet key (url-safe base64 of 32 bytes) derived from ``material`` with HKDF."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO).derive(
-        material.encode()
-    )
-    return base64.urlsafe_b64encode(raw)
-
-
-def key_materials() -> tuple[str, ...]:
-    """The configured key strings, the encrypting one first."""
-    configured = billing_settings().encryption_keys
-    if configured:
-        return configured
-    fallbacks = tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
-    return (settings.SECRET_KEY, *fallbacks)
+        super().__init__(message % {"setting": setting_key("ENCRYPTION_KEYS")})
 
 
 def _fernet() -> MultiFernet:
-    # Built per call (one HKDF per key): always current after a settings change.
-    return MultiFernet([Fernet(derive_key(material)) for material in key_materials()])
+    """``ENCRYPTION_KEYS``, else ``SECRET_KEY`` and its fallbacks; per call, so always current."""
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()
+    materials = billing_settings().encryption_keys or (settings.SECRET_KEY, *fallbacks)
+    keys = []
+    for material in materials:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)
+        keys.append(Fernet(base64.urlsafe_b64encode(hkdf.derive(material.encode()))))
+    return MultiFernet(keys)
 
 
 def encrypt(plaintext: str) -> str:
@@ -66,8 +49,7 @@ def encrypt(plaintext: str) -> str:
 
 
 def decrypt(token: str, *, rotate: bool = False) -> str:
-    """Decrypt a stored value with any configured key (``rotate``: re-encrypt it with the
-    first key instead), or raise ``UndecryptableSecret``."""
+    """Decrypt with any key (``rotate``: re-encrypt with the first), or ``UndecryptableSecret``."""
     if not token:
         return ""
     fernet = _fernet()

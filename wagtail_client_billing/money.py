@@ -1,10 +1,7 @@
-"""Stripe's currency facts (minor units, minimum and maximum charges) and conversions.
+"""Stripe's currency facts and conversions; pure Python (the Stripe simulator uses it).
 
-Money is an integer in the currency's minor unit *as Stripe counts it*, which is not
-always ISO 4217's (https://docs.stripe.com/currencies): three-decimal currencies must end
-in 0; ISK and UGX are whole units sent as two-decimal values ("500" is 5 ISK); HUF and TWD
-are zero-decimal for payouts only. Pure Python (no Django): the Stripe simulator uses it.
-"""
+Money is an integer in the minor unit *as Stripe counts it* (https://docs.stripe.com/currencies):
+three-decimal amounts end in 0; ISK and UGX are whole units sent as two-decimal values."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from babel.numbers import format_currency
 
 
 class MoneyError(ValueError):
-    """Base class of every error raised by this module."""
+    """Base class of this module's errors."""
 
 
 class UnknownCurrency(MoneyError):
@@ -35,9 +32,8 @@ class InvalidAmount(MoneyError):
 class TooManyDecimals(InvalidAmount):
     """The amount has more decimals than Stripe accepts for the currency."""
 
-    def __init__(self, message: str, *, currency: Currency, amount: object) -> None:
+    def __init__(self, message: str, *, currency: Currency) -> None:
         self.currency = currency
-        self.amount = amount
         super().__init__(message)
 
 
@@ -69,8 +65,7 @@ class AmountTooLarge(_OutOfRange):
 
 @dataclass(frozen=True)
 class Currency:
-    """One currency as Stripe's API sees it: limits in minor units, and amounts must be a
-    multiple of ``step`` minor units (10 for three-decimal currencies, 100 for ISK and UGX)."""
+    """A currency as Stripe sees it: limits in minor units, amounts a multiple of ``step``."""
 
     code: str
     exponent: int
@@ -79,13 +74,11 @@ class Currency:
     step: int = 1
 
     @property
-    def quantum(self) -> Decimal:
-        """The smallest chargeable amount in major units (0.01 USD, 1 JPY, 0.010 KWD)."""
+    def quantum(self) -> Decimal:  # the smallest chargeable amount: 0.01 USD, 0.010 KWD
         return Decimal(self.step).scaleb(-self.exponent)
 
     @property
-    def display_decimals(self) -> int:
-        """How many decimals to show: none when only whole units can be charged."""
+    def display_decimals(self) -> int:  # none when only whole units can be charged
         return 0 if self.step == 10**self.exponent else self.exponent
 
 
@@ -102,8 +95,7 @@ STRIPE_MINIMUMS: dict[str, str] = {
     "nzd": "0.50", "pln": "2.00", "ron": "2.00", "sek": "3.00", "sgd": "0.50", "thb": "10",
 }  # fmt: skip
 
-# Any other currency's minimum is about USD 0.50: rough units-per-USD rates, only to derive
-# that minimum (rounded up to a round figure), not meant for conversion.
+# Any other currency's minimum is about USD 0.50, from these rough rates (not for conversion).
 APPROX_UNITS_PER_USD: dict[str, str] = {
     "afn": "70", "all": "92", "amd": "390", "ang": "1.79", "aoa": "915", "ars": "1200",
     "awg": "1.79", "azn": "1.70", "bam": "1.75", "bbd": "2", "bdt": "122", "bhd": "0.376",
@@ -126,36 +118,27 @@ APPROX_UNITS_PER_USD: dict[str, str] = {
     "xpf": "105", "yer": "240", "zar": "18", "zmw": "24",
 }  # fmt: skip
 
-# "The amount value supports up to 8 digits", except IDR (12) and INR (9). More for some
-# currencies on cards only; Checkout may offer other methods, so the general limit holds.
+# Stripe: "The amount value supports up to 8 digits", except IDR (12) and INR (9).
 MAX_DIGITS = {"idr": 12, "inr": 9}
-DEFAULT_MAX_DIGITS = 8
-
-_ROUND_MANTISSAS = [Decimal(m) for m in "1 1.5 2 2.5 3 4 5 6 7.5 10".split()]
 
 
 def _round_up_nicely(value: Decimal) -> Decimal:
     """The smallest "round" figure (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 x 10^n) >= value."""
     magnitude = Decimal(1).scaleb(value.adjusted())
-    return next(m * magnitude for m in _ROUND_MANTISSAS if m * magnitude >= value)
+    mantissas = map(Decimal, "1 1.5 2 2.5 3 4 5 6 7.5 10".split())
+    return next(m * magnitude for m in mantissas if m * magnitude >= value)
 
 
 def _build_currency(code: str) -> Currency:
-    if code in ZERO_DECIMAL:
-        exponent, step = 0, 1
-    elif code in THREE_DECIMAL:
-        exponent, step = 3, 10
-    elif code in WHOLE_UNITS_AS_TWO_DECIMAL:
-        exponent, step = 2, 100
-    else:
-        exponent, step = 2, 1
+    exponent = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    step = 10 if code in THREE_DECIMAL else 100 if code in WHOLE_UNITS_AS_TWO_DECIMAL else 1
     if code in STRIPE_MINIMUMS:
         minimum_major = Decimal(STRIPE_MINIMUMS[code])
     else:
         minimum_major = _round_up_nicely(Decimal("0.50") * Decimal(APPROX_UNITS_PER_USD[code]))
     minimum = int(minimum_major.scaleb(exponent).to_integral_value(ROUND_CEILING))
     minimum = max(step, -(-minimum // step) * step)  # a multiple of step, at least one step
-    maximum = 10 ** MAX_DIGITS.get(code, DEFAULT_MAX_DIGITS) - 1
+    maximum = 10 ** MAX_DIGITS.get(code, 8) - 1
     maximum -= maximum % step
     return Currency(code=code, exponent=exponent, minimum=minimum, maximum=maximum, step=step)
 
@@ -195,7 +178,7 @@ def to_minor(amount: Decimal | int | str, code: str) -> int:
             )
         else:
             detail = f"{upper} amounts can have at most {places} decimal places"
-        raise TooManyDecimals(f"{detail}; got {value}.", currency=currency, amount=amount)
+        raise TooManyDecimals(f"{detail}; got {value}.", currency=currency)
     return int(minor)
 
 
@@ -210,12 +193,8 @@ class AmbiguousAmount(MoneyError):
 def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     """An amount typed as people write it ("49,90", "1 234,50", "1,234.50"), in major units.
 
-    The last "." or "," is the decimal separator unless it appears more than once; the
-    digits before it may be grouped by threes with one other separator. A single
-    separator followed by exactly three digits that is not ``decimal_separator`` (the
-    reader's language's) is ``AmbiguousAmount``: a wrong guess bills a client a thousand
-    times too much or too little. Anything else ("49 90", "1e3") is ``AmountNotUnderstood``.
-    """
+    The last "." or "," is the decimal point unless repeated. One before exactly three digits
+    that is not ``decimal_separator`` is ``AmbiguousAmount``: a wrong guess bills 1000x."""
     value = text.strip()
     for space in ("\u00a0", "\u202f", "'", "\u2019"):  # other thousands separators
         value = value.replace(space, " ")
@@ -225,16 +204,12 @@ def parse_amount(text: str, *, decimal_separator: str = ".") -> Decimal:
     last = max(value.rfind("."), value.rfind(","))
     if last != -1 and value.count(value[last]) == 1:
         decimal, integer, fraction = value[last], value[:last], value[last + 1 :]
-    groupings = {char for char in integer if char in " .,"}
-    if len(groupings) > 1:
+    # Plain digits, or digits grouped by threes with one and the same separator.
+    if not re.fullmatch(r"[0-9]+|[0-9]{1,3}([ .,])[0-9]{3}(?:\1[0-9]{3})*", integer):
         raise AmountNotUnderstood(f"{text!r} is not an amount.")
-    if groupings:
-        grouping = groupings.pop()
-        if not re.fullmatch(rf"[0-9]{{1,3}}(?:{re.escape(grouping)}[0-9]{{3}})+", integer):
-            raise AmountNotUnderstood(f"{text!r} is not an amount.")
-        integer = integer.replace(grouping, "")
-    elif decimal and len(fraction) == 3 and decimal != decimal_separator:
+    if integer.isdigit() and decimal and len(fraction) == 3 and decimal != decimal_separator:
         raise AmbiguousAmount(f"{text!r} reads two ways.")
+    integer = re.sub("[ .,]", "", integer)
     return Decimal(f"{integer}.{fraction}" if decimal else integer)
 
 
@@ -268,16 +243,14 @@ def check_amount(minor: int, code: str) -> Currency:
             f"{currency.code.upper()} amounts in minor units must be a multiple of "
             f"{currency.step}; got {minor}.",
             currency=currency,
-            amount=minor,
         )
     return currency
 
 
 def format_money(minor: int, code: str, language: str | None = None) -> str:
-    """The amount formatted by Babel for a language (default: Django's active one), such as
-    "€1,234.50" or "1 234,50 €"; ``format_amount`` if Babel does not know the language."""
+    """Formatted by Babel for ``language`` (default: Django's), else ``format_amount``."""
     if language is None:
-        # Local: this module stays free of Django (the simulator uses it without it).
+        # Local: this module stays free of Django.
         from django.utils.translation import get_language, to_locale
 
         language = to_locale(get_language() or "en")

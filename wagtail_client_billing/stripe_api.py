@@ -1,5 +1,4 @@
-"""The only module that talks to Stripe: a ``StripeClient`` per mode with explicit retries
-and timeout, and Stripe's errors turned into ours, each with a message in plain words."""
+"""The only module that talks to Stripe; Stripe's errors become ours, in plain words."""
 
 from __future__ import annotations
 
@@ -40,16 +39,11 @@ class StripeUnavailable(StripeFailure):
 
 
 class StripeNoAnswer(StripeUnavailable):
-    """No answer (timeout, connection lost) or Stripe still busy with the idempotency key:
-    the request may have been carried out; a retry with the same key returns its result."""
+    """No answer: the request may have been carried out; a retry with its key gets the result."""
 
 
 class StripeCalledInTransaction(RuntimeError):
     """A Stripe call was made inside a database transaction: a bug in the caller."""
-
-
-class StripeKeyRejected(StripeFailure):
-    """Stripe refused the secret key (wrong, revoked, or lacking a permission)."""
 
 
 class StripeRefused(StripeFailure):
@@ -79,13 +73,11 @@ def _client(api_key: str, api_base: str, retries: int, timeout: float) -> stripe
     )
 
 
-def refuse_inside_transaction() -> None:
-    """Raise ``StripeCalledInTransaction`` if a database transaction is open: it would hold
-    its locks (on SQLite, the only write lock) for as long as Stripe takes. A test case's
-    own blocks do not count; under ``ATOMIC_REQUESTS`` all we can do is log an error."""
+def get_client(mode: str) -> stripe.StripeClient:
+    """The client for ``mode``, refused in a transaction (its locks would wait on Stripe)."""
     for connection in connections.all(initialized_only=True):
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
-            continue  # no transaction open, or only a test case's
+            continue
         if connection.settings_dict.get("ATOMIC_REQUESTS"):
             logger.error(
                 "Stripe was called inside a database transaction (ATOMIC_REQUESTS is on "
@@ -97,12 +89,6 @@ def refuse_inside_transaction() -> None:
             f"Stripe was called inside a transaction on database {connection.alias!r}; "
             "call it between transactions."
         )
-
-
-def get_client(mode: str) -> stripe.StripeClient:
-    """The client for ``mode`` (``StripeNotConfigured`` without a key), refused inside a
-    transaction: every call to Stripe gets its client here."""
-    refuse_inside_transaction()
     conf = billing_settings()
     api_key = conf.secret_key(mode)
     if not api_key:
@@ -121,7 +107,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except (stripe.AuthenticationError, stripe.PermissionError) as error:
-        raise StripeKeyRejected(
+        raise StripeFailure(  # the key is wrong, revoked, or lacks a permission
             _("Stripe rejected the secret key: %(reason)s") % {"reason": _reason(error)}
         ) from error
     except stripe.APIConnectionError as error:
@@ -132,8 +118,7 @@ def translate_errors() -> Iterator[None]:
         raise StripeRefused(_reason(error), param=error.param) from error
     except stripe.StripeError as error:
         if error.http_status == 409:
-            # The same idempotency key is still being worked on at Stripe (an attempt
-            # that timed out here): a later retry gets its result, never a second object.
+            # Stripe is still on this idempotency key (an attempt that timed out here).
             raise StripeNoAnswer(
                 _(
                     "Stripe is still working on an earlier attempt of this request. "
@@ -153,8 +138,7 @@ def _reason(error: stripe.StripeError) -> str:
 
 
 def account_state(account: Any) -> AccountState:
-    """Read an account object (from the API or a webhook event) into an ``AccountState``."""
-    # A webhook body may lack any field: read it as a plain dict.
+    """An account object (from the API or a webhook body, which may lack any field)."""
     account = account.to_dict() if hasattr(account, "to_dict") else dict(account)
     requirements = account.get("requirements") or {}
     currently_due = list(requirements.get("currently_due") or [])
@@ -176,8 +160,7 @@ def create_connected_account(
     """Create the agency's connected account: its own full Stripe dashboard and duties."""
     params: AccountCreateParams = {
         "country": country,
-        # Controller properties replace the deprecated ``type=standard``: the agency
-        # keeps a full Stripe dashboard, pays Stripe's fees and carries its own losses.
+        # Controller properties replace the deprecated ``type=standard``.
         "controller": {
             "stripe_dashboard": {"type": "full"},
             "fees": {"payer": "account"},
@@ -252,15 +235,13 @@ def verify_signature(payload: bytes, header: str, secrets: Iterable[str]) -> boo
     return False
 
 
-# Stripe's own typed objects: what the API calls return and what webhook handlers get
-# (``construct_event``), so both read a session the same way.
+# Stripe's typed objects, from API calls and ``construct_event`` alike.
 CheckoutSession = stripe.checkout.Session
 Subscription = stripe.Subscription
 
 
 def construct_event(payload: dict[str, Any]) -> stripe.Event:
-    """A webhook event's payload as the SDK's typed objects (``data.object`` is a
-    ``CheckoutSession``, a ``Subscription``, an ``Account``... by its ``object`` field)."""
+    """A webhook event's payload as the SDK's typed objects, by each ``object`` field."""
     return stripe.Event.construct_from(payload, None)
 
 
@@ -280,22 +261,16 @@ EVENT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 
 
 def is_paid(session: CheckoutSession, *, event_type: str = "") -> bool:
-    """True if Stripe says the session is paid: the one rule, for every caller.
-
-    ``event_type`` is the webhook event the session came with, if any: a settled delayed
-    payment is paid; a ``completed`` event is about a complete session by definition. A
-    complete session still ``unpaid`` is a delayed payment on its way; one that needed no
-    payment (a 100 % discount, a free trial) is paid: the client did all they were asked.
-    """
+    """True if Stripe says the session (with its webhook ``event_type``, if any) is paid. A
+    complete ``unpaid`` one is a delayed payment; one that needed none (100 % off) is paid."""
     if event_type == EVENT_ASYNC_SUCCEEDED:
         return True
     complete = field_of(session, "status") == "complete" or event_type == EVENT_COMPLETED
-    # A tuple, not a set: a webhook body may hold any JSON here (a list is unhashable).
+    # A tuple, not a set: a webhook body may hold a list here (unhashable).
     return complete and field_of(session, "payment_status") in ("paid", "no_payment_required")
 
 
 def _options(account_id: str, idempotency_key: str | None = None) -> stripe.RequestOptions:
-    # The session lives on the agency's connected account (none in direct mode).
     return {"stripe_account": account_id or None, "idempotency_key": idempotency_key}
 
 
@@ -319,9 +294,7 @@ def retrieve_checkout_session(mode: str, *, account_id: str, session_id: str) ->
 
 
 def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> CheckoutSession:
-    """Expire an open session so its link dies; if it is not open, return it as it is
-    (Stripe refuses to expire a complete or expired session; the caller needs to know which).
-    """
+    """Expire an open session so its link dies; one not open is returned as it is."""
     try:
         with translate_errors():
             return get_client(mode).v1.checkout.sessions.expire(
