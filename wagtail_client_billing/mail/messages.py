@@ -17,7 +17,6 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from .. import connections
 from ..conf import billing_settings
 from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..money import format_money
@@ -29,7 +28,6 @@ BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def site_language(request: BillingRequest) -> str:
-    """The language of the request's site."""
     return language_of_site(request.site)
 
 
@@ -42,17 +40,7 @@ def language_of_site(site: Site | None) -> str:
 
 
 def one_line(value: str) -> str:
-    """Collapse a header value to one line."""
     return BREAKS_AND_SPACES.sub(" ", str(value)).strip()
-
-
-def agency_links(request: BillingRequest) -> dict[str, str]:
-    """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
-    connection = connections.linked_connection(request.mode)
-    return {
-        "privacy_policy_url": connection.privacy_policy_url if connection else "",
-        "terms_of_service_url": connection.terms_of_service_url if connection else "",
-    }
 
 
 def billing_email(
