@@ -1,6 +1,5 @@
-"""The seam to django-q2: the task functions it runs (queued by dotted path after the
-commit), and the every-minute schedule. Every task is idempotent: the ORM broker
-delivers at least once."""
+"""django-q2's task functions (queued by dotted path after the commit) and its schedule.
+Every task is idempotent: the ORM broker delivers at least once."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
 
 
 def expire_and_reconcile() -> dict[str, int]:
-    """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
-    due reminders and send the emails that are due."""
+    """Task, every minute: expire, ask Stripe about lost outcomes, queue reminders, send."""
     billing.abandon_stalled_creations()
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)

@@ -75,10 +75,9 @@ class UnlinkOutcome:
 def withdraw_and_unlink(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
 ) -> UnlinkOutcome:
-    """Withdraw (``delete_request``) each pending request of the connection, then unlink it
-    if none is left; if Stripe fails for one, nothing is unlinked. The unlink re-counts
-    under the connection's lock (see ``creation._lock_own_connection``) and a request that
-    arrived meanwhile is withdrawn in another round."""
+    """Withdraw (``delete_request``) the connection's pending requests, then unlink it if none
+    is left (nothing if Stripe fails for one). The unlink re-counts under the connection's lock
+    (``creation._lock_own_connection``): a request that arrived meanwhile waits another round."""
     outcome = UnlinkOutcome()
     for _round in range(WITHDRAW_ROUNDS):
         _withdraw(connection, user=user, outcome=outcome)

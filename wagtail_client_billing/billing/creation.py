@@ -137,9 +137,8 @@ def create_request(
 
 
 def checkout_idempotency_key(request: BillingRequest) -> str:
-    """The form's nonce and the row: a retry of the form resumes the row, so Stripe returns
-    the session it made; a discarded row's successor gets a fresh key. The nonce is hashed:
-    a header takes only plain ASCII."""
+    """Nonce and row: a retried form resumes its row (Stripe returns the session it made), a
+    discarded row's successor gets a fresh key. Hashed: a header takes only plain ASCII."""
     if request.form_nonce:
         digest = hashlib.sha256(request.form_nonce.encode("utf-8", "surrogatepass"))
         return f"wcb-checkout-{digest.hexdigest()[:32]}-{request.pk}"

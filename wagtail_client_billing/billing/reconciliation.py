@@ -20,8 +20,7 @@ RECONCILE_BATCH = 100
 
 
 def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATCH) -> int:
-    """Apply what Stripe says of the sessions of ``extra_ids`` (just expired by the sweep)
-    and of Pending requests older than an hour, not re-checked within the hour."""
+    """Apply Stripe's word on ``extra_ids`` (just swept) and on hour-old, unchecked Pending ones."""
     now = timezone.now()
     stale = Q(status=BillingRequest.Status.PENDING, created_at__lte=now - RECONCILE_AFTER) & (
         Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY)

@@ -44,14 +44,8 @@ def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
 
 
 def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
-    return {
-        "site": request.site_id,
-        "email": request.email,
-        "amount": request.amount,
-        "currency": request.currency,
-        "billing_type": request.billing_type,
-        **extra,
-    }
+    fields = ("email", "amount", "currency", "billing_type")
+    return {"site": request.site_id, **{name: getattr(request, name) for name in fields}, **extra}
 
 
 def _transition(

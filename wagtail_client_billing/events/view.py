@@ -101,8 +101,7 @@ def _event_shape_problem(data: Any) -> str:
 
 
 def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified event once under its id (get_or_create reads a concurrent winner's
-    row); return (the row, whether it is new)."""
+    """Store a verified event once by id (a concurrent winner's row is read); (row, created)."""
     try:
         return WebhookEvent.objects.get_or_create(
             stripe_id=data["id"],
