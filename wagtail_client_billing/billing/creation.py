@@ -113,9 +113,10 @@ def create_request(
         raise errors.AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out resumes)
     if renewal := renewal_of(renewed_from):
         raise errors.AlreadyRenewed(renewal)
-    # "Send another one" (allow_twin), or a resumed form, was asked already.
-    if earlier is None and not allow_twin and (twin := pending_twin(site, details)):
-        raise errors.PendingTwin(twin)
+    if earlier is None and not allow_twin:  # else "Send another one", or a resumed form
+        twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
+        if twin := twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first():
+            raise errors.PendingTwin(twin)  # the very same request: most often a mistake
     request = _start_creation(site, details, nonce, user, renewed_from)
     try:
         session = stripe_api.create_checkout_session(
@@ -187,8 +188,7 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
     if earlier.status != CREATING:
         raise errors.AlreadySubmitted(earlier)
     if any(getattr(earlier, name) != value for name, value in wanted.items()):
-        # The form was changed: other parameters need another key. A session Stripe may
-        # have made for the earlier row was never sent to anyone and expires on its own.
+        # Changed form, new key; a session made for the old row was never sent and expires.
         _discard_creation(earlier)
         return None
     # Touched, so that the sweep leaves it alone while this attempt waits for Stripe.
@@ -276,12 +276,6 @@ def abandon_stalled_creations(*, now: datetime | None = None) -> int:
     if count:
         logger.warning("Removed %s billing request(s) Stripe never answered for.", count)
     return count
-
-
-def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
-    """A Pending request of ``site`` with the very same details: most often a mistake."""
-    twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
-    return twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first()
 
 
 def renew_request(

@@ -40,8 +40,7 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
             done += 1
         except stripe_api.StripeFailure as error:
             if not isinstance(error, stripe_api.StripeUnavailable):  # down or slow: next run
-                # Refused (a deauthorized account, a session it no longer has): the same
-                # answer each minute would hold up the batch, so ask in RECONCILE_EVERY.
+                # Refused (deauthorized, session gone): ask in RECONCILE_EVERY, not each minute.
                 BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
             logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
     return done

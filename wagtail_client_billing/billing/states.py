@@ -98,16 +98,15 @@ def mark_paid(
 
 
 def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
-    """Pending -> Expired; the request if this call won."""
     return _end(request_filter, Status.EXPIRED, source=source)
 
 
 def mark_deleted(request_filter: Q, *, source: str) -> BillingRequest | None:
-    """Pending -> Deleted; the request if this call won."""
     return _end(request_filter, Status.DELETED, source=source)
 
 
 def _end(request_filter: Q, to: str, *, source: str) -> BillingRequest | None:
+    """Pending -> Expired or Deleted; the request if this call won."""
     deleted = to == Status.DELETED
     stamp = "deleted_at" if deleted else "expired_at"
     with transaction.atomic():

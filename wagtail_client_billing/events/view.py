@@ -127,8 +127,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
         event, created = record_event(data)
     except WebhookRejected as rejected:
-        # One warning line, not Django's SuspiciousOperation ERROR: anyone can POST here,
-        # and every probe would mail the ADMINS.
+        # A warning, not Django's SuspiciousOperation ERROR: every probe would mail the ADMINS.
         logger.warning("Refused a webhook request: %s", rejected)
         return JsonResponse({"error": str(rejected)}, status=400)
     if not created and event.status in (STATUS.PROCESSED, STATUS.IGNORED):

@@ -76,14 +76,12 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
     elif isinstance(error, DeadlineExceeded):
         transient, reason = True, _("%(server)s did not finish within %(seconds)s seconds.")
     elif isinstance(error, smtplib.SMTPConnectError) and busy:
-        # Only the code of a busy server ("421 try later"): a non-SMTP service could say
-        # anything after three digits.
+        # Only a busy server's code ("421 try later"): a non-SMTP service may say anything.
         transient, reason = True, _("%(server)s is not accepting email right now (SMTP %(code)s).")
     elif isinstance(error, smtplib.SMTPConnectError) or (
         code is not None and not 200 <= code <= 599
     ):
-        # Not an SMTP reply (a NATS banner, a Redis error...): never echo another service's
-        # bytes, which would make the test email a port scanner's reader.
+        # Not SMTP (a NATS banner...): echoing its bytes would make the test email a port scanner.
         transient, reason = False, _("%(server)s did not answer as an SMTP server.")
     elif isinstance(error, smtplib.SMTPAuthenticationError):
         transient, reason = False, _("The SMTP server refused the username or password: %(reply)s")

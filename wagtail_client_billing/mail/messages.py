@@ -70,8 +70,7 @@ def billing_email(
         )
     message = _from_site(email_settings, name, subject, text, to=request.email)
     message.attach_alternative(html, "text/html")
-    # Anymail's own attributes (other backends ignore them); ESPs echo them back in
-    # tracking events (``tracking.py``).
+    # Anymail's (other backends ignore them): ESPs echo them in tracking events (tracking.py).
     message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}  # type: ignore[attr-defined]
     message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]  # type: ignore[attr-defined]
     return message

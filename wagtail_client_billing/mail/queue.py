@@ -29,11 +29,6 @@ def _enqueue(task: str, argument: int, name: str) -> None:
     )
 
 
-def enqueue_billing_email(request_id: int) -> None:
-    """Queue the request's email task (with the site's other due emails)."""
-    _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
-
-
 def enqueue_pending_emails(site_id: int) -> None:
     """Queue one batch task for the site's due emails."""
     _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
@@ -49,7 +44,7 @@ def queue_billing_email(request: BillingRequest) -> None:
             "due_at": None,
         },
     )  # fmt: skip
-    enqueue_billing_email(request.pk)
+    _enqueue("send_billing_email", request.pk, f"wcb-email-{request.pk}")
 
 
 def queue_due_reminders(now: datetime | None = None) -> int:

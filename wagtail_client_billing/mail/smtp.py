@@ -146,8 +146,7 @@ class _Watchdog:
             with self._lock:
                 self._timer = None
         if self.expired:
-            # Cut, yet no error: smtplib took the truncated line ("220" of a "220-..." that
-            # never ended) for a whole reply. The step did not finish.
+            # Cut, yet no error: smtplib took a truncated "220-..." line for a whole reply.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
     def _expire(self) -> None:
@@ -291,8 +290,7 @@ def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend
         )
     backend = import_string(settings.EMAIL_BACKEND)
     if backend is SMTPBackend:
-        # The project's own server may be anywhere (not an editor's choice), but Django
-        # alone would wait forever without EMAIL_TIMEOUT: it gets the deadline.
+        # The project's server may be anywhere, but without EMAIL_TIMEOUT Django waits forever.
         return SMTPConnection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT or timeout())
     if issubclass(backend, SMTPBackend) and settings.EMAIL_TIMEOUT is None:
         return get_connection(fail_silently=False, timeout=timeout())
