@@ -81,23 +81,17 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
 def _event_shape_problem(data: Any) -> str:
     if not isinstance(data, dict) or data.get("object") != "event":
         return 'not an object of type "event"'
-    if not isinstance(data.get("id"), str) or not EVENT_ID.match(data["id"]):
-        return "no valid id"
-    if not isinstance(data.get("type"), str) or not 0 < len(data["type"]) <= 255:
-        return "no valid type"
-    if not isinstance(data.get("livemode"), bool):
-        return "no livemode"
-    body = data.get("data")
-    if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
-        return "no data.object"
-    account = data.get("account")
-    if account is not None and not (
-        isinstance(account, str) and account.startswith("acct_") and len(account) <= 255
-    ):
-        return "an invalid account"
-    if not isinstance(data.get("api_version") or "", str):
-        return "an invalid api_version"
-    return ""
+    body, account, kind = data.get("data"), data.get("account"), data.get("type")
+    valid = {  # the first problem is told
+        "no valid id": isinstance(data.get("id"), str) and EVENT_ID.match(data["id"]),
+        "no valid type": isinstance(kind, str) and 0 < len(kind) <= 255,
+        "no livemode": isinstance(data.get("livemode"), bool),
+        "no data.object": isinstance(body, dict) and isinstance(body.get("object"), dict),
+        "an invalid account": account is None
+        or (isinstance(account, str) and account.startswith("acct_") and len(account) <= 255),
+        "an invalid api_version": isinstance(data.get("api_version") or "", str),
+    }
+    return next((problem for problem, ok in valid.items() if not ok), "")
 
 
 def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:

@@ -140,13 +140,8 @@ def agency_recipients() -> list[str]:
     addresses = [line.strip() for line in configured.replace(",", "\n").splitlines()]
     if any(addresses):
         return [address for address in addresses if address]
-    return list(
-        get_user_model()
-        .objects.filter(is_active=True, is_superuser=True)
-        .exclude(email="")
-        .order_by("pk")
-        .values_list("email", flat=True)
-    )
+    superusers = get_user_model().objects.filter(is_active=True, is_superuser=True)
+    return list(superusers.exclude(email="").order_by("pk").values_list("email", flat=True))
 
 
 def notification_recipients(email: OutgoingEmail) -> list[str]:
