@@ -26,7 +26,6 @@ def send_billing_email(request_id: int) -> bool:
 
 
 def send_pending_emails(site_id: int) -> int:
-    """Task: send one site's due emails."""
     return len(_send_batch(site_id).sent)
 
 

@@ -104,10 +104,9 @@ def create_request(
     renewed_from: BillingRequest | None = None,
     allow_twin: bool = False,
 ) -> BillingRequest:
-    """Create a request and its Checkout Session, no transaction open across Stripe: the row
-    is committed as ``CREATING`` (nothing lists, sweeps or emails it), then made Pending.
-    Stripe refusing: the row goes. No answer: the same form sent again (same nonce) resumes
-    it with the same idempotency key, so one session; the sweep removes what nobody resumes."""
+    """A request and its Checkout Session, no transaction open across Stripe: the row is
+    committed as ``CREATING`` (not listed, swept or emailed), then made Pending. Stripe refusing:
+    the row goes. No answer: the same form (nonce) resumes it with the same idempotency key."""
     earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
     if earlier is not None and earlier.status != CREATING:
         raise errors.AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out resumes)
@@ -297,6 +296,5 @@ def renew_request(
 
 
 def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
-    if request is None:
-        return None
-    return BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING).first()
+    renewals = BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING)
+    return renewals.first() if request is not None else None

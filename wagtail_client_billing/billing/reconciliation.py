@@ -26,13 +26,9 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
         Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY)
     )
     ids = list(extra_ids or [])[:limit]
-    ids += list(
-        BillingRequest.objects.filter(stale)
-        .exclude(pk__in=ids)
-        .exclude(checkout_session_id=None)
-        .order_by("reconciled_at", "pk")
-        .values_list("pk", flat=True)[: max(0, limit - len(ids))]
-    )
+    due = BillingRequest.objects.filter(stale).exclude(pk__in=ids).exclude(checkout_session_id=None)
+    room = max(0, limit - len(ids))
+    ids += list(due.order_by("reconciled_at", "pk").values_list("pk", flat=True)[:room])
     done = 0
     for request in BillingRequest.objects.filter(pk__in=ids).exclude(checkout_session_id=None):
         try:
@@ -52,11 +48,8 @@ def reconcile_one(request: BillingRequest) -> None:
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):
-        states.mark_paid(
-            Q(pk=request.pk),
-            subscription_id=stripe_api.id_of(session.subscription),
-            source="reconciliation",
-        )
+        subscription_id = stripe_api.id_of(session.subscription)
+        states.mark_paid(Q(pk=request.pk), subscription_id=subscription_id, source="reconciliation")
     elif session.status == "expired":
         # A delete whose process died after Stripe expired the session ends as Deleted.
         states.end_with_expired_session(request, source="reconciliation")

@@ -92,11 +92,8 @@ def account_deauthorized(event: WebhookEvent, application: Any) -> None:
 
 def _request_for_session(event: WebhookEvent, session: Any) -> BillingRequest:
     session_id = field_of(session, "id")
-    request = (
-        BillingRequest.objects.filter(checkout_session_id=session_id).select_related("site").first()
-        if isinstance(session_id, str)
-        else None
-    )
+    requests = BillingRequest.objects.filter(checkout_session_id=session_id).select_related("site")
+    request = requests.first() if isinstance(session_id, str) else None
     if request is None:
         raise EventIgnored(f"no billing request has checkout session {session_id!r}")
     if request.mode != event.mode:

@@ -1,7 +1,6 @@
-"""Compose the emails: billing emails in the site's language (templates under
-``wagtail_client_billing/email/``, overridable; ``reminder`` in their context), the
-notifications to people, the test email. Header values are collapsed to one line, so
-neither a template nor a site name can inject a header."""
+"""Compose the emails: billing emails in the site's language (overridable templates under
+``wagtail_client_billing/email/``, ``reminder`` in their context), notifications, the test
+email. Header values are collapsed to one line: no template or site name injects a header."""
 
 from __future__ import annotations
 

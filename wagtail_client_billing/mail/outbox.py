@@ -61,7 +61,6 @@ class _NotSent(Exception):
 
 
 def sites_with_due_emails() -> list[int]:
-    """The sites that have emails due now (one batch each)."""
     due = OutgoingEmail.objects.filter(_due(timezone.now())).values_list("site_id", flat=True)
     return sorted(set(due))
 
@@ -191,10 +190,6 @@ class _Batch:
         )  # fmt: skip
         return message, self.site
 
-    def close(self) -> None:
-        self.site.close()
-        self.default.close()
-
 
 def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult:
     """Send the site's due emails (one connection each way)."""
@@ -218,7 +213,8 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
                 if _claim(email, now) and _send_one(email, batch):
                     result.sent.append((email.billing_request_id, email.kind))
         finally:
-            batch.close()
+            batch.site.close()
+            batch.default.close()
     result.more = result.more or len(due) >= limit
     return result
 

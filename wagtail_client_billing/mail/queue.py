@@ -30,7 +30,6 @@ def _enqueue(task: str, argument: int, name: str) -> None:
 
 
 def enqueue_pending_emails(site_id: int) -> None:
-    """Queue one batch task for the site's due emails."""
     _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
 
 
