@@ -20,9 +20,7 @@ SCHEDULE_FUNC = "wagtail_client_billing.tasks.expire_and_reconcile"
 def send_billing_email(request_id: int) -> bool:
     """Task: send the request's email with its site's others; True if this call sent it."""
     site_id = BillingRequest.objects.filter(pk=request_id).values_list("site_id", flat=True).first()
-    if site_id is None:
-        return False
-    return (request_id, outbox.Kind.REQUEST) in _send_batch(site_id).sent
+    return site_id is not None and (request_id, outbox.Kind.REQUEST) in _send_batch(site_id).sent
 
 
 def send_pending_emails(site_id: int) -> int:

@@ -35,8 +35,7 @@ ACTION_RENEW = "wagtail_client_billing.request.renew"
 
 
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
-    """Send one of our signals; a failing receiver is logged, never propagated (the change
-    has committed: it must not fail the page or webhook, nor silence the others)."""
+    """Send a signal of ours; a failing receiver is logged, not raised: the change committed."""
     results = signal.send_robust(sender=BillingRequest, billing_request=request, **kwargs)
     for receiver, result in results:
         if isinstance(result, Exception):

@@ -1,6 +1,5 @@
-"""The event handlers and their table, ``HANDLERS`` (see docs/webhooks.md). They run in
-the transaction that claimed the event; only Stripe's events, never the success-URL
-redirect, mark a request paid."""
+"""The event handlers and their ``HANDLERS`` table (docs/webhooks.md), run in the transaction
+that claimed the event. Only Stripe's events, never the success-URL redirect, mark one paid."""
 
 from __future__ import annotations
 
@@ -58,8 +57,7 @@ MONEY_EVENTS = frozenset({stripe_api.EVENT_COMPLETED, stripe_api.EVENT_ASYNC_SUC
 
 
 def money_for_own_request(event: WebhookEvent, session: Any) -> bool:
-    """Whether ``event`` reports money for a request of the event's own account and mode:
-    one account's events never touch another account's request."""
+    """Whether ``event`` reports money for a request of its own account and mode (not another's)."""
     session_id = field_of(session, "id")
     if event.type not in MONEY_EVENTS or not isinstance(session_id, str) or not session_id:
         return False

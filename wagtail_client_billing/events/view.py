@@ -32,8 +32,7 @@ class WebhookRejected(SuspiciousOperation):
 
 
 def read_body(request: HttpRequest) -> bytes:
-    """The raw body. Over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, ``WebhookRejected``: Django's own
-    error would mail ADMINS a traceback for any unauthenticated probe."""
+    """The raw body, or ``WebhookRejected`` if too large: Django's error would mail the ADMINS."""
     try:
         return request.body
     except RequestDataTooBig as error:

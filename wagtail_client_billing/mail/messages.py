@@ -98,9 +98,8 @@ def _from_site(
 
 
 def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
-    """Whether the site's From address may head its emails: its own SMTP server decides;
-    the project's backend (the agency's reputation) takes only ``SENDER_DOMAINS``, or any
-    editor could send as anyone through it."""
+    """Whether the site's From may head its emails: its own server decides; the project's backend
+    (the agency's reputation) takes only ``SENDER_DOMAINS``, or editors could send as anyone."""
     if not email_settings.from_email:
         return False
     if email_settings.custom_smtp:

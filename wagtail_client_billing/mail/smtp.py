@@ -274,8 +274,7 @@ class SMTPConnection(SMTPBackend):
 
 
 def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend:
-    """A closed connection for the site: its own SMTP server, or the default backend
-    (``crypto.UndecryptableSecret`` if the stored password cannot be read)."""
+    """A closed connection for the site (``UndecryptableSecret`` if its password is unreadable)."""
     if email_settings is not None and email_settings.custom_smtp:
         return SMTPConnection(
             host=email_settings.host,
