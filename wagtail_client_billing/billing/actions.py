@@ -23,9 +23,8 @@ Status = BillingRequest.Status
 
 
 def delete_request(request: BillingRequest, *, user: Any = None) -> BillingRequest:
-    """Withdraw a Pending request: expire its session at Stripe (no transaction open), then
-    mark it Deleted, or Paid if Stripe says so. The wish is committed first, so the
-    ``checkout.session.expired`` event our call causes makes it Deleted, not Expired."""
+    """Expire a Pending request's session (no transaction open), then Deleted, or Paid if Stripe
+    says so. The wish commits first: the ``checkout.session.expired`` it causes means Deleted."""
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be deleted."))
     asked = BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(

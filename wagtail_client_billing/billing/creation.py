@@ -190,9 +190,8 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
         # Changed form, new key; a session made for the old row was never sent and expires.
         _discard_creation(earlier)
         return None
-    # Touched, so that the sweep leaves it alone while this attempt waits for Stripe.
     still_creating = BillingRequest.objects.filter(pk=earlier.pk, status=CREATING)
-    if still_creating.update(created_at=timezone.now()):
+    if still_creating.update(created_at=timezone.now()):  # the sweep spares it while we wait
         return BillingRequest.objects.select_related("site").get(pk=earlier.pk)
     finished = BillingRequest.objects.filter(pk=earlier.pk).first()
     if finished is not None:  # a concurrent submission of the form finished it meanwhile
@@ -267,8 +266,7 @@ def stalled_creation_age() -> timedelta:
 
 
 def abandon_stalled_creations(*, now: datetime | None = None) -> int:
-    """Remove the ``CREATING`` rows whose Stripe call never came back (the process died):
-    the editor saw an error, so finishing them would bill a client they think was not."""
+    """Remove ``CREATING`` rows whose Stripe call never returned: the editor saw an error."""
     cutoff = (now or timezone.now()) - stalled_creation_age()
     stalled = BillingRequest.objects.filter(status=CREATING, created_at__lte=cutoff)
     count = stalled.delete()[1].get(BillingRequest._meta.label, 0)

@@ -26,8 +26,7 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
     """The linked connection ``event`` is about, or None and a note saying why not."""
     mode, account = event.mode, event.account
     connection = connections.linked_connection(mode)
-    if connection is not None and connection.direct:
-        # Direct mode: the platform's own events carry no ``account``.
+    if connection is not None and connection.direct:  # the platform's events have no account
         if account:
             return None, (
                 f"event for connected account {account}, but {mode} mode uses the "
