@@ -6,7 +6,7 @@ test's transactions really commit), the ORM broker or Redis, the Stripe simulato
 HTTP, and an aiosmtpd server on loopback where every site's Custom SMTP points. The
 test process creates the billing requests exactly as the admin does
 (``billing.create_request``), so their email tasks reach the broker through the app's own
-``enqueue_billing_email``; it stands in for the every-minute schedule by queueing
+``queue_billing_email``; it stands in for the every-minute schedule by queueing
 ``expire_and_reconcile`` itself (django-q2's scheduler only looks every 30 seconds).
 
 What is counted: every email the SMTP server accepted, per recipient (each request has

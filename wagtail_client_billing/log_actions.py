@@ -8,7 +8,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.log_actions import LogActionRegistry, LogFormatter
 
-from . import billing, connections
+from . import billing
+from .connections import ACTION_CONNECT, ACTION_ONBOARDED, ACTION_SWITCH_MODE, ACTION_UNLINK
 from .mail import outbox, tracking
 from .views import email_settings
 
@@ -50,18 +51,10 @@ class TestEmailFormatter(LogFormatter):
 
 # (action, label, message)
 ACTIONS = [
-    (
-        connections.ACTION_CONNECT,
-        _("Connect client billing account"),
-        _("Client billing account connected"),
-    ),
-    (
-        connections.ACTION_ONBOARDED,
-        _("Complete Stripe onboarding"),
-        _("Stripe onboarding completed"),
-    ),
-    (connections.ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
-    (connections.ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
+    (ACTION_CONNECT, _("Connect client billing account"), _("Client billing account connected")),
+    (ACTION_ONBOARDED, _("Complete Stripe onboarding"), _("Stripe onboarding completed")),
+    (ACTION_UNLINK, _("Unlink account"), _("Client billing account unlinked")),
+    (ACTION_SWITCH_MODE, _("Switch billing mode"), _("Billing mode switched")),
     (billing.ACTION_CREATE, _("Send billing request"), _("Billing request sent")),
     (billing.ACTION_PAID, _("Mark paid"), _("Paid")),
     (billing.ACTION_EXPIRED, _("Expire"), _("Expired")),

@@ -1,6 +1,5 @@
-"""The seam to django-q2: the task functions it runs (queued by dotted path after the
-commit), and the every-minute schedule. Every task is idempotent: the ORM broker
-delivers at least once."""
+"""django-q2's task functions (queued by dotted path after the commit) and its schedule.
+Every task is idempotent: the ORM broker delivers at least once."""
 
 from __future__ import annotations
 
@@ -21,13 +20,10 @@ SCHEDULE_FUNC = "wagtail_client_billing.tasks.expire_and_reconcile"
 def send_billing_email(request_id: int) -> bool:
     """Task: send the request's email with its site's others; True if this call sent it."""
     site_id = BillingRequest.objects.filter(pk=request_id).values_list("site_id", flat=True).first()
-    if site_id is None:
-        return False
-    return (request_id, outbox.Kind.REQUEST) in _send_batch(site_id).sent
+    return site_id is not None and (request_id, outbox.Kind.REQUEST) in _send_batch(site_id).sent
 
 
 def send_pending_emails(site_id: int) -> int:
-    """Task: send one site's due emails."""
     return len(_send_batch(site_id).sent)
 
 
@@ -39,8 +35,7 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
 
 
 def expire_and_reconcile() -> dict[str, int]:
-    """Task, every minute: expire overdue requests, ask Stripe about lost outcomes, queue
-    due reminders and send the emails that are due."""
+    """Task, every minute: expire, ask Stripe about lost outcomes, queue reminders, send."""
     billing.abandon_stalled_creations()
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)

@@ -23,9 +23,8 @@ Status = BillingRequest.Status
 
 
 def delete_request(request: BillingRequest, *, user: Any = None) -> BillingRequest:
-    """Withdraw a Pending request: expire its session at Stripe (no transaction open), then
-    mark it Deleted, or Paid if Stripe says so. The wish is committed first, so the
-    ``checkout.session.expired`` event our call causes makes it Deleted, not Expired."""
+    """Expire a Pending request's session (no transaction open), then Deleted, or Paid if Stripe
+    says so. The wish commits first: the ``checkout.session.expired`` it causes means Deleted."""
     if request.status != Status.PENDING:
         raise BillingError(_("Only pending billing requests can be deleted."))
     asked = BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
@@ -75,10 +74,9 @@ class UnlinkOutcome:
 def withdraw_and_unlink(
     connection: StripeConnection, *, user: Any = None, reason: str = ""
 ) -> UnlinkOutcome:
-    """Withdraw (``delete_request``) each pending request of the connection, then unlink it
-    if none is left; if Stripe fails for one, nothing is unlinked. The unlink re-counts
-    under the connection's lock (see ``creation._lock_own_connection``) and a request that
-    arrived meanwhile is withdrawn in another round."""
+    """Withdraw (``delete_request``) the connection's pending requests, then unlink it if none
+    is left (nothing if Stripe fails for one). The unlink re-counts under the connection's lock
+    (``creation._lock_own_connection``): a request that arrived meanwhile waits another round."""
     outcome = UnlinkOutcome()
     for _round in range(WITHDRAW_ROUNDS):
         _withdraw(connection, user=user, outcome=outcome)

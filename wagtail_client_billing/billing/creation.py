@@ -104,18 +104,18 @@ def create_request(
     renewed_from: BillingRequest | None = None,
     allow_twin: bool = False,
 ) -> BillingRequest:
-    """Create a request and its Checkout Session, no transaction open across Stripe: the row
-    is committed as ``CREATING`` (nothing lists, sweeps or emails it), then made Pending.
-    Stripe refusing: the row goes. No answer: the same form sent again (same nonce) resumes
-    it with the same idempotency key, so one session; the sweep removes what nobody resumes."""
+    """A request and its Checkout Session, no transaction open across Stripe: the row is
+    committed as ``CREATING`` (not listed, swept or emailed), then made Pending. Stripe refusing:
+    the row goes. No answer: the same form (nonce) resumes it with the same idempotency key."""
     earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
     if earlier is not None and earlier.status != CREATING:
         raise errors.AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out resumes)
     if renewal := renewal_of(renewed_from):
         raise errors.AlreadyRenewed(renewal)
-    # "Send another one" (allow_twin), or a resumed form, was asked already.
-    if earlier is None and not allow_twin and (twin := pending_twin(site, details)):
-        raise errors.PendingTwin(twin)
+    if earlier is None and not allow_twin:  # else "Send another one", or a resumed form
+        twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
+        if twin := twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first():
+            raise errors.PendingTwin(twin)  # the very same request: most often a mistake
     request = _start_creation(site, details, nonce, user, renewed_from)
     try:
         session = stripe_api.create_checkout_session(
@@ -137,9 +137,8 @@ def create_request(
 
 
 def checkout_idempotency_key(request: BillingRequest) -> str:
-    """The form's nonce and the row: a retry of the form resumes the row, so Stripe returns
-    the session it made; a discarded row's successor gets a fresh key. The nonce is hashed:
-    a header takes only plain ASCII."""
+    """Nonce and row: a retried form resumes its row (Stripe returns the session it made), a
+    discarded row's successor gets a fresh key. Hashed: a header takes only plain ASCII."""
     if request.form_nonce:
         digest = hashlib.sha256(request.form_nonce.encode("utf-8", "surrogatepass"))
         return f"wcb-checkout-{digest.hexdigest()[:32]}-{request.pk}"
@@ -188,13 +187,11 @@ def _resume_creation(nonce: str | None, wanted: dict[str, Any]) -> BillingReques
     if earlier.status != CREATING:
         raise errors.AlreadySubmitted(earlier)
     if any(getattr(earlier, name) != value for name, value in wanted.items()):
-        # The form was changed: other parameters need another key. A session Stripe may
-        # have made for the earlier row was never sent to anyone and expires on its own.
+        # Changed form, new key; a session made for the old row was never sent and expires.
         _discard_creation(earlier)
         return None
-    # Touched, so that the sweep leaves it alone while this attempt waits for Stripe.
     still_creating = BillingRequest.objects.filter(pk=earlier.pk, status=CREATING)
-    if still_creating.update(created_at=timezone.now()):
+    if still_creating.update(created_at=timezone.now()):  # the sweep spares it while we wait
         return BillingRequest.objects.select_related("site").get(pk=earlier.pk)
     finished = BillingRequest.objects.filter(pk=earlier.pk).first()
     if finished is not None:  # a concurrent submission of the form finished it meanwhile
@@ -269,20 +266,13 @@ def stalled_creation_age() -> timedelta:
 
 
 def abandon_stalled_creations(*, now: datetime | None = None) -> int:
-    """Remove the ``CREATING`` rows whose Stripe call never came back (the process died):
-    the editor saw an error, so finishing them would bill a client they think was not."""
+    """Remove ``CREATING`` rows whose Stripe call never returned: the editor saw an error."""
     cutoff = (now or timezone.now()) - stalled_creation_age()
     stalled = BillingRequest.objects.filter(status=CREATING, created_at__lte=cutoff)
     count = stalled.delete()[1].get(BillingRequest._meta.label, 0)
     if count:
         logger.warning("Removed %s billing request(s) Stripe never answered for.", count)
     return count
-
-
-def pending_twin(site: Site, details: RequestDetails) -> BillingRequest | None:
-    """A Pending request of ``site`` with the very same details: most often a mistake."""
-    twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
-    return twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first()
 
 
 def renew_request(
@@ -304,6 +294,5 @@ def renew_request(
 
 
 def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
-    if request is None:
-        return None
-    return BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING).first()
+    renewals = BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING)
+    return renewals.first() if request is not None else None

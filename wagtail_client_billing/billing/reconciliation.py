@@ -20,20 +20,15 @@ RECONCILE_BATCH = 100
 
 
 def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATCH) -> int:
-    """Apply what Stripe says of the sessions of ``extra_ids`` (just expired by the sweep)
-    and of Pending requests older than an hour, not re-checked within the hour."""
+    """Apply Stripe's word on ``extra_ids`` (just swept) and on hour-old, unchecked Pending ones."""
     now = timezone.now()
     stale = Q(status=BillingRequest.Status.PENDING, created_at__lte=now - RECONCILE_AFTER) & (
         Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY)
     )
     ids = list(extra_ids or [])[:limit]
-    ids += list(
-        BillingRequest.objects.filter(stale)
-        .exclude(pk__in=ids)
-        .exclude(checkout_session_id=None)
-        .order_by("reconciled_at", "pk")
-        .values_list("pk", flat=True)[: max(0, limit - len(ids))]
-    )
+    due = BillingRequest.objects.filter(stale).exclude(pk__in=ids).exclude(checkout_session_id=None)
+    room = max(0, limit - len(ids))
+    ids += list(due.order_by("reconciled_at", "pk").values_list("pk", flat=True)[:room])
     done = 0
     for request in BillingRequest.objects.filter(pk__in=ids).exclude(checkout_session_id=None):
         try:
@@ -41,8 +36,7 @@ def reconcile(*, extra_ids: list[int] | None = None, limit: int = RECONCILE_BATC
             done += 1
         except stripe_api.StripeFailure as error:
             if not isinstance(error, stripe_api.StripeUnavailable):  # down or slow: next run
-                # Refused (a deauthorized account, a session it no longer has): the same
-                # answer each minute would hold up the batch, so ask in RECONCILE_EVERY.
+                # Refused (deauthorized, session gone): ask in RECONCILE_EVERY, not each minute.
                 BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
             logger.warning("Could not reconcile billing request %s: %s", request.pk, error)
     return done
@@ -54,11 +48,8 @@ def reconcile_one(request: BillingRequest) -> None:
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):
-        states.mark_paid(
-            Q(pk=request.pk),
-            subscription_id=stripe_api.id_of(session.subscription),
-            source="reconciliation",
-        )
+        subscription_id = stripe_api.id_of(session.subscription)
+        states.mark_paid(Q(pk=request.pk), subscription_id=subscription_id, source="reconciliation")
     elif session.status == "expired":
         # A delete whose process died after Stripe expired the session ends as Deleted.
         states.end_with_expired_session(request, source="reconciliation")

@@ -4,6 +4,7 @@ A payment for an Expired or Deleted request still makes it Paid, flagged ``late_
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -34,8 +35,7 @@ ACTION_RENEW = "wagtail_client_billing.request.renew"
 
 
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
-    """Send one of our signals; a failing receiver is logged, never propagated (the change
-    has committed: it must not fail the page or webhook, nor silence the others)."""
+    """Send a signal of ours; a failing receiver is logged, not raised: the change committed."""
     results = signal.send_robust(sender=BillingRequest, billing_request=request, **kwargs)
     for receiver, result in results:
         if isinstance(result, Exception):
@@ -44,14 +44,8 @@ def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
 
 
 def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
-    return {
-        "site": request.site_id,
-        "email": request.email,
-        "amount": request.amount,
-        "currency": request.currency,
-        "billing_type": request.billing_type,
-        **extra,
-    }
+    fields = ("email", "amount", "currency", "billing_type")
+    return {"site": request.site_id, **{name: getattr(request, name) for name in fields}, **extra}
 
 
 def _transition(
@@ -104,16 +98,15 @@ def mark_paid(
 
 
 def mark_expired(request_filter: Q, *, source: str) -> BillingRequest | None:
-    """Pending -> Expired; the request if this call won."""
     return _end(request_filter, Status.EXPIRED, source=source)
 
 
 def mark_deleted(request_filter: Q, *, source: str) -> BillingRequest | None:
-    """Pending -> Deleted; the request if this call won."""
     return _end(request_filter, Status.DELETED, source=source)
 
 
 def _end(request_filter: Q, to: str, *, source: str) -> BillingRequest | None:
+    """Pending -> Expired or Deleted; the request if this call won."""
     deleted = to == Status.DELETED
     stamp = "deleted_at" if deleted else "expired_at"
     with transaction.atomic():
@@ -183,8 +176,5 @@ def _after_sweep(ids: list[int]) -> None:
         batch_size=1000,
     )
 
-    def send() -> None:
-        for request in requests:
-            announce(signals.billing_request_expired, request)
-
-    transaction.on_commit(send)
+    for request in requests:
+        transaction.on_commit(functools.partial(announce, signals.billing_request_expired, request))

@@ -1,2 +1,1 @@
-"""Stripe events: the webhook endpoint (``view``), applying each event once (``processing``),
-the ``HANDLERS`` table (``handlers``) and registering the endpoint at Stripe (``endpoints``)."""
+"""Stripe events: the webhook endpoint, applying events once, their handlers, registration."""

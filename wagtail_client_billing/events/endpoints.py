@@ -35,8 +35,7 @@ def url_problem(url: str, mode: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return f"{url!r} is not an absolute http(s) URL."
-    # Stripe delivers live events to HTTPS endpoints only.
-    if mode == "live" and parts.scheme != "https":
+    if mode == "live" and parts.scheme != "https":  # Stripe sends live events over HTTPS only
         return f"Live-mode webhook URLs must use https: {url}"
     return ""
 

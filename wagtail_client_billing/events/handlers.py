@@ -1,6 +1,5 @@
-"""The event handlers and their table, ``HANDLERS`` (see docs/webhooks.md). They run in
-the transaction that claimed the event; only Stripe's events, never the success-URL
-redirect, mark a request paid."""
+"""The event handlers and their ``HANDLERS`` table (docs/webhooks.md), run in the transaction
+that claimed the event. Only Stripe's events, never the success-URL redirect, mark one paid."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
     """The linked connection ``event`` is about, or None and a note saying why not."""
     mode, account = event.mode, event.account
     connection = connections.linked_connection(mode)
-    if connection is not None and connection.direct:
-        # Direct mode: the platform's own events carry no ``account``.
+    if connection is not None and connection.direct:  # the platform's events have no account
         if account:
             return None, (
                 f"event for connected account {account}, but {mode} mode uses the "
@@ -58,8 +56,7 @@ MONEY_EVENTS = frozenset({stripe_api.EVENT_COMPLETED, stripe_api.EVENT_ASYNC_SUC
 
 
 def money_for_own_request(event: WebhookEvent, session: Any) -> bool:
-    """Whether ``event`` reports money for a request of the event's own account and mode:
-    one account's events never touch another account's request."""
+    """Whether ``event`` reports money for a request of its own account and mode (not another's)."""
     session_id = field_of(session, "id")
     if event.type not in MONEY_EVENTS or not isinstance(session_id, str) or not session_id:
         return False
@@ -92,11 +89,8 @@ def account_deauthorized(event: WebhookEvent, application: Any) -> None:
 
 def _request_for_session(event: WebhookEvent, session: Any) -> BillingRequest:
     session_id = field_of(session, "id")
-    request = (
-        BillingRequest.objects.filter(checkout_session_id=session_id).select_related("site").first()
-        if isinstance(session_id, str)
-        else None
-    )
+    requests = BillingRequest.objects.filter(checkout_session_id=session_id).select_related("site")
+    request = requests.first() if isinstance(session_id, str) else None
     if request is None:
         raise EventIgnored(f"no billing request has checkout session {session_id!r}")
     if request.mode != event.mode:

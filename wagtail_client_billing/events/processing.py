@@ -17,6 +17,7 @@ logger = logging.getLogger("wagtail_client_billing.webhooks")
 
 MAX_ERROR_LENGTH = 20_000
 STATUS = WebhookEvent.Status
+UNSETTLED = (STATUS.RECEIVED, STATUS.FAILED)  # a delivery may (re)apply these
 
 
 class EventProcessingFailed(Exception):
@@ -30,9 +31,7 @@ def process_event(event: WebhookEvent) -> None:
         with transaction.atomic():
             # The claim commits with the handler's writes: a concurrent delivery blocks on
             # the row and finds nothing to claim; if the handler raises, both roll back.
-            claimed = WebhookEvent.objects.filter(
-                pk=event.pk, status__in=[STATUS.RECEIVED, STATUS.FAILED]
-            ).update(
+            claimed = WebhookEvent.objects.filter(pk=event.pk, status__in=UNSETTLED).update(
                 status=STATUS.PROCESSED,
                 processed_at=timezone.now(),
                 attempts=F("attempts") + 1,
@@ -76,7 +75,7 @@ def _record_failure(event: WebhookEvent, error: Exception) -> None:
     if len(text) > MAX_ERROR_LENGTH:
         text = "…\n" + text[-MAX_ERROR_LENGTH:]
     # Conditional: if a concurrent delivery applied the event meanwhile, it stays applied.
-    WebhookEvent.objects.filter(pk=event.pk, status__in=[STATUS.RECEIVED, STATUS.FAILED]).update(
+    WebhookEvent.objects.filter(pk=event.pk, status__in=UNSETTLED).update(
         status=STATUS.FAILED, error=text, attempts=F("attempts") + 1
     )
 

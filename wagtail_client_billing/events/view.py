@@ -32,8 +32,7 @@ class WebhookRejected(SuspiciousOperation):
 
 
 def read_body(request: HttpRequest) -> bytes:
-    """The raw body. Over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, ``WebhookRejected``: Django's own
-    error would mail ADMINS a traceback for any unauthenticated probe."""
+    """The raw body, or ``WebhookRejected`` if too large: Django's error would mail the ADMINS."""
     try:
         return request.body
     except RequestDataTooBig as error:
@@ -81,28 +80,21 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
 def _event_shape_problem(data: Any) -> str:
     if not isinstance(data, dict) or data.get("object") != "event":
         return 'not an object of type "event"'
-    if not isinstance(data.get("id"), str) or not EVENT_ID.match(data["id"]):
-        return "no valid id"
-    if not isinstance(data.get("type"), str) or not 0 < len(data["type"]) <= 255:
-        return "no valid type"
-    if not isinstance(data.get("livemode"), bool):
-        return "no livemode"
-    body = data.get("data")
-    if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
-        return "no data.object"
-    account = data.get("account")
-    if account is not None and not (
-        isinstance(account, str) and account.startswith("acct_") and len(account) <= 255
-    ):
-        return "an invalid account"
-    if not isinstance(data.get("api_version") or "", str):
-        return "an invalid api_version"
-    return ""
+    body, account, kind = data.get("data"), data.get("account"), data.get("type")
+    valid = {  # the first problem is told
+        "no valid id": isinstance(data.get("id"), str) and EVENT_ID.match(data["id"]),
+        "no valid type": isinstance(kind, str) and 0 < len(kind) <= 255,
+        "no livemode": isinstance(data.get("livemode"), bool),
+        "no data.object": isinstance(body, dict) and isinstance(body.get("object"), dict),
+        "an invalid account": account is None
+        or (isinstance(account, str) and account.startswith("acct_") and len(account) <= 255),
+        "an invalid api_version": isinstance(data.get("api_version") or "", str),
+    }
+    return next((problem for problem, ok in valid.items() if not ok), "")
 
 
 def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified event once under its id (get_or_create reads a concurrent winner's
-    row); return (the row, whether it is new)."""
+    """Store a verified event once by id (a concurrent winner's row is read); (row, created)."""
     try:
         return WebhookEvent.objects.get_or_create(
             stripe_id=data["id"],
@@ -128,8 +120,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
         event, created = record_event(data)
     except WebhookRejected as rejected:
-        # One warning line, not Django's SuspiciousOperation ERROR: anyone can POST here,
-        # and every probe would mail the ADMINS.
+        # A warning, not Django's SuspiciousOperation ERROR: every probe would mail the ADMINS.
         logger.warning("Refused a webhook request: %s", rejected)
         return JsonResponse({"error": str(rejected)}, status=400)
     if not created and event.status in (STATUS.PROCESSED, STATUS.IGNORED):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -38,14 +39,19 @@ def server_name(email_settings: SiteEmailSettings | None) -> str:
 
 
 def describe(error: BaseException, email_settings: SiteEmailSettings | None = None) -> EmailFailed:
-    """What ``error`` means for the sender, with any secret scrubbed from the reason."""
+    """What ``error`` means for the sender, with the SMTP password scrubbed from the reason."""
     if isinstance(error, crypto.UndecryptableSecret):
         failure = EmailFailed(str(error), transient=False)
     elif isinstance(error, AnymailError):  # before OSError: anymail's errors are OSErrors too
         failure = _describe_esp(error)
     else:
         failure = _describe_smtp(error, email_settings)
-    return EmailFailed(capfirst(_scrub(failure.reason, email_settings)), failure.transient)
+    reason = failure.reason[:2000]
+    if email_settings is not None and email_settings.has_password:
+        with contextlib.suppress(crypto.UndecryptableSecret):  # should a server ever echo it
+            if password := email_settings.get_password():
+                reason = reason.replace(password, "********")
+    return EmailFailed(capfirst(reason), failure.transient)
 
 
 def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | None) -> EmailFailed:
@@ -70,14 +76,12 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
     elif isinstance(error, DeadlineExceeded):
         transient, reason = True, _("%(server)s did not finish within %(seconds)s seconds.")
     elif isinstance(error, smtplib.SMTPConnectError) and busy:
-        # Only the code of a busy server ("421 try later"): a non-SMTP service could say
-        # anything after three digits.
+        # Only a busy server's code ("421 try later"): a non-SMTP service may say anything.
         transient, reason = True, _("%(server)s is not accepting email right now (SMTP %(code)s).")
     elif isinstance(error, smtplib.SMTPConnectError) or (
         code is not None and not 200 <= code <= 599
     ):
-        # Not an SMTP reply (a NATS banner, a Redis error...): never echo another service's
-        # bytes, which would make the test email a port scanner's reader.
+        # Not SMTP (a NATS banner...): echoing its bytes would make the test email a port scanner.
         transient, reason = False, _("%(server)s did not answer as an SMTP server.")
     elif isinstance(error, smtplib.SMTPAuthenticationError):
         transient, reason = False, _("The SMTP server refused the username or password: %(reply)s")
@@ -148,15 +152,3 @@ def _describe_esp(error: AnymailError) -> EmailFailed:
         return EmailFailed(reason, transient=False)
     reason = _("The email service refused the email: %(error)s") % text
     return EmailFailed(reason, transient=status is None or status == 429 or status >= 500)
-
-
-def _scrub(reason: str, email_settings: SiteEmailSettings | None) -> str:
-    """Remove the SMTP password from a reason, should a server ever echo it."""
-    reason = reason[:2000]
-    if email_settings is None or not email_settings.has_password:
-        return reason
-    try:
-        password = email_settings.get_password()
-    except crypto.UndecryptableSecret:
-        return reason
-    return reason.replace(password, "********") if password else reason

@@ -1,7 +1,6 @@
-"""Compose the emails: billing emails in the site's language (templates under
-``wagtail_client_billing/email/``, overridable; ``reminder`` in their context), the
-notifications to people, the test email. Header values are collapsed to one line, so
-neither a template nor a site name can inject a header."""
+"""Compose the emails: billing emails in the site's language (overridable templates under
+``wagtail_client_billing/email/``, ``reminder`` in their context), notifications, the test
+email. Header values are collapsed to one line: no template or site name injects a header."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from .. import connections
 from ..conf import billing_settings
 from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail, SiteEmailSettings
 from ..money import format_money
@@ -29,7 +27,6 @@ BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def site_language(request: BillingRequest) -> str:
-    """The language of the request's site."""
     return language_of_site(request.site)
 
 
@@ -42,17 +39,7 @@ def language_of_site(site: Site | None) -> str:
 
 
 def one_line(value: str) -> str:
-    """Collapse a header value to one line."""
     return BREAKS_AND_SPACES.sub(" ", str(value)).strip()
-
-
-def agency_links(request: BillingRequest) -> dict[str, str]:
-    """The privacy-policy and terms URLs of the Stripe connection the request was made on."""
-    connection = connections.linked_connection(request.mode)
-    return {
-        "privacy_policy_url": connection.privacy_policy_url if connection else "",
-        "terms_of_service_url": connection.terms_of_service_url if connection else "",
-    }
 
 
 def billing_email(
@@ -82,8 +69,7 @@ def billing_email(
         )
     message = _from_site(email_settings, name, subject, text, to=request.email)
     message.attach_alternative(html, "text/html")
-    # Anymail's own attributes (other backends ignore them); ESPs echo them back in
-    # tracking events (``tracking.py``).
+    # Anymail's (other backends ignore them): ESPs echo them in tracking events (tracking.py).
     message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}  # type: ignore[attr-defined]
     message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]  # type: ignore[attr-defined]
     return message
@@ -112,9 +98,8 @@ def _from_site(
 
 
 def sends_from_own_address(email_settings: SiteEmailSettings) -> bool:
-    """Whether the site's From address may head its emails: its own SMTP server decides;
-    the project's backend (the agency's reputation) takes only ``SENDER_DOMAINS``, or any
-    editor could send as anyone through it."""
+    """Whether the site's From may head its emails: its own server decides; the project's backend
+    (the agency's reputation) takes only ``SENDER_DOMAINS``, or editors could send as anyone."""
     if not email_settings.from_email:
         return False
     if email_settings.custom_smtp:
@@ -153,13 +138,8 @@ def agency_recipients() -> list[str]:
     addresses = [line.strip() for line in configured.replace(",", "\n").splitlines()]
     if any(addresses):
         return [address for address in addresses if address]
-    return list(
-        get_user_model()
-        .objects.filter(is_active=True, is_superuser=True)
-        .exclude(email="")
-        .order_by("pk")
-        .values_list("email", flat=True)
-    )
+    superusers = get_user_model().objects.filter(is_active=True, is_superuser=True)
+    return list(superusers.exclude(email="").order_by("pk").values_list("email", flat=True))
 
 
 def notification_recipients(email: OutgoingEmail) -> list[str]:

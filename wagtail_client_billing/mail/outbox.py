@@ -1,11 +1,9 @@
 """The outbox engine: every email the app sends is an ``OutgoingEmail`` row, sent here.
 
-Each email is claimed (queued -> sending, one conditional UPDATE) just before it goes
-out, so the at-least-once broker, the every-minute drain and a second worker may all try
-and it still goes out once. A failure that may pass is retried with a back-off; one
-still "sending" after ``LOST_AFTER`` was lost with its worker and is reported, never
-sent again on a guess (it may have gone out). Email state never touches the request's.
-"""
+Claimed (queued -> sending, one conditional UPDATE) just before it goes out, an email goes
+out once however many workers try. A failure that may pass is retried with a back-off; one
+still "sending" after ``LOST_AFTER`` was lost with its worker: reported, never resent on a
+guess. Email state never touches the request's."""
 
 from __future__ import annotations
 
@@ -50,10 +48,8 @@ DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 
 @dataclass
 class BatchResult:
-    """What one batch did; ``more``: emails are still due."""
-
     sent: list[tuple[int, str]] = field(default_factory=list)  # (request id, kind)
-    more: bool = False
+    more: bool = False  # emails are still due
 
 
 @dataclass(eq=False)  # hashable, as exceptions are
@@ -65,9 +61,8 @@ class _NotSent(Exception):
 
 
 def sites_with_due_emails() -> list[int]:
-    """The sites that have emails due now (one batch each)."""
-    due = OutgoingEmail.objects.filter(_due(timezone.now()))
-    return sorted(set(due.values_list("site_id", flat=True)))
+    due = OutgoingEmail.objects.filter(_due(timezone.now())).values_list("site_id", flat=True)
+    return sorted(set(due))
 
 
 def report_lost_sends(now: datetime | None = None) -> int:
@@ -117,7 +112,6 @@ class _Connection:
         self.broken: EmailFailed | None = None  # could not open: applies to the rest
 
     def send(self, message: EmailMessage) -> None:
-        """Send one message or raise ``EmailFailed``."""
         if self.broken is not None:
             raise self.broken
         if self.backend is None:
@@ -176,8 +170,12 @@ class _Batch:
                 raise _NotSent(NO_RECIPIENTS, EmailStatus.FAILED)
             email.recipient = ", ".join(recipients)
             return messages.notification(email, recipients), self.default
-        if request.mode not in self.links:
-            self.links[request.mode] = messages.agency_links(request)
+        if request.mode not in self.links:  # the policy links of the connection it was made on
+            connection = connections.linked_connection(request.mode)
+            self.links[request.mode] = {
+                "privacy_policy_url": connection.privacy_policy_url if connection else "",
+                "terms_of_service_url": connection.terms_of_service_url if connection else "",
+            }
         if not connections.account_is_linked(request, self.accounts):  # its link is dead
             raise _NotSent(_(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
@@ -191,10 +189,6 @@ class _Batch:
             links=self.links[request.mode],
         )  # fmt: skip
         return message, self.site
-
-    def close(self) -> None:
-        self.site.close()
-        self.default.close()
 
 
 def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult:
@@ -219,7 +213,8 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
                 if _claim(email, now) and _send_one(email, batch):
                     result.sent.append((email.billing_request_id, email.kind))
         finally:
-            batch.close()
+            batch.site.close()
+            batch.default.close()
     result.more = result.more or len(due) >= limit
     return result
 

@@ -1,5 +1,4 @@
-"""What goes into the outbox (a request's email, its reminder, the notifications to
-people), and the django-q2 tasks that send it after the commit."""
+"""What goes into the outbox, and the django-q2 tasks that send it after the commit."""
 
 from __future__ import annotations
 
@@ -30,13 +29,7 @@ def _enqueue(task: str, argument: int, name: str) -> None:
     )
 
 
-def enqueue_billing_email(request_id: int) -> None:
-    """Queue the request's email task (with the site's other due emails)."""
-    _enqueue("send_billing_email", request_id, f"wcb-email-{request_id}")
-
-
 def enqueue_pending_emails(site_id: int) -> None:
-    """Queue one batch task for the site's due emails."""
     _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
 
 
@@ -50,12 +43,11 @@ def queue_billing_email(request: BillingRequest) -> None:
             "due_at": None,
         },
     )  # fmt: skip
-    enqueue_billing_email(request.pk)
+    _enqueue("send_billing_email", request.pk, f"wcb-email-{request.pk}")
 
 
 def queue_due_reminders(now: datetime | None = None) -> int:
-    """Queue one reminder (its key makes it once) for each Pending request entering the
-    window of ``REMINDER_HOURS_BEFORE_EXPIRY``, if its first email reached the server."""
+    """Queue one reminder (once: its key) per Pending request near expiry whose email went out."""
     hours = billing_settings().reminder_hours_before_expiry
     if not hours:
         return 0
@@ -117,8 +109,9 @@ def unsent() -> QuerySet[OutgoingEmail]:
 
 def send_again(email_id: int) -> bool:
     """Queue an unsent notification once more; False if it was sent or is being sent."""
-    site_id = unsent().filter(pk=email_id).values_list("site_id", flat=True).first()
-    if site_id is None or not unsent().filter(pk=email_id).update(
+    email = unsent().filter(pk=email_id)
+    site_id = email.values_list("site_id", flat=True).first()
+    if site_id is None or not email.update(
         status=EmailStatus.QUEUED, error="", due_at=None, attempts=0
     ):
         return False

@@ -1,11 +1,9 @@
 """The one place that builds email connections (Django 6.1's ``MAILERS`` changes only this).
 
-SMTP hosts are resolved once; a site's own server (an editor's choice) must resolve to
-public addresses only, so the server cannot be made to probe its own network, and the
-vetted address is used as is (DNS rebinding), TLS still checking the name. A server that
-trickles bytes never trips the read timeout: a watchdog cuts each step (open, send,
-close) at its deadline (``SMTP_DEADLINE``).
-"""
+A site's own SMTP host (an editor's choice) must resolve to public addresses only (no probing
+our network); it is resolved once and that address used (DNS rebinding), TLS checking the name.
+A watchdog cuts each step (open, send, close) at ``SMTP_DEADLINE``: trickled bytes never trip
+the read timeout."""
 
 from __future__ import annotations
 
@@ -108,9 +106,8 @@ def conversation(seconds: float | None = None) -> Iterator[None]:
 
 
 class _Watchdog:
-    """Resolves, vets and connects; cuts the connection when a step runs past its deadline
-    (``shutdown()`` from a timer on a duplicate of the socket: it stays valid if smtplib
-    closes its own, so never a reused descriptor; a blocked read returns at once)."""
+    """Resolves, vets, connects; a timer cuts a step past its deadline with ``shutdown()`` on a
+    dup of the socket (valid even if smtplib closed its own; a blocked read returns at once)."""
 
     def __init__(self, *, public_only: bool) -> None:
         self.public_only = public_only
@@ -149,8 +146,7 @@ class _Watchdog:
             with self._lock:
                 self._timer = None
         if self.expired:
-            # Cut, yet no error: smtplib took the truncated line ("220" of a "220-..." that
-            # never ended) for a whole reply. The step did not finish.
+            # Cut, yet no error: smtplib took a truncated "220-..." line for a whole reply.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
     def _expire(self) -> None:
@@ -200,8 +196,7 @@ class _Watchdog:
             raise DeadlineExceeded(self.seconds) from error
         raise error
 
-    def detach(self) -> None:
-        """Stop watching the connection (it was closed)."""
+    def detach(self) -> None:  # the connection was closed
         with self._lock:
             if self._socket is not None:
                 self._socket.close()
@@ -279,8 +274,7 @@ class SMTPConnection(SMTPBackend):
 
 
 def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend:
-    """A closed connection for the site: its own SMTP server, or the default backend
-    (``crypto.UndecryptableSecret`` if the stored password cannot be read)."""
+    """A closed connection for the site (``UndecryptableSecret`` if its password is unreadable)."""
     if email_settings is not None and email_settings.custom_smtp:
         return SMTPConnection(
             host=email_settings.host,
@@ -295,8 +289,7 @@ def connection_for(email_settings: SiteEmailSettings | None) -> BaseEmailBackend
         )
     backend = import_string(settings.EMAIL_BACKEND)
     if backend is SMTPBackend:
-        # The project's own server may be anywhere (not an editor's choice), but Django
-        # alone would wait forever without EMAIL_TIMEOUT: it gets the deadline.
+        # The project's server may be anywhere, but without EMAIL_TIMEOUT Django waits forever.
         return SMTPConnection(fail_silently=False, timeout=settings.EMAIL_TIMEOUT or timeout())
     if issubclass(backend, SMTPBackend) and settings.EMAIL_TIMEOUT is None:
         return get_connection(fail_silently=False, timeout=timeout())

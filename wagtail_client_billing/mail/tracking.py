@@ -66,8 +66,7 @@ def record_tracking_event(
 def _reason(event: AnymailTrackingEvent, esp_name: str) -> str:
     detail = event.mta_response or event.description or event.reject_reason or ""
     service = esp_name or _("the email service")
-    if event.event_type == "bounced":
-        text = _("%(service)s reports a bounce") % {"service": service}
-    else:
-        text = _("%(service)s did not send it") % {"service": service}
+    bounced = event.event_type == "bounced"
+    text = _("%(service)s reports a bounce") if bounced else _("%(service)s did not send it")
+    text %= {"service": service}
     return (f"{text}: {' '.join(str(detail).split())}" if detail else f"{text}.")[:2000]

@@ -157,8 +157,7 @@ class BillingRequest(models.Model):
     reminder_message_id = _email_field("reminder", "message_id")
 
     def outgoing_email(self, kind: str) -> OutgoingEmail:
-        """The request's email of ``kind`` (unsaved "not sent" if none); read once, like a
-        column, until ``refresh_from_db()``."""
+        """The request's email of ``kind`` (unsaved "not sent" if none), cached until a refresh."""
         if "emails" not in getattr(self, "_prefetched_objects_cache", {}):
             models.prefetch_related_objects([self], "emails")
         found = next((email for email in self.emails.all() if email.kind == kind), None)
