@@ -785,3 +785,16 @@ def test_a_reminder_retries_like_the_first_email(
     request.refresh_from_db()
     assert request.reminder_status == EmailStatus.SENT
     assert len(smtp.messages) == 2
+
+
+def test_a_connection_closed_without_a_word_says_so():
+    """The reason never ends on an empty "closed: " when the server said nothing."""
+    import smtplib
+
+    from wagtail_client_billing.mail.failures import describe
+
+    failure = describe(smtplib.SMTPServerDisconnected())
+    assert failure.reason.endswith("was closed: no reason given")
+    assert failure.transient
+    said = describe(smtplib.SMTPServerDisconnected("Connection unexpectedly closed"))
+    assert said.reason.endswith("was closed: Connection unexpectedly closed")

@@ -114,7 +114,7 @@ def _describe_smtp(error: BaseException, email_settings: SiteEmailSettings | Non
         values["error"] = error.strerror or error
     elif isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError):
         transient, reason = True, _("The connection to %(server)s was closed: %(error)s")
-        values["error"] = error or _("no reason given")
+        values["error"] = str(error) or _("no reason given")
     elif isinstance(error, OSError):
         transient, reason = True, _("Could not reach %(server)s: %(error)s")
     else:  # a bug or a configuration error: trying again will not help
