@@ -7,7 +7,7 @@ from functools import wraps
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_permission_codename, get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -80,8 +80,14 @@ class AgencyWideSitePermissionPolicy(SitePermissionPolicy):
     permission_action = "change"
     actions: frozenset[str] = frozenset()
 
-    def _get_permission_codename(self, action: str) -> str:
-        return super()._get_permission_codename(self.permission_action)
+    # Every covered action is the one permission (Wagtail 7.4 builds codenames in these two).
+    def _get_permission_codenames(self, actions: Any) -> set[str]:
+        return {get_permission_codename(self.permission_action, self.model._meta)}
+
+    def _get_permission_name(self, action: str) -> str:
+        return (
+            f"{self.app_label}.{get_permission_codename(self.permission_action, self.model._meta)}"
+        )
 
     def _get_permission_objects_for_actions(self, actions: Any) -> QuerySet:
         # Agency admins count among the users holding it.
