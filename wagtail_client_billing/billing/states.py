@@ -4,7 +4,6 @@ A payment for an Expired or Deleted request still makes it Paid, flagged ``late_
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -176,5 +175,8 @@ def _after_sweep(ids: list[int]) -> None:
         batch_size=1000,
     )
 
-    for request in requests:
-        transaction.on_commit(functools.partial(announce, signals.billing_request_expired, request))
+    def send() -> None:  # one callback per batch, not one per row
+        for request in requests:
+            announce(signals.billing_request_expired, request)
+
+    transaction.on_commit(send)
