@@ -973,7 +973,6 @@ def test_mode_switch_and_mode_urls(boss, stripe, unhandled, mode, where, method)
 @pytest.fixture
 def renewables(editor, sites, ready):
     """An expired (renewable), a pending and a paid request of Acme."""
-    from django.db.models import Q
 
     made = []
     for email in ("expired@client.test", "pending@client.test", "paid@client.test"):
@@ -983,8 +982,8 @@ def renewables(editor, sites, ready):
                 details=request_details(email=email),
             )
         )
-    billing.mark_expired(Q(pk=made[0].pk), source="test")
-    billing.mark_paid(Q(pk=made[2].pk), source="test")
+    billing.mark_expired(made[0].pk, source="test")
+    billing.mark_paid(made[2], source="test")
     return [BillingRequest.objects.get(pk=request.pk) for request in made]
 
 

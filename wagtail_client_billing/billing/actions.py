@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
@@ -33,16 +32,15 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
     )
     if not asked:  # something else ended it meanwhile
         return BillingRequest.objects.get(pk=request.pk)
-    this_one = Q(pk=request.pk)
     if request.checkout_session_id:
         session = stripe_api.expire_checkout_session(
             request.mode, account_id=request.account_id, session_id=request.checkout_session_id
         )
         if stripe_api.is_paid(session):
             subscription_id = stripe_api.id_of(session.subscription)
-            paid = mark_paid(this_one, subscription_id=subscription_id, source="delete", user=user)
-            return paid or BillingRequest.objects.get(pk=request.pk)
-    return mark_deleted(this_one, source="delete") or BillingRequest.objects.get(pk=request.pk)
+            mark_paid(request, subscription_id=subscription_id, source="delete", user=user)
+            return BillingRequest.objects.get(pk=request.pk)
+    return mark_deleted(request.pk, source="delete") or BillingRequest.objects.get(pk=request.pk)
 
 
 def resend(request: BillingRequest, *, user: Any = None) -> None:

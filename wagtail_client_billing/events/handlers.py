@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Q
 from wagtail.log_actions import log
 
 from .. import billing, connections, stripe_api
@@ -73,6 +72,12 @@ def connection_for(event: WebhookEvent) -> StripeConnection:
     return connection
 
 
+def account_linked(event: WebhookEvent, request: BillingRequest) -> bool:
+    """Whether ``request``'s account is the linked one ``event`` was matched with."""
+    linked = event.linked_connection
+    return linked is not None and request.account_id == connections.request_account(linked)
+
+
 def account_updated(event: WebhookEvent, account: Any) -> None:
     connection = connection_for(event)
     if field_of(account, "id") != connection.account_id:
@@ -103,7 +108,10 @@ def checkout_completed(event: WebhookEvent, session: stripe_api.CheckoutSession)
     request = _request_for_session(event, session)
     subscription_id = stripe_api.id_of(field_of(session, "subscription"))
     if stripe_api.is_paid(session, event_type=event.type):
-        billing.mark_paid(Q(pk=request.pk), subscription_id=subscription_id, source=event.stripe_id)
+        linked = account_linked(event, request)
+        billing.mark_paid(
+            request, subscription_id=subscription_id, source=event.stripe_id, account_linked=linked
+        )
         return
     BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
         payment_state=BillingRequest.PaymentState.PROCESSING,

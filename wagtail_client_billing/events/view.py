@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import DataError, IntegrityError, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,7 +19,13 @@ from django.views.decorators.http import require_POST
 from .. import stripe_api
 from ..conf import billing_settings, setting_key
 from ..models import WebhookEvent
-from .processing import EventProcessingFailed, describe, process_event
+from .processing import (
+    EventProcessingFailed,
+    StorageRefused,
+    describe,
+    process_event,
+    store_and_apply,
+)
 
 logger = logging.getLogger("wagtail_client_billing.webhooks")
 
@@ -66,15 +72,19 @@ def parse_event(payload: bytes, signature: str) -> dict[str, Any]:
         raise WebhookRejected("The webhook body is not JSON.") from error
     if problem := _event_shape_problem(data):
         raise WebhookRejected(f"The webhook body is not a Stripe event: {problem}.")
-    try:
-        stripe_api.construct_event(data)  # what its handler will get: it must build
-    except RecursionError as error:
-        raise WebhookRejected("The webhook body is nested too deeply.") from error
     # A leaked test secret must not forge live payments; test events may carry a live
     # signature (Stripe sends a live-connected account's test events there too).
     if data["livemode"] and not stripe_api.verify_signature(payload, signature, live_secrets):
         raise WebhookRejected("A live-mode event must be signed with a live-mode secret.")
     return data
+
+
+def build_event(data: dict[str, Any]) -> Any:
+    """The SDK's object of a verified event, what its handler gets: it must build."""
+    try:
+        return stripe_api.construct_event(data)
+    except RecursionError as error:
+        raise WebhookRejected("The webhook body is nested too deeply.") from error
 
 
 def _event_shape_problem(data: Any) -> str:
@@ -93,24 +103,6 @@ def _event_shape_problem(data: Any) -> str:
     return next((problem for problem, ok in valid.items() if not ok), "")
 
 
-def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified event once by id (a concurrent winner's row is read); (row, created)."""
-    try:
-        return WebhookEvent.objects.get_or_create(
-            stripe_id=data["id"],
-            defaults={
-                "type": data["type"],
-                "account": data.get("account") or "",
-                "livemode": data["livemode"],
-                "api_version": (data.get("api_version") or "")[:64],
-                "payload": data,
-            },
-        )
-    except (DataError, IntegrityError, UnicodeEncodeError) as error:
-        # Not Stripe's: \u0000 (PostgreSQL), NaN/Infinity (SQLite), a lone surrogate (both).
-        raise WebhookRejected("The event cannot be stored.") from error
-
-
 @csrf_exempt
 @login_not_required
 @transaction.non_atomic_requests
@@ -118,16 +110,27 @@ def record_event(data: dict[str, Any]) -> tuple[WebhookEvent, bool]:
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:  # Verify the raw bytes: Stripe signs the body exactly as sent.
         data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
-        event, created = record_event(data)
-    except WebhookRejected as rejected:
+        event = WebhookEvent(
+            stripe_id=data["id"], type=data["type"], account=data.get("account") or "",
+            livemode=data["livemode"], api_version=(data.get("api_version") or "")[:64],
+            payload=data,
+        )  # fmt: skip
+        known = WebhookEvent.objects.filter(stripe_id=event.stripe_id)
+        status = known.values_list("status", flat=True).first()  # one column, not the payload
+        if status in (STATUS.PROCESSED, STATUS.IGNORED):
+            logger.info("%s: duplicate delivery, already %s", describe(event), status)
+            return JsonResponse({"id": event.stripe_id, "status": status})
+        obj = build_event(data).data.object
+        if status is None and store_and_apply(event, obj):
+            return JsonResponse({"id": event.stripe_id, "status": event.status})
+    except (WebhookRejected, StorageRefused) as rejected:
         # A warning, not Django's SuspiciousOperation ERROR: every probe would mail the ADMINS.
         logger.warning("Refused a webhook request: %s", rejected)
         return JsonResponse({"error": str(rejected)}, status=400)
-    if not created and event.status in (STATUS.PROCESSED, STATUS.IGNORED):
-        logger.info("%s: duplicate delivery, already %s", describe(event), event.status)
-        return JsonResponse({"id": event.stripe_id, "status": event.status})
-    try:
-        process_event(event)
+    except EventProcessingFailed:
+        return JsonResponse({"id": event.stripe_id, "status": STATUS.FAILED}, status=500)
+    try:  # stored and never applied, failed, or stored meanwhile: applied unless settled
+        process_event(event := known.get())
     except EventProcessingFailed:
         # 500 so that Stripe retries; the traceback is in the admin, not in the answer.
         return JsonResponse({"id": event.stripe_id, "status": STATUS.FAILED}, status=500)

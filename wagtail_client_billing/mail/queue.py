@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..conf import billing_settings
+from ..db import insert_once
 from ..models import AgencyBillingSettings, BillingRequest, OutgoingEmail
 from .outbox import DELIVERED_STATES, EMAIL_TASK_GROUP, LOST_AFTER, NOTIFICATION_KINDS
 
@@ -83,13 +84,11 @@ def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
     payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED)
     if payment and not AgencyBillingSettings.load().notify_payments:
         return False
-    try:
-        with transaction.atomic():
-            OutgoingEmail.objects.create(
-                key=key, kind=kind, site_id=billing_request.site_id,
-                billing_request=billing_request, status=EmailStatus.QUEUED,
-            )  # fmt: skip
-    except IntegrityError:
+    email = OutgoingEmail(
+        key=key, kind=kind, site_id=billing_request.site_id,
+        billing_request=billing_request, status=EmailStatus.QUEUED,
+    )  # fmt: skip
+    if not insert_once(email, "key"):
         return False  # a retried webhook or a second click: already told
     enqueue_pending_emails(billing_request.site_id)
     return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -29,6 +31,9 @@ class WebhookEvent(models.Model):
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    #: Set while it is applied: the linked connection it is about (``match_connection``).
+    linked_connection: Any = None
 
     class Meta:
         verbose_name = _("Stripe event")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone, translation
@@ -77,7 +77,7 @@ def ask_for_new_link(request: HttpRequest, token: str) -> HttpResponse:
     if billing_request is None:
         return not_found(request)
     if billing_request.status == Status.PENDING and billing_request.expires_at <= timezone.now():
-        billing.mark_expired(Q(pk=billing_request.pk), source="client")
+        billing.mark_expired(billing_request.pk, source="client")
     # A second click, or a reload of the POST, changes nothing and sends nothing.
     outbox_queue.ask_for_new_link(billing_request)
     return HttpResponseRedirect(billing_request.get_payment_path())

@@ -1,0 +1,36 @@
+"""SQL the ORM cannot say in one statement."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
+
+
+def insert_once(obj: Model, unique_field: str) -> bool:
+    """INSERT ``obj`` unless a row has its ``unique_field``: ``ON CONFLICT DO NOTHING
+    RETURNING``, one statement with no savepoint (elsewhere a savepoint and the error)."""
+    meta, quote = obj._meta, connection.ops.quote_name
+    if connection.vendor not in ("postgresql", "sqlite"):
+        try:
+            with transaction.atomic():
+                obj.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    unique, pk = meta.get_field(unique_field), meta.pk
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (names are ours)
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({quote(str(getattr(unique, 'column', '')))}) DO NOTHING "
+        f"RETURNING {quote(str(pk and pk.column))}"
+    )
+    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is not None:
+        obj.pk = row[0]
+        obj._state.adding = False
+    return row is not None
