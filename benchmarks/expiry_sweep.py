@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -150,10 +151,14 @@ def time_sweep(now: Any, batch_size: int) -> tuple[float, int, list[str]]:
 
 
 def statement_kinds(statements: list[str]) -> dict[str, int]:
-    """How many statements of each kind, e.g. {"UPDATE": 21, "SELECT": 20, "INSERT": 100}."""
+    """How many statements of each kind, e.g. {"UPDATE": 21, "SELECT": 20, "INSERT": 100};
+    an ``executemany`` (Django logs "5000 times: INSERT ...") counts as "INSERT (many)"."""
     kinds: dict[str, int] = {}
     for sql in statements:
+        many = re.match(r"\s*\d+ times: ", sql)
+        sql = sql[many.end() :] if many else sql
         kind = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
+        kind += " (many)" if many else ""
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 

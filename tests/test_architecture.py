@@ -148,9 +148,13 @@ def test_no_circle_hidden_by_function_local_imports():
 
 
 # Issue 11: a module a newcomer can read in one sitting; the package smaller than before
-# the redesign (6,648 lines then), for the same behaviour.
+# the redesign (6,648 lines then), for the same behaviour; it ended at 6,602. Later issues
+# add lines on purpose, each named here (and in CHANGELOG), so growth is a decision:
 MAX_MODULE_LINES = 400
-MAX_PACKAGE_LINES = 6_648
+ADDED_SINCE_THE_REDESIGN = {
+    "issue 12: the webhook's one transaction, db.py's one-statement inserts, the sweep": 170,
+}
+MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 
 
 def counted_modules() -> dict[str, int]:

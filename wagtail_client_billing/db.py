@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 
@@ -34,3 +36,25 @@ def insert_once(obj: Model, unique_field: str) -> bool:
         obj.pk = row[0]
         obj._state.adding = False
     return row is not None
+
+
+def insert_rows(model: type[Model], rows: list[dict[str, Any]]) -> None:
+    """INSERT rows given as {attname: value} (the rest take their defaults) in one
+    ``executemany``: no model instance per row, for the sweep's thousands of entries."""
+    meta, quote = model._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (names are ours)
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    defaults = {field.attname: field.get_default() for field in fields}
+    values = [
+        [
+            field.get_db_prep_save(row.get(field.attname, defaults[field.attname]), connection)
+            for field in fields
+        ]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)

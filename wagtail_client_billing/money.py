@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import lru_cache
 
-from babel.core import UnknownLocaleError
-from babel.numbers import format_currency
+from babel.core import Locale, UnknownLocaleError
+from babel.numbers import NumberPattern
 
 
 class MoneyError(ValueError):
@@ -247,6 +248,12 @@ def check_amount(minor: int, code: str) -> Currency:
     return currency
 
 
+@lru_cache(maxsize=64)
+def _currency_pattern(language: str) -> tuple[Locale, NumberPattern]:
+    locale = Locale.parse(language)
+    return locale, locale.currency_formats["standard"]
+
+
 def format_money(minor: int, code: str, language: str | None = None) -> str:
     """Formatted by Babel for ``language`` (default: Django's), else ``format_amount``."""
     if language is None:
@@ -254,14 +261,14 @@ def format_money(minor: int, code: str, language: str | None = None) -> str:
         from django.utils.translation import get_language, to_locale
 
         language = to_locale(get_language() or "en")
-    try:
-        return format_currency(
+    try:  # Babel's format_currency, with the locale's pattern parsed once (the sweep's labels)
+        locale, pattern = _currency_pattern(language.replace("-", "_"))
+        # ISO 4217 digits: JPY 0, KWD 3, EUR 2 (Stripe agrees but for its special cases).
+        return pattern.apply(
             to_major(minor, code),
-            get_currency(code).code.upper(),
-            locale=language.replace("-", "_"),
-            # ISO 4217 digits: JPY 0, KWD 3, EUR 2 (Stripe agrees but for its special cases).
+            locale,
+            currency=get_currency(code).code.upper(),
             currency_digits=True,
-            format_type="standard",
         )
     except (UnknownLocaleError, ValueError):
         return format_amount(minor, code)

@@ -16,6 +16,7 @@ from wagtail.log_actions import get_active_log_context
 from wagtail.models import ModelLogEntry
 
 from .. import connections, signals
+from ..db import insert_rows
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail
 from ..money import format_money
@@ -147,7 +148,7 @@ def end_with_expired_session(request: BillingRequest, *, source: str) -> Billing
 def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
     """Flip every Pending request past ``expires_at`` to Expired, in batches of one
     ``UPDATE ... RETURNING`` (oldest first, from the index): only the rows this sweep
-    flipped get an entry (one INSERT per batch) and a signal (if anyone listens)."""
+    flipped get an entry (one executemany per batch) and a signal (if anyone listens)."""
     now = now or timezone.now()
     table = BillingRequest._meta.db_table
     quote = connection.ops.quote_name
@@ -178,21 +179,18 @@ SWEPT = {key: key for key in ("email", "amount", "currency", "billing_type")} | 
 
 
 def _after_sweep(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    content_type = ContentType.objects.get_for_model(BillingRequest)
-    labels: dict[tuple[int, str], str] = {}  # Babel once per amount, not once per row
+    content_type_id = ContentType.objects.get_for_model(BillingRequest).pk
     entries = []
     for row in rows:
         data = dict(zip(SWEPT, row[1:], strict=True))
-        key = (data["amount"], data["currency"])
-        money_label = labels.get(key) or labels.setdefault(key, format_money(*key))
+        label = f"{data['email']} · {format_money(data['amount'], data['currency'])}"
         entries.append(
-            ModelLogEntry(
-                content_type=content_type, object_id=str(row[0]), action=ACTION_EXPIRED,
-                label=f"{data['email']} · {money_label}", timestamp=now,
-                data={**data, "source": "sweep"},
-            )
+            {
+                "content_type_id": content_type_id, "object_id": str(row[0]), "label": label,
+                "action": ACTION_EXPIRED, "timestamp": now, "data": {**data, "source": "sweep"},
+            }
         )  # fmt: skip
-    ModelLogEntry.objects.bulk_create(entries)  # one INSERT (SQLite: as its limits allow)
+    insert_rows(ModelLogEntry, entries)
     if not signals.billing_request_expired.has_listeners(BillingRequest):
         return  # no model instances for nobody
     requests = list(BillingRequest.objects.filter(pk__in=[row[0] for row in rows]))

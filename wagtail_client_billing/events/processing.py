@@ -42,7 +42,7 @@ def store_and_apply(event: WebhookEvent, obj: Any) -> bool:
         with transaction.atomic():
             if not _insert(event):
                 return False
-            if note := _apply(event, obj, savepoint=False):
+            if note := _apply(event, obj):
                 event.status, event.note = STATUS.IGNORED, note
                 WebhookEvent.objects.filter(pk=event.pk).update(status=STATUS.IGNORED, note=note)
     except EventIgnored as ignored:
@@ -71,32 +71,29 @@ def _insert(event: WebhookEvent) -> bool:
 def process_event(event: WebhookEvent) -> None:
     """Apply a stored event once; ``event`` is refreshed with the outcome. A handler that
     raises leaves it failed with its traceback, and raises ``EventProcessingFailed``."""
+    unsettled = WebhookEvent.objects.filter(pk=event.pk, status__in=UNSETTLED)
+    done = {"processed_at": timezone.now(), "attempts": F("attempts") + 1, "error": ""}
     try:
         with transaction.atomic():
             # The claim commits with the handler's writes: a concurrent delivery blocks on
             # the row and finds nothing to claim; if the handler raises, both roll back.
-            claimed = WebhookEvent.objects.filter(pk=event.pk, status__in=UNSETTLED).update(
-                status=STATUS.PROCESSED,
-                processed_at=timezone.now(),
-                attempts=F("attempts") + 1,
-                note="",
-                error="",
-            )
-            if not claimed:
+            if not unsettled.update(status=STATUS.PROCESSED, note="", **done):
                 event.refresh_from_db()
                 logger.info("%s: already %s, nothing to do", describe(event), event.status)
                 return
             if note := _apply(event):
                 WebhookEvent.objects.filter(pk=event.pk).update(status=STATUS.IGNORED, note=note)
+    except EventIgnored as ignored:  # its writes and the claim undone; still unsettled?
+        unsettled.update(status=STATUS.IGNORED, note=str(ignored) or IGNORED, **done)
     except Exception as error:
         _fail(event, error)
     event.refresh_from_db()
     logger.info("%s: %s%s", describe(event), event.status, f" ({event.note})" if event.note else "")
 
 
-def _apply(event: WebhookEvent, obj: Any = None, *, savepoint: bool = True) -> str:
-    """Run the event's handler; a note if the event was ignored instead. Without a
-    savepoint, a handler's ``EventIgnored`` is raised: the caller undoes its writes."""
+def _apply(event: WebhookEvent, obj: Any = None) -> str:
+    """Run the event's handler; a note if the event is ignored instead. A handler's
+    ``EventIgnored`` is raised: the caller's rollback undoes its writes (no savepoint)."""
     handler = HANDLERS.get(event.type)
     if handler is None:
         return "no handler"
@@ -104,14 +101,7 @@ def _apply(event: WebhookEvent, obj: Any = None, *, savepoint: bool = True) -> s
     event.linked_connection, note = match_connection(event)
     if event.linked_connection is None and not money_for_own_request(event, obj):
         return note
-    if not savepoint:
-        handler(event, obj)
-        return ""
-    try:  # A savepoint: a handler that writes and then ignores the event leaves nothing.
-        with transaction.atomic():
-            handler(event, obj)
-    except EventIgnored as ignored:
-        return str(ignored) or IGNORED
+    handler(event, obj)
     return ""
 
 
