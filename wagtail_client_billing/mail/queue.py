@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -18,16 +18,20 @@ EmailStatus = OutgoingEmail.Status
 
 
 def _enqueue(task: str, argument: int, name: str) -> None:
-    from django_q.tasks import async_task  # django-q2 reads its settings at import
+    """Hand a task to django-q2 once the caller's transaction commits: with its ORM broker
+    on our database, in that transaction (one commit, not two); else after the commit."""
+    from django_q.conf import Conf  # django-q2 reads its settings at import
+    from django_q.tasks import async_task
 
-    transaction.on_commit(
-        lambda: async_task(
-            f"wagtail_client_billing.tasks.{task}",
-            argument,
-            task_name=f"{name}-{timezone.now().timestamp()}",
-            group=EMAIL_TASK_GROUP,
-        )
-    )
+    def enqueue() -> None:
+        task_name = f"{name}-{timezone.now().timestamp()}"
+        path = f"wagtail_client_billing.tasks.{task}"
+        async_task(path, argument, task_name=task_name, group=EMAIL_TASK_GROUP)
+
+    if Conf.ORM == connection.alias and connection.in_atomic_block and not Conf.SYNC:
+        enqueue()  # the task's row commits (or rolls back) with the caller's
+    else:
+        transaction.on_commit(enqueue)
 
 
 def enqueue_pending_emails(site_id: int) -> None:

@@ -17,9 +17,10 @@ class WebhookEvent(models.Model):
         IGNORED = "ignored", _("Ignored")
         FAILED = "failed", _("Failed")
 
-    stripe_id = models.CharField(_("event id"), max_length=255, unique=True)
-    type = models.CharField(_("type"), max_length=255, db_index=True)
-    account = models.CharField(_("account"), max_length=255, blank=True, db_index=True)
+    # Unique and indexed through Meta: no PostgreSQL "_like" indexes (LIKE is never asked).
+    stripe_id = models.CharField(_("event id"), max_length=255)
+    type = models.CharField(_("type"), max_length=255)
+    account = models.CharField(_("account"), max_length=255, blank=True)
     livemode = models.BooleanField(_("live mode"), default=False)
     api_version = models.CharField(max_length=64, blank=True)
     payload = models.JSONField()
@@ -39,6 +40,11 @@ class WebhookEvent(models.Model):
         verbose_name = _("Stripe event")
         verbose_name_plural = _("Stripe events")
         ordering = ["-received_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["stripe_id"], name="wcb_event_stripe_id")]
+        indexes = [
+            models.Index(fields=["type"], name="wcb_event_type"),
+            models.Index(fields=["account"], name="wcb_event_account"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_id}"

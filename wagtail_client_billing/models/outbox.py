@@ -36,7 +36,7 @@ class OutgoingEmail(models.Model):
         FAILED = "failed", _("Failed")
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    key = models.CharField(max_length=255, unique=True)
+    key = models.CharField(max_length=255)  # unique: Meta (no PostgreSQL "_like" index)
     site = models.ForeignKey("wagtailcore.Site", on_delete=models.CASCADE, related_name="+")
     billing_request = models.ForeignKey(
         "wagtail_client_billing.BillingRequest", on_delete=models.CASCADE, related_name="emails"
@@ -52,6 +52,7 @@ class OutgoingEmail(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["key"], name="wcb_outbox_key")]
         indexes = [
             models.Index(
                 fields=["due_at"],

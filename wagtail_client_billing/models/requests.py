@@ -53,10 +53,12 @@ class BillingRequest(models.Model):
         on_delete=models.PROTECT,  # billing history outlives a site's deletion attempt
         related_name="billing_requests",
         verbose_name=_("site"),
+        db_index=False,  # the (site, ...) indexes below serve it
     )
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # Unique through Meta's constraints: no PostgreSQL "_like" index (LIKE is never asked).
+    token = models.CharField(max_length=64, default=new_token, editable=False)
     # NULL where no form made the request; unique among the rest (a double submit).
-    form_nonce = models.CharField(max_length=64, unique=True, null=True, editable=False)  # noqa: DJ001
+    form_nonce = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
 
     email = models.EmailField(_("Email"))
     currency = models.CharField(_("Currency"), max_length=3)
@@ -82,14 +84,20 @@ class BillingRequest(models.Model):
 
     mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
     account_id = models.CharField(max_length=255, blank=True)
-    checkout_session_id = models.CharField(max_length=255, unique=True, null=True)  # noqa: DJ001
+    checkout_session_id = models.CharField(max_length=255, null=True)  # noqa: DJ001
     checkout_url = models.URLField(max_length=2000, blank=True)
-    subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    subscription_id = models.CharField(max_length=255, blank=True)
     subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    # No index on the users: only a user's deletion looks them up (a rare, one-off scan).
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     expires_at = models.DateTimeField(_("Expires"))
     paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
@@ -98,7 +106,12 @@ class BillingRequest(models.Model):
     # Set first, so that the checkout.session.expired event a delete causes makes it Deleted.
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     delete_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     reconciled_at = models.DateTimeField(null=True, blank=True)
     client_asked_at = models.DateTimeField(_("Client asked for a new link"), null=True, blank=True)
@@ -116,7 +129,13 @@ class BillingRequest(models.Model):
         verbose_name = _("billing request")
         verbose_name_plural = _("billing requests")
         ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["token"], name="wcb_req_token"),
+            models.UniqueConstraint(fields=["form_nonce"], name="wcb_req_form_nonce"),
+            models.UniqueConstraint(fields=["checkout_session_id"], name="wcb_req_session"),
+        ]
         indexes = [
+            models.Index(fields=["subscription_id"], name="wcb_req_subscription"),
             models.Index(fields=["site", "status", "-created_at"], name="wcb_req_site_status"),
             models.Index(fields=["site", "-created_at"], name="wcb_req_site_created"),
             # The overview: its ordering, each filter with it, the columns it sorts by.
