@@ -16,6 +16,7 @@ from wagtail.models import ModelLogEntry
 
 from tests.factories import grant_billing, make_user
 from wagtail_client_billing import billing, signals, stripe_api, tasks
+from wagtail_client_billing.billing import states as billing_states
 from wagtail_client_billing.models import BillingRequest
 from wagtail_client_billing.testing.stripe_simulator.faults import Fault
 from wagtail_client_billing.testing.stripe_simulator.webhooks import signature_header
@@ -414,6 +415,21 @@ def test_the_sweep_expires_overdue_requests_once(
     assert set(BillingRequest.objects.values_list("status", flat=True)) == {Status.EXPIRED}
     assert len(expired) == 2
     assert ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED).count() == 2
+
+
+def test_the_sweeps_audit_entries_are_those_of_any_transition(editor, sites, connection, stripe):
+    """Written set-based (on PostgreSQL by the UPDATE's own statement), each entry still
+    names its request as the history shows it: its label and data, nothing missing."""
+    add(editor, sites[0], amount="1234.50")
+    add(editor, sites[0], email="b@example.com", currency="jpy", amount="5000")
+    flipped = billing.expire_overdue(now=timezone.now() + timedelta(hours=25))
+    assert len(flipped) == 2
+    for request in BillingRequest.objects.filter(pk__in=flipped):
+        entry = ModelLogEntry.objects.get(action=billing.ACTION_EXPIRED, object_id=str(request.pk))
+        assert entry.content_type.model_class() is BillingRequest
+        assert entry.label == str(request)  # e.g. "b@example.com · ¥5,000"
+        assert entry.data == billing_states.log_data(request, source="sweep")
+        assert entry.user is None and entry.timestamp == request.expired_at
 
 
 def test_expired_by_stripe_webhook(editor, client, sites, connection, stripe):

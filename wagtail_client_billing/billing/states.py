@@ -5,21 +5,18 @@ A payment for an Expired or Deleted request still makes it Paid, flagged ``late_
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from wagtail.log_actions import get_active_log_context
 from wagtail.models import ModelLogEntry
 
 from .. import connections, signals
-from ..db import insert_rows
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail
-from ..money import format_money
 
 logger = logging.getLogger("wagtail_client_billing.billing")
 
@@ -143,60 +140,3 @@ def end_with_expired_session(request: BillingRequest, *, source: str) -> Billing
     if request.delete_requested_at is not None:
         return mark_deleted(request.pk, source=source)
     return mark_expired(request.pk, source=source)
-
-
-def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
-    """Flip every Pending request past ``expires_at`` to Expired, in batches of one
-    ``UPDATE ... RETURNING`` (oldest first, from the index): only the rows this sweep
-    flipped get an entry (one executemany per batch) and a signal (if anyone listens)."""
-    now = now or timezone.now()
-    table = BillingRequest._meta.db_table
-    quote = connection.ops.quote_name
-    # Names are ours, values are parameters.
-    sql = (
-        f"UPDATE {quote(table)} SET {quote('status')} = %s, {quote('expired_at')} = %s "  # noqa: S608
-        f"WHERE {quote('id')} IN (SELECT {quote('id')} FROM {quote(table)} "
-        f"WHERE {quote('status')} = %s AND {quote('expires_at')} <= %s "
-        f"ORDER BY {quote('expires_at')} LIMIT %s) AND {quote('status')} = %s "
-        f"RETURNING {quote('id')}, {', '.join(quote(column) for column in SWEPT.values())}"
-    )
-    params: list[Any] = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
-    flipped: list[int] = []
-    while True:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-            if rows:
-                _after_sweep(rows, now)
-        flipped.extend(row[0] for row in rows)
-        if len(rows) < batch_size:
-            return flipped
-
-
-#: log_data's keys and their columns
-SWEPT = {key: key for key in ("email", "amount", "currency", "billing_type")} | {"site": "site_id"}
-
-
-def _after_sweep(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    content_type_id = ContentType.objects.get_for_model(BillingRequest).pk
-    entries = []
-    for row in rows:
-        data = dict(zip(SWEPT, row[1:], strict=True))
-        label = f"{data['email']} · {format_money(data['amount'], data['currency'])}"
-        entries.append(
-            {
-                "content_type_id": content_type_id, "object_id": str(row[0]), "label": label,
-                "action": ACTION_EXPIRED, "timestamp": now, "data": {**data, "source": "sweep"},
-            }
-        )  # fmt: skip
-    insert_rows(ModelLogEntry, entries)
-    if not signals.billing_request_expired.has_listeners(BillingRequest):
-        return  # no model instances for nobody
-    requests = list(BillingRequest.objects.filter(pk__in=[row[0] for row in rows]))
-
-    def send() -> None:  # one callback per batch, not one per row
-        for request in requests:
-            announce(signals.billing_request_expired, request)
-
-    transaction.on_commit(send)
