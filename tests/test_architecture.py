@@ -152,7 +152,8 @@ def test_no_circle_hidden_by_function_local_imports():
 # add lines on purpose, each named here (and in CHANGELOG), so growth is a decision:
 MAX_MODULE_LINES = 400
 ADDED_SINCE_THE_REDESIGN = {
-    "issue 12: the webhook's one transaction, db.py's one-statement inserts, the sweep": 170,
+    "issue 12: the webhook's one transaction, db.py's one-statement inserts, the sweep's "
+    "one PostgreSQL statement per batch (billing/sweep.py)": 230,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 
