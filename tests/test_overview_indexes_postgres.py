@@ -97,17 +97,21 @@ def nodes(plan: dict[str, Any]):
         yield from nodes(child)
 
 
-def table_indexes() -> set[str]:
+def table_indexes() -> dict[str, str]:
+    """The table's indexes, each with its predicate if it is partial."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [TABLE])
-        return {name for (name,) in cursor.fetchall()}
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [TABLE])
+        return {name: definition.partition(" WHERE ")[2] for name, definition in cursor.fetchall()}
 
 
 def index_conditions(plan: dict[str, Any]) -> str:
-    """The conditions the table's indexes apply (index, index-only and bitmap scans)."""
+    """The conditions the table's indexes apply (index, index-only and bitmap scans), a
+    partial index's own predicate included (it holds only the rows that match it)."""
     ours = table_indexes()
     return " ".join(
-        node.get("Index Cond", "") for node in nodes(plan) if node.get("Index Name") in ours
+        f"{node.get('Index Cond', '')} {ours[node['Index Name']]}"
+        for node in nodes(plan)
+        if node.get("Index Name") in ours
     )
 
 
