@@ -8,13 +8,12 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from wagtail.log_actions import log
 
 from .. import connections, stripe_api
 from ..mail.queue import queue_billing_email
 from ..models import BillingRequest, StripeConnection
 from .errors import BillingError
-from .states import ACTION_RESEND, log_data, mark_deleted, mark_paid
+from .states import ACTION_RESEND, mark_deleted, mark_paid, record
 
 logger = logging.getLogger("wagtail_client_billing.billing")
 
@@ -53,7 +52,7 @@ def resend(request: BillingRequest, *, user: Any = None) -> None:
                 "longer works: the email was not sent again."
             )
         )
-    log(request, ACTION_RESEND, user=user, data=log_data(request))
+    record(request, ACTION_RESEND, user=user)
     queue_billing_email(request)
 
 
@@ -74,7 +73,7 @@ def withdraw_and_unlink(
 ) -> UnlinkOutcome:
     """Withdraw (``delete_request``) the connection's pending requests, then unlink it if none
     is left (nothing if Stripe fails for one). The unlink re-counts under the connection's lock
-    (``creation._lock_own_connection``): a request that arrived meanwhile waits another round."""
+    (``creation._make_pending``): a request that arrived meanwhile waits another round."""
     outcome = UnlinkOutcome()
     for _round in range(WITHDRAW_ROUNDS):
         _withdraw(connection, user=user, outcome=outcome)

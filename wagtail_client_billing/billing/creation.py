@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db import connection as database
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from wagtail.log_actions import log
-from wagtail.models import Site
+from wagtail.log_actions import get_active_log_context, log
+from wagtail.models import ModelLogEntry, Site
 
 from .. import connections, signals, stripe_api
 from ..conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
 from ..mail.queue import queue_billing_email
-from ..models import BillingRequest, StripeConnection
+from ..models import AgencyBillingSettings, BillingRequest, StripeConnection
 from . import errors
 from .states import ACTION_CREATE, ACTION_RENEW, announce, log_data
 
@@ -30,6 +34,7 @@ CREATING = BillingRequest.CREATING
 # Stripe allows expires_at up to 24 h after creation on its clock: stay inside by the skew.
 CLOCK_SKEW_MARGIN = 5 * 60
 RECURRING_INTERVAL = {"monthly": "month", "yearly": "year"}
+CONNECTIONS, SETTINGS = StripeConnection._meta.db_table, AgencyBillingSettings._meta.db_table
 
 
 @dataclass(frozen=True)
@@ -107,16 +112,18 @@ def create_request(
     """A request and its Checkout Session, no transaction open across Stripe: the row is
     committed as ``CREATING`` (not listed, swept or emailed), then made Pending. Stripe refusing:
     the row goes. No answer: the same form (nonce) resumes it with the same idempotency key."""
-    earlier = BillingRequest.objects.filter(form_nonce=nonce).first() if nonce else None
-    if earlier is not None and earlier.status != CREATING:
-        raise errors.AlreadySubmitted(earlier)  # this very form, sent twice (a timed-out resumes)
+    connection = _looked_up(site, details, nonce, allow_twin)  # one query when all is well
+    earlier, twin = connection.earlier, connection.twin  # this form's row's status; a twin's pk
+    if earlier not in (None, CREATING):  # this very form, sent twice (a timed-out one resumes)
+        raise errors.AlreadySubmitted(BillingRequest.objects.get(form_nonce=nonce))
     if renewal := renewal_of(renewed_from):
         raise errors.AlreadyRenewed(renewal)
-    if earlier is None and not allow_twin:  # else "Send another one", or a resumed form
-        twins = BillingRequest.objects.filter(site=site, status=Status.PENDING, **asdict(details))
-        if twin := twins.filter(expires_at__gt=timezone.now()).order_by("-created_at").first():
-            raise errors.PendingTwin(twin)  # the very same request: most often a mistake
-    request = _start_creation(site, details, nonce, user, renewed_from)
+    if earlier is None and twin is not None:  # the very same request: most often a mistake
+        raise errors.PendingTwin(BillingRequest.objects.get(pk=twin))
+    if not connection.charges_enabled:  # none linked, or not ready: why (or ready meanwhile)
+        connection = ready_connection()
+    resuming = earlier == CREATING
+    request = _start_creation(site, details, nonce, user, renewed_from, connection, resuming)
     try:
         session = stripe_api.create_checkout_session(
             request.mode,
@@ -136,6 +143,25 @@ def create_request(
     return _finish_creation(request, session, user=user)
 
 
+def _looked_up(site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool) -> Any:
+    """The active mode's linked connection (or one of NULLs) with ``earlier``, the status of
+    this form's row, and ``twin``, the latest pending request with the very same details
+    (unless allowed: "Send another one"). Names are ours, values are parameters."""
+    quote, table = database.ops.quote_name, BillingRequest._meta.db_table
+    same = {"site_id": site.pk, "status": Status.PENDING, **asdict(details)}
+    twin = "expires_at > %s" + "".join(f" AND {quote(name)} = %s" for name in same)
+    sql = (
+        f"SELECT c.*, (SELECT status FROM {quote(table)} WHERE form_nonce = %s) AS earlier, "  # noqa: S608
+        f"(SELECT id FROM {quote(table)} WHERE %s AND {twin} ORDER BY created_at DESC LIMIT 1) "
+        f"AS twin FROM (SELECT 1) AS one LEFT JOIN {quote(CONNECTIONS)} AS c ON c.unlinked_at "
+        f"IS NULL AND c.mode = (SELECT active_mode FROM {quote(SETTINGS)} ORDER BY id LIMIT 1)"
+    )
+    now = database.ops.adapt_datetimefield_value(timezone.now())
+    return next(
+        iter(StripeConnection.objects.raw(sql, [nonce, not allow_twin, now, *same.values()]))
+    )
+
+
 def checkout_idempotency_key(request: BillingRequest) -> str:
     """Nonce and row: a retried form resumes its row (Stripe returns the session it made), a
     discarded row's successor gets a fresh key. Hashed: a header takes only plain ASCII."""
@@ -151,15 +177,17 @@ def _start_creation(
     nonce: str | None,
     user: Any,
     renewed_from: BillingRequest | None,
+    connection: StripeConnection,
+    resuming: bool,
 ) -> BillingRequest:
-    connection = ready_connection()
-    account_id = "" if connection.direct else connection.account_id
+    account_id = connections.request_account(connection)
     values = {"mode": connection.mode, "account_id": account_id, **asdict(details)}
     wanted = {"site_id": site.pk, "renewed_from_id": getattr(renewed_from, "pk", None), **values}
-    if resumed := _resume_creation(nonce, wanted):
+    if resuming and (resumed := _resume_creation(nonce, wanted)):
         return resumed
     try:
-        with transaction.atomic():  # a savepoint: the unique nonce may be taken meanwhile
+        # A savepoint only in a caller's transaction: the unique nonce may be taken meanwhile.
+        with transaction.atomic() if database.in_atomic_block else nullcontext():
             return BillingRequest.objects.create(
                 site=site,
                 form_nonce=nonce or None,
@@ -206,21 +234,27 @@ def _discard_creation(request: BillingRequest) -> None:
 def _finish_creation(
     request: BillingRequest, session: stripe_api.CheckoutSession, *, user: Any
 ) -> BillingRequest:
-    """Store the session and make the request Pending: one short transaction."""
-    with transaction.atomic():
-        unlinked = not _lock_own_connection(request)
-        if not unlinked and BillingRequest.objects.filter(pk=request.pk, status=CREATING).update(
-            status=Status.PENDING,
-            checkout_session_id=session.id,
-            checkout_url=session.url,
-            expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC),
-        ):
-            request.refresh_from_db()
-            log(request, ACTION_CREATE, user=user, data=log_data(request))
-            transaction.on_commit(lambda: announce(signals.billing_request_created, request))
-            transaction.on_commit(lambda: queue_billing_email(request))
-            return request
-    if unlinked:
+    """Store the session and make the request Pending, with its audit entry and its email."""
+    pending = {
+        "status": Status.PENDING,
+        "checkout_session_id": session.id,
+        "checkout_url": session.url,
+        "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC),
+    }
+    context = get_active_log_context()
+    entry = ModelLogEntry(
+        content_type=ContentType.objects.get_for_model(BillingRequest),
+        object_id=str(request.pk), label=str(request), action=ACTION_CREATE,
+        timestamp=timezone.now(), data=log_data(request), user=user or context.user,
+        uuid=context.uuid,
+    )  # fmt: skip
+    if _make_pending(request, pending, entry):
+        for name, value in pending.items():
+            setattr(request, name, value)
+        transaction.on_commit(lambda: announce(signals.billing_request_created, request))
+        transaction.on_commit(lambda: queue_billing_email(request))
+        return request
+    if not connections.account_is_linked(request):
         # Unlinked while Stripe made the session, too early for the unlink to withdraw it.
         _expire_unsent_session(request, session)
         _discard_creation(request)
@@ -241,12 +275,43 @@ def _finish_creation(
     )
 
 
-def _lock_own_connection(request: BillingRequest) -> bool:
-    """Whether the request's account is still linked, locking that connection's row:
-    ``connections.unlink_unless_pending`` counts Pending requests under the same lock."""
-    rows = StripeConnection.objects.select_for_update()
-    linked = rows.filter(mode=request.mode, unlinked_at__isnull=True)
-    return any(connections.request_account(each) == request.account_id for each in linked)
+def _make_pending(request: BillingRequest, pending: dict[str, Any], entry: Model) -> bool:
+    """Whether this call made the ``CREATING`` row Pending, its account still linked (that
+    connection's row locked: ``connections.unlink_unless_pending`` counts under the lock), and
+    inserted the audit ``entry`` with it: on PostgreSQL one statement, the ``UPDATE ...
+    RETURNING`` feeding the INSERT; else one transaction. Names are ours, values parameters."""
+    quote, postgres = database.ops.quote_name, database.vendor == "postgresql"
+    fields = [field for field in BillingRequest._meta.concrete_fields if field.name in pending]
+    columns = [field for field in entry._meta.concrete_fields if not field.primary_key]
+    linked = (
+        f"SELECT 1 FROM {quote(CONNECTIONS)} WHERE mode = %s AND unlinked_at IS NULL "  # noqa: S608
+        "AND CASE WHEN direct THEN '' ELSE account_id END = %s"
+        + (" FOR UPDATE" if postgres else "")
+    )
+    update = (
+        f"UPDATE {quote(BillingRequest._meta.db_table)} SET "  # noqa: S608
+        + ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+        + f" WHERE id = %s AND status = %s AND EXISTS ({linked}) RETURNING id"
+    )
+    insert = (
+        f"INSERT INTO {quote(entry._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(str(field.column)) for field in columns)}) "
+        f"SELECT {', '.join(['%s'] * len(columns))}" + (" FROM made" if postgres else "")
+    )
+    params = [field.get_db_prep_save(pending[field.name], database) for field in fields]
+    params += [request.pk, CREATING, request.mode, request.account_id]
+    values = [field.get_db_prep_save(field.pre_save(entry, True), database) for field in columns]
+    with database.cursor() as cursor:
+        if postgres:
+            sql = f"WITH made AS ({update}), logged AS ({insert}) SELECT id FROM made"  # noqa: S608
+            cursor.execute(sql, params + values)
+            return cursor.fetchone() is not None
+        with transaction.atomic():
+            cursor.execute(update, params)
+            if cursor.fetchone() is None:
+                return False
+            cursor.execute(insert, values)
+    return True
 
 
 def _expire_unsent_session(request: BillingRequest, session: stripe_api.CheckoutSession) -> None:

@@ -39,15 +39,16 @@ def enqueue_pending_emails(site_id: int) -> None:
 
 
 def queue_billing_email(request: BillingRequest) -> None:
-    """Queue the request's email now (creation or Resend) and hand it to django-q2."""
-    OutgoingEmail.objects.update_or_create(
-        key=f"request-{request.pk}",
-        defaults={
-            "kind": Kind.REQUEST, "site_id": request.site_id, "billing_request": request,
-            "recipient": request.email, "status": EmailStatus.QUEUED, "error": "", "attempts": 0,
-            "due_at": None,
-        },
+    """Queue the request's email now (creation or Resend) and hand it to django-q2: inserted
+    once, or (sent or failed before) queued again."""
+    email = OutgoingEmail(
+        key=f"request-{request.pk}", kind=Kind.REQUEST, site_id=request.site_id,
+        billing_request=request, recipient=request.email, status=EmailStatus.QUEUED,
     )  # fmt: skip
+    if not insert_once(email, "key"):
+        OutgoingEmail.objects.filter(key=email.key).update(
+            recipient=email.recipient, status=EmailStatus.QUEUED, error="", attempts=0, due_at=None
+        )
     _enqueue("send_billing_email", request.pk, f"wcb-email-{request.pk}")
 
 
