@@ -157,9 +157,8 @@ def _looked_up(site: Site, details: RequestDetails, nonce: str | None, allow_twi
         f"IS NULL AND c.mode = (SELECT active_mode FROM {quote(SETTINGS)} ORDER BY id LIMIT 1)"
     )
     now = database.ops.adapt_datetimefield_value(timezone.now())
-    return next(
-        iter(StripeConnection.objects.raw(sql, [nonce, not allow_twin, now, *same.values()]))
-    )
+    rows = StripeConnection.objects.raw(sql, [nonce, not allow_twin, now, *same.values()])
+    return next(iter(rows))
 
 
 def checkout_idempotency_key(request: BillingRequest) -> str:
