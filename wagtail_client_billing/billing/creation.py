@@ -112,18 +112,20 @@ def create_request(
     """A request and its Checkout Session, no transaction open across Stripe: the row is
     committed as ``CREATING`` (not listed, swept or emailed), then made Pending. Stripe refusing:
     the row goes. No answer: the same form (nonce) resumes it with the same idempotency key."""
-    connection = _looked_up(site, details, nonce, allow_twin)  # one query when all is well
-    earlier, twin = connection.earlier, connection.twin  # this form's row's status; a twin's pk
+    # The active mode's linked account (as requests store it) and whether it can charge, this
+    # form's row's status, the latest pending twin's pk: one query when all is well.
+    mode, account_id, ready, earlier, twin = _looked_up(site, details, nonce, allow_twin)
     if earlier not in (None, CREATING):  # this very form, sent twice (a timed-out one resumes)
         raise errors.AlreadySubmitted(BillingRequest.objects.get(form_nonce=nonce))
     if renewal := renewal_of(renewed_from):
         raise errors.AlreadyRenewed(renewal)
     if earlier is None and twin is not None:  # the very same request: most often a mistake
         raise errors.PendingTwin(BillingRequest.objects.get(pk=twin))
-    if not connection.charges_enabled:  # none linked, or not ready: why (or ready meanwhile)
+    if not ready:  # none linked, or not ready: why (or ready meanwhile)
         connection = ready_connection()
-    resuming = earlier == CREATING
-    request = _start_creation(site, details, nonce, user, renewed_from, connection, resuming)
+        mode, account_id = connection.mode, connections.request_account(connection)
+    values = {"mode": mode, "account_id": account_id, **asdict(details)}
+    request = _start_creation(site, values, nonce, user, renewed_from, earlier == CREATING)
     try:
         session = stripe_api.create_checkout_session(
             request.mode,
@@ -143,22 +145,25 @@ def create_request(
     return _finish_creation(request, session, user=user)
 
 
-def _looked_up(site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool) -> Any:
-    """The active mode's linked connection (or one of NULLs) with ``earlier``, the status of
-    this form's row, and ``twin``, the latest pending request with the very same details
-    (unless allowed: "Send another one"). Names are ours, values are parameters."""
+def _looked_up(
+    site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool
+) -> tuple[Any, ...]:
+    """One row, linked connection or not (NULLs); the twin unless allowed ("Send another one").
+    Names are ours, values are parameters."""
     quote, table = database.ops.quote_name, BillingRequest._meta.db_table
     same = {"site_id": site.pk, "status": Status.PENDING, **asdict(details)}
     twin = "expires_at > %s" + "".join(f" AND {quote(name)} = %s" for name in same)
     sql = (
-        f"SELECT c.*, (SELECT status FROM {quote(table)} WHERE form_nonce = %s) AS earlier, "  # noqa: S608
+        "SELECT c.mode, CASE WHEN c.direct THEN '' ELSE c.account_id END, c.charges_enabled, "  # noqa: S608
+        f"(SELECT status FROM {quote(table)} WHERE form_nonce = %s), "
         f"(SELECT id FROM {quote(table)} WHERE %s AND {twin} ORDER BY created_at DESC LIMIT 1) "
-        f"AS twin FROM (SELECT 1) AS one LEFT JOIN {quote(CONNECTIONS)} AS c ON c.unlinked_at "
-        f"IS NULL AND c.mode = (SELECT active_mode FROM {quote(SETTINGS)} ORDER BY id LIMIT 1)"
+        f"FROM (SELECT 1) AS one LEFT JOIN {quote(CONNECTIONS)} AS c ON c.unlinked_at IS NULL "
+        f"AND c.mode = (SELECT active_mode FROM {quote(SETTINGS)} ORDER BY id LIMIT 1)"
     )
     now = database.ops.adapt_datetimefield_value(timezone.now())
-    rows = StripeConnection.objects.raw(sql, [nonce, not allow_twin, now, *same.values()])
-    return next(iter(rows))
+    with database.cursor() as cursor:
+        cursor.execute(sql, [nonce, not allow_twin, now, *same.values()])
+        return cursor.fetchone()
 
 
 def checkout_idempotency_key(request: BillingRequest) -> str:
@@ -172,15 +177,12 @@ def checkout_idempotency_key(request: BillingRequest) -> str:
 
 def _start_creation(
     site: Site,
-    details: RequestDetails,
+    values: dict[str, Any],
     nonce: str | None,
     user: Any,
     renewed_from: BillingRequest | None,
-    connection: StripeConnection,
     resuming: bool,
 ) -> BillingRequest:
-    account_id = connections.request_account(connection)
-    values = {"mode": connection.mode, "account_id": account_id, **asdict(details)}
     wanted = {"site_id": site.pk, "renewed_from_id": getattr(renewed_from, "pk", None), **values}
     if resuming and (resumed := _resume_creation(nonce, wanted)):
         return resumed
