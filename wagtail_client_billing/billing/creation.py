@@ -8,7 +8,7 @@ import logging
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
@@ -35,6 +35,7 @@ CREATING = BillingRequest.CREATING
 CLOCK_SKEW_MARGIN = 5 * 60
 RECURRING_INTERVAL = {"monthly": "month", "yearly": "year"}
 CONNECTIONS, SETTINGS = StripeConnection._meta.db_table, AgencyBillingSettings._meta.db_table
+SESSION = ("status", "checkout_session_id", "checkout_url", "expires_at")  # set when Pending
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,7 @@ def create_request(
     return _finish_creation(request, session, user=user)
 
 
-def _looked_up(
-    site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool
-) -> tuple[Any, ...]:
+def _looked_up(site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool) -> Any:
     """One row, linked connection or not (NULLs); the twin unless allowed ("Send another one").
     Names are ours, values are parameters."""
     quote, table = database.ops.quote_name, BillingRequest._meta.db_table
@@ -235,13 +234,11 @@ def _discard_creation(request: BillingRequest) -> None:
 def _finish_creation(
     request: BillingRequest, session: stripe_api.CheckoutSession, *, user: Any
 ) -> BillingRequest:
-    """Store the session and make the request Pending, with its audit entry and its email."""
-    pending = {
-        "status": Status.PENDING,
-        "checkout_session_id": session.id,
-        "checkout_url": session.url,
-        "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC),
-    }
+    """Store the session and make the request Pending with its audit entry; the signal and
+    the email after the commit."""
+    request.status, request.checkout_session_id = Status.PENDING, session.id
+    request.checkout_url = cast(str, session.url)  # Stripe gives an open session's
+    request.expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
     context = get_active_log_context()
     entry = ModelLogEntry(
         content_type=ContentType.objects.get_for_model(BillingRequest),
@@ -249,9 +246,7 @@ def _finish_creation(
         timestamp=timezone.now(), data=log_data(request), user=user or context.user,
         uuid=context.uuid,
     )  # fmt: skip
-    if _make_pending(request, pending, entry):
-        for name, value in pending.items():
-            setattr(request, name, value)
+    if _make_pending(request, entry):
         transaction.on_commit(lambda: announce(signals.billing_request_created, request))
         transaction.on_commit(lambda: queue_billing_email(request))
         return request
@@ -276,30 +271,27 @@ def _finish_creation(
     )
 
 
-def _make_pending(request: BillingRequest, pending: dict[str, Any], entry: Model) -> bool:
-    """Whether this call made the ``CREATING`` row Pending, its account still linked (that
-    connection's row locked: ``connections.unlink_unless_pending`` counts under the lock), and
-    inserted the audit ``entry`` with it: on PostgreSQL one statement, the ``UPDATE ...
-    RETURNING`` feeding the INSERT; else one transaction. Names are ours, values parameters."""
+def _make_pending(request: BillingRequest, entry: Model) -> bool:
+    """Whether this call stored the session and made the ``CREATING`` row Pending, its account
+    still linked (that connection's row locked: ``connections.unlink_unless_pending`` counts
+    under the lock), and inserted the audit ``entry`` with it: on PostgreSQL one statement, the
+    ``UPDATE ... RETURNING`` feeding the INSERT; else one transaction."""
     quote, postgres = database.ops.quote_name, database.vendor == "postgresql"
-    fields = [field for field in BillingRequest._meta.concrete_fields if field.name in pending]
+    fields = [field for field in BillingRequest._meta.concrete_fields if field.name in SESSION]
     columns = [field for field in entry._meta.concrete_fields if not field.primary_key]
-    linked = (
-        f"SELECT 1 FROM {quote(CONNECTIONS)} WHERE mode = %s AND unlinked_at IS NULL "  # noqa: S608
-        "AND CASE WHEN direct THEN '' ELSE account_id END = %s"
-        + (" FOR UPDATE" if postgres else "")
-    )
-    update = (
-        f"UPDATE {quote(BillingRequest._meta.db_table)} SET "  # noqa: S608
-        + ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
-        + f" WHERE id = %s AND status = %s AND EXISTS ({linked}) RETURNING id"
+    sets = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+    lock, made = (" FOR UPDATE", " FROM made") if postgres else ("", "")
+    update = (  # names are ours, values are parameters
+        f"UPDATE {quote(BillingRequest._meta.db_table)} SET {sets} WHERE id = %s AND status = %s "  # noqa: S608
+        f"AND EXISTS (SELECT 1 FROM {quote(CONNECTIONS)} WHERE mode = %s AND unlinked_at IS NULL "
+        f"AND CASE WHEN direct THEN '' ELSE account_id END = %s{lock}) RETURNING id"
     )
     insert = (
-        f"INSERT INTO {quote(entry._meta.db_table)} "  # noqa: S608
+        f"INSERT INTO {quote(entry._meta.db_table)} "
         f"({', '.join(quote(str(field.column)) for field in columns)}) "
-        f"SELECT {', '.join(['%s'] * len(columns))}" + (" FROM made" if postgres else "")
+        f"SELECT {', '.join(['%s'] * len(columns))}{made}"
     )
-    params = [field.get_db_prep_save(pending[field.name], database) for field in fields]
+    params = [field.get_db_prep_save(getattr(request, field.attname), database) for field in fields]
     params += [request.pk, CREATING, request.mode, request.account_id]
     values = [field.get_db_prep_save(field.pre_save(entry, True), database) for field in columns]
     with database.cursor() as cursor:
