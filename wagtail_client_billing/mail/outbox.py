@@ -7,6 +7,7 @@ guess. Email state never touches the request's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 import time
@@ -17,13 +18,14 @@ from typing import Any
 from anymail.exceptions import AnymailError
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import connections
-from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
+from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings, StripeConnection
 from ..models.outbox import NO_RECIPIENTS
 from . import messages, smtp
 from .failures import EmailFailed, describe
@@ -42,6 +44,10 @@ RETRY_DELAYS = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60))
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 BATCH_SIZE = 500
 LOST_AFTER = timedelta(minutes=15)
+# Plain strings for raw SQL (a driver may dump an enum member by its name).
+QUEUED, SENDING, SENT = (
+    str(s.value) for s in (EmailStatus.QUEUED, EmailStatus.SENDING, EmailStatus.SENT)
+)
 # An email in these reached the server (a reminder only follows one).
 DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 
@@ -158,8 +164,24 @@ class _Batch:
         self.email_settings = SiteEmailSettings.for_site_or_default(site_id)
         self.site = _Connection(self.email_settings)
         self.default = _Connection(None)
-        self.accounts = connections.linked_accounts()
-        self.links: dict[str, dict[str, str]] = {}
+        linked = list(StripeConnection.objects.filter(unlinked_at__isnull=True))
+        self.accounts = {(link.mode, connections.request_account(link)) for link in linked}
+        # The policy links of the connection a request was made on (one per mode).
+        self.links = {
+            link.mode: {
+                "privacy_policy_url": link.privacy_policy_url,
+                "terms_of_service_url": link.terms_of_service_url,
+            }
+            for link in linked
+        }
+        self.unrecorded: tuple[str, list[Any]] | None = None  # the last "sent", not yet saved
+
+    def record_sent(self) -> None:
+        """Save the last email's "sent" (else the next claim saves it with its own)."""
+        if self.unrecorded is not None:
+            sent, self.unrecorded = self.unrecorded, None
+            with connection.cursor() as cursor:
+                cursor.execute(*sent)
 
     def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
         """The message and the connection it goes over; ``_NotSent`` if it must not go."""
@@ -170,12 +192,6 @@ class _Batch:
                 raise _NotSent(NO_RECIPIENTS, EmailStatus.FAILED)
             email.recipient = ", ".join(recipients)
             return messages.notification(email, recipients), self.default
-        if request.mode not in self.links:  # the policy links of the connection it was made on
-            connection = connections.linked_connection(request.mode)
-            self.links[request.mode] = {
-                "privacy_policy_url": connection.privacy_policy_url if connection else "",
-                "terms_of_service_url": connection.terms_of_service_url if connection else "",
-            }
         if not connections.account_is_linked(request, self.accounts):  # its link is dead
             raise _NotSent(_(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
@@ -185,9 +201,8 @@ class _Batch:
         ):
             raise _NotSent(_("Not sent: the request had ended."))
         message = messages.billing_email(
-            request, email.kind, email_settings=self.email_settings,
-            links=self.links[request.mode],
-        )  # fmt: skip
+            request, email.kind, email_settings=self.email_settings, links=self.links[request.mode]
+        )
         return message, self.site
 
 
@@ -210,25 +225,54 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
                 if time.monotonic() > deadline:
                     result.more = True
                     break
-                if _claim(email, now) and _send_one(email, batch):
+                if _claim(email, now, batch) and _send_one(email, batch):
                     result.sent.append((email.billing_request_id, email.kind))
         finally:
-            batch.site.close()
-            batch.default.close()
+            try:
+                batch.record_sent()
+            finally:
+                batch.site.close()
+                batch.default.close()
     result.more = result.more or len(due) >= limit
     return result
 
 
-def _claim(email: OutgoingEmail, now: datetime) -> bool:
-    """queued -> sending: True for the one caller that wins."""
-    claimed = OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
-        status=EmailStatus.SENDING,
-        attempts=F("attempts") + 1,
-        due_at=timezone.now() + LOST_AFTER,  # the real clock: the batch may be old
+def _claim(email: OutgoingEmail, now: datetime, batch: _Batch) -> bool:
+    """queued -> sending (``_due``): True for the one caller that wins. The batch's last email
+    that went out is saved as sent in the same transaction (on PostgreSQL, the same statement):
+    one commit per email, and never two of a batch "sending"."""
+    when = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"UPDATE {_table()} SET status = %s, attempts = attempts + 1, due_at = %s "  # noqa: S608
+        "WHERE id = %s AND status = %s AND (due_at IS NULL OR due_at <= %s)"
     )
+    # due_at: the real clock (the batch may be old).
+    params = [SENDING, when(timezone.now() + LOST_AFTER), email.pk, QUEUED, when(now)]
+    sent, batch.unrecorded = batch.unrecorded, None
+    if sent and connection.vendor == "postgresql":
+        sql, params, sent = f"WITH sent AS ({sent[0]}) {sql}", sent[1] + params, None
+    with transaction.atomic() if sent else contextlib.nullcontext(), connection.cursor() as cursor:
+        if sent:
+            cursor.execute(*sent)
+        cursor.execute(sql, params)
+        claimed = cursor.rowcount
     if claimed:
         email.attempts += 1
     return bool(claimed)
+
+
+def _sent(email: OutgoingEmail, message_id: str) -> tuple[str, list[Any]]:
+    """The UPDATE that records ``email`` sent, unless a Resend re-queued it meanwhile."""
+    sql = (
+        f"UPDATE {_table()} SET status = %s, sent_at = %s, recipient = %s, message_id = %s, "  # noqa: S608
+        "error = '', due_at = NULL WHERE id = %s AND status = %s"
+    )
+    sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    return sql, [SENT, sent_at, email.recipient, message_id, email.pk, SENDING]
+
+
+def _table() -> str:  # names are ours, values are parameters
+    return connection.ops.quote_name(OutgoingEmail._meta.db_table)
 
 
 def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
@@ -244,13 +288,7 @@ def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
         _failed(email, failure, batch.now)
         return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
-    _finish(
-        email,
-        EmailStatus.SENT,
-        sent_at=timezone.now(),
-        recipient=email.recipient,
-        message_id="" if message_id is None else str(message_id)[:255],
-    )
+    batch.unrecorded = _sent(email, "" if message_id is None else str(message_id)[:255])
     return True
 
 
