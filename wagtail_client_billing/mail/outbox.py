@@ -44,10 +44,6 @@ RETRY_DELAYS = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60))
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 BATCH_SIZE = 500
 LOST_AFTER = timedelta(minutes=15)
-# Plain strings for raw SQL (a driver may dump an enum member by its name).
-QUEUED, SENDING, SENT = (
-    str(s.value) for s in (EmailStatus.QUEUED, EmailStatus.SENDING, EmailStatus.SENT)
-)
 # An email in these reached the server (a reminder only follows one).
 DELIVERED_STATES = (EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.OPENED)
 
@@ -166,20 +162,17 @@ class _Batch:
         self.default = _Connection(None)
         linked = list(StripeConnection.objects.filter(unlinked_at__isnull=True))
         self.accounts = {(link.mode, connections.request_account(link)) for link in linked}
-        # The policy links of the connection a request was made on (one per mode).
-        self.links = {
-            link.mode: {
-                "privacy_policy_url": link.privacy_policy_url,
-                "terms_of_service_url": link.terms_of_service_url,
-            }
+        self.links = {  # the policy links of each mode's connection
+            link.mode: {"privacy_policy_url": link.privacy_policy_url,
+                        "terms_of_service_url": link.terms_of_service_url}
             for link in linked
-        }
+        }  # fmt: skip
         self.unrecorded: tuple[str, list[Any]] | None = None  # the last "sent", not yet saved
 
     def record_sent(self) -> None:
         """Save the last email's "sent" (else the next claim saves it with its own)."""
-        if self.unrecorded is not None:
-            sent, self.unrecorded = self.unrecorded, None
+        if sent := self.unrecorded:
+            self.unrecorded = None
             with connection.cursor() as cursor:
                 cursor.execute(*sent)
 
@@ -245,10 +238,10 @@ def _claim(email: OutgoingEmail, now: datetime, batch: _Batch) -> bool:
     sql = (
         f"UPDATE {_table()} SET status = %s, attempts = attempts + 1, due_at = %s "  # noqa: S608
         "WHERE id = %s AND status = %s AND (due_at IS NULL OR due_at <= %s)"
-    )
-    # due_at: the real clock (the batch may be old).
-    params = [SENDING, when(timezone.now() + LOST_AFTER), email.pk, QUEUED, when(now)]
-    sent, batch.unrecorded = batch.unrecorded, None
+    )  # due_at: the real clock (the batch may be old)
+    params = [EmailStatus.SENDING, when(timezone.now() + LOST_AFTER), email.pk]
+    params += [EmailStatus.QUEUED, when(now)]
+    sent = batch.unrecorded
     if sent and connection.vendor == "postgresql":
         sql, params, sent = f"WITH sent AS ({sent[0]}) {sql}", sent[1] + params, None
     with transaction.atomic() if sent else contextlib.nullcontext(), connection.cursor() as cursor:
@@ -256,6 +249,7 @@ def _claim(email: OutgoingEmail, now: datetime, batch: _Batch) -> bool:
             cursor.execute(*sent)
         cursor.execute(sql, params)
         claimed = cursor.rowcount
+    batch.unrecorded = None  # saved (else the batch's end tries once more)
     if claimed:
         email.attempts += 1
     return bool(claimed)
@@ -267,8 +261,8 @@ def _sent(email: OutgoingEmail, message_id: str) -> tuple[str, list[Any]]:
         f"UPDATE {_table()} SET status = %s, sent_at = %s, recipient = %s, message_id = %s, "  # noqa: S608
         "error = '', due_at = NULL WHERE id = %s AND status = %s"
     )
-    sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    return sql, [SENT, sent_at, email.recipient, message_id, email.pk, SENDING]
+    at = connection.ops.adapt_datetimefield_value(timezone.now())
+    return sql, [EmailStatus.SENT, at, email.recipient, message_id, email.pk, EmailStatus.SENDING]
 
 
 def _table() -> str:  # names are ours, values are parameters
