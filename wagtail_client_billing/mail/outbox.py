@@ -8,6 +8,7 @@ guess. Email state never touches the request's."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import smtplib
 import time
@@ -153,7 +154,8 @@ def _connection_lost(error: BaseException) -> bool:
 
 
 class _Batch:
-    """What one site's emails share: two connections, the agency's links, linked accounts."""
+    """What one site's emails share (read once): settings, two connections, linked accounts
+    and their policy links, the agency's recipients; the last email sent, until saved."""
 
     def __init__(self, site_id: int, now: datetime) -> None:
         self.now = now
@@ -176,11 +178,17 @@ class _Batch:
             with connection.cursor() as cursor:
                 cursor.execute(*sent)
 
+    @functools.cached_property
+    def agency(self) -> list[str]:
+        return messages.agency_recipients()
+
     def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
         """The message and the connection it goes over; ``_NotSent`` if it must not go."""
         request = email.billing_request
         if email.kind not in BILLING_KINDS:
-            recipients = messages.notification_recipients(email)
+            # The site's contact for a client's question, else the agency's people.
+            ask = email.kind == Kind.NEW_LINK_ASKED
+            recipients = [self.email_settings.contact_address] if ask else self.agency
             if not recipients:
                 raise _NotSent(NO_RECIPIENTS, EmailStatus.FAILED)
             email.recipient = ", ".join(recipients)
