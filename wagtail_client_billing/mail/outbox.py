@@ -164,19 +164,28 @@ class _Batch:
         self.default = _Connection(None)
         linked = list(StripeConnection.objects.filter(unlinked_at__isnull=True))
         self.accounts = {(link.mode, connections.request_account(link)) for link in linked}
-        self.links = {  # the policy links of each mode's connection
-            link.mode: {"privacy_policy_url": link.privacy_policy_url,
-                        "terms_of_service_url": link.terms_of_service_url}
-            for link in linked
-        }  # fmt: skip
-        self.unrecorded: tuple[str, list[Any]] | None = None  # the last "sent", not yet saved
+        policy = ("privacy_policy_url", "terms_of_service_url")  # each mode's connection's
+        self.links = {link.mode: {key: getattr(link, key) for key in policy} for link in linked}
+        self.unsaved: tuple[str, list[Any]] | None = None  # the last email's "sent"
 
-    def record_sent(self) -> None:
-        """Save the last email's "sent" (else the next claim saves it with its own)."""
-        if sent := self.unrecorded:
-            self.unrecorded = None
-            with connection.cursor() as cursor:
-                cursor.execute(*sent)
+    def save(self, claim: tuple[str, list[Any]] | None = None) -> int:
+        """Save the last email's "sent" with ``claim`` (an UPDATE and its parameters) in one
+        transaction (on PostgreSQL, one statement); the claim's row count."""
+        statements = [statement for statement in (self.unsaved, claim) if statement]
+        if not statements:
+            return 0
+        if len(statements) == 2 and connection.vendor == "postgresql":
+            (sent, values), (sql, params) = statements
+            statements = [(f"WITH sent AS ({sent}) {sql}", values + params)]
+        with (
+            transaction.atomic() if len(statements) > 1 else contextlib.nullcontext(),
+            connection.cursor() as cursor,
+        ):
+            for statement in statements:
+                cursor.execute(*statement)
+            count = cursor.rowcount  # read before the cursor closes (psycopg then says -1)
+        self.unsaved = None
+        return count
 
     @functools.cached_property
     def agency(self) -> list[str]:
@@ -230,7 +239,7 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
                     result.sent.append((email.billing_request_id, email.kind))
         finally:
             try:
-                batch.record_sent()
+                batch.save()  # the last email's "sent"
             finally:
                 batch.site.close()
                 batch.default.close()
@@ -239,28 +248,18 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
 
 
 def _claim(email: OutgoingEmail, now: datetime, batch: _Batch) -> bool:
-    """queued -> sending (``_due``): True for the one caller that wins. The batch's last email
-    that went out is saved as sent in the same transaction (on PostgreSQL, the same statement):
-    one commit per email, and never two of a batch "sending"."""
+    """queued -> sending (``_due``): True for the one caller that wins; saved with the last
+    email's "sent": one commit per email, and never two of a batch "sending"."""
     when = connection.ops.adapt_datetimefield_value
     sql = (
         f"UPDATE {_table()} SET status = %s, attempts = attempts + 1, due_at = %s "  # noqa: S608
         "WHERE id = %s AND status = %s AND (due_at IS NULL OR due_at <= %s)"
     )  # due_at: the real clock (the batch may be old)
     params = [EmailStatus.SENDING, when(timezone.now() + LOST_AFTER), email.pk]
-    params += [EmailStatus.QUEUED, when(now)]
-    sent = batch.unrecorded
-    if sent and connection.vendor == "postgresql":
-        sql, params, sent = f"WITH sent AS ({sent[0]}) {sql}", sent[1] + params, None
-    with transaction.atomic() if sent else contextlib.nullcontext(), connection.cursor() as cursor:
-        if sent:
-            cursor.execute(*sent)
-        cursor.execute(sql, params)
-        claimed = cursor.rowcount
-    batch.unrecorded = None  # saved (else the batch's end tries once more)
+    claimed = batch.save((sql, [*params, EmailStatus.QUEUED, when(now)])) > 0
     if claimed:
         email.attempts += 1
-    return bool(claimed)
+    return claimed
 
 
 def _sent(email: OutgoingEmail, message_id: str) -> tuple[str, list[Any]]:
@@ -290,7 +289,7 @@ def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
         _failed(email, failure, batch.now)
         return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
-    batch.unrecorded = _sent(email, "" if message_id is None else str(message_id)[:255])
+    batch.unsaved = _sent(email, "" if message_id is None else str(message_id)[:255])
     return True
 
 
