@@ -15,7 +15,9 @@ site (the others' emails sent long ago: history the queue must skip).
   one SMTP connection per batch;
 - **baseline**: the same N messages (the bytes the server received from the app),
   sent by ``smtplib`` in a loop on ONE connection (``sendmail`` per message) to the
-  same server: the SMTP conversation alone.
+  same server: the SMTP conversation alone;
+- for reference: the same emails rendered and composed (``messages.billing_email``) and
+  sent by Django's SMTP backend on one connection, without the outbox.
 
 ``--security starttls`` adds STARTTLS and AUTH (a self-signed certificate made for the
 run) on both sides; ``both`` (the default) measures plain SMTP and then STARTTLS.
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -193,24 +195,35 @@ def requeue(site: Any) -> None:
 
 
 def send(site: Any) -> int:
-    """Send every queued email of the site as the task does; return how many went out."""
+    """Send every queued email of the site as the task does (another batch only while the
+    last one says ``more``); return how many went out."""
     from wagtail_client_billing.mail import outbox as mail
 
     sent = 0
     while True:
         result = mail.send_pending_emails(site.pk)
         sent += len(result.sent)
-        if not result.sent and not result.more:
+        if not result.more:
             return sent
 
 
-def measure_app(site: Any, server: Any, emails: int) -> tuple[float, int]:
-    """Seconds for the app to send the ``emails`` and the connections the server saw."""
+def measure_app(
+    site: Any, server: Any, emails: int, statements: list[int] | None = None
+) -> tuple[float, int]:
+    """Seconds for the app to send the ``emails`` and the connections the server saw; the
+    SQL statements of the sending (not of the re-queueing) appended to ``statements``."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     requeue(site)
     server.inbox.clear()
+    counting = CaptureQueriesContext(connection)
     started = time.perf_counter()
-    sent = send(site)
+    with counting if statements is not None else nullcontext():
+        sent = send(site)
     elapsed = time.perf_counter() - started
+    if statements is not None:
+        statements.append(len(counting.captured_queries))
     if sent != emails or len(server.messages) != emails:
         raise SystemExit(f"expected {emails} emails, sent {sent}, received {len(server.messages)}")
     return elapsed, len(server.inbox.connections)
@@ -254,10 +267,38 @@ def measure_smtplib(
     return elapsed, len(server.inbox.connections)
 
 
-def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+def measure_composing(site: Any, server: Any, emails: int) -> float:
+    """Seconds for the same emails without the outbox (no claim, no record, no deadline
+    guard): each request read, its email rendered and composed by the app's own
+    ``messages.billing_email`` and sent by Django's SMTP backend on one connection."""
+    from django.core.mail.backends.smtp import EmailBackend
 
+    from wagtail_client_billing.mail import messages
+    from wagtail_client_billing.models import BillingRequest, SiteEmailSettings, StripeConnection
+
+    server.inbox.clear()
+    started = time.perf_counter()
+    settings = SiteEmailSettings.objects.get(site=site)
+    link = StripeConnection.objects.get(mode="test")
+    links = {key: getattr(link, key) for key in ("privacy_policy_url", "terms_of_service_url")}
+    backend = EmailBackend(
+        host=settings.host, port=settings.port, username=settings.username,
+        password=settings.get_password(), use_tls=settings.security == "starttls", timeout=10,
+    )  # fmt: skip
+    requests = BillingRequest.objects.filter(
+        site=site, checkout_session_id__startswith=BATCH_PREFIX
+    ).select_related("site__root_page__locale")
+    with backend:
+        for request in requests:
+            email = messages.billing_email(request, email_settings=settings, links=links)
+            backend.send_messages([email])
+    elapsed = time.perf_counter() - started
+    if len(server.messages) != emails:
+        raise SystemExit(f"composing loop: expected {emails}, received {len(server.messages)}")
+    return elapsed
+
+
+def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     from tests.smtp import SMTPServer, make_certificate
 
     emails = args.emails
@@ -269,16 +310,21 @@ def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dic
         point_site_at(site, server, security)
         # Warm-up (templates, caches), with the statements the app issued; the messages
         # it sent, as the server received them, are the baseline's.
-        with recording(server) as messages, CaptureQueriesContext(connection) as captured:
-            measure_app(site, server, emails)
-        statements = len(captured.captured_queries)
+        counted: list[int] = []
+        with recording(server) as messages:
+            measure_app(site, server, emails, counted)
+        statements = counted[0]
         measure_smtplib(server, messages, cert)  # warm-up
+        measure_composing(site, server, emails)
         app_runs: list[tuple[float, int]] = []
         loop_runs: list[tuple[float, int]] = []
+        composing_runs: list[float] = []
         for _ in range(args.repeat):  # interleaved: load bursts hit both sides alike
             app_runs.append(measure_app(site, server, emails))
             loop_runs.append(measure_smtplib(server, messages, cert))
+            composing_runs.append(measure_composing(site, server, emails))
     (app_s, app_connections), (loop_s, loop_connections) = min(app_runs), min(loop_runs)
+    composing_s = min(composing_runs)
     label = "STARTTLS + AUTH" if starttls else "plain SMTP"
     print(f"\n{label}, {emails} emails for one site ({args.rows:,} requests in the table):")
     print(
@@ -290,6 +336,10 @@ def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dic
         f"{loop_connections} connection(s)"
     )
     print(f"  ratio (app / smtplib loop):      {app_s / loop_s:.2f}x")
+    print(
+        f"  (rendered + composed + Django's backend, no outbox: {composing_s:.2f} s, "
+        f"{composing_s / loop_s:.2f}x the loop; the app is {app_s / composing_s:.2f}x that)"
+    )
     return {
         "name": "email_batch_starttls" if starttls else "email_batch",
         "benchmark": "email_batch",
@@ -299,6 +349,8 @@ def run(security: str, site: Any, args: argparse.Namespace, workdir: str) -> dic
         "baseline_s": loop_s,
         "ratio": app_s / loop_s if loop_s else None,
         "statements": statements,
+        "composing_s": composing_s,  # render + compose + send, no outbox (for reference)
+        "ratio_to_composing": app_s / composing_s if composing_s else None,
         "emails": emails,
         "rows": args.rows,
         "connections": app_connections,

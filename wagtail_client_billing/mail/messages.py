@@ -142,13 +142,6 @@ def agency_recipients() -> list[str]:
     return list(superusers.exclude(email="").order_by("pk").values_list("email", flat=True))
 
 
-def notification_recipients(email: OutgoingEmail) -> list[str]:
-    """The site's reply-to address for a client's question, else the connections."""
-    if email.kind == OutgoingEmail.Kind.NEW_LINK_ASKED:
-        return [SiteEmailSettings.for_site_or_default(email.site_id).contact_address]
-    return agency_recipients()
-
-
 def notification(email: OutgoingEmail, recipients: list[str]) -> EmailMessage:
     """A notification to people (not to the client), in the project's language."""
     request = email.billing_request

@@ -7,6 +7,8 @@ guess. Email state never touches the request's."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import smtplib
 import time
@@ -17,13 +19,14 @@ from typing import Any
 from anymail.exceptions import AnymailError
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import connections
-from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings
+from ..models import BillingRequest, OutgoingEmail, SiteEmailSettings, StripeConnection
 from ..models.outbox import NO_RECIPIENTS
 from . import messages, smtp
 from .failures import EmailFailed, describe
@@ -151,31 +154,54 @@ def _connection_lost(error: BaseException) -> bool:
 
 
 class _Batch:
-    """What one site's emails share: two connections, the agency's links, linked accounts."""
+    """What one site's emails share (read once): settings, two connections, linked accounts
+    and their policy links, the agency's recipients; the last email sent, until saved."""
 
     def __init__(self, site_id: int, now: datetime) -> None:
         self.now = now
         self.email_settings = SiteEmailSettings.for_site_or_default(site_id)
         self.site = _Connection(self.email_settings)
         self.default = _Connection(None)
-        self.accounts = connections.linked_accounts()
-        self.links: dict[str, dict[str, str]] = {}
+        linked = list(StripeConnection.objects.filter(unlinked_at__isnull=True))
+        self.accounts = {(link.mode, connections.request_account(link)) for link in linked}
+        policy = ("privacy_policy_url", "terms_of_service_url")  # each mode's connection's
+        self.links = {link.mode: {key: getattr(link, key) for key in policy} for link in linked}
+        self.unsaved: tuple[str, list[Any]] | None = None  # the last email's "sent"
+
+    def save(self, claim: tuple[str, list[Any]] | None = None) -> int:
+        """Save the last email's "sent" with ``claim`` (an UPDATE and its parameters) in one
+        transaction (on PostgreSQL, one statement); the claim's row count."""
+        statements = [statement for statement in (self.unsaved, claim) if statement]
+        if not statements:
+            return 0
+        if len(statements) == 2 and connection.vendor == "postgresql":
+            (sent, values), (sql, params) = statements
+            statements = [(f"WITH sent AS ({sent}) {sql}", values + params)]
+        with (
+            transaction.atomic() if len(statements) > 1 else contextlib.nullcontext(),
+            connection.cursor() as cursor,
+        ):
+            for statement in statements:
+                cursor.execute(*statement)
+            count = cursor.rowcount  # read before the cursor closes (psycopg then says -1)
+        self.unsaved = None
+        return count
+
+    @functools.cached_property
+    def agency(self) -> list[str]:
+        return messages.agency_recipients()
 
     def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
         """The message and the connection it goes over; ``_NotSent`` if it must not go."""
         request = email.billing_request
         if email.kind not in BILLING_KINDS:
-            recipients = messages.notification_recipients(email)
+            # The site's contact for a client's question, else the agency's people.
+            ask = email.kind == Kind.NEW_LINK_ASKED
+            recipients = [self.email_settings.contact_address] if ask else self.agency
             if not recipients:
                 raise _NotSent(NO_RECIPIENTS, EmailStatus.FAILED)
             email.recipient = ", ".join(recipients)
             return messages.notification(email, recipients), self.default
-        if request.mode not in self.links:  # the policy links of the connection it was made on
-            connection = connections.linked_connection(request.mode)
-            self.links[request.mode] = {
-                "privacy_policy_url": connection.privacy_policy_url if connection else "",
-                "terms_of_service_url": connection.terms_of_service_url if connection else "",
-            }
         if not connections.account_is_linked(request, self.accounts):  # its link is dead
             raise _NotSent(_(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
@@ -185,9 +211,8 @@ class _Batch:
         ):
             raise _NotSent(_("Not sent: the request had ended."))
         message = messages.billing_email(
-            request, email.kind, email_settings=self.email_settings,
-            links=self.links[request.mode],
-        )  # fmt: skip
+            request, email.kind, email_settings=self.email_settings, links=self.links[request.mode]
+        )
         return message, self.site
 
 
@@ -210,25 +235,45 @@ def send_pending_emails(site_id: int, *, limit: int = BATCH_SIZE) -> BatchResult
                 if time.monotonic() > deadline:
                     result.more = True
                     break
-                if _claim(email, now) and _send_one(email, batch):
+                if _claim(email, now, batch) and _send_one(email, batch):
                     result.sent.append((email.billing_request_id, email.kind))
         finally:
-            batch.site.close()
-            batch.default.close()
+            try:
+                batch.save()  # the last email's "sent"
+            finally:
+                batch.site.close()
+                batch.default.close()
     result.more = result.more or len(due) >= limit
     return result
 
 
-def _claim(email: OutgoingEmail, now: datetime) -> bool:
-    """queued -> sending: True for the one caller that wins."""
-    claimed = OutgoingEmail.objects.filter(_due(now), pk=email.pk).update(
-        status=EmailStatus.SENDING,
-        attempts=F("attempts") + 1,
-        due_at=timezone.now() + LOST_AFTER,  # the real clock: the batch may be old
-    )
+def _claim(email: OutgoingEmail, now: datetime, batch: _Batch) -> bool:
+    """queued -> sending (``_due``): True for the one caller that wins; saved with the last
+    email's "sent": one commit per email, and never two of a batch "sending"."""
+    when = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"UPDATE {_table()} SET status = %s, attempts = attempts + 1, due_at = %s "  # noqa: S608
+        "WHERE id = %s AND status = %s AND (due_at IS NULL OR due_at <= %s)"
+    )  # due_at: the real clock (the batch may be old)
+    params = [EmailStatus.SENDING, when(timezone.now() + LOST_AFTER), email.pk]
+    claimed = batch.save((sql, [*params, EmailStatus.QUEUED, when(now)])) > 0
     if claimed:
         email.attempts += 1
-    return bool(claimed)
+    return claimed
+
+
+def _sent(email: OutgoingEmail, message_id: str) -> tuple[str, list[Any]]:
+    """The UPDATE that records ``email`` sent, unless a Resend re-queued it meanwhile."""
+    sql = (
+        f"UPDATE {_table()} SET status = %s, sent_at = %s, recipient = %s, message_id = %s, "  # noqa: S608
+        "error = '', due_at = NULL WHERE id = %s AND status = %s"
+    )
+    at = connection.ops.adapt_datetimefield_value(timezone.now())
+    return sql, [EmailStatus.SENT, at, email.recipient, message_id, email.pk, EmailStatus.SENDING]
+
+
+def _table() -> str:  # names are ours, values are parameters
+    return connection.ops.quote_name(OutgoingEmail._meta.db_table)
 
 
 def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
@@ -244,13 +289,7 @@ def _send_one(email: OutgoingEmail, batch: _Batch) -> bool:
         _failed(email, failure, batch.now)
         return False
     message_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
-    _finish(
-        email,
-        EmailStatus.SENT,
-        sent_at=timezone.now(),
-        recipient=email.recipient,
-        message_id="" if message_id is None else str(message_id)[:255],
-    )
+    batch.unsaved = _sent(email, "" if message_id is None else str(message_id)[:255])
     return True
 
 

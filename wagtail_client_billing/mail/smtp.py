@@ -106,8 +106,9 @@ def conversation(seconds: float | None = None) -> Iterator[None]:
 
 
 class _Watchdog:
-    """Resolves, vets, connects; a timer cuts a step past its deadline with ``shutdown()`` on a
-    dup of the socket (valid even if smtplib closed its own; a blocked read returns at once)."""
+    """Resolves, vets, connects; a guard thread (one while steps follow each other, not one per
+    step) cuts a step past its deadline with ``shutdown()`` on a dup of the socket (valid even
+    if smtplib closed its own; a blocked read returns at once)."""
 
     def __init__(self, *, public_only: bool) -> None:
         self.public_only = public_only
@@ -115,26 +116,30 @@ class _Watchdog:
         self.expired = False
         self.data_started = False
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._socket: socket.socket | None = None
-        self._timer: threading.Timer | None = None  # the current step's
+        self._stepping = False  # a step runs; it ends at ``_end``
         self._end = 0.0
+        self._guard_until: float | None = None  # None: no guard thread
 
     def remaining(self) -> float:
-        return self._end - time.monotonic() if self._timer is not None else self.seconds
+        return self._end - time.monotonic() if self._stepping else self.seconds
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[None]:
         """Run one step under the deadline; steps nested in it share it."""
-        if self._timer is not None:
+        if self._stepping:
             yield
             return
-        self._end = min(time.monotonic() + self.seconds, _conversation_end.get() or float("inf"))
-        timer = threading.Timer(max(0.0, self._end - time.monotonic()), self._expire)
-        timer.daemon = True
+        end = min(time.monotonic() + self.seconds, _conversation_end.get() or float("inf"))
         with self._lock:
-            self._timer = timer
+            self._end, self._stepping = end, True
             self.expired = self.data_started = False
-        timer.start()
+            if self._guard_until is None:
+                self._guard_until = end
+                threading.Thread(target=self._guard, name="wcb-smtp-deadline", daemon=True).start()
+            elif end < self._guard_until:
+                self._wake.notify()
         try:
             yield
         except Exception as error:
@@ -142,18 +147,26 @@ class _Watchdog:
                 raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started) from error
             raise
         finally:
-            timer.cancel()
             with self._lock:
-                self._timer = None
+                self._stepping = False
+                if self._socket is None:  # closed: the guard may go
+                    self._wake.notify()
         if self.expired:
             # Cut, yet no error: smtplib took a truncated "220-..." line for a whole reply.
             raise DeadlineExceeded(self.seconds, maybe_delivered=self.data_started)
 
-    def _expire(self) -> None:
+    def _guard(self) -> None:
+        """Sleep until the running step's end and cut it there; leave between steps."""
         with self._lock:
-            if threading.current_thread() is self._timer:  # else its step finished in time
-                self.expired = True
-                self._cut()
+            while self._stepping:
+                left = self._end - time.monotonic()
+                if left <= 0:
+                    self.expired = True
+                    self._cut()
+                    break
+                self._guard_until = self._end
+                self._wake.wait(left)
+            self._guard_until = None
 
     def _cut(self) -> None:
         if self._socket is not None:
