@@ -155,6 +155,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 12: the webhook's one transaction, db.py's one-statement inserts, the sweep's "
     "one PostgreSQL statement per batch (billing/sweep.py)": 230,
     "issue 12: create_request in 5 statements (billing/creation.py's look-up and make-pending)": 60,
+    "issue 12: the email batch's one commit per email, one SMTP deadline thread": 45,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 
