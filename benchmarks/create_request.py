@@ -7,11 +7,12 @@ fresh database of its own (``<name>_create_request``, dropped at the end; a copy
 ``run.py``'s template, see ``bench_database.py``). Starts the bundled Stripe simulator
 in this process and connects a ready account on it, as the tests do.
 
-- **measured**: ``billing.create_request()``, the admin form's code path: the nonce
-  check, the row inserted and the Checkout Session created in one transaction (on the
-  connected account, with an idempotency key), the row updated with the session, the
-  audit-log entry, and after the commit the signal and the email queued for django-q2
-  (its ORM broker, as in production: ``bench_settings``);
+- **measured**: ``billing.create_request()``, the admin form's code path: one look-up
+  (the form's nonce, a pending twin, the linked account), the row inserted as
+  ``creating`` and committed, the Checkout Session created with no transaction open (on
+  the connected account, with an idempotency key), the row made Pending with its
+  audit-log entry (on PostgreSQL one statement), the signal and the email queued for
+  django-q2 (its ORM broker, as in production: ``bench_settings``);
 - **baseline**: the same Checkout Session (the parameters ``billing.checkout_params``
   builds, with the same ``Stripe-Account`` header, an idempotency key and the same SDK
   client configuration), created by one direct ``stripe.StripeClient`` call against the
