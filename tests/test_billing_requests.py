@@ -432,6 +432,28 @@ def test_the_sweeps_audit_entries_are_those_of_any_transition(editor, sites, con
         assert entry.user is None and entry.timestamp == request.expired_at
 
 
+def test_the_sweep_in_small_batches_flips_every_overdue_row_once(sites):
+    """Each batch starts where the last ended (ties on ``expires_at`` included): none is
+    skipped, none flipped twice, the ones not yet due are left alone."""
+    now = timezone.now()
+    due = [now - timedelta(minutes=minutes) for minutes in (50, 40, 40, 40, 30, 20, 20, 10, 1)]
+    BillingRequest.objects.bulk_create(
+        BillingRequest(
+            site=sites[0], email=f"c{n}@example.com", currency="eur", amount=1000 + n,
+            description="Hosting", success_url="https://acme.test/ok/",
+            cancel_url="https://acme.test/no/", expires_at=expires_at,
+        )
+        for n, expires_at in enumerate([*due, now + timedelta(minutes=5)])
+    )  # fmt: skip
+    flipped = billing.expire_overdue(now=now, batch_size=2)
+    overdue = BillingRequest.objects.filter(expires_at__lte=now)
+    assert sorted(flipped) == sorted(overdue.values_list("pk", flat=True))
+    assert len(flipped) == len(due)
+    assert BillingRequest.objects.get(expires_at__gt=now).status == Status.PENDING
+    entries = ModelLogEntry.objects.filter(action=billing.ACTION_EXPIRED)
+    assert sorted(int(pk) for pk in entries.values_list("object_id", flat=True)) == sorted(flipped)
+
+
 def test_expired_by_stripe_webhook(editor, client, sites, connection, stripe):
     add(editor, sites[0])
     request = BillingRequest.objects.get()

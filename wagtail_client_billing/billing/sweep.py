@@ -3,7 +3,7 @@ of one statement, each flipped row with its audit entry (benchmarks/expiry_sweep
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -30,14 +30,19 @@ def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> li
     labels: Labels = {}  # Babel once per amount and currency, not once per row
     flip = _flip_and_log if connection.vendor == "postgresql" else _flip_then_log
     flipped: list[int] = []
+    # Each batch starts where the last one ended (not at the index's start, past the index
+    # entries of every row flipped so far: quadratic over a million rows).
+    since: Any = datetime(1970, 1, 1, tzinfo=UTC)
     while True:
         with transaction.atomic():
-            ids = flip(now, batch_size, labels)
+            rows = flip(now, since, batch_size, labels)  # (id, expires_at)
+            ids = [pk for pk, _ in rows]
             if ids and signals.billing_request_expired.has_listeners(BillingRequest):
                 _announce_after_commit(list(BillingRequest.objects.filter(pk__in=ids)))
         flipped.extend(ids)
         if len(ids) < batch_size:
             return flipped
+        since = max(expires_at for _, expires_at in rows)
 
 
 def _announce_after_commit(requests: list[BillingRequest]) -> None:
@@ -50,10 +55,11 @@ def _announce_after_commit(requests: list[BillingRequest]) -> None:
 
 def _batch_update(returning: str) -> str:
     table, quote = BillingRequest._meta.db_table, connection.ops.quote_name
-    return (  # names are ours, values parameters: Expired, now, Pending, now, size, Pending
+    return (  # names ours, values parameters: Expired, now, Pending, now, since, size, Pending
         f"UPDATE {quote(table)} SET status = %s, expired_at = %s WHERE id IN "  # noqa: S608
         f"(SELECT id FROM {quote(table)} WHERE status = %s AND expires_at <= %s "
-        f"ORDER BY expires_at LIMIT %s) AND status = %s RETURNING {returning}"
+        f"AND expires_at >= %s ORDER BY expires_at LIMIT %s) AND status = %s "
+        f"RETURNING {returning}"
     )
 
 
@@ -62,15 +68,22 @@ def _label(labels: Labels, amount: int, currency: str) -> str:
     return labels.get(key) or labels.setdefault(key, format_money(amount, currency))
 
 
-def _flip_then_log(now: datetime, batch_size: int, labels: Labels) -> list[int]:
+Flipped = list[tuple[int, Any]]  # id, expires_at
+
+
+def _params(now: datetime, since: Any, batch_size: int) -> list[Any]:
+    return [Status.EXPIRED, now, Status.PENDING, now, since, batch_size, Status.PENDING]
+
+
+def _flip_then_log(now: datetime, since: Any, batch_size: int, labels: Labels) -> Flipped:
     """Any database: the UPDATE returns what the entries need; they go in one executemany."""
-    params: list[Any] = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
+    returning = f"id, expires_at, {', '.join(SWEPT.values())}"
     with connection.cursor() as cursor:
-        cursor.execute(_batch_update(f"id, {', '.join(SWEPT.values())}"), params)
+        cursor.execute(_batch_update(returning), _params(now, since, batch_size))
         rows = cursor.fetchall()
     content_type_id = ContentType.objects.get_for_model(BillingRequest).pk
     entries = []
-    for pk, *values in rows:
+    for pk, _expires_at, *values in rows:
         data = dict(zip(SWEPT, values, strict=True))
         label = f"{data['email']} · {_label(labels, data['amount'], data['currency'])}"
         entries.append(
@@ -80,10 +93,10 @@ def _flip_then_log(now: datetime, batch_size: int, labels: Labels) -> list[int]:
             }
         )  # fmt: skip
     insert_rows(ModelLogEntry, entries)
-    return [pk for pk, *_ in rows]
+    return [(pk, expires_at) for pk, expires_at, *_ in rows]
 
 
-def _flip_and_log(now: datetime, batch_size: int, labels: Labels) -> list[int]:
+def _flip_and_log(now: datetime, since: Any, batch_size: int, labels: Labels) -> Flipped:
     """PostgreSQL: the UPDATE feeds the entries' INSERT in one statement; the labels of
     every overdue amount are formatted once, before the first batch."""
     quote = connection.ops.quote_name
@@ -110,20 +123,19 @@ def _flip_and_log(now: datetime, batch_size: int, labels: Labels) -> list[int]:
         for field in fields
         if field.attname not in computed
     ]
-    returning = f"id, {', '.join(SWEPT.values())}"
+    returning = f"id, expires_at, {', '.join(SWEPT.values())}"
     columns = ", ".join(quote(str(field.column)) for field in fields)
     table = quote(ModelLogEntry._meta.db_table)
     unnest = "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::text[])"
-    sql = (  # names are ours, values parameters
+    sql = (  # names are ours, values parameters; the INSERT runs though its rows go unread
         f"WITH flipped AS ({_batch_update(returning)}), "  # noqa: S608
-        f"labels (amount, currency, label) AS ({unnest}) "
+        f"labels (amount, currency, label) AS ({unnest}), logged AS ("
         f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)} FROM flipped f "
-        "LEFT JOIN labels l ON l.amount = f.amount AND l.currency = f.currency "
-        "RETURNING object_id"
+        "LEFT JOIN labels l ON l.amount = f.amount AND l.currency = f.currency) "
+        "SELECT id, expires_at FROM flipped"
     )
     keys = list(labels)
     arrays: list[Any] = [[a for a, _ in keys], [c for _, c in keys], [labels[k] for k in keys]]
-    update: list[Any] = [Status.EXPIRED, now, Status.PENDING, now, batch_size, Status.PENDING]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*update, *arrays, *params])
-        return [int(pk) for (pk,) in cursor.fetchall()]
+        cursor.execute(sql, [*_params(now, since, batch_size), *arrays, *params])
+        return list(cursor.fetchall())
