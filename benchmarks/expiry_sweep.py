@@ -211,7 +211,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "sweep_times_s": sweep_times,
         "raw_times_s": raw_times,
         "notes": (
-            f"{args.rows:,} rows; {kinds.get('UPDATE', 0)} UPDATE statements "
+            f"{args.rows:,} rows; {batch_statements} UPDATE ... RETURNING "
             f"(batches of {args.batch_size:,}), {len(statements)} statements in all"
         ),
     }
