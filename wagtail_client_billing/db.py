@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
+
+
+def insert_columns(model: type[Model]) -> tuple[list[Field], str]:
+    """The fields an INSERT writes (all but the automatic key) and their quoted columns."""
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    return fields, ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+
+
+def insert_values(obj: Model, fields: list[Field]) -> list[Any]:
+    """``obj``'s values for ``fields``, prepared as ``save`` prepares them for an INSERT."""
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
 
 
 def insert_once(obj: Model, unique_field: str) -> bool:
@@ -19,8 +30,7 @@ def insert_once(obj: Model, unique_field: str) -> bool:
         except IntegrityError:
             return False
         return True
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(str(field.column)) for field in fields)
+    fields, columns = insert_columns(type(obj))
     unique, pk = meta.get_field(unique_field), meta.pk
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (names are ours)
@@ -28,9 +38,8 @@ def insert_once(obj: Model, unique_field: str) -> bool:
         f"ON CONFLICT ({quote(str(getattr(unique, 'column', '')))}) DO NOTHING "
         f"RETURNING {quote(str(pk and pk.column))}"
     )
-    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, insert_values(obj, fields))
         row = cursor.fetchone()
     if row is not None:
         obj.pk = row[0]
@@ -42,11 +51,9 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]]) -> None:
     """INSERT rows given as {attname: value} (the rest take their defaults) in one
     ``executemany`` (psycopg pipelines it): no model instance per row, for the sweep's
     thousands of entries (measured: 2x faster than a multi-row VALUES or bulk_create)."""
-    meta, quote = model._meta, connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(str(field.column)) for field in fields)
+    fields, columns = insert_columns(model)
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (names are ours)
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) "  # noqa: S608 (names are ours)
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
     defaults = {field.attname: field.get_default() for field in fields}

@@ -10,21 +10,21 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db import connection as database
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from wagtail.log_actions import get_active_log_context, log
-from wagtail.models import ModelLogEntry, Site
+from wagtail.log_actions import log
+from wagtail.models import Site
 
 from .. import connections, signals, stripe_api
 from ..conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
+from ..db import insert_columns, insert_values
 from ..mail.queue import queue_billing_email
 from ..models import AgencyBillingSettings, BillingRequest, StripeConnection
 from . import errors
-from .states import ACTION_CREATE, ACTION_RENEW, announce, log_data
+from .states import ACTION_CREATE, ACTION_RENEW, announce, log_entry
 
 logger = logging.getLogger("wagtail_client_billing.billing")
 
@@ -239,14 +239,7 @@ def _finish_creation(
     request.status, request.checkout_session_id = Status.PENDING, session.id
     request.checkout_url = cast(str, session.url)  # Stripe gives an open session's
     request.expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
-    context = get_active_log_context()
-    entry = ModelLogEntry(
-        content_type=ContentType.objects.get_for_model(BillingRequest),
-        object_id=str(request.pk), label=str(request), action=ACTION_CREATE,
-        timestamp=timezone.now(), data=log_data(request), user=user or context.user,
-        uuid=context.uuid,
-    )  # fmt: skip
-    if _make_pending(request, entry):
+    if _make_pending(request, log_entry(request, ACTION_CREATE, user=user)):
         transaction.on_commit(lambda: announce(signals.billing_request_created, request))
         transaction.on_commit(lambda: queue_billing_email(request))
         return request
@@ -278,7 +271,7 @@ def _make_pending(request: BillingRequest, entry: Model) -> bool:
     ``UPDATE ... RETURNING`` feeding the INSERT; else one transaction."""
     quote, postgres = database.ops.quote_name, database.vendor == "postgresql"
     fields = [field for field in BillingRequest._meta.concrete_fields if field.name in SESSION]
-    columns = [field for field in entry._meta.concrete_fields if not field.primary_key]
+    columns, names = insert_columns(type(entry))
     sets = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
     lock, made = (" FOR UPDATE", " FROM made") if postgres else ("", "")
     update = (  # names are ours, values are parameters
@@ -288,12 +281,12 @@ def _make_pending(request: BillingRequest, entry: Model) -> bool:
     )
     insert = (
         f"INSERT INTO {quote(entry._meta.db_table)} "
-        f"({', '.join(quote(str(field.column)) for field in columns)}) "
+        f"({names}) "
         f"SELECT {', '.join(['%s'] * len(columns))}{made}"
     )
     params = [field.get_db_prep_save(getattr(request, field.attname), database) for field in fields]
     params += [request.pk, CREATING, request.mode, request.account_id]
-    values = [field.get_db_prep_save(field.pre_save(entry, True), database) for field in columns]
+    values = insert_values(entry, columns)
     with database.cursor() as cursor:
         if postgres:
             sql = f"WITH made AS ({update}), logged AS ({insert}) SELECT id FROM made"  # noqa: S608

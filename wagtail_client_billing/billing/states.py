@@ -51,20 +51,23 @@ def _transition(pk: int, to: str, from_statuses: tuple[str, ...], **values: Any)
     return bool(rows.update(status=to, **values))
 
 
-def record(request: BillingRequest, action: str, *, user: Any = None, **data: Any) -> None:
-    """The request's audit entry, as Wagtail's ``log`` writes it, without its per-entry
-    ``full_clean`` query (our actions are registered: tests/test_architecture.py)."""
+def log_entry(
+    request: BillingRequest, action: str, *, user: Any = None, **data: Any
+) -> ModelLogEntry:
+    """The request's audit entry, unsaved, as Wagtail's ``log`` would write it."""
     context = get_active_log_context()
-    ModelLogEntry.objects.bulk_create(
-        [
-            ModelLogEntry(
-                content_type=ContentType.objects.get_for_model(BillingRequest),
-                object_id=str(request.pk), label=str(request), action=action,
-                timestamp=timezone.now(), data=log_data(request, **data),
-                user=user or context.user, uuid=context.uuid,
-            )
-        ]
+    return ModelLogEntry(
+        content_type=ContentType.objects.get_for_model(BillingRequest),
+        object_id=str(request.pk), label=str(request), action=action,
+        timestamp=timezone.now(), data=log_data(request, **data),
+        user=user or context.user, uuid=context.uuid,
     )  # fmt: skip
+
+
+def record(request: BillingRequest, action: str, *, user: Any = None, **data: Any) -> None:
+    """Write ``log_entry`` without Wagtail's per-entry ``full_clean`` query (our actions
+    are registered: tests/test_architecture.py)."""
+    ModelLogEntry.objects.bulk_create([log_entry(request, action, user=user, **data)])
 
 
 def mark_paid(

@@ -12,7 +12,7 @@ from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
 from .. import signals
-from ..db import insert_rows
+from ..db import insert_columns, insert_rows
 from ..models import BillingRequest
 from ..money import format_money
 from .states import ACTION_EXPIRED, Status, announce
@@ -116,7 +116,7 @@ def _flip_and_log(now: datetime, since: Any, batch_size: int, labels: Labels) ->
         "action": ACTION_EXPIRED,
         "timestamp": now,
     }
-    fields = [field for field in ModelLogEntry._meta.concrete_fields if not field.primary_key]
+    fields, columns = insert_columns(ModelLogEntry)
     values = [computed.get(field.attname, "%s") for field in fields]
     params = [
         field.get_db_prep_save(given.get(field.attname, field.get_default()), connection)
@@ -124,7 +124,6 @@ def _flip_and_log(now: datetime, since: Any, batch_size: int, labels: Labels) ->
         if field.attname not in computed
     ]
     returning = f"id, expires_at, {', '.join(SWEPT.values())}"
-    columns = ", ".join(quote(str(field.column)) for field in fields)
     table = quote(ModelLogEntry._meta.db_table)
     unnest = "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::text[])"
     sql = (  # names are ours, values parameters; the INSERT runs though its rows go unread

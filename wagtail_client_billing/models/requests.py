@@ -24,6 +24,19 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def user_link() -> models.ForeignKey:
+    """Who did it, kept if the user goes. No index: only a user's deletion looks them up
+    (a rare, one-off scan)."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+
+
 TOTALLED = ["mode", "site", "currency", "amount"]  # reports.totals' columns
 
 
@@ -93,29 +106,14 @@ class BillingRequest(models.Model):
     subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
-    # No index on the users: only a user's deletion looks them up (a rare, one-off scan).
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_index=False,
-    )
+    created_by = user_link()
     expires_at = models.DateTimeField(_("Expires"))
     paid_at = models.DateTimeField(_("Paid at"), null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Set first, so that the checkout.session.expired event a delete causes makes it Deleted.
     delete_requested_at = models.DateTimeField(null=True, blank=True)
-    delete_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_index=False,
-    )
+    delete_requested_by = user_link()
     reconciled_at = models.DateTimeField(null=True, blank=True)
     client_asked_at = models.DateTimeField(_("Client asked for a new link"), null=True, blank=True)
     # One renewal per request (unique), so the client is never billed twice for it.
