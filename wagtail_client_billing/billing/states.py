@@ -15,7 +15,7 @@ from wagtail.log_actions import get_active_log_context
 from wagtail.models import ModelLogEntry
 
 from .. import connections, signals
-from ..mail.queue import notify
+from ..mail.queue import notify, paid_key
 from ..models import BillingRequest, OutgoingEmail
 
 logger = logging.getLogger("wagtail_client_billing.billing")
@@ -98,7 +98,7 @@ def mark_paid(
         for name, value in {**extra, "status": Status.PAID, "late_payment": late or gone}.items():
             setattr(request, name, value)
         record(request, ACTION_PAID, user=user, source=source, late=late or gone)
-        notify(OutgoingEmail.Kind.PAID, request, key=f"paid-{request.pk}")
+        notify(OutgoingEmail.Kind.PAID, request, key=paid_key(request.pk))
         transaction.on_commit(
             lambda: announce(signals.billing_request_paid, request, late=late or gone)
         )

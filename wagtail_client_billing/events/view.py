@@ -19,12 +19,14 @@ from django.views.decorators.http import require_POST
 from .. import stripe_api
 from ..conf import billing_settings, setting_key
 from ..models import WebhookEvent
+from .paid import apply_paid
 from .processing import (
     EventProcessingFailed,
     StorageRefused,
     describe,
     process_event,
     store_and_apply,
+    stored_status,
 )
 
 logger = logging.getLogger("wagtail_client_billing.webhooks")
@@ -115,11 +117,13 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             livemode=data["livemode"], api_version=(data.get("api_version") or "")[:64],
             payload=data,
         )  # fmt: skip
-        known = WebhookEvent.objects.filter(stripe_id=event.stripe_id)
-        status = known.values_list("status", flat=True).first()  # one column, not the payload
+        status = stored_status(event.stripe_id)
         if status in (STATUS.PROCESSED, STATUS.IGNORED):
             logger.info("%s: duplicate delivery, already %s", describe(event), status)
             return JsonResponse({"id": event.stripe_id, "status": status})
+        if status is None and apply_paid(event, data):  # the common case, in two statements
+            logger.info("%s: %s", describe(event), event.status)
+            return JsonResponse({"id": event.stripe_id, "status": event.status})
         obj = build_event(data).data.object
         if status is None and store_and_apply(event, obj):
             return JsonResponse({"id": event.stripe_id, "status": event.status})
@@ -130,7 +134,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except EventProcessingFailed:
         return JsonResponse({"id": event.stripe_id, "status": STATUS.FAILED}, status=500)
     try:  # stored and never applied, failed, or stored meanwhile: applied unless settled
-        process_event(event := known.get())
+        process_event(event := WebhookEvent.objects.get(stripe_id=event.stripe_id))
     except EventProcessingFailed:
         # 500 so that Stripe retries; the traceback is in the admin, not in the answer.
         return JsonResponse({"id": event.stripe_id, "status": STATUS.FAILED}, status=500)

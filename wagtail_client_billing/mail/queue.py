@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import billing_settings
@@ -17,25 +18,64 @@ Kind = OutgoingEmail.Kind
 EmailStatus = OutgoingEmail.Status
 
 
+def _orm_broker_here() -> bool:
+    """Whether django-q2 queues tasks in its ORM broker on our database (not inline)."""
+    from django_q.conf import Conf  # django-q2 reads its settings at import
+
+    return Conf.ORM == connection.alias and not Conf.SYNC
+
+
+def _async_task(task: str, argument: int, name: str, **options: Any) -> None:
+    from django_q.tasks import async_task
+
+    task_name = f"{name}-{timezone.now().timestamp()}"
+    path = f"wagtail_client_billing.tasks.{task}"
+    async_task(path, argument, task_name=task_name, group=EMAIL_TASK_GROUP, **options)
+
+
 def _enqueue(task: str, argument: int, name: str) -> None:
     """Hand a task to django-q2 once the caller's transaction commits: with its ORM broker
     on our database, in that transaction (one commit, not two); else after the commit."""
-    from django_q.conf import Conf  # django-q2 reads its settings at import
-    from django_q.tasks import async_task
-
-    def enqueue() -> None:
-        task_name = f"{name}-{timezone.now().timestamp()}"
-        path = f"wagtail_client_billing.tasks.{task}"
-        async_task(path, argument, task_name=task_name, group=EMAIL_TASK_GROUP)
-
-    if Conf.ORM == connection.alias and connection.in_atomic_block and not Conf.SYNC:
-        enqueue()  # the task's row commits (or rolls back) with the caller's
+    if _orm_broker_here() and connection.in_atomic_block:
+        _async_task(task, argument, name)  # the task's row commits (or rolls back) with ours
     else:
-        transaction.on_commit(enqueue)
+        transaction.on_commit(lambda: _async_task(task, argument, name))
+
+
+class _Package:
+    """A broker for ``async_task`` that keeps the signed package instead of queuing it."""
+
+    def __init__(self) -> None:
+        from django_q.brokers import get_broker
+        from django_q.conf import Conf
+
+        self.list_key = get_broker().list_key or Conf.CLUSTER_NAME
+        self.payload = ""
+
+    def enqueue(self, package: str) -> int:
+        self.payload = package
+        return 0
+
+
+def email_task(site_id: int) -> Model | None:
+    """``enqueue_pending_emails(site_id)``'s row in django-q2's ORM broker (unsaved), built
+    by django-q2's own ``async_task``, for a caller to insert with its own writes; None
+    unless that broker is on our database."""
+    from django_q.models import OrmQ
+
+    if not _orm_broker_here():
+        return None
+    package = _Package()
+    _async_task("send_pending_emails", site_id, _site_task(site_id), broker=package)
+    return OrmQ(key=package.list_key, payload=package.payload, lock=timezone.now())
+
+
+def _site_task(site_id: int) -> str:
+    return f"wcb-emails-site-{site_id}"
 
 
 def enqueue_pending_emails(site_id: int) -> None:
-    _enqueue("send_pending_emails", site_id, f"wcb-emails-site-{site_id}")
+    _enqueue("send_pending_emails", site_id, _site_task(site_id))
 
 
 def queue_billing_email(request: BillingRequest) -> None:
@@ -84,16 +124,25 @@ def queue_due_reminders(now: datetime | None = None) -> int:
     return len(reminders)
 
 
+def notification(kind: str, billing_request: BillingRequest, key: str) -> OutgoingEmail:
+    """A notification's outbox row, unsaved: ``key`` makes it once."""
+    return OutgoingEmail(
+        key=key, kind=kind, site_id=billing_request.site_id,
+        billing_request=billing_request, status=EmailStatus.QUEUED,
+    )  # fmt: skip
+
+
+def paid_key(pk: int) -> str:
+    """The Paid notification's key: one per request, whichever event or click paid it."""
+    return f"paid-{pk}"
+
+
 def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
     """Record a notification once under ``key`` and send it after commit; False if known."""
     payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED)
     if payment and not AgencyBillingSettings.load().notify_payments:
         return False
-    email = OutgoingEmail(
-        key=key, kind=kind, site_id=billing_request.site_id,
-        billing_request=billing_request, status=EmailStatus.QUEUED,
-    )  # fmt: skip
-    if not insert_once(email, "key"):
+    if not insert_once(notification(kind, billing_request, key), "key"):
         return False  # a retried webhook or a second click: already told
     enqueue_pending_emails(billing_request.site_id)
     return True
