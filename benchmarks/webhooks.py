@@ -22,7 +22,10 @@ from the settings):
 - **baseline**: ``POST /bench/bare/`` on the same server (``bench_urls.py``): the same
   bodies and headers, a view that reads the body and answers 200;
 - **duplicates**: the same N events delivered again: verified, found already
-  processed, answered 200, nothing changed.
+  processed, answered 200, nothing changed;
+- **floor**: ``POST /bench/store/``: the same bodies parsed and each stored once (one
+  durable ``INSERT ... ON CONFLICT DO NOTHING``): what any endpoint that keeps what it
+  is sent costs at least. The rows give the ratio to it too (``floor_ratio``).
 
 The bare view runs before and after the webhooks; its baseline is the mean of the two.
 ``--rows M`` runs them on a table of M billing requests (the events' own and a history,
@@ -324,6 +327,8 @@ def measure(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
 
         bare_before, answers = post_all(server.port, "/bench/bare/", bodies, secret, args.clients)
         check_answers(answers, "bare view", None, server)
+        floor, answers = post_all(server.port, "/bench/store/", bodies, secret, args.clients)
+        check_answers(answers, "store view", None, server)
         webhook, answers = post_all(server.port, WEBHOOK, bodies, secret, args.clients)
         check_answers(answers, "webhook", "processed", server)
         duplicates, answers = post_all(server.port, WEBHOOK, bodies, secret, args.clients)
@@ -349,6 +354,7 @@ def measure(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
         "duplicates_s": duplicates,
         "bare_s": bare,
         "bare_runs_s": [bare_before, bare_after],
+        "floor_s": floor,
         "statements": statements,
     }
 
@@ -380,12 +386,16 @@ def rows(result: dict[str, Any], database: str) -> list[dict[str, Any]]:
                 "statements": result["statements"][kind],
                 "time_s": seconds,
                 "ratio": seconds / bare if bare else None,
+                "floor_s": result["floor_s"],
+                "floor_ratio": seconds / result["floor_s"],
                 "events_per_s": events / seconds,
                 "baseline_events_per_s": events / bare,
                 "notes": (
                     f"{events:,} {label} events, {result['clients']} connections: "
                     f"{events / seconds:,.0f} events/s vs {events / bare:,.0f}/s; "
-                    f"{result['statements'][kind]} SQL statements/event"
+                    f"{result['statements'][kind]} SQL statements/event; "
+                    f"{seconds / result['floor_s']:.2f}x the floor (parse and store once: "
+                    f"{result['floor_s'] / bare:.2f}x the bare view)"
                     + (
                         f"; {result['rows']:,} requests in the table"
                         if result["rows"] > events + 1
@@ -407,6 +417,7 @@ def report(result: dict[str, Any], database: str) -> None:
     for label, seconds in (
         ("POST /billing/stripe/webhook/, new", result["webhook_s"]),
         ("POST /billing/stripe/webhook/, duplicates", result["duplicates_s"]),
+        ("POST /bench/store/ (floor: store once)", result["floor_s"]),
         ("POST /bench/bare/ (baseline, mean of 2)", result["bare_s"]),
     ):
         print(

@@ -99,3 +99,13 @@ class AnchorRequest(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+
+class AnchorEvent(models.Model):
+    """The webhook's floor: a view that stores each event once (``bench_urls.store_post``)."""
+
+    stripe_id = models.CharField(max_length=255, unique=True)
+    payload = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.stripe_id
