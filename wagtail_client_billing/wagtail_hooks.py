@@ -7,6 +7,7 @@ from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 
 from . import admin_urls, log_actions
+from .icons import ICON, SVG
 from .permissions import (
     BillingSitePermissionForm,
     EmailSettingsSitePermissionForm,
@@ -21,7 +22,7 @@ from .views.requests import billing_request_viewset
 
 class AgencyMenuItem(MenuItem):
     def __init__(self, label: str | Promise, url_name: str, name: str, order: int) -> None:
-        super().__init__(label, reverse(url_name), name=name, icon_name="credit-card", order=order)
+        super().__init__(label, reverse(url_name), name=name, icon_name=ICON, order=order)
 
     def is_shown(self, request):
         return is_agency_admin(request.user)
@@ -35,6 +36,11 @@ hooks.register(
     "register_admin_urls", lambda: [path("client-billing/account/", include(admin_urls))]
 )
 hooks.register("register_admin_viewset", lambda: [webhook_event_viewset, billing_request_viewset])
+
+
+@hooks.register("register_icons")
+def register_icons(icons: list[str]) -> list[str]:
+    return [*icons, SVG]
 
 
 @hooks.register("insert_global_admin_js")

@@ -21,6 +21,7 @@ from .. import billing, connections, stripe_api
 from ..conf import billing_settings
 from ..events import endpoints
 from ..forms import ConnectForm, NotificationSettingsForm
+from ..icons import ICON
 from ..mail.messages import agency_recipients
 from ..mail.queue import send_again, unsent
 from ..models import AgencyBillingSettings, StripeConnection
@@ -84,7 +85,7 @@ def button(
 
 
 class AgencyPageMixin(AgencyAdminRequiredMixin, WagtailAdminTemplateMixin):
-    header_icon = "credit-card"
+    header_icon = ICON
     page_title = gettext_lazy("Client billing account")
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from wagtail.models import Site
 
 from .. import reports
 from ..exports import SafeCSVExportMixin
+from ..icons import ICON
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin
@@ -59,7 +60,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_mode_display": gettext_lazy("Mode"),
     }
     model = BillingRequest
-    header_icon = "credit-card"
+    header_icon = ICON
     index_url_name = f"{URL_NAME}:overview"
     index_results_url_name = f"{URL_NAME}:overview_results"
     inspect_url_name = f"{URL_NAME}:inspect"

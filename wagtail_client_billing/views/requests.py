@@ -30,6 +30,7 @@ from wagtail.models import Site
 from .. import billing, connections, stripe_api
 from ..compat import PolicyViewSetMixin
 from ..forms import BillingRequestForm
+from ..icons import ICON
 from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
 from ..models.agency import Mode
@@ -224,7 +225,7 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
     model = BillingRequest
     template_name = "wagtail_client_billing/requests/renew.html"
     page_title = gettext_lazy("Renew billing request")
-    header_icon = "credit-card"
+    header_icon = ICON
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if renewal := billing.renewal_of(self.object):
@@ -258,7 +259,7 @@ class RenewView(RequestViewMixin, BaseObjectMixin, WagtailAdminTemplateMixin, Te
 class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     model = BillingRequest
     policy = billing_request_policy
-    icon = "credit-card"
+    icon = ICON
     menu_label = gettext_lazy("Client billing")
     menu_order = 250
     add_to_admin_menu = True
