@@ -65,3 +65,43 @@ def test_the_dashboard_chart_draws_its_bars_in_french(live_server, page, billing
     labels = chart.locator("text").evaluate_all("texts => texts.map(t => t.textContent)")
     assert len(set(labels)) == 12, labels
     assert "juin" in labels and "juil." in labels, labels
+
+
+# The page's title (the header's last breadcrumb), if a box that clips it is narrower.
+TITLE_CUT = """title => {
+    const box = title.getBoundingClientRect();
+    for (let parent = title.parentElement; parent; parent = parent.parentElement) {
+        if (getComputedStyle(parent).overflowX === "visible") continue;
+        const frame = parent.getBoundingClientRect();
+        if (box.right > frame.right + 1 || box.left < frame.left - 1) {
+            return `${title.textContent.trim()}: ${box.width}px shown in ${frame.width}px`;
+        }
+    }
+    return null;
+}"""
+
+
+def test_french_page_titles_are_not_cut_at_1280_pixels(live_server, page, billing_stripe_settings):
+    acme = make_site("acme.test", "Acme Plumbing")
+    connect_ready_account(billing_stripe_settings)
+    request = billing.create_request(site=acme, details=request_details())
+    make_user("agence", superuser=True, language="fr")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, live_server, "agence")
+    cut = {}
+    for path in (
+        f"/admin/client-billing/requests/?site={acme.pk}",
+        f"/admin/client-billing/requests/new/?site={acme.pk}",
+        f"/admin/client-billing/requests/inspect/{request.pk}/",
+        f"/admin/client-billing/requests/history/{request.pk}/",
+        "/admin/client-billing/requests/overview/",
+        f"/admin/client-billing/requests/email-settings/?site={acme.pk}",
+        "/admin/client-billing/events/",
+    ):
+        page.goto(live_server.url + path)
+        title = page.locator("header nav ol > li:last-child")
+        expect(title).to_be_visible()
+        problem = title.evaluate(TITLE_CUT)
+        if problem:
+            cut[path] = problem
+    assert cut == {}

@@ -207,9 +207,12 @@ class IndexView(generic.IndexView):
         buttons = list(super().header_buttons)
         policy, user = email_settings_policy, self.request.user
         if self.site and policy.user_has_permission_for_instance(user, "change", self.site):
-            settings = url("email_settings", site=self.site)
-            label = _("Email settings")
-            buttons.append(HeaderButton(label, url=settings, icon_name="mail", priority=20))
+            settings, label = url("email_settings", site=self.site), _("Email settings")
+            # An icon with its label as tooltip: the French labels side by side would leave
+            # the page's title "Facturat..." at 1280 px.
+            buttons.append(
+                HeaderButton(label, url=settings, icon_name="mail", icon_only=True, priority=20)
+            )
         return buttons
 
     @cached_property
