@@ -157,7 +157,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 12: create_request in 5 statements (billing/creation.py's look-up and make-pending)": 60,
     "issue 12: the email batch's one commit per email, one SMTP deadline thread": 45,
     "issue 13: French done right (subscription statuses with a context, Just now, the "
-    "event page in the reader's time zone, email reasons translated when shown)": 85,
+    "event page in the reader's time zone, email reasons translated when shown)": 86,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 
