@@ -158,6 +158,9 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 12: the email batch's one commit per email, one SMTP deadline thread": 45,
     "issue 12: the paid webhook in two statements (events/paid.py; mail/queue.py's "
     "notification row and django-q2 task row built for a caller's statement)": 215,
+    "issue 13: French done right (subscription statuses with a context, Just now, the "
+    "event page in the reader's time zone, email reasons translated when shown)": 86,
+    "issue 13: the app's own credit-card icon (icons.py, the register_icons hook)": 10,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 

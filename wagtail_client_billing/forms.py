@@ -87,9 +87,11 @@ class ConnectForm(FreshNonceMixin, forms.ModelForm):
         if direct:  # the platform's own account already has its country
             del self.fields["country"]
         else:
-            names = {code: str(name) for code, name in countries}  # in the active language
-            stripe = sorted(STRIPE_COUNTRIES, key=names.__getitem__)
-            choices = [("", "---------"), *((code, names[code]) for code in stripe)]
+            # django-countries sorts the names of the active language as people do
+            # ("États-Unis" among the E's): with pyuca's collation if it is installed, else
+            # by the names with their accents taken off; keep its order.
+            stripe = [(code, str(name)) for code, name in countries if code in STRIPE_COUNTRIES]
+            choices = [("", "---------"), *stripe]
             label = self.fields["country"].label
             self.fields["country"] = forms.ChoiceField(label=label, choices=choices)
 

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from wagtail.log_actions import log
 
 from .. import connections
@@ -59,7 +60,7 @@ class BatchResult:
 class _NotSent(Exception):
     """The email is no longer wanted, or has nobody to go to: never retried."""
 
-    reason: str
+    reason: str  # stored untranslated (gettext_noop), shown in the reader's language
     status: str = EmailStatus.NOT_SENT
 
 
@@ -73,11 +74,13 @@ def report_lost_sends(now: datetime | None = None) -> int:
     now = now or timezone.now()
     lost = OutgoingEmail.objects.filter(status=EmailStatus.SENDING, due_at__lte=now)
     reasons = {
-        BILLING_KINDS: _(
+        BILLING_KINDS: gettext_noop(
             "Sending was interrupted (the worker stopped): the email may not have arrived. "
             "Resend it if the client did not get it."
         ),
-        NOTIFICATION_KINDS: _("Interrupted while sending: it may or may not have gone out."),
+        NOTIFICATION_KINDS: gettext_noop(
+            "Interrupted while sending: it may or may not have gone out."
+        ),
     }
     count = sum(
         lost.filter(kind__in=kinds).update(status=EmailStatus.FAILED, error=reason, due_at=None)
@@ -203,13 +206,13 @@ class _Batch:
             email.recipient = ", ".join(recipients)
             return messages.notification(email, recipients), self.default
         if not connections.account_is_linked(request, self.accounts):  # its link is dead
-            raise _NotSent(_(
+            raise _NotSent(gettext_noop(
                 "Not sent: the request's Stripe account was unlinked, so its link no longer works."
             ))  # fmt: skip
         if request.status != BillingRequest.Status.PENDING or (
             email.kind == Kind.REMINDER and request.expires_at <= self.now
         ):
-            raise _NotSent(_("Not sent: the request had ended."))
+            raise _NotSent(gettext_noop("Not sent: the request had ended."))
         message = messages.billing_email(
             request, email.kind, email_settings=self.email_settings, links=self.links[request.mode]
         )

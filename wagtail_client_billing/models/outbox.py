@@ -7,7 +7,8 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
-# Stored in ``OutgoingEmail.error`` untranslated, shown in the reader's language.
+# Stored in ``OutgoingEmail.error`` untranslated, shown in the reader's language
+# (``OutgoingEmail.reason``).
 NO_RECIPIENTS = gettext_noop(
     "No address to send to: add recipients, or give a superuser an email address."
 )
@@ -65,9 +66,16 @@ class OutgoingEmail(models.Model):
         return self.key
 
     @property
+    def reason(self) -> str:
+        """Why it was not sent, in the reader's language where it is the app's own."""
+        # The app's own reasons are stored in English (gettext_noop): a worker has no
+        # reader; a server's own reply has no entry in the catalogue and stays as it is.
+        return gettext(self.error) if self.error else ""
+
+    @property
     def error_display(self) -> str:
-        """The reason it failed, in the reader's language where it is the app's own."""
-        reason = gettext(self.error) if self.error == NO_RECIPIENTS else self.error
+        """The reason, and when the next attempt is due."""
+        reason = self.reason
         if self.status != self.Status.QUEUED or self.due_at is None:
             return reason
         when = formats.date_format(timezone.localtime(self.due_at), "SHORT_DATETIME_FORMAT")

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .. import money
 from .agency import Mode
@@ -38,6 +39,19 @@ def user_link() -> models.ForeignKey:
 
 
 TOTALLED = ["mode", "site", "currency", "amount"]  # reports.totals' columns
+
+
+# Stripe's subscription statuses; the context tells translators whose adjective it is.
+SUBSCRIPTION_STATUSES = {
+    "incomplete": pgettext_lazy("subscription status", "incomplete"),
+    "incomplete_expired": pgettext_lazy("subscription status", "incomplete, expired"),
+    "trialing": pgettext_lazy("subscription status", "trialing"),
+    "active": pgettext_lazy("subscription status", "active"),
+    "past_due": pgettext_lazy("subscription status", "past due"),
+    "canceled": pgettext_lazy("subscription status", "canceled"),
+    "unpaid": pgettext_lazy("subscription status", "unpaid"),
+    "paused": pgettext_lazy("subscription status", "paused"),
+}
 
 
 class BillingRequest(models.Model):
@@ -171,6 +185,7 @@ class BillingRequest(models.Model):
     get_email_status_display = _email_field("request", "get_status_display")
     email_sent_at = _email_field("request", "sent_at")
     email_error = _email_field("request", "error")
+    email_reason = _email_field("request", "reason")
     email_due_at = _email_field("request", "due_at")
     email_attempts = _email_field("request", "attempts")
     email_message_id = _email_field("request", "message_id")
@@ -178,6 +193,7 @@ class BillingRequest(models.Model):
     get_reminder_status_display = _email_field("reminder", "get_status_display")
     reminder_sent_at = _email_field("reminder", "sent_at")
     reminder_error = _email_field("reminder", "error")
+    reminder_reason = _email_field("reminder", "reason")
     reminder_due_at = _email_field("reminder", "due_at")
     reminder_message_id = _email_field("reminder", "message_id")
 
@@ -199,6 +215,12 @@ class BillingRequest(models.Model):
     @property
     def is_recurring(self) -> bool:
         return self.billing_type != self.BillingType.ONE_TIME
+
+    def get_subscription_status_display(self) -> str:
+        """Stripe's subscription status in the reader's words ("active": French "actif",
+        agreeing with "abonnement", not with the request's "Payé")."""
+        status = SUBSCRIPTION_STATUSES.get(self.subscription_status)
+        return str(status) if status else self.subscription_status.replace("_", " ")
 
     def get_payment_path(self) -> str:
         return reverse("wagtail_client_billing:pay", args=[self.token])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -13,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext as _
@@ -20,7 +22,7 @@ from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
-from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
+from wagtail.admin.ui.tables import Column, StatusTagColumn
 from wagtail.admin.views.generic import IndexView, InspectView
 from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
@@ -34,6 +36,7 @@ from ..events.processing import EventProcessingFailed, process_event
 from ..models import WebhookEvent
 from ..models.agency import Mode
 from ..permissions import agency_admins_only, webhook_event_policy
+from .listing import HumanDateColumn
 
 STATUS = WebhookEvent.Status
 REPROCESS = "reprocess"
@@ -119,6 +122,12 @@ class WebhookEventInspectView(InspectView):
 
     def get_livemode_display_value(self) -> str:
         return str(self.object.mode.label)
+
+    def get_field_display_value(self, field_name: str, field: Any) -> Any:
+        value = super().get_field_display_value(field_name, field)
+        # Wagtail's inspect template shows values with ``|localize``, which formats a
+        # datetime as stored (UTC), not in the reader's time zone as ``{{ value }}`` would.
+        return timezone.localtime(value) if isinstance(value, datetime) else value
 
     @cached_property
     def header_buttons(self) -> list:
@@ -228,8 +237,8 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
             sort_key="status",
             primary=lambda event: event.status == STATUS.PROCESSED,
         ),
-        DateColumn("received_at", label=gettext_lazy("Received"), sort_key="received_at"),
-        DateColumn("processed_at", label=gettext_lazy("Processed"), sort_key="processed_at"),
+        HumanDateColumn("received_at", label=gettext_lazy("Received"), sort_key="received_at"),
+        HumanDateColumn("processed_at", label=gettext_lazy("Processed"), sort_key="processed_at"),
         Column("error", label=gettext_lazy("Error"), accessor=short_error),
     ]
 

@@ -94,13 +94,19 @@ class StatusColumn(StatusTagColumn):
         if status == Status.PENDING and instance.payment_state:
             parts.append(instance.get_payment_state_display())
         if instance.subscription_status and status == Status.PAID:
-            parts.append(instance.subscription_status)
+            parts.append(instance.get_subscription_status_display())
         if instance.client_asked_at and status in (Status.EXPIRED, Status.DELETED):
             parts.append(_("client asked for a new link"))
         return " · ".join(parts)
 
 
-class OutcomeDateColumn(DateColumn):
+class HumanDateColumn(DateColumn):
+    """Wagtail's date column, saying "Just now" in French too (not "Il y a 0 minute")."""
+
+    cell_template_name = "wagtail_client_billing/tables/date_cell.html"
+
+
+class OutcomeDateColumn(HumanDateColumn):
     """When it expires (pending), was paid, expired or was deleted."""
 
     cell_template_name = "wagtail_client_billing/tables/outcome_date_cell.html"
@@ -182,7 +188,7 @@ class IndexView(generic.IndexView):
                 primary=lambda instance: instance.status == Status.PAID,
                 sort_key="status",
             ),
-            DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
+            HumanDateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
             OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
         ]
         if self.every_site:
@@ -201,9 +207,12 @@ class IndexView(generic.IndexView):
         buttons = list(super().header_buttons)
         policy, user = email_settings_policy, self.request.user
         if self.site and policy.user_has_permission_for_instance(user, "change", self.site):
-            settings = url("email_settings", site=self.site)
-            label = _("Email settings")
-            buttons.append(HeaderButton(label, url=settings, icon_name="mail", priority=20))
+            settings, label = url("email_settings", site=self.site), _("Email settings")
+            # An icon with its label as tooltip: the French labels side by side would leave
+            # the page's title "Facturat..." at 1280 px.
+            buttons.append(
+                HeaderButton(label, url=settings, icon_name="mail", icon_only=True, priority=20)
+            )
         return buttons
 
     @cached_property

@@ -17,6 +17,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
+from wagtail.admin.ui.tables import DateColumn
 from wagtail.admin.views import generic
 from wagtail.admin.views.generic.base import (
     BaseObjectMixin,
@@ -37,7 +38,15 @@ from ..models.agency import Mode
 from ..permissions import billing_request_policy, forbidden, is_agency_admin
 from . import overview
 from .email_settings import EmailSettingsView, SendTestEmailView
-from .listing import URL_NAME, BillingRequestFilterSet, IndexView, requests_for, selected_site, url
+from .listing import (
+    URL_NAME,
+    BillingRequestFilterSet,
+    HumanDateColumn,
+    IndexView,
+    requests_for,
+    selected_site,
+    url,
+)
 
 # The views that call Stripe write before and after the call in transactions of their
 # own: under ATOMIC_REQUESTS the whole request would be one transaction held across it.
@@ -170,6 +179,16 @@ class InspectView(RequestViewMixin, generic.InspectView):
 
 
 class HistoryView(RequestViewMixin, generic.HistoryView):
+    @cached_property
+    def columns(self) -> list:
+        # Wagtail's date column says "Il y a 0 minute" in French; ours, "À l'instant".
+        return [
+            HumanDateColumn(column.name, label=column.label, width=column.width)
+            if type(column) is DateColumn
+            else column
+            for column in super().columns
+        ]
+
     @cached_property
     def header_buttons(self) -> list:
         details = url("inspect", self.object.pk)
