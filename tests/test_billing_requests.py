@@ -973,7 +973,31 @@ def test_a_pending_request_says_when_it_expires_not_just_now(editor, sites, conn
     add(editor, sites[0])
     listing = editor.get(reverse("wagtail_client_billing_requests:index")).content.decode()
     row = rows(listing)
-    assert re.search(r"in 23\xa0hours|in 1\xa0day", row), row
+    # The product promises 24 hours: not "23 hours, 54 minutes" (Django's timeuntil).
+    assert "in 24\xa0hours" in row, row
+
+
+@pytest.mark.parametrize(
+    ("left", "english", "french"),
+    [
+        (timedelta(hours=23, minutes=54), "24\xa0hours", "24\xa0heures"),
+        (timedelta(hours=1, minutes=10), "1\xa0hour", "1\xa0heure"),
+        (timedelta(minutes=59, seconds=50), "1\xa0hour", "1\xa0heure"),
+        (timedelta(minutes=12, seconds=20), "12\xa0minutes", "12\xa0minutes"),
+        (timedelta(seconds=5), "1\xa0minute", "1\xa0minute"),
+        (timedelta(days=6, hours=20), "7\xa0days", "7\xa0jours"),
+    ],
+)
+def test_the_time_left_is_one_rounded_unit_in_each_language(left, english, french):
+    from django.utils import translation
+
+    from wagtail_client_billing.templatetags.wagtail_client_billing_tags import until
+
+    expires = timezone.now() + left + timedelta(seconds=1)  # the second the test takes
+    with translation.override("en"):
+        assert until(expires) == english
+    with translation.override("fr"):
+        assert until(expires) == french
 
 
 def test_an_ended_request_says_when_it_ended_not_when_it_would_have(

@@ -5,7 +5,8 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.html import avoid_wrapping
+from django.utils.translation import gettext, ngettext
 from wagtail.admin.templatetags.wagtailadmin_tags import timesince_simple
 
 from ..money import format_money
@@ -27,3 +28,20 @@ def since(value: datetime) -> str:
     if timezone.now() - value < timedelta(minutes=1):
         return gettext("Just now")
     return timesince_simple(value)
+
+
+@register.filter
+def until(value: datetime) -> str:
+    """The time left, one unit, rounded: "24 hours" right after sending, as the product
+    promises (Django's ``timeuntil`` says "23 hours, 54 minutes"); minutes under an hour,
+    days beyond two."""
+    left = max((value - timezone.now()).total_seconds(), 0)
+    if left >= 2 * 86400:
+        days = round(left / 86400)
+        return avoid_wrapping(ngettext("%(num)d day", "%(num)d days", days) % {"num": days})
+    if left >= 3570:  # 59.5 minutes: "1 hour", not "60 minutes"
+        hours = round(left / 3600)
+        return avoid_wrapping(ngettext("%(num)d hour", "%(num)d hours", hours) % {"num": hours})
+    minutes = max(round(left / 60), 1)
+    text = ngettext("%(num)d minute", "%(num)d minutes", minutes) % {"num": minutes}
+    return avoid_wrapping(text)
