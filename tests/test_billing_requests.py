@@ -607,6 +607,20 @@ def test_resend_goes_back_to_the_listing_it_came_from_never_elsewhere(
     assert len(outbox.outbox) == 3
 
 
+def test_resend_on_a_requests_page_comes_back_to_that_page(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    inspect = reverse("wagtail_client_billing_requests:inspect", args=[request.pk])
+    page = editor.get(inspect).content.decode()
+    resend = reverse("wagtail_client_billing_requests:resend", args=[request.pk])
+    form = re.search(rf'<form method="post" action="{resend}">(.*?)</form>', page, re.S)
+    assert form, "the request's page has a Resend button"
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(1)))
+    response = editor.post(resend, fields)
+    assert response["Location"] == inspect
+    assert "is queued" in editor.get(inspect).content.decode()
+
+
 def test_the_schedule_exists_once():
     from django_q.models import Schedule
 
