@@ -358,6 +358,11 @@ def test_delayed_payment_processing_then_paid_or_failed(editor, client, sites, c
     first.refresh_from_db()
     assert first.status == Status.PENDING
     assert first.payment_state == BillingRequest.PaymentState.PROCESSING
+    # The client's link now says so (Checkout would only show "session complete").
+    host = {"HTTP_HOST": "acme.test"}
+    page = client.get(first.get_payment_path(), **host)
+    assert page.status_code == 200
+    assert "Your payment is being processed" in page.content.decode()
 
     stripe.settle_async(first.checkout_session_id, succeed=True)
     stripe.settle_async(second.checkout_session_id, succeed=False)
@@ -372,6 +377,12 @@ def test_delayed_payment_processing_then_paid_or_failed(editor, client, sites, c
     assert first.status == Status.PAID
     assert second.status == Status.PENDING
     assert second.payment_state == BillingRequest.PaymentState.FAILED
+    page = client.get(second.get_payment_path(), **host).content.decode()
+    assert "Your payment did not go through" in page
+    assert (
+        "This request has been paid"
+        in client.get(first.get_payment_path(), **host).content.decode()
+    )
 
 
 def test_subscription_is_recorded_and_followed(editor, client, sites, connection, stripe):

@@ -173,6 +173,12 @@ def test_no_english_on_any_french_page_or_email(web, french_world):
             english = english_in(text_of(response.content.decode()))
             if english:
                 found[f"client {name}"] = english
+    pending = french_world["requests"]["pending"]
+    for state in ("processing", "failed"):  # a delayed payment: our page, not Checkout's
+        BillingRequest.objects.filter(pk=pending.pk).update(payment_state=state)
+        response = web.get(pending.get_payment_path(), HTTP_HOST="acme.test")
+        assert response.status_code == 200, state
+        found[f"client {state}"] = english_in(text_of(response.content.decode()))
     response = web.get("/billing/pay/no-such-link/", HTTP_HOST="acme.test")
     found.update({"client unknown link": english_in(text_of(response.content.decode()))})
     assert outbox.outbox, "the French world sends emails"

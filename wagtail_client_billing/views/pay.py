@@ -54,6 +54,10 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
                 # The agency no longer bills through this account: say so, not Checkout
                 # (a payment made there anyway is still recorded, flagged late).
                 return render(request, TEMPLATES + "account_gone.html", context, status=410)
+            if billing_request.payment_state:  # paid by a delayed method: Checkout is over
+                failed = billing_request.payment_state == BillingRequest.PaymentState.FAILED
+                context["failed"] = failed
+                return render(request, TEMPLATES + "processing.html", context)
             if billing_request.checkout_url:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:
