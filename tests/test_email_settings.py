@@ -182,6 +182,17 @@ def test_without_custom_smtp_host_and_from_are_optional(editor, sites):
     assert SiteEmailSettings.objects.get(site=sites[0]).custom_smtp is False
 
 
+def test_the_port_is_needed_with_custom_smtp_only(editor, sites):
+    response = save(editor, sites[0], port="")
+    assert response.status_code == 200
+    assert "Custom SMTP needs a port." in response.content.decode()
+    assert not SiteEmailSettings.objects.filter(site=sites[0]).exists()
+
+    response = save(editor, sites[0], custom_smtp=None, port="", password="")
+    assert response.status_code == 302
+    assert SiteEmailSettings.objects.get(site=sites[0]).port == 587
+
+
 def test_an_undecryptable_password_is_reported_on_the_page(editor, sites):
     SiteEmailSettings.objects.create(
         site=sites[0], custom_smtp=True, host="smtp.acme.test", password_encrypted="gAAAAAgarbage"

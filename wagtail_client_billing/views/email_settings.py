@@ -69,6 +69,8 @@ class SiteEmailSettingsForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.saved_server = self.instance.server_address if self.instance.pk else ""
+        # Needed with Custom SMTP only (clean): not marked required when it is off.
+        self.fields["port"].required = False
         if self.instance.has_password:
             self.fields["password"].help_text = _(
                 "A password is stored for this server. Leave this blank to keep it; "
@@ -119,6 +121,10 @@ class SiteEmailSettingsForm(forms.ModelForm):
                 self.add_error("host", _("Custom SMTP needs a host."))
             if not data.get("from_email") and "from_email" not in self.errors:
                 self.add_error("from_email", _("Custom SMTP needs a From address."))
+            if not data.get("port") and "port" not in self.errors:
+                self.add_error("port", _("Custom SMTP needs a port."))
+        elif data.get("port") is None:  # hidden and left blank: the saved one stays
+            data["port"] = self.instance.port or SiteEmailSettings._meta.get_field("port").default
         return data
 
     def save(self, commit: bool = True) -> SiteEmailSettings:

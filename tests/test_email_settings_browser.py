@@ -1,0 +1,46 @@
+"""A site's email settings in a real browser: the SMTP server's fields appear only with
+Custom SMTP ticked (Debian's chromium via Playwright)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from playwright.sync_api import expect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("wagtail_root"),
+]
+
+SMTP_FIELDS = ("host", "port", "username", "password", "security")
+
+
+def test_smtp_fields_show_only_with_custom_smtp(live_server, page):
+    get_user_model().objects.create_superuser("agency", "agency@example.com", "s3cret-pass!")
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("input[name=username]", "agency")
+    page.fill("input[name=password]", "s3cret-pass!")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    page.goto(live_server.url + reverse("wagtail_client_billing_requests:email_settings"))
+
+    custom = page.get_by_label("Custom SMTP")
+    expect(custom).not_to_be_checked()
+    for name in SMTP_FIELDS:
+        expect(page.locator(f"[name={name}]").first).to_be_hidden()
+    expect(page.get_by_label("From", exact=True)).to_be_visible()  # used either way
+    # Nothing is marked required (Wagtail marks required fields' labels with an asterisk).
+    settings_form = page.locator("form[data-wcb-email-settings]")
+    assert settings_form.locator(".w-required-mark:visible").count() == 0
+
+    custom.check()
+    for name in SMTP_FIELDS:
+        expect(page.locator(f"[name={name}]").first).to_be_visible()
+    assert settings_form.locator(".w-required-mark:visible").count() == 1  # Security
+    custom.uncheck()
+    expect(page.locator("[name=host]")).to_be_hidden()
+
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("saved", exact=False).first).to_be_visible()
