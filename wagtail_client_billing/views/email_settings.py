@@ -121,7 +121,7 @@ class SiteEmailSettingsForm(forms.ModelForm):
                 self.add_error("host", _("Custom SMTP needs a host."))
             if not data.get("from_email") and "from_email" not in self.errors:
                 self.add_error("from_email", _("Custom SMTP needs a From address."))
-            if not data.get("port") and "port" not in self.errors:
+            if data.get("port") is None and "port" not in self.errors:
                 self.add_error("port", _("Custom SMTP needs a port."))
         elif data.get("port") is None:  # hidden and left blank: the saved one stays
             data["port"] = self.instance.port or SiteEmailSettings._meta.get_field("port").default
