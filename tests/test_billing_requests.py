@@ -164,6 +164,19 @@ def test_send_recurring_request(editor, sites, connection, stripe, billing_type,
     )
     if items:
         assert items[0]["price"]["recurring"]["interval"] == interval
+    # The client is told plainly that it repeats, and how to stop it.
+    (message,) = [m for m in outbox.outbox if request.email in m.to]
+    html = message.alternatives[0][0]
+    for body in (message.body, html):
+        assert f"you will be charged €49.90 every {interval} until you cancel" in body, body
+        assert "To cancel, reply to this email" in body
+
+
+def test_a_one_time_request_email_says_nothing_of_cancelling(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    (message,) = outbox.outbox
+    assert "until you cancel" not in message.body
+    assert "To cancel" not in message.alternatives[0][0]
 
 
 def test_the_form_starts_with_sensible_defaults(editor, sites, connection):
