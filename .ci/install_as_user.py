@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """Install the wheel as a user would and follow README's install steps literally.
 
-    python3 .ci/install_as_user.py [dist/wagtail_client_billing-*.whl] [--keep]
+    python3 .ci/install_as_user.py [dist/wagtail_client_billing-*.whl] [--layout NAME]... [--keep]
 
-Standard library only, run by the system python3. Without a wheel it builds one from
-the working tree (in a temporary copy: the checkout is left alone). Then, in a temporary
-directory:
+Standard library only; the virtualenv gets the Python that runs it (so Python 3.12+
+installs Django 6.0). Without a wheel it builds one from the working tree (in a
+temporary copy: the checkout is left alone). Then, in a temporary directory:
 
 1. a fresh virtualenv, and README's ``pip install`` with the wheel in place of the
    package name (which must be the wheel's);
-2. ``wagtail start mysite``;
+2. a new project in each layout (``--layout``, by default both, in the same virtualenv):
+   ``wagtail-start``, a fresh ``wagtail start mysite`` (settings in ``settings/base.py``
+   and ``dev.py``); ``single-file``, an older-style ``django-admin startproject mysite``
+   with Wagtail added as Wagtail's "Integrating Wagtail into a Django project" says: one
+   ``mysite/settings.py`` whose INSTALLED_APPS already lists ``wagtail.contrib.settings``
+   (as Wagtail's bakerydemo does), and Django's default (SMTP) email backend;
 3. README's install blocks, found by their ``<!-- install: NAME -->`` markers: the
-   settings and sqlite-settings blocks appended to ``mysite/settings/base.py`` as they
-   are, the urls block's lines put
-   before Wagtail's catch-all in ``mysite/urls.py``, the shell block's commands run
-   (``qcluster`` in the background, checked to start); ``check`` must show the app's
-   warning that no Stripe key is set;
+   settings, email-settings and sqlite-settings blocks appended to the settings module
+   as they are (the EMAIL_BACKEND in force then must be the one README's warning says),
+   the urls block's lines put before Wagtail's catch-all in ``mysite/urls.py``, the
+   shell block's commands run (``qcluster`` in the background, checked to start);
+   ``check`` must show the app's warning that no Stripe key is set;
 4. the app's system checks: a key without a webhook secret (W003), a live key given as
    the test key (E001), README's simulator key and webhook secret (no messages);
 5. a smoke test of the running project: README's simulator blocks (the Stripe simulator
@@ -59,6 +64,7 @@ FENCE = re.compile(r"^```\w*\n.*?^```", re.S | re.M)
 REQUIRED_BLOCKS = {
     "pip": "sh",
     "settings": "python",
+    "email-settings": "python",
     "sqlite-settings": "python",
     "urls": "python",
     "shell": "sh",
@@ -66,6 +72,48 @@ REQUIRED_BLOCKS = {
     "simulator-shell": "sh",
 }
 CATCH_ALL = 'path("", include(wagtail_urls)),'
+LAYOUTS = ("wagtail-start", "single-file")
+CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
+# Wagtail added to a `django-admin startproject` project as Wagtail's docs say
+# (https://docs.wagtail.org/en/stable/getting_started/integrating_into_django.html), the
+# wagtail.contrib.settings app listed among them as bakerydemo lists it.
+SINGLE_FILE_APPS = [
+    "wagtail.contrib.forms",
+    "wagtail.contrib.redirects",
+    "wagtail.contrib.settings",
+    "wagtail.embeds",
+    "wagtail.sites",
+    "wagtail.users",
+    "wagtail.snippets",
+    "wagtail.documents",
+    "wagtail.images",
+    "wagtail.search",
+    "wagtail.admin",
+    "wagtail",
+    "modelcluster",
+    "taggit",
+]
+SINGLE_FILE_SETTINGS = """
+# Wagtail, added as "Integrating Wagtail into a Django project" says.
+MIDDLEWARE += ["wagtail.contrib.redirects.middleware.RedirectMiddleware"]
+MEDIA_ROOT = BASE_DIR / "media"
+MEDIA_URL = "/media/"
+WAGTAIL_SITE_NAME = "My site"
+WAGTAILADMIN_BASE_URL = "http://localhost:8000"
+"""
+SINGLE_FILE_URLS = """from django.contrib import admin
+from django.urls import include, path
+from wagtail import urls as wagtail_urls
+from wagtail.admin import urls as wagtailadmin_urls
+from wagtail.documents import urls as wagtaildocs_urls
+
+urlpatterns = [
+    path("django-admin/", admin.site.urls),
+    path("admin/", include(wagtailadmin_urls)),
+    path("documents/", include(wagtaildocs_urls)),
+    path("", include(wagtail_urls)),
+]
+"""
 LONG_RUNNING = ("qcluster", "runserver")
 PASSWORD = "install-as-user-Pw-1"  # noqa: S105 (a throwaway superuser in a temp project)
 STARTED = time.monotonic()
@@ -377,7 +425,9 @@ class Install:
         self.wheel = wheel
         self.venv = work / "venv"
         self.bin = self.venv / "bin"
+        self.layout = ""
         self.project = work / "mysite"
+        self.settings = self.project / "mysite" / "settings" / "base.py"
         self.logs = work / "logs"
         self.logs.mkdir()
         self.processes = Processes(self.logs)
@@ -504,26 +554,67 @@ class Install:
         ).stdout.strip()
         say(f"Installed: {versions}")
 
-    # 2. wagtail start
+    # 2. A new project
 
-    def start_project(self) -> None:
-        say("wagtail start mysite")
-        self.run(["wagtail", "start", "mysite"], cwd=self.work)
-        for name in ("manage.py", "mysite/settings/base.py", "mysite/urls.py"):
-            if not (self.project / name).is_file():
-                raise Failed(f"`wagtail start mysite` made no mysite/{name}.")
+    def start_project(self, layout: str) -> None:
+        """A new project in ``layout`` (see LAYOUTS), in its own folder with its own logs."""
+        self.processes.stop_all()
+        self.layout = layout
+        folder = self.work / layout
+        self.logs = folder / "logs"
+        self.logs.mkdir(parents=True)
+        self.processes = Processes(self.logs)
+        self.project = folder / "mysite"
+        if layout == "wagtail-start":
+            say("[wagtail-start] wagtail start mysite")
+            self.run(["wagtail", "start", "mysite"], cwd=folder)
+            self.settings = self.project / "mysite" / "settings" / "base.py"
+        else:
+            say("[single-file] django-admin startproject mysite, Wagtail added as its docs say")
+            self.run(["django-admin", "startproject", "mysite"], cwd=folder)
+            self.settings = self.project / "mysite" / "settings.py"
+            text = self.settings.read_text(encoding="utf-8")
+            if text.count("INSTALLED_APPS = [\n") != 1:
+                raise Failed("`django-admin startproject` made no INSTALLED_APPS = [ list.")
+            apps = "".join(f'    "{app}",\n' for app in SINGLE_FILE_APPS)
+            text = text.replace("INSTALLED_APPS = [\n", "INSTALLED_APPS = [\n" + apps)
+            self.settings.write_text(text + SINGLE_FILE_SETTINGS, encoding="utf-8")
+            (self.project / "mysite" / "urls.py").write_text(SINGLE_FILE_URLS, encoding="utf-8")
+        for path in (self.project / "manage.py", self.settings, self.project / "mysite/urls.py"):
+            if not path.is_file():
+                raise Failed(f"The {layout} project has no {path.relative_to(folder)}.")
 
     # 3. README's blocks
 
     def apply_settings(self) -> None:
-        base = self.project / "mysite" / "settings" / "base.py"
-        say("README settings block -> end of mysite/settings/base.py")
-        with base.open("a", encoding="utf-8") as out:
-            out.write("\n\n# README.md, Install into your Wagtail project: settings\n")
-            out.write(self.blocks["settings"] + "\n")
-            # `wagtail start` makes a SQLite project: README's SQLite block applies.
-            out.write("\n# README.md, Install into your Wagtail project: sqlite-settings\n")
-            out.write(self.blocks["sqlite-settings"] + "\n")
+        name = self.settings.relative_to(self.project)
+        say(f"README settings, email-settings and sqlite-settings blocks -> end of {name}")
+        with self.settings.open("a", encoding="utf-8") as out:
+            for block in ("settings", "email-settings", "sqlite-settings"):
+                # Both layouts are SQLite projects: README's SQLite block applies.
+                out.write(f"\n\n# README.md, Install into your Wagtail project: {block}\n")
+                out.write(self.blocks[block] + "\n")
+        # README warns that `wagtail start`'s dev.py puts the console backend back; a
+        # single settings file keeps README's.
+        readme = re.search(r'^EMAIL_BACKEND = "([\w.]+)"', self.blocks["email-settings"], re.M)
+        if readme is None:
+            raise Failed("README's email-settings block sets no EMAIL_BACKEND.")
+        if CONSOLE_EMAIL not in self.section:
+            raise Failed(f"README's install section does not warn about {CONSOLE_EMAIL}.")
+        wanted = CONSOLE_EMAIL if self.layout == "wagtail-start" else readme.group(1)
+        backend = self.run(
+            [
+                "python",
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.conf import settings; print('BACKEND', settings.EMAIL_BACKEND)",
+            ]
+        ).stdout
+        backend = next((x[8:] for x in backend.splitlines() if x.startswith("BACKEND ")), backend)
+        if backend != wanted:
+            raise Failed(f"EMAIL_BACKEND after README's blocks is {backend!r}, not {wanted!r}.")
+        say(f"  EMAIL_BACKEND then: {backend}")
 
     def apply_urls(self) -> None:
         urls = self.project / "mysite" / "urls.py"
@@ -544,7 +635,7 @@ class Install:
             raise Failed("README's urls block has patterns after Wagtail's catch-all.")
         at = re.search(r"^([ \t]*)" + re.escape(CATCH_ALL), text, re.M)
         if at is None:
-            raise Failed(f"mysite/urls.py from `wagtail start` has no {CATCH_ALL}.")
+            raise Failed(f"mysite/urls.py of the {self.layout} project has no {CATCH_ALL}.")
         indent = at.group(1)
         added = "".join(f"{indent}{line}\n" for line in new)
         text = text[: at.start()] + added + text[at.start() :]
@@ -618,8 +709,7 @@ class Install:
         line = self.blocks["simulator-settings"]
         if "http://127.0.0.1:12111" not in line:
             raise Failed("README's simulator-settings block no longer uses http://127.0.0.1:12111.")
-        base = self.project / "mysite" / "settings" / "base.py"
-        with base.open("a", encoding="utf-8") as out:
+        with self.settings.open("a", encoding="utf-8") as out:
             out.write("\n# README.md: simulator-settings (on a free port)\n")
             out.write(line.replace("http://127.0.0.1:12111", sim) + "\n")
         commands = shell_commands(self.blocks["simulator-shell"])
@@ -854,14 +944,17 @@ class Install:
                 raise Failed(f"{name} logged an error:\nTraceback{tail(unexpected[0], 60)}")
         say("  no unexpected tracebacks from the server, the cluster or the simulator")
 
-    def main(self) -> None:
+    def main(self, layouts: list[str]) -> None:
         self.install()
-        self.start_project()
-        self.apply_settings()
-        self.apply_urls()
-        self.follow_shell()
-        self.checks()
-        self.smoke()
+        for layout in layouts:
+            self.start_project(layout)
+            self.apply_settings()
+            self.apply_urls()
+            self.follow_shell()
+            self.checks()
+            self.smoke()
+            say(f"[{layout}] OK")
+        self.processes.stop_all()
 
 
 def scratch_root() -> str | None:
@@ -886,6 +979,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("wheel", nargs="?", type=Path, help="the wheel (default: build one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--readme", type=Path, default=README, help="follow this README instead")
+    parser.add_argument(
+        "--layout",
+        action="append",
+        choices=LAYOUTS,
+        help="the project layout(s) to install into (default: all, in one virtualenv)",
+    )
     args = parser.parse_args(argv)
     if args.wheel is not None and not args.wheel.is_file():
         parser.error(f"{args.wheel} is not a file")
@@ -893,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     install = None
     try:
         install = Install(work, args.wheel.resolve() if args.wheel else None, args.readme)
-        install.main()
+        install.main(args.layout or list(LAYOUTS))
     except BaseException as error:
         if isinstance(error, Failed | subprocess.TimeoutExpired):
             print(f"\nINSTALL AS A USER FAILED: {error}", file=sys.stderr, flush=True)

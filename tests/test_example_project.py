@@ -86,6 +86,19 @@ def test_check_names_missing_django_q():
     assert "Add 'django_q' to INSTALLED_APPS" in result.stderr
 
 
+def test_the_project_on_postgresql_passes_its_checks():
+    # No server needed: the model checks refuse Wagtail's search index on PostgreSQL
+    # without django.contrib.postgres from Django 6.0 (postgres.E005); every manage.py
+    # command, qcluster included, would stop there.
+    result = manage(
+        "check",
+        DJANGO_SETTINGS_MODULE="example_project.settings.dev",
+        DATABASE_URL="postgres://nobody@127.0.0.1:9/unused",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_database_url_runs_the_project_on_postgresql():

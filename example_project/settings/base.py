@@ -96,6 +96,10 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if "postgresql" in DATABASES["default"]["ENGINE"]:
+        # Wagtail's search index uses PostgreSQL's SearchVectorField, which Django 6.0's
+        # checks refuse (postgres.E005) unless django.contrib.postgres is installed.
+        INSTALLED_APPS += ["django.contrib.postgres"]
 else:
     SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", STATE_DIR / "db.sqlite3"))
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
