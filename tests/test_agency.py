@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from django.urls import reverse
 from wagtail.models import ModelLogEntry
@@ -346,8 +349,40 @@ def test_a_restricted_account_is_shown_as_such(agency_client, stripe):
     )
     page = agency_client.get(INDEX).content.decode()
     assert "Restricted" in page
-    assert "individual.verification.document" in page
+    assert "<strong>Account holder</strong>: identity document" in page
     assert "Continue onboarding" in page
+
+
+def test_what_stripe_still_needs_is_said_in_words(agency_client, stripe):
+    """Stripe's field codes, as a new Express account reports them, read as words."""
+    connect(agency_client)
+    connection = StripeConnection.objects.get()
+    due = [
+        "business_profile.mcc", "business_profile.url", "business_type", "external_account",
+        "individual.address.city", "individual.address.line1", "individual.dob.day",
+        "individual.dob.month", "individual.dob.year", "individual.email",
+        "individual.first_name", "individual.last_name", "person_1NfBc2.verification.document",
+        "tos_acceptance.date", "tos_acceptance.ip", "individual.political_exposure",
+        "something_new.field",
+    ]  # fmt: skip
+    StripeConnection.objects.filter(pk=connection.pk).update(requirements_due=due)
+    page = agency_client.get(INDEX).content.decode()
+    listed = re.search(r"<ul data-wcb-requirements>(.*?)</ul>", page, re.S).group(1)
+    lines = [
+        html.unescape(re.sub(r"<[^>]+>|\s+", " ", line)).strip() for line in listed.split("</li>")
+    ]
+    assert [line for line in lines if line] == [
+        "Type of business",
+        "Business : business category, website",
+        "Account holder : address, date of birth, email address, name, "
+        "individual.political_exposure",
+        "A person of the company : identity document",
+        "Bank account for payouts",
+        "Acceptance of Stripe's services agreement",
+        "something_new.field",
+    ]
+    assert "tos_acceptance.ip" in listed  # Stripe's own codes stay on hover (title)
+    assert "Press Continue onboarding below" in page
 
 
 def test_a_second_connect_from_an_old_tab_is_refused_in_plain_words(agency_client, stripe):

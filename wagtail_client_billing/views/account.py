@@ -27,6 +27,7 @@ from ..mail.queue import send_again, unsent
 from ..models import AgencyBillingSettings, StripeConnection
 from ..models.agency import Mode
 from ..permissions import AgencyAdminRequiredMixin, agency_admins_only
+from ..requirements import in_words
 
 INDEX_URL = "wagtail_client_billing_agency:index"
 # Views that call Stripe run outside ATOMIC_REQUESTS: no transaction stays open while it answers.
@@ -105,11 +106,13 @@ class IndexView(AgencyPageMixin, TemplateView):
             {
                 "mode": mode,
                 "active": mode == settings_row.active_mode,
-                "connection": connections.linked_connection(mode),
+                "connection": connection,
+                "requirements": in_words(connection.requirements_due if connection else []),
                 "secret_key": mask(conf.secret_key(mode)),
                 "webhook_secrets": [mask(s) for s in conf.webhook_secrets(mode)],
             }
             for mode in Mode
+            for connection in [connections.linked_connection(mode)]
         ]
         return super().get_context_data(
             unsent_notifications=unsent()
