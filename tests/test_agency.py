@@ -305,6 +305,41 @@ def test_register_webhook_endpoint_tells_which_secret_to_set(agency_client, stri
     assert "whsec_" in page
 
 
+def test_pressing_register_again_makes_no_second_endpoint(agency_client, stripe):
+    """A second endpoint for the same URL would deliver every event twice, the copy signed
+    with a secret the site does not have: each a failed delivery."""
+    connect(agency_client)
+    register = reverse("wagtail_client_billing_agency:register_webhook", args=["test"])
+    assert "Put this signing secret" in agency_client.post(register, follow=True).content.decode()
+    (first,) = stripe_api.list_webhook_endpoints("test")
+    page = agency_client.post(register, follow=True).content.decode()
+    assert [endpoint["id"] for endpoint in stripe_api.list_webhook_endpoints("test")] == [
+        first["id"]
+    ]
+    url = "http://testserver/billing/stripe/webhook/"
+    said = f"Stripe already sends events to {url} (endpoint {first['id']}): nothing was changed."
+    assert said in html.unescape(page)
+    assert "Put this signing secret" not in page
+
+
+def test_in_the_demo_register_keeps_the_simulators_endpoint_and_its_secret(agency_client, settings):
+    """The demo's simulator sends to the site with the secret the site has (``--webhook-url``,
+    ``--webhook-secret``): pressing Register must not add an endpoint with another secret."""
+    from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
+
+    url = "http://testserver/billing/stripe/webhook/"
+    with StripeSimulator(webhook_url=url, webhook_secret="whsec_test_suite") as simulator:
+        settings.WAGTAIL_CLIENT_BILLING = {
+            **settings.WAGTAIL_CLIENT_BILLING, "STRIPE_API_BASE": simulator.url,
+            "STRIPE_MAX_NETWORK_RETRIES": 0,
+        }  # fmt: skip
+        connect(agency_client)
+        register = reverse("wagtail_client_billing_agency:register_webhook", args=["test"])
+        page = html.unescape(agency_client.post(register, follow=True).content.decode())
+        assert "Stripe already sends events to " + url + " (endpoint we_cli)" in page
+        assert [target.id for target in simulator.engine.targets()] == ["we_cli"]
+
+
 def test_live_webhook_endpoints_are_registered_over_https_only(agency_client, stripe, settings):
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,

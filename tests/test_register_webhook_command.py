@@ -149,3 +149,18 @@ def test_the_signature_helper_matches_the_view(client, db):
     link()
     body = body_of(account_updated_event())
     assert deliver(client, body, signature=sign(body)).status_code == 200
+
+
+@pytest.mark.django_db
+def test_running_it_again_makes_no_second_endpoint(simulator):
+    url = "https://agency.example/billing/stripe/webhook/"
+    first, _ = run("--url", url)
+    assert "Signing secret: whsec_" in first
+    again, err = run("--url", url)
+    (endpoint,) = stripe_api.list_webhook_endpoints("test")
+    assert again == (
+        f"Stripe already sends test-mode events to {url} (endpoint {endpoint['id']}): nothing "
+        "was changed. Its signing secret is on the endpoint's page in the Stripe Dashboard "
+        "(WAGTAIL_CLIENT_BILLING['STRIPE_TEST_WEBHOOK_SECRET']).\n"
+    )
+    assert err == ""

@@ -19,6 +19,7 @@ class RegisteredEndpoint:
     id: str
     secret: str  # Stripe shows it only once
     events: tuple[str, ...]
+    existing: bool = False  # already there: nothing was created (and no secret is known)
 
 
 def handled_event_types() -> tuple[str, ...]:
@@ -41,9 +42,15 @@ def url_problem(url: str, mode: str) -> str:
 
 
 def register_webhook_endpoint(mode: str, url: str, *, connect: bool) -> RegisteredEndpoint:
-    """Create the endpoint at Stripe for ``mode``; with Connect, events about the agency's
-    account reach only an endpoint created with ``connect=true`` (its own secret)."""
+    """Create the endpoint at Stripe for ``mode`` unless one already sends to ``url``; with
+    Connect, events about the agency's account reach only an endpoint created with
+    ``connect=true`` (its own secret)."""
     events = handled_event_types()
+    # A second endpoint for the same URL would send every event twice, the copy signed
+    # with a secret this site does not know (a failed delivery each time).
+    for endpoint in stripe_api.list_webhook_endpoints(mode):
+        if endpoint.get("url") == url and endpoint.get("status") != "disabled":
+            return RegisteredEndpoint(id=endpoint["id"], secret="", events=events, existing=True)
     endpoint_id, secret = stripe_api.create_webhook_endpoint(
         mode, url=url, events=events, connect=connect
     )

@@ -320,6 +320,14 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
         )
         return
     endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not billing_settings().direct)
+    if endpoint.existing:
+        already = _(
+            "Stripe already sends events to %(url)s (endpoint %(id)s): nothing was changed. "
+            "Its signing secret is on the endpoint's page in the Stripe Dashboard; a second "
+            "endpoint would send every event twice, once with a secret this site does not know."
+        )
+        messages.info(request, already % {"url": url, "id": endpoint.id})
+        return
     setting = f"STRIPE_{mode.upper()}_WEBHOOK_SECRET"
     messages.success(
         request,

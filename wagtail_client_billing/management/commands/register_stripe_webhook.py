@@ -64,6 +64,13 @@ class Command(BaseCommand):
                 f"Stripe did not register the endpoint: {error.user_message}"
             ) from error
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
+        if endpoint.existing:
+            self.stdout.write(
+                f"Stripe already sends {mode}-mode events to {url} (endpoint {endpoint.id}): "
+                "nothing was changed. Its signing secret is on the endpoint's page in the "
+                f"Stripe Dashboard ({secret_setting})."
+            )
+            return
         kind = "endpoint" if conf.direct else "Connect endpoint"
         self.stdout.write(
             self.style.SUCCESS(f"Registered the {mode}-mode {kind} {endpoint.id} for {url}")

@@ -10,7 +10,7 @@ from .api_connect import _check_url
 from .errors import StripeError, missing_param
 from .forms import as_bool, as_list, as_str, metadata
 from .routes import ApiRequest, created_filter, get_or_404, paginate, route
-from .store import new_id
+from .store import Record, new_id
 from .webhooks import WebhookTarget, new_secret
 
 EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")
@@ -120,9 +120,19 @@ def retrieve_webhook_endpoint(req: ApiRequest) -> tuple[int, dict[str, Any]]:
 
 @route("GET", "/v1/webhook_endpoints")
 def list_webhook_endpoints(req: ApiRequest) -> tuple[int, dict[str, Any]]:
-    """List endpoints, newest first."""
+    """List endpoints, newest first; the one given on the command line (``--webhook-url``,
+    the demo's) is listed on the platform too, oldest, as Stripe lists the endpoint it is."""
     req.allow("ending_before", "limit", "starting_after")
-    records = req.engine.store.iter("webhook_endpoint", req.scope)
+    records = list(req.engine.store.iter("webhook_endpoint", req.scope))
+    if req.scope.account is None:
+        for target in req.engine.permanent_targets:
+            if target.livemode in (None, req.livemode):
+                data = objects.webhook_endpoint(
+                    endpoint_id=target.id, livemode=req.livemode, created=0, url=target.url,
+                    enabled_events=list(target.enabled_events), metadata={},
+                    description="Given to the simulator (--webhook-url)", api_version=None,
+                )  # fmt: skip
+                records.append(Record("webhook_endpoint", data, req.scope, seq=0))
     return 200, paginate(req, records, "/v1/webhook_endpoints")
 
 
