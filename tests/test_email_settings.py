@@ -323,3 +323,42 @@ def test_the_pay_page_offers_the_sites_reply_to(
     SiteEmailSettings.objects.create(site=sites[0], from_email=from_email, reply_to=reply_to)
     page = client.get(expired_request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
     assert shown in page
+
+
+# The language of a site's client emails and pages ---------------------------------------
+
+
+def test_each_site_says_which_language_its_clients_get(editor, sites):
+    page = editor.get(f"{SETTINGS_URL}?site={sites[0].pk}").content.decode()
+    assert "Language of client emails and pages" in page
+    # Blank by default: the site's own (its root page's locale, English here), named.
+    assert '<option value="" selected>The site&#x27;s own language: English</option>' in page
+    assert '<option value="fr">français</option>' in page
+
+    response = save(editor, sites[0], custom_smtp=None, password="", client_language="fr")
+    assert response.status_code == 302
+    assert SiteEmailSettings.objects.get(site=sites[0]).client_language == "fr"
+    response = save(editor, sites[0], custom_smtp=None, password="", client_language="xx")
+    assert "Select a valid choice." in response.content.decode()
+
+
+def test_a_french_client_of_an_english_project_gets_french_emails_and_pages(
+    billing_stripe_settings, client, sites, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    """The project and the site's root page are English; the site bills a French client."""
+    assert settings.LANGUAGE_CODE.startswith("en")
+    SiteEmailSettings.objects.create(site=sites[0], client_language="fr")
+    connect_ready_account(billing_stripe_settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = billing.create_request(site=sites[0], details=request_details())
+    (email,) = [message for message in mailoutbox if request.email in message.to]
+    assert email.subject.startswith("Demande de paiement"), email.subject
+    assert "Payer en toute sécurité avec Stripe" in email.body
+    page = client.get(request.get_payment_path(), HTTP_HOST="acme.test")
+    assert page.status_code == 302  # off to Checkout
+    BillingRequest.objects.filter(pk=request.pk).update(status=BillingRequest.Status.EXPIRED)
+    page = client.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert '<html lang="fr">' in page
+    assert "Cette demande de paiement a expiré" in page
+    # Another site keeps its own language.
+    assert SiteEmailSettings.for_site_or_default(sites[1].pk).language(sites[1]) == "en"

@@ -4,7 +4,6 @@ email. Header values are collapsed to one line: no template or site name injects
 
 from __future__ import annotations
 
-import contextlib
 import re
 from email.utils import formataddr, parseaddr
 
@@ -26,16 +25,11 @@ from .failures import server_name
 BREAKS_AND_SPACES = re.compile(r"[ \t\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
-def site_language(request: BillingRequest) -> str:
-    return language_of_site(request.site)
-
-
 def language_of_site(site: Site | None) -> str:
-    """A site's language: its root page's locale, else ``LANGUAGE_CODE``."""
-    if site is not None:
-        with contextlib.suppress(Exception):  # a site without locale data: never fails
-            return site.root_page.locale.language_code
-    return settings.LANGUAGE_CODE
+    """The language of a site's client emails and pages (``SiteEmailSettings.language``)."""
+    if site is None:
+        return settings.LANGUAGE_CODE
+    return SiteEmailSettings.for_site_or_default(site.pk).language(site)
 
 
 def one_line(value: str) -> str:
@@ -51,7 +45,7 @@ def billing_email(
 ) -> EmailMultiAlternatives:
     """The email for ``request``: subject and both parts in the site's language."""
     name = request.site.site_name or request.site.hostname
-    with translation.override(site_language(request)):
+    with translation.override(email_settings.language(request.site)):
         context = {
             "billing_request": request,
             "reminder": kind == OutgoingEmail.Kind.REMINDER,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +46,15 @@ class SiteEmailSettings(BaseSiteSetting):
     )
     reply_to = models.EmailField(
         _("Reply-to"), blank=True, help_text=_("Where you receive your clients' replies.")
+    )
+    client_language = models.CharField(
+        _("Language of client emails and pages"),
+        max_length=15,
+        blank=True,
+        help_text=_(
+            "The language of the billing emails and payment pages this site's clients get. "
+            "Blank: the site's own language (its root page's locale, else the project's)."
+        ),
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -102,6 +112,15 @@ class SiteEmailSettings(BaseSiteSetting):
     def contact_address(self) -> str:
         """Where a client can write: Reply-to, else From, else ``DEFAULT_FROM_EMAIL``."""
         return self.reply_to or self.from_email or settings.DEFAULT_FROM_EMAIL
+
+    def language(self, site: Any = None) -> str:
+        """The language of the site's client emails and pages: chosen here, else the site's
+        root page's locale, else ``LANGUAGE_CODE`` (``site``: this site, if already read)."""
+        if self.client_language:
+            return self.client_language
+        with contextlib.suppress(Exception):  # a site without locale data: never fails
+            return (site or self.site).root_page.locale.language_code
+        return settings.LANGUAGE_CODE
 
     @classmethod
     def for_site_or_default(cls, site_id: int) -> SiteEmailSettings:

@@ -4,19 +4,22 @@ The password is write-only: never rendered back, kept when left blank."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -38,7 +41,21 @@ from .listing import URL_NAME, billable_sites, url
 ACTION_EDIT = "wagtail_client_billing.email_settings.edit"
 ACTION_TEST = "wagtail_client_billing.email_settings.test"
 TEST_EMAIL_WINDOW = timedelta(minutes=1)
+LOCALE = Path(__file__).resolve().parent.parent / "locale"
 HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+
+
+def client_languages() -> list[str]:
+    """The project's languages (``LANGUAGES``) this app has words for: English and those of
+    its catalogues (others would get English with their own dates and numbers)."""
+    spoken = {"en", *(path.name for path in LOCALE.iterdir() if path.is_dir())}
+    return [code for code, _name in settings.LANGUAGES if code.split("-")[0] in spoken]
+
+
+def _name(code: str) -> str:
+    with contextlib.suppress(KeyError):
+        return str(translation.get_language_info(code)["name_local"])
+    return code
 
 
 class SiteEmailSettingsForm(forms.ModelForm):
@@ -64,6 +81,7 @@ class SiteEmailSettingsForm(forms.ModelForm):
             "security",
             "from_email",
             "reply_to",
+            "client_language",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -71,6 +89,16 @@ class SiteEmailSettingsForm(forms.ModelForm):
         self.saved_server = self.instance.server_address if self.instance.pk else ""
         # Needed with Custom SMTP only (clean): not marked required when it is off.
         self.fields["port"].required = False
+        default = SiteEmailSettings(site=self.instance.site).language(self.instance.site)
+        self.fields["client_language"] = forms.ChoiceField(
+            label=self.fields["client_language"].label,
+            help_text=self.fields["client_language"].help_text,
+            required=False,
+            choices=[
+                ("", _("The site's own language: %(language)s") % {"language": _name(default)}),
+                *((code, _name(code)) for code in client_languages()),
+            ],
+        )
         if self.instance.has_password:
             self.fields["password"].help_text = _(
                 "A password is stored for this server. Leave this blank to keep it; "

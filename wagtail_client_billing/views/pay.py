@@ -14,7 +14,7 @@ from wagtail.models import Site
 
 from .. import billing, connections
 from ..mail import queue as outbox_queue
-from ..mail.messages import language_of_site, site_language
+from ..mail.messages import language_of_site
 from ..models import BillingRequest, SiteEmailSettings
 
 Status = BillingRequest.Status
@@ -41,8 +41,9 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
     if current_site is not None and current_site.pk != billing_request.site_id:
         # Each link lives on its own client's site.
         return HttpResponseRedirect(billing_request.get_payment_url())
-    contact = SiteEmailSettings.for_site_or_default(billing_request.site_id).contact_address
-    with translation.override(site_language(billing_request)):
+    email_settings = SiteEmailSettings.for_site_or_default(billing_request.site_id)
+    contact = email_settings.contact_address
+    with translation.override(email_settings.language(billing_request.site)):
         context = {
             "billing_request": billing_request,
             "site_name": billing_request.site.site_name or billing_request.site.hostname,
