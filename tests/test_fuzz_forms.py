@@ -674,7 +674,8 @@ HOSTS = st.one_of(
 )
 PORTS = st.one_of(
     labelled(st.integers(1, 65535).map(str), GOOD),
-    bad("", "0", "-1", "65536", "99999999999999999999", "abc", "1e3", "25.5", "0x19"),
+    good(""),  # needed with Custom SMTP only (below)
+    bad("0", "-1", "65536", "99999999999999999999", "abc", "1e3", "25.5", "0x19"),
     any_of(TEXT),
 )
 
@@ -682,7 +683,7 @@ PORTS = st.one_of(
 CLEAN_TEXT = labelled(TEXT.filter(lambda text: "\x00" not in text), GOOD)
 SETTINGS_FIELDS = {
     "host": omittable(st.one_of(HOSTS, good("")), required=False),
-    "port": omittable(PORTS),
+    "port": omittable(PORTS, required=False),
     "username": omittable(st.one_of(CLEAN_TEXT, bad("x" * 256, "user\x00")), required=False),
     "password": omittable(st.one_of(CLEAN_TEXT, bad("pass\x00word")), required=False),
     "security": omittable(
@@ -703,10 +704,12 @@ def email_settings_forms(draw: st.DrawFn, has_password: bool) -> dict[str, tuple
     fields.update((name, draw(strategy)) for name, strategy in SETTINGS_FIELDS.items())
     if has_password:
         fields["clear_password"] = draw(CHECKBOXES)
-    if fields["custom_smtp"][0]:  # a custom server needs a host and a From address
+    if fields["custom_smtp"][0]:  # a custom server needs a host, a port and a From address
         for name in ("host", "from_email"):
             if not (fields[name][0] or "").strip():
                 fields[name] = (fields[name][0], BAD)
+        if not fields["port"][0]:  # left out or blank (" 25 " is a port: Django strips)
+            fields["port"] = (fields["port"][0], BAD)
     return fields
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,6 +107,15 @@ class Screenshots:
         finally:
             page.set_viewport_size(VIEWPORT)
         self.taken.append(name)
+
+    def in_language(self, language: str) -> Callable[[Any, str], None] | None:
+        """A journey's shots in ``language``, None unless taking them: English under the
+        docs' names, another language with its suffix (``dashboard-fr.png``)."""
+        if self.directory is None:
+            return None
+        if language == "en":
+            return self
+        return lambda page, name: self(page, name.replace(".png", f"-{language}.png"))
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ WORDS = {
         "security": "Security",
         "from": "From",
         "reply_to": "Reply-to",
+        "client_language": "Language of client emails and pages",
         "save": "Save",
         "saved": "Email settings saved for {site}.",
         "send_test": "Send a test email",
@@ -95,6 +96,7 @@ WORDS = {
         "security": "Sécurité",
         "from": "De",
         "reply_to": "Répondre à",
+        "client_language": "Langue des courriels et des pages des clients",
         "save": "Sauvegarder",
         "saved": "Paramètres de courriel enregistrés pour {site}.",
         "send_test": "Envoyer un courriel de test",
@@ -192,9 +194,16 @@ def open_requests(page: Page, stack: Stack, w: dict[str, str], site_name: str) -
 
 
 def set_custom_smtp(
-    page: Page, w: dict[str, str], site_name: str, server: MailServer, sender: str, reply_to: str
+    page: Page,
+    w: dict[str, str],
+    site_name: str,
+    server: MailServer,
+    sender: str,
+    reply_to: str,
+    client_language: str = "",
 ) -> None:
-    """From the listing: Email settings -> Custom SMTP on ``server`` -> Save."""
+    """From the listing: Email settings -> Custom SMTP on ``server`` (and the language of
+    the site's clients, by its name) -> Save."""
     page.get_by_role("link", name=w["email_settings"]).first.click()
     page.get_by_label(w["custom_smtp"]).check()
     field(page, w["host"]).fill(server.host)
@@ -202,6 +211,8 @@ def set_custom_smtp(
     field(page, w["security"]).select_option("none")
     field(page, w["from"]).fill(sender)
     field(page, w["reply_to"]).fill(reply_to)
+    if client_language:
+        field(page, w["client_language"]).select_option(label=client_language)
     page.get_by_role("button", name=w["save"], exact=True).click()
     expect(page.get_by_text(w["saved"].format(site=site_name))).to_be_visible()
 
@@ -283,3 +294,16 @@ def checkout_session_of(client: Page, stack: Stack, link: str) -> str:
     client.goto(link)
     client.wait_for_url(re.compile(re.escape(stack.simulator.url) + "/c/pay/"))
     return client.url.rsplit("/", 1)[-1]
+
+
+def check_chart(page: Page) -> None:
+    """The dashboard's paid-per-month chart draws its twelve bars: every coordinate a
+    number the browser reads (a localized "442,0" draws nothing), this month's bar tall."""
+    bars = page.locator("[data-wcb-dashboard] ~ figure svg rect")
+    expect(bars).to_have_count(12)
+    values = bars.evaluate_all(
+        "rects => rects.flatMap(r => ['x', 'y', 'width', 'height'].map(a => r.getAttribute(a)))"
+    )
+    assert all(value.replace(".", "", 1).isdigit() for value in values), values
+    heights = bars.evaluate_all("rects => rects.map(r => r.getBBox().height)")
+    assert heights[-1] == max(heights) > 0, heights
