@@ -137,6 +137,9 @@ class CreateView(RequestViewMixin, generic.CreateView):
         except billing.AlreadySubmitted as duplicate:
             messages.info(self.request, duplicate.user_message)
             return redirect(url("inspect", duplicate.billing_request.pk))
+        except billing.NotReadyToCharge:
+            # Said once, by the note above the form (get_context_data), not again in red.
+            return self.form_invalid(form)
         except (billing.BillingError, stripe_api.StripeFailure) as error:
             form.add_error(None, error.user_message)
             if isinstance(error, billing.PendingTwin):  # ask before billing twice
