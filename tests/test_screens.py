@@ -92,3 +92,124 @@ def test_no_linked_account_is_said_once(editor, sites, stripe):
     assert page.count("No client billing account is connected") == 1
     assert alerts(page) == []
     assert BillingRequest.objects.count() == 0
+
+
+# The site being billed -------------------------------------------------------------------
+
+
+def billed_site(page: str) -> str:
+    """The "Client site" box of a page, as text ("" if there is none)."""
+    found = re.search(r"<div[^>]*data-wcb-billed-site[^>]*>(.*?)</div>", page, re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1))).strip() if found else ""
+
+
+def test_an_agency_admin_with_several_sites_opens_on_a_site_chooser(
+    client, sites, connection, stripe
+):
+    """Not on the admin's own host (the agency's site, with nothing to bill): a chooser
+    of the client sites, each with its address and its requests, then the one chosen."""
+    editor = make_user("acme-editor")
+    grant_billing(editor, sites[0])
+    client.force_login(editor)
+    add(client, sites[0], email="first@example.com")
+    add(client, sites[0], email="second@example.com")
+    client.force_login(make_user("agency", superuser=True))
+
+    page = client.get(INDEX).content.decode()
+    assert "data-wcb-site-chooser" in page
+    chooser = page[page.index("data-wcb-site-chooser") :].split("</table>")[0]
+    acme = chooser[chooser.index("Acme Plumbing") :].split("</tr>")[0]
+    assert f'href="{INDEX}?site={sites[0].pk}"' in chooser
+    assert re.findall(r"<td[^>]*>\s*([^<\s][^<]*?)\s*</td>", acme) == ["acme.test", "2", "2"]
+    bakery = chooser[chooser.index("Rue Haute Bakery") :].split("</tr>")[0]
+    assert "bakery.test" in bakery
+
+    chosen = client.get(f"{INDEX}?site={sites[0].pk}").content.decode()
+    assert "second@example.com" in chosen
+    # Remembered: the menu item opens on it now, with a way back to every site.
+    again = client.get(INDEX).content.decode()
+    assert "second@example.com" in again and "data-wcb-site-chooser" not in again
+    assert f'href="{reverse("wagtail_client_billing_requests:choose_site")}"' in again
+
+
+def test_an_editor_of_one_site_opens_on_it(editor, sites, connection, stripe):
+    add(editor, sites[0], email="first@example.com")
+    page = editor.get(INDEX).content.decode()
+    assert "first@example.com" in page and "data-wcb-site-chooser" not in page
+    assert editor.get(reverse("wagtail_client_billing_requests:choose_site")).status_code == 200
+
+
+def test_the_site_chooser_is_for_those_who_can_bill(client, sites):
+    client.force_login(make_user("writer"))
+    response = client.get(reverse("wagtail_client_billing_requests:choose_site"))
+    assert response.status_code == 302  # Wagtail's answer to PermissionDenied: the dashboard
+    assert "Acme Plumbing" not in response.content.decode()
+
+
+def test_every_form_names_the_client_site_and_its_address(editor, sites, connection, stripe):
+    shown = "Client site: Acme Plumbing · acme.test"
+    assert billed_site(editor.get(f"{ADD}?site={sites[0].pk}").content.decode()) == shown
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    for name in ("inspect", "delete"):
+        page = editor.get(reverse(f"wagtail_client_billing_requests:{name}", args=[request.pk]))
+        assert billed_site(page.content.decode()) == shown, name
+    editor.post(reverse("wagtail_client_billing_requests:delete", args=[request.pk]))
+    renew = editor.get(reverse("wagtail_client_billing_requests:renew", args=[request.pk]))
+    assert billed_site(renew.content.decode()) == shown
+
+
+def test_an_unusual_port_is_part_of_the_address(editor, sites, connection, stripe):
+    sites[0].port = 8443
+    sites[0].save()
+    page = editor.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    assert billed_site(page) == "Client site: Acme Plumbing · acme.test:8443"
+
+
+# Deleted requests: hidden, but said -------------------------------------------------------
+
+
+def delete(client, request):
+    client.post(reverse("wagtail_client_billing_requests:delete", args=[request.pk]))
+
+
+def hint(page: str) -> str:
+    found = re.search(r"<p[^>]*data-wcb-hidden-deleted[^>]*>(.*?)</p>", page, re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1))).strip() if found else ""
+
+
+def test_the_listing_says_how_many_deleted_requests_it_hides_and_links_to_them(
+    editor, sites, connection, stripe
+):
+    for email in ("gone@example.com", "gone-too@example.com", "kept@example.com"):
+        add(editor, sites[0], email=email)
+    for request in BillingRequest.objects.exclude(email="kept@example.com"):
+        delete(editor, request)
+
+    editor.get(INDEX)  # shows (and so clears) the messages of the actions above
+    page = editor.get(f"{INDEX}?site={sites[0].pk}").content.decode()
+    assert "gone@example.com" not in page
+    assert hint(page) == "2 deleted requests are hidden. Show them"
+    link = re.search(r'data-wcb-hidden-deleted.*?<a href="([^"]+)"', page, re.S).group(1)
+    shown = editor.get(link.replace("&amp;", "&")).content.decode()
+    assert "gone@example.com" in shown and "gone-too@example.com" in shown
+    assert "kept@example.com" not in shown.split('class="listing')[-1]
+    assert hint(shown) == ""
+
+    # The search is kept, and counts: one of them matches.
+    found = editor.get(f"{INDEX}?site={sites[0].pk}&q=gone-too").content.decode()
+    assert hint(found) == "1 deleted request is hidden. Show it"
+    link = re.search(r'data-wcb-hidden-deleted.*?<a href="([^"]+)"', found, re.S).group(1)
+    assert "q=gone-too" in link and "status=deleted" in link
+
+
+def test_no_hint_when_nothing_is_hidden(editor, sites, connection, stripe):
+    add(editor, sites[0])
+    assert hint(editor.get(f"{INDEX}?site={sites[0].pk}").content.decode()) == ""
+
+
+def test_the_status_filter_is_wagtails_checkboxes(editor, sites, connection, stripe):
+    page = editor.get(f"{INDEX}?site={sites[0].pk}").content.decode()
+    for status in ("pending", "paid", "expired", "deleted"):
+        assert re.search(rf'<input type="checkbox" name="status" value="{status}"', page), status
+    assert '<select name="status"' not in page

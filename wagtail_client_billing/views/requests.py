@@ -43,6 +43,7 @@ from .listing import (
     BillingRequestFilterSet,
     HumanDateColumn,
     IndexView,
+    choose_site,
     requests_for,
     selected_site,
     url,
@@ -111,6 +112,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
         return {
             **super().get_context_data(**kwargs),
             "not_ready": not_ready,
+            "billed_site": self.site,
             "agency_admin": is_agency_admin(self.request.user),
             "cancel_url": url("index", site=self.site),
             "twin": getattr(self, "twin", None),
@@ -312,6 +314,7 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     def get_urlpatterns(self) -> list:
         return [
             *(p for p in super().get_urlpatterns() if p.name not in ("edit", "usage")),
+            path("sites/", choose_site, name="choose_site"),
             path("overview/", overview.overview, name="overview"),
             path("overview/results/", overview.overview_results, name="overview_results"),
             path("resend/<int:pk>/", ResendView.as_view(), name="resend"),
