@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import grant_billing, make_user
+from wagtail_client_billing import money
 from wagtail_client_billing.models import BillingRequest
 
 pytestmark = pytest.mark.django_db
@@ -213,3 +214,58 @@ def test_the_status_filter_is_wagtails_checkboxes(editor, sites, connection, str
     for status in ("pending", "paid", "expired", "deleted"):
         assert re.search(rf'<input type="checkbox" name="status" value="{status}"', page), status
     assert '<select name="status"' not in page
+
+
+# The currency list --------------------------------------------------------------------------
+
+
+def currency_groups(page: str) -> dict[str, list[str]]:
+    """The Add form's currency list: each group's label and its option values, in order."""
+    select = re.search(r'<select name="currency".*?</select>', page, re.S).group(0)
+    groups = re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', select, re.S)
+    return {label: re.findall(r'value="([^"]*)"', options) for label, options in groups}
+
+
+def selected_currency(page: str) -> str:
+    select = re.search(r'<select name="currency".*?</select>', page, re.S).group(0)
+    found = re.search(r'<option value="([^"]*)"[^>]*selected', select)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.parametrize(("country", "currency"), [("FR", "eur"), ("US", "usd"), ("CH", "chf")])
+def test_the_currency_starts_as_the_accounts_country_currency(
+    editor, sites, connection, stripe, country, currency
+):
+    connection.country = country
+    connection.save()
+    page = editor.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    assert selected_currency(page) == currency
+    assert currency_groups(page)["Most used"][0] == currency
+
+
+def test_the_currencies_billed_in_come_first_then_the_rest_by_name(
+    editor, sites, connection, stripe
+):
+    add(editor, sites[0], currency="jpy", amount="5000", email="a@example.com")
+    add(editor, sites[0], currency="jpy", amount="6000", email="b@example.com")
+    add(editor, sites[0], currency="sek", amount="100", email="c@example.com")
+    add(editor, sites[0], currency="usd", amount="10", email="d@example.com")
+    groups = currency_groups(editor.get(f"{ADD}?site={sites[0].pk}").content.decode())
+    # The account's (France: euro), then this site's by use, then the usual ones.
+    assert groups["Most used"][:5] == ["eur", "jpy", "sek", "usd", "gbp"]
+    everything = groups["All currencies"]
+    assert not set(everything) & set(groups["Most used"])
+    assert len(everything) + len(groups["Most used"]) == len(money.CURRENCIES)  # all of Stripe's
+    assert everything[:3] == ["afn", "all", "dzd"]  # Afghan Afghani, Albanian Lek, Algerian Dinar
+
+
+def test_in_french_the_rest_is_sorted_by_the_french_names(client, sites, connection, stripe):
+    user = make_user("editrice", language="fr")
+    grant_billing(user, sites[0])
+    client.force_login(user)
+    page = client.get(f"{ADD}?site={sites[0].pk}").content.decode()
+    groups = currency_groups(page)
+    assert list(groups) == ["Les plus utilisées", "Toutes les devises"]
+    # afghani, ariary, baht... (by the French names, not by the codes AFN, MGA, THB)
+    assert groups["Toutes les devises"][:3] == ["afn", "mga", "thb"]
+    assert "Euro (EUR)" in page

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
@@ -30,7 +30,7 @@ from wagtail.models import Site
 
 from .. import billing, connections, stripe_api
 from ..compat import PolicyViewSetMixin
-from ..forms import BillingRequestForm
+from ..forms import BillingRequestForm, country_currency
 from ..icons import ICON
 from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
@@ -88,7 +88,24 @@ class CreateView(RequestViewMixin, generic.CreateView):
         kwargs = super().get_form_kwargs()
         kwargs.pop("instance", None)  # a plain form: the domain makes the request
         kwargs["require_https"] = connections.active_mode() == Mode.LIVE
+        kwargs["currencies_first"] = [
+            c for c in [self.account_currency, *self.used_currencies] if c
+        ]
         return kwargs
+
+    @cached_property
+    def account_currency(self) -> str:
+        """The linked account's country's currency: the form's default."""
+        connection = connections.linked_connection()
+        return country_currency(connection.country) if connection else ""
+
+    @cached_property
+    def used_currencies(self) -> list[str]:
+        """The currencies billed in, this site's first, then the agency's; most used first."""
+        requests = BillingRequest.objects.exclude(status=BillingRequest.CREATING)
+        used = requests.values("currency").annotate(n=Count("pk")).order_by("-n", "currency")
+        here = [row["currency"] for row in used.filter(site=self.site)[:5]]
+        return list(dict.fromkeys([*here, *(row["currency"] for row in used[:5])]))
 
     def get_initial(self) -> dict[str, Any]:
         # The client reads it (on Checkout, in the email): the site's language, not ours.
@@ -97,6 +114,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
         home = self.site.root_url.rstrip("/") + "/"
         return {
             "nonce": connections.new_idempotency_nonce(),
+            "currency": self.account_currency,
             "billing_type": BillingRequest.BillingType.ONE_TIME,
             "description": description,
             "success_url": home,
