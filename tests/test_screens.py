@@ -269,3 +269,13 @@ def test_in_french_the_rest_is_sorted_by_the_french_names(client, sites, connect
     # afghani, ariary, baht... (by the French names, not by the codes AFN, MGA, THB)
     assert groups["Toutes les devises"][:3] == ["afn", "mga", "thb"]
     assert "Euro (EUR)" in page
+
+
+def test_the_requests_page_colours_its_status_as_the_listing_does(
+    editor, sites, connection, stripe
+):
+    add(editor, sites[0])
+    request = BillingRequest.objects.get()
+    delete(editor, request)
+    page = editor.get(reverse("wagtail_client_billing_requests:inspect", args=[request.pk]))
+    assert "w-status w-status--label wcb-status wcb-status--deleted" in page.content.decode()

@@ -105,7 +105,24 @@ class BillingRequestFilterSet(WagtailFilterSet):
         fields = ["status", "billing_type", "currency", "created_at"]
 
 
+def status_tone(instance: BillingRequest) -> str:
+    """The colour of a request's status tag: its status, or a pending one's payment state."""
+    if instance.status == Status.PENDING and instance.payment_state:
+        return instance.payment_state  # processing, failed
+    return instance.status
+
+
 class StatusColumn(StatusTagColumn):
+    """Wagtail's status tag (``w-status--label``), one colour per status (admin.css)."""
+
+    cell_template_name = "wagtail_client_billing/tables/status_cell.html"
+
+    def get_cell_context_data(self, instance: BillingRequest, parent_context: Any) -> dict:
+        return {
+            **super().get_cell_context_data(instance, parent_context),
+            "tone": status_tone(instance),
+        }
+
     def get_value(self, instance: BillingRequest) -> str:
         status, parts = instance.status, [instance.get_status_display()]
         if status == Status.PENDING and instance.payment_state:
@@ -210,7 +227,7 @@ class IndexView(generic.IndexView):
     def columns(self) -> list[Column]:
         columns: list[Column] = [
             # The email, linking to the request, with the row's menu.
-            self._get_title_column("email"),
+            self._get_title_column("email", classname="wcb-email"),  # never wraps: admin.css
             Column("description", label=gettext_lazy("Description")),
             Column(
                 "amount",
@@ -223,12 +240,7 @@ class IndexView(generic.IndexView):
                 label=gettext_lazy("Billing type"),
                 accessor="get_billing_type_display",
             ),
-            StatusColumn(
-                "status",
-                label=gettext_lazy("Status"),
-                primary=lambda instance: instance.status == Status.PAID,
-                sort_key="status",
-            ),
+            StatusColumn("status", label=gettext_lazy("Status"), sort_key="status"),
             HumanDateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
             OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
         ]

@@ -46,6 +46,7 @@ from .listing import (
     choose_site,
     requests_for,
     selected_site,
+    status_tone,
     url,
 )
 
@@ -195,6 +196,7 @@ class InspectView(RequestViewMixin, generic.InspectView):
         return {
             **super().get_context_data(**kwargs),
             "stripe_events": stripe_events_for(self.object),
+            "status_tone": status_tone(self.object),
             "renewal": billing.renewal_of(self.object),
             "account_linked": connections.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
