@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
-from babel.numbers import get_currency_name
+from babel.numbers import get_currency_name, get_territory_currencies
 from django import forms
 from django.core.validators import URLValidator, validate_email
 from django.utils.formats import get_format
+from django.utils.text import capfirst
 from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
@@ -126,6 +128,45 @@ def currency_choices() -> list[tuple[str, str]]:
     return sorted(choices)
 
 
+# Currencies most agencies bill in, offered first after the account's and those used.
+COMMON_CURRENCIES = ["eur", "usd", "gbp", "chf", "cad", "aud", "jpy"]
+
+
+def country_currency(country: str) -> str:
+    """The currency of a country (``"FR"`` -> ``"eur"``) if Stripe takes it, else ""."""
+    try:
+        codes = get_territory_currencies(country.upper(), tender=True) if country else []
+    except Exception:  # an unknown country code: no default rather than an error
+        codes = []
+    return next((code.lower() for code in codes if code.lower() in CURRENCIES), "")
+
+
+def grouped_currency_choices(first: list[str]) -> list[Any]:
+    """The form's currencies: ``first`` then the common ones as "Most used", then the rest
+    by name in the active language ("Euro (EUR)"), as people look for them."""
+    locale = to_locale(get_language() or "en")
+    names = {}
+    for code in CURRENCIES:
+        try:
+            names[code] = capfirst(get_currency_name(code.upper(), locale=locale))
+        except Exception:  # an unknown locale: the code alone is still clear
+            names[code] = code.upper()
+    top = list(dict.fromkeys(c for c in [*first, *COMMON_CURRENCIES] if c in CURRENCIES))
+    rest = sorted((c for c in CURRENCIES if c not in top), key=lambda c: collation_key(names[c]))
+    label = "%(name)s (%(code)s)"
+    return [
+        ("", "---------"),
+        (_("Most used"), [(c, label % {"name": names[c], "code": c.upper()}) for c in top]),
+        (_("All currencies"), [(c, label % {"name": names[c], "code": c.upper()}) for c in rest]),
+    ]
+
+
+def collation_key(text: str) -> str:
+    """Sorts names as people do ("Émirats" among the E's), accents aside."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+
+
 class AmountField(forms.CharField):
     """An amount as people type it ("49.90", "49,90", "1 234,50"), cleaned to a Decimal.
 
@@ -180,10 +221,16 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
     # Shown (as a checkbox) only when the same request is already pending.
     send_anyway = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, require_https: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        require_https: bool = False,
+        currencies_first: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.require_https = require_https
-        self.fields["currency"].choices = [("", "---------"), *currency_choices()]
+        self.fields["currency"].choices = grouped_currency_choices(currencies_first or [])
         self.fields["billing_type"].choices = BillingRequest.BillingType.choices
 
     def clean_description(self) -> str:

@@ -19,6 +19,8 @@ from .views.events import webhook_event_viewset
 from .views.listing import billable_sites
 from .views.requests import billing_request_viewset
 
+ADMIN_CSS = "wagtail_client_billing/css/admin.css"  # the status colours, unbroken emails
+
 
 class AgencyMenuItem(MenuItem):
     def __init__(self, label: str | Promise, url_name: str, name: str, order: int) -> None:
@@ -47,6 +49,11 @@ def register_icons(icons: list[str]) -> list[str]:
 def copy_feedback_js() -> str:
     script = static("wagtail_client_billing/js/admin.js")
     return format_html('<script src="{}" defer></script>', script)
+
+
+@hooks.register("insert_global_admin_css")
+def status_colours_css() -> str:
+    return format_html('<link rel="stylesheet" href="{}">', static(ADMIN_CSS))
 
 
 @hooks.register("register_settings_menu_item")

@@ -45,3 +45,16 @@ def until(value: datetime) -> str:
     minutes = max(round(left / 60), 1)
     text = ngettext("%(num)d minute", "%(num)d minutes", minutes) % {"num": minutes}
     return avoid_wrapping(text)
+
+
+@register.simple_tag
+def form_alerts(form: Any) -> list[str]:
+    """The errors a form's fields cannot show: its own and its hidden fields' (none: no box)."""
+    hidden = [error for field in form.hidden_fields() for error in field.errors]
+    return [*form.non_field_errors(), *hidden]
+
+
+@register.filter
+def site_address(site: Any) -> str:
+    """A site's address as people type it: its hostname, with its port if unusual."""
+    return site.hostname if site.port in (80, 443) else f"{site.hostname}:{site.port}"

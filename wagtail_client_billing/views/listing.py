@@ -5,25 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db.models import QuerySet
-from django.http import Http404, HttpRequest
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.generic import TemplateView
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.menus import MenuItem
-from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
+from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn, Table, TitleColumn
 from wagtail.admin.views import generic
+from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.models import Site
 
 from .. import connections
 from ..forms import currency_choices
+from ..icons import ICON
 from ..models import BillingRequest
 from ..money import format_money
 from ..permissions import billing_request_policy, email_settings_policy
+from ..templatetags.wagtail_client_billing_tags import site_address
 
 Status = BillingRequest.Status
 URL_NAME = "wagtail_client_billing_requests"
@@ -36,10 +42,13 @@ def billable_sites(user: Any) -> QuerySet:
 
 
 def selected_site(
-    request: HttpRequest, sites: QuerySet | None = None, refusal: str = ""
+    request: HttpRequest, sites: QuerySet | None = None, refusal: str = "", *, ask: bool = False
 ) -> Site | None:
     """The site chosen with the switcher (``?site=``) among ``sites`` (default: billable),
-    remembered in the session (shared with the email settings); 404 for another."""
+    remembered in the session (shared with the email settings); 404 for another.
+
+    With ``ask``, None when nothing was chosen yet and there are several: the caller shows
+    the site chooser (the admin's own host is usually the agency's site, not a client's)."""
     sites = billable_sites(request.user) if sites is None else sites
     wanted = request.GET.get("site") or request.session.get(SESSION_SITE_KEY)
     site = None
@@ -47,6 +56,8 @@ def selected_site(
         site = sites.filter(pk=wanted).first()
         if site is None and request.GET.get("site"):
             raise Http404(refusal or _("You cannot bill for this site."))
+    if site is None and ask and sites.count() > 1:
+        return None
     if site is None:
         current = Site.find_for_request(request)
         site = sites.filter(pk=current.pk).first() if current else None
@@ -70,13 +81,19 @@ def url(name: str, *args: Any, site: Site | None = None) -> str:
 class BillingRequestFilterSet(WagtailFilterSet):
     # distinct=False: no joins here, and django-filter's SELECT DISTINCT would make the
     # database sort every matching row instead of reading the newest page from an index.
+    # Checkboxes, as Wagtail's own listings filter (pages: owner, site, type), not a
+    # <select multiple> that needs Ctrl-click.
     status = django_filters.MultipleChoiceFilter(
-        label=gettext_lazy("Status"), choices=Status.choices, distinct=False
+        label=gettext_lazy("Status"),
+        choices=Status.choices,
+        distinct=False,
+        widget=forms.CheckboxSelectMultiple,
     )
     billing_type = django_filters.MultipleChoiceFilter(
         label=gettext_lazy("Billing type"),
         choices=BillingRequest.BillingType.choices,
         distinct=False,
+        widget=forms.CheckboxSelectMultiple,
     )
     currency = django_filters.ChoiceFilter(label=gettext_lazy("Currency"), choices=currency_choices)
     created_at = django_filters.DateFromToRangeFilter(
@@ -88,7 +105,24 @@ class BillingRequestFilterSet(WagtailFilterSet):
         fields = ["status", "billing_type", "currency", "created_at"]
 
 
+def status_tone(instance: BillingRequest) -> str:
+    """The colour of a request's status tag: its status, or a pending one's payment state."""
+    if instance.status == Status.PENDING and instance.payment_state:
+        return instance.payment_state  # processing, failed
+    return instance.status
+
+
 class StatusColumn(StatusTagColumn):
+    """Wagtail's status tag (``w-status--label``), one colour per status (admin.css)."""
+
+    cell_template_name = "wagtail_client_billing/tables/status_cell.html"
+
+    def get_cell_context_data(self, instance: BillingRequest, parent_context: Any) -> dict:
+        return {
+            **super().get_cell_context_data(instance, parent_context),
+            "tone": status_tone(instance),
+        }
+
     def get_value(self, instance: BillingRequest) -> str:
         status, parts = instance.status, [instance.get_status_display()]
         if status == Status.PENDING and instance.payment_state:
@@ -149,7 +183,13 @@ class IndexView(generic.IndexView):
 
     @cached_property
     def site(self) -> Site | None:
-        return selected_site(self.request)
+        return selected_site(self.request, ask=not self.results_only)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        choosing = not (self.every_site or self.results_only) and self.site is None
+        if choosing and billable_sites(request.user).exists():
+            return choose_site(request)  # several sites and none chosen yet
+        return super().get(request, *args, **kwargs)
 
     def get_base_queryset(self) -> QuerySet:
         if self.site is None:
@@ -163,13 +203,31 @@ class IndexView(generic.IndexView):
             queryset = queryset.exclude(status=Status.DELETED)
         return queryset
 
+    @cached_property
+    def hidden_deleted(self) -> int:
+        """How many Deleted requests the other filters and the search would show."""
+        if self.request.GET.getlist("status") or self.site is None:  # (the overview: None)
+            return 0
+        unhidden = super().filter_queryset(self.get_base_queryset())
+        return self.search_queryset(unhidden).filter(status=Status.DELETED).count()
+
+    def show_deleted_url(self) -> str:
+        """This listing, filters and search kept, showing the Deleted requests."""
+        params = self.request.GET.copy()
+        for name in (self.page_kwarg, "_w_filter_fragment"):
+            params.pop(name, None)
+        params.setlist("status", [Status.DELETED])
+        if self.site is not None:
+            params["site"] = str(self.site.pk)
+        return f"{self.index_url}?{params.urlencode()}"
+
     every_site = False  # the overview: a Site column, no Email column
 
     @cached_property
     def columns(self) -> list[Column]:
         columns: list[Column] = [
             # The email, linking to the request, with the row's menu.
-            self._get_title_column("email"),
+            self._get_title_column("email", classname="wcb-email"),  # never wraps: admin.css
             Column("description", label=gettext_lazy("Description")),
             Column(
                 "amount",
@@ -182,12 +240,7 @@ class IndexView(generic.IndexView):
                 label=gettext_lazy("Billing type"),
                 accessor="get_billing_type_display",
             ),
-            StatusColumn(
-                "status",
-                label=gettext_lazy("Status"),
-                primary=lambda instance: instance.status == Status.PAID,
-                sort_key="status",
-            ),
+            StatusColumn("status", label=gettext_lazy("Status"), sort_key="status"),
             HumanDateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
             OutcomeDateColumn("outcome", label=gettext_lazy("Expires or paid at")),
         ]
@@ -255,4 +308,48 @@ class IndexView(generic.IndexView):
             "sites": billable_sites(self.request.user),
             "current_site": self.site,
             "switch_url": url("index"),
+            "choose_url": url("choose_site"),
+            "hidden_deleted": self.hidden_deleted,
+            "show_deleted_url": self.show_deleted_url() if self.hidden_deleted else "",
         }
+
+
+class SiteChooserView(WagtailAdminTemplateMixin, TemplateView):
+    """The sites the user can bill for, with their requests: where the listing opens when
+    there are several (not on the admin's own site, usually the agency's, with nothing)."""
+
+    template_name = "wagtail_client_billing/requests/choose_site.html"
+    page_title = gettext_lazy("Client billing")  # the listing's, so its heading is the same
+    header_icon = ICON
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not billable_sites(request.user).exists():
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        return [*self.breadcrumbs_items, {"url": "", "label": self.page_title}]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        listed = ~Q(billing_requests__status__in=[BillingRequest.CREATING, Status.DELETED])
+        sites = billable_sites(self.request.user).annotate(
+            pending=Count("billing_requests", filter=Q(billing_requests__status=Status.PENDING)),
+            requests=Count("billing_requests", filter=listed),
+        )
+        columns = [
+            TitleColumn(
+                "name",
+                label=gettext_lazy("Site"),
+                accessor=lambda site: site.site_name or site.hostname,
+                get_url=lambda site: url("index", site=site),
+            ),
+            Column("address", label=gettext_lazy("Address"), accessor=site_address),
+            Column("pending", label=gettext_lazy("Pending")),
+            Column("requests", label=gettext_lazy("Billing requests")),
+        ]
+        table = Table(columns, sites, attrs={"data-wcb-site-chooser": ""})
+        context = {"table": table, "sites": sites, "switch_url": url("index")}
+        return {**super().get_context_data(**kwargs), **context}
+
+
+choose_site = SiteChooserView.as_view()

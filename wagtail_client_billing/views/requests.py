@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
@@ -30,7 +30,7 @@ from wagtail.models import Site
 
 from .. import billing, connections, stripe_api
 from ..compat import PolicyViewSetMixin
-from ..forms import BillingRequestForm
+from ..forms import BillingRequestForm, country_currency
 from ..icons import ICON
 from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
@@ -43,8 +43,10 @@ from .listing import (
     BillingRequestFilterSet,
     HumanDateColumn,
     IndexView,
+    choose_site,
     requests_for,
     selected_site,
+    status_tone,
     url,
 )
 
@@ -87,7 +89,24 @@ class CreateView(RequestViewMixin, generic.CreateView):
         kwargs = super().get_form_kwargs()
         kwargs.pop("instance", None)  # a plain form: the domain makes the request
         kwargs["require_https"] = connections.active_mode() == Mode.LIVE
+        kwargs["currencies_first"] = [
+            c for c in [self.account_currency, *self.used_currencies] if c
+        ]
         return kwargs
+
+    @cached_property
+    def account_currency(self) -> str:
+        """The linked account's country's currency: the form's default."""
+        connection = connections.linked_connection()
+        return country_currency(connection.country) if connection else ""
+
+    @cached_property
+    def used_currencies(self) -> list[str]:
+        """The currencies billed in, this site's first, then the agency's; most used first."""
+        requests = BillingRequest.objects.exclude(status=BillingRequest.CREATING)
+        used = requests.values("currency").annotate(n=Count("pk")).order_by("-n", "currency")
+        here = [row["currency"] for row in used.filter(site=self.site)[:5]]
+        return list(dict.fromkeys([*here, *(row["currency"] for row in used[:5])]))
 
     def get_initial(self) -> dict[str, Any]:
         # The client reads it (on Checkout, in the email): the site's language, not ours.
@@ -96,6 +115,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
         home = self.site.root_url.rstrip("/") + "/"
         return {
             "nonce": connections.new_idempotency_nonce(),
+            "currency": self.account_currency,
             "billing_type": BillingRequest.BillingType.ONE_TIME,
             "description": description,
             "success_url": home,
@@ -111,6 +131,7 @@ class CreateView(RequestViewMixin, generic.CreateView):
         return {
             **super().get_context_data(**kwargs),
             "not_ready": not_ready,
+            "billed_site": self.site,
             "agency_admin": is_agency_admin(self.request.user),
             "cancel_url": url("index", site=self.site),
             "twin": getattr(self, "twin", None),
@@ -137,6 +158,9 @@ class CreateView(RequestViewMixin, generic.CreateView):
         except billing.AlreadySubmitted as duplicate:
             messages.info(self.request, duplicate.user_message)
             return redirect(url("inspect", duplicate.billing_request.pk))
+        except billing.NotReadyToCharge:
+            # Said once, by the note above the form (get_context_data), not again in red.
+            return self.form_invalid(form)
         except (billing.BillingError, stripe_api.StripeFailure) as error:
             form.add_error(None, error.user_message)
             if isinstance(error, billing.PendingTwin):  # ask before billing twice
@@ -172,6 +196,7 @@ class InspectView(RequestViewMixin, generic.InspectView):
         return {
             **super().get_context_data(**kwargs),
             "stripe_events": stripe_events_for(self.object),
+            "status_tone": status_tone(self.object),
             "renewal": billing.renewal_of(self.object),
             "account_linked": connections.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
@@ -309,6 +334,7 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     def get_urlpatterns(self) -> list:
         return [
             *(p for p in super().get_urlpatterns() if p.name not in ("edit", "usage")),
+            path("sites/", choose_site, name="choose_site"),
             path("overview/", overview.overview, name="overview"),
             path("overview/results/", overview.overview_results, name="overview_results"),
             path("resend/<int:pk>/", ResendView.as_view(), name="resend"),
