@@ -362,3 +362,13 @@ def test_a_french_client_of_an_english_project_gets_french_emails_and_pages(
     assert "Cette demande de paiement a expiré" in page
     # Another site keeps its own language.
     assert SiteEmailSettings.for_site_or_default(sites[1].pk).language(sites[1]) == "en"
+
+
+def test_the_sites_billing_screens_say_which_language_its_clients_read(editor, sites):
+    listing = f"{INDEX}?site={sites[0].pk}"
+    assert "Client emails and pages in English" in editor.get(listing).content.decode()
+    SiteEmailSettings.objects.create(site=sites[0], client_language="fr")
+    assert "Client emails and pages in français" in editor.get(listing).content.decode()
+    add_form = reverse("wagtail_client_billing_requests:add") + f"?site={sites[0].pk}"
+    page = editor.get(add_form).content.decode()
+    assert "<span data-wcb-client-language>français</span>" in page

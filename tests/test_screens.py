@@ -148,7 +148,7 @@ def test_the_site_chooser_is_for_those_who_can_bill(client, sites):
 
 
 def test_every_form_names_the_client_site_and_its_address(editor, sites, connection, stripe):
-    shown = "Client site: Acme Plumbing · acme.test"
+    shown = "Client site: Acme Plumbing · acme.test · its clients read English"
     assert billed_site(editor.get(f"{ADD}?site={sites[0].pk}").content.decode()) == shown
     add(editor, sites[0])
     request = BillingRequest.objects.get()
@@ -164,7 +164,7 @@ def test_an_unusual_port_is_part_of_the_address(editor, sites, connection, strip
     sites[0].port = 8443
     sites[0].save()
     page = editor.get(f"{ADD}?site={sites[0].pk}").content.decode()
-    assert billed_site(page) == "Client site: Acme Plumbing · acme.test:8443"
+    assert billed_site(page).startswith("Client site: Acme Plumbing · acme.test:8443 · ")
 
 
 # Deleted requests: hidden, but said -------------------------------------------------------

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import avoid_wrapping
 from django.utils.translation import gettext, ngettext
 from wagtail.admin.templatetags.wagtailadmin_tags import timesince_simple
@@ -58,3 +58,15 @@ def form_alerts(form: Any) -> list[str]:
 def site_address(site: Any) -> str:
     """A site's address as people type it: its hostname, with its port if unusual."""
     return site.hostname if site.port in (80, 443) else f"{site.hostname}:{site.port}"
+
+
+@register.filter
+def client_language(site: Any) -> str:
+    """The language of the site's client emails and pages, in its own name ("français")."""
+    from ..mail.messages import language_of_site
+
+    code = language_of_site(site)
+    try:
+        return str(translation.get_language_info(code)["name_local"])
+    except KeyError:
+        return code
