@@ -163,7 +163,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 13: the app's own credit-card icon (icons.py, the register_icons hook)": 10,
     "issue 13: the time left rounded, the client's processing page, the port rule": 30,
     "issue 13: what Stripe still needs, in words (requirements.py)": 85,
-    "issue 13: no second webhook endpoint; each site's client language": 62,
+    "issue 13: no second webhook endpoint; each site's client language": 66,
     "issue 13: screens that guide (the site chooser, the hidden Deleted count, the form's "
     "alerts, the site's address, the currency's default and order, status colours)": 190,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -177,12 +178,10 @@ def pending_requests(connection: StripeConnection) -> QuerySet[BillingRequest]:
     )
 
 
-def linked_accounts() -> set[tuple[str, str]]:
-    """(mode, account) of every linked connection, as billing requests store them."""
-    return {
-        (connection.mode, request_account(connection))
-        for connection in StripeConnection.objects.filter(unlinked_at__isnull=True)
-    }
+def linked_accounts(linked: Iterable[StripeConnection] | None = None) -> set[tuple[str, str]]:
+    """(mode, account) of every linked connection (``linked``, if read), as requests store them."""
+    linked = StripeConnection.objects.filter(unlinked_at__isnull=True) if linked is None else linked
+    return {(connection.mode, request_account(connection)) for connection in linked}
 
 
 def account_is_linked(

@@ -70,6 +70,14 @@ def record(request: BillingRequest, action: str, *, user: Any = None, **data: An
     ModelLogEntry.objects.bulk_create([log_entry(request, action, user=user, **data)])
 
 
+def paid_values(subscription_id: str = "") -> dict[str, Any]:
+    """What becoming Paid writes besides its status and late flag (also ``events.paid``)."""
+    values: dict[str, Any] = {"paid_at": timezone.now(), "payment_state": ""}
+    if subscription_id:
+        values |= {"subscription_id": subscription_id, "subscription_status": "active"}
+    return values
+
+
 def mark_paid(
     request: BillingRequest,
     *,
@@ -80,10 +88,7 @@ def mark_paid(
 ) -> BillingRequest | None:
     """Pending (or, late, Expired/Deleted) -> Paid: ``request`` with what was written, if
     this call won. ``account_linked``: whether its account is linked, if the caller knows."""
-    extra: dict[str, Any] = {"paid_at": timezone.now(), "payment_state": ""}
-    if subscription_id:
-        extra["subscription_id"] = subscription_id
-        extra["subscription_status"] = "active"
+    extra = paid_values(subscription_id)
     if account_linked is None:
         account_linked = connections.account_is_linked(request)
     # Money taken for a request whose account is gone is applied, and flagged.

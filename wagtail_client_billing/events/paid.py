@@ -11,10 +11,9 @@ from typing import Any, cast
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Model
-from django.utils import timezone
 
 from .. import signals, stripe_api
-from ..billing.states import ACTION_PAID, announce, log_entry
+from ..billing.states import ACTION_PAID, announce, log_entry, paid_values
 from ..db import insert_columns, insert_values
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
@@ -48,11 +47,9 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any]) -> bool:
         or not stripe_api.is_paid(cast(Any, SimpleNamespace(**session)), event_type=event.type)
     ):
         return False
-    now = timezone.now()
-    event.status, event.processed_at, event.attempts = WebhookEvent.Status.PROCESSED, now, 1
-    paid = {"status": Status.PAID, "paid_at": now, "payment_state": "", "late_payment": False}
-    if subscription:
-        paid |= {"subscription_id": subscription, "subscription_status": "active"}
+    paid = {"status": Status.PAID, **paid_values(subscription or ""), "late_payment": False}
+    event.status, event.attempts = WebhookEvent.Status.PROCESSED, 1
+    event.processed_at = paid["paid_at"]
     try:
         with transaction.atomic():
             request = _store_and_pay(event, session["id"], paid)

@@ -166,7 +166,7 @@ class _Batch:
         self.site = _Connection(self.email_settings)
         self.default = _Connection(None)
         linked = list(StripeConnection.objects.filter(unlinked_at__isnull=True))
-        self.accounts = {(link.mode, connections.request_account(link)) for link in linked}
+        self.accounts = connections.linked_accounts(linked)
         policy = ("privacy_policy_url", "terms_of_service_url")  # each mode's connection's
         self.links = {link.mode: {key: getattr(link, key) for key in policy} for link in linked}
         self.unsaved: tuple[str, list[Any]] | None = None  # the last email's "sent"

@@ -8,10 +8,25 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting
 
 from .. import crypto
+
+
+def own_language(site: Any) -> str:
+    """A site's own language: its root page's locale, else ``LANGUAGE_CODE``."""
+    with contextlib.suppress(Exception):  # a site without locale data: never fails
+        return site.root_page.locale.language_code
+    return settings.LANGUAGE_CODE
+
+
+def language_name(code: str) -> str:
+    """A language in its own name ("français"), or its code if Django does not know it."""
+    with contextlib.suppress(KeyError):
+        return str(translation.get_language_info(code)["name_local"])
+    return code
 
 
 class SiteEmailSettings(BaseSiteSetting):
@@ -115,12 +130,8 @@ class SiteEmailSettings(BaseSiteSetting):
 
     def language(self, site: Any = None) -> str:
         """The language of the site's client emails and pages: chosen here, else the site's
-        root page's locale, else ``LANGUAGE_CODE`` (``site``: this site, if already read)."""
-        if self.client_language:
-            return self.client_language
-        with contextlib.suppress(Exception):  # a site without locale data: never fails
-            return (site or self.site).root_page.locale.language_code
-        return settings.LANGUAGE_CODE
+        own (``site``: this site, if already read)."""
+        return self.client_language or own_language(site or self.site)
 
     @classmethod
     def for_site_or_default(cls, site_id: int) -> SiteEmailSettings:

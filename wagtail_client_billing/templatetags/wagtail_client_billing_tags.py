@@ -4,11 +4,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.html import avoid_wrapping
 from django.utils.translation import gettext, ngettext
 from wagtail.admin.templatetags.wagtailadmin_tags import timesince_simple
 
+from ..models.site import language_name
 from ..money import format_money
 
 register = template.Library()
@@ -65,8 +66,4 @@ def client_language(site: Any) -> str:
     """The language of the site's client emails and pages, in its own name ("français")."""
     from ..mail.messages import language_of_site
 
-    code = language_of_site(site)
-    try:
-        return str(translation.get_language_info(code)["name_local"])
-    except KeyError:
-        return code
+    return language_name(language_of_site(site))

@@ -4,7 +4,6 @@ The password is write-only: never rendered back, kept when left blank."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import re
 from datetime import timedelta
@@ -19,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -34,6 +33,7 @@ from ..conf import billing_settings
 from ..mail import failures, outbox, smtp
 from ..mail import messages as email_messages
 from ..models import SiteEmailSettings
+from ..models.site import language_name, own_language
 from ..permissions import email_settings_policy, forbidden
 from . import listing
 from .listing import URL_NAME, billable_sites, url
@@ -50,12 +50,6 @@ def client_languages() -> list[str]:
     its catalogues (others would get English with their own dates and numbers)."""
     spoken = {"en", *(path.name for path in LOCALE.iterdir() if path.is_dir())}
     return [code for code, _name in settings.LANGUAGES if code.split("-")[0] in spoken]
-
-
-def _name(code: str) -> str:
-    with contextlib.suppress(KeyError):
-        return str(translation.get_language_info(code)["name_local"])
-    return code
 
 
 class SiteEmailSettingsForm(forms.ModelForm):
@@ -89,14 +83,18 @@ class SiteEmailSettingsForm(forms.ModelForm):
         self.saved_server = self.instance.server_address if self.instance.pk else ""
         # Needed with Custom SMTP only (clean): not marked required when it is off.
         self.fields["port"].required = False
-        default = SiteEmailSettings(site=self.instance.site).language(self.instance.site)
+        default = language_name(own_language(self.instance.site))
         self.fields["client_language"] = forms.ChoiceField(
             label=self.fields["client_language"].label,
             help_text=self.fields["client_language"].help_text,
             required=False,
             choices=[
-                ("", _("The site's own language: %(language)s") % {"language": _name(default)}),
-                *((code, _name(code)) for code in client_languages()),
+                (
+                    "",
+                    _("The site's own language: %(language)s")
+                    % {"language": language_name(default)},
+                ),
+                *((code, language_name(code)) for code in client_languages()),
             ],
         )
         if self.instance.has_password:
