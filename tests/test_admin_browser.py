@@ -6,6 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
+from tests.factories import make_user
+from tests.test_billing_browser import log_in
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
@@ -33,12 +36,8 @@ def test_admin_logs_in_and_sees_the_dashboard(live_server, page):
 
 def test_the_sidebar_item_has_its_credit_card_icon(live_server, page):
     """Wagtail has no credit-card icon: ours is registered (``register_icons``) and drawn."""
-    get_user_model().objects.create_superuser("agency", "agency@example.com", "s3cret-pass!")
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "agency")
-    page.fill("input[name=password]", "s3cret-pass!")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    make_user("agency", superuser=True)
+    log_in(page, live_server.url, "agency")
 
     item = page.locator("a.sidebar-menu-item__link", has_text="Client billing").first
     expect(item).to_be_visible()

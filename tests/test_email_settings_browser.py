@@ -4,9 +4,11 @@ Custom SMTP ticked (Debian's chromium via Playwright)."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from playwright.sync_api import expect
+
+from tests.factories import make_user
+from tests.test_billing_browser import log_in
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,12 +20,8 @@ SMTP_FIELDS = ("host", "port", "username", "password", "security")
 
 
 def test_smtp_fields_show_only_with_custom_smtp(live_server, page):
-    get_user_model().objects.create_superuser("agency", "agency@example.com", "s3cret-pass!")
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "agency")
-    page.fill("input[name=password]", "s3cret-pass!")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    make_user("agency", superuser=True)
+    log_in(page, live_server.url, "agency")
     page.goto(live_server.url + reverse("wagtail_client_billing_requests:email_settings"))
 
     custom = page.get_by_label("Custom SMTP")

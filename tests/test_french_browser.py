@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD, connect_ready_account, make_site, make_user, request_details
+from tests.factories import connect_ready_account, make_site, make_user, request_details
+from tests.test_billing_browser import log_in
 from wagtail_client_billing import billing
 from wagtail_client_billing.models import BillingRequest
 
@@ -15,14 +16,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("wagtail_root"),
 ]
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
 
 
 def paid(site, amount: int, months_ago: int) -> None:
@@ -43,7 +36,7 @@ def test_the_dashboard_chart_draws_its_bars_in_french(live_server, page, billing
     paid(acme, 4990, months_ago=5)
     make_user("agence", superuser=True, language="fr")
 
-    log_in(page, live_server, "agence")
+    log_in(page, live_server.url, "agence")
     chart = page.locator("[data-wcb-dashboard] ~ figure svg")
     expect(chart).to_be_visible()
     bars = chart.locator("rect")
@@ -87,7 +80,7 @@ def test_french_page_titles_are_not_cut_at_1280_pixels(live_server, page, billin
     request = billing.create_request(site=acme, details=request_details())
     make_user("agence", superuser=True, language="fr")
     page.set_viewport_size({"width": 1280, "height": 800})
-    log_in(page, live_server, "agence")
+    log_in(page, live_server.url, "agence")
     cut = {}
     for path in (
         f"/admin/client-billing/requests/?site={acme.pk}",

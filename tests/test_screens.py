@@ -7,9 +7,9 @@ import re
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from tests.factories import grant_billing, make_user
+from tests.test_billing_requests import add
 from wagtail_client_billing import money
 from wagtail_client_billing.models import BillingRequest
 
@@ -45,21 +45,6 @@ def editor(client, sites):
     grant_billing(user, sites[0])
     client.force_login(user)
     return client
-
-
-def add(client, site, **changes):
-    data = {
-        "email": "client@example.com",
-        "currency": "eur",
-        "amount": "49.90",
-        "description": "Website maintenance",
-        "success_url": "https://acme.test/thanks/",
-        "cancel_url": "https://acme.test/cancel/",
-        "billing_type": "one_time",
-        "nonce": f"nonce-{timezone.now().timestamp()}",
-        **changes,
-    }
-    return client.post(f"{ADD}?site={site.pk}", data)
 
 
 def alerts(page: str) -> list[str]:
