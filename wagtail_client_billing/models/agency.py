@@ -82,7 +82,7 @@ class StripeConnection(models.Model):
 
 class AgencyBillingSettings(BaseGenericSetting):
     """The agency's one settings row: the active mode (changed only through
-    ``connections.switch_mode``, audited) and who hears of payments."""
+    ``connections.switch_mode``, audited), who hears of payments, and what invoices say."""
 
     active_mode = models.CharField(
         _("active mode"), max_length=4, choices=Mode.choices, default=Mode.TEST
@@ -96,6 +96,35 @@ class AgencyBillingSettings(BaseGenericSetting):
         _("Notification recipients"),
         blank=True,
         help_text=_("One address per line. Empty: every active superuser with an email address."),
+    )
+    create_invoices = models.BooleanField(
+        _("Invoice one-time payments"),
+        default=True,
+        help_text=_(
+            "Stripe makes a numbered invoice (PDF) and a receipt for each one-time payment. "
+            "Subscriptions always have invoices."
+        ),
+    )
+    invoice_footer = models.TextField(
+        _("Invoice footer"),
+        blank=True,
+        max_length=5000,
+        help_text=_("Printed at the bottom of each invoice (legal notices, payment terms)."),
+    )
+    invoice_custom_fields = models.TextField(
+        _("Invoice fields"),
+        blank=True,
+        help_text=_(
+            'Up to 4 lines "Name: value" printed on each invoice, e.g. "VAT number: FR12345678901".'
+        ),
+    )
+    collect_tax_id = models.BooleanField(
+        _("Ask for the client's tax ID"),
+        default=False,
+        help_text=_("Checkout lets a business client enter its VAT or other tax ID."),
+    )
+    collect_billing_address = models.BooleanField(
+        _("Ask for the client's billing address"), default=False
     )
 
     class Meta:

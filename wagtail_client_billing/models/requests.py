@@ -118,6 +118,14 @@ class BillingRequest(models.Model):
     checkout_url = models.URLField(max_length=2000, blank=True)
     subscription_id = models.CharField(max_length=255, blank=True)
     subscription_status = models.CharField(_("Subscription"), max_length=32, blank=True)
+    # After Paid: the payment to refund (a one-time payment's, or a subscription's latest),
+    # the client's Stripe customer, what was given back, a dispute, the subscription's period.
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    customer_id = models.CharField(max_length=255, blank=True)
+    refunded_amount = models.BigIntegerField(_("Refunded"), default=0)
+    dispute_status = models.CharField(_("Dispute"), max_length=32, blank=True)
+    current_period_end = models.DateTimeField(_("Next payment"), null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(_("Ends at the end of the period"), default=False)
 
     created_at = models.DateTimeField(_("Created"), auto_now_add=True)
     created_by = user_link()
