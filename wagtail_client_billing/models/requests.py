@@ -54,6 +54,16 @@ SUBSCRIPTION_STATUSES = {
 }
 
 
+REFUND_STATES = {"refunded": _("Refunded"), "partially_refunded": _("Partially refunded")}
+DISPUTE_STATES = {
+    "open": _("disputed by the client"),
+    "won": _("dispute won"),
+    "lost": _("dispute lost: the money went back to the client"),
+    "warning_closed": _("dispute inquiry closed"),
+    "prevented": _("dispute prevented"),
+}
+
+
 class BillingRequest(models.Model):
     """One billing request of one site, tied to one Stripe Checkout Session."""
 
@@ -229,6 +239,24 @@ class BillingRequest(models.Model):
         agreeing with "abonnement", not with the request's "Payé")."""
         status = SUBSCRIPTION_STATUSES.get(self.subscription_status)
         return str(status) if status else self.subscription_status.replace("_", " ")
+
+    @property
+    def refund_state(self) -> str:
+        """ "refunded" (a one-time payment given back in full), "partially_refunded", or ""."""
+        if self.refunded_amount <= 0 or self.status != self.Status.PAID:
+            return ""
+        full = not self.is_recurring and self.refunded_amount >= self.amount
+        return "refunded" if full else "partially_refunded"
+
+    def get_status_label(self) -> str:
+        """The status as its tag says it: Paid, or what refunds made of it."""
+        return str(REFUND_STATES.get(self.refund_state) or self.get_status_display())
+
+    def get_dispute_display(self) -> str:
+        """ "" (none), or the client's dispute with their bank, in words."""
+        if not self.dispute_status:
+            return ""
+        return str(DISPUTE_STATES.get(self.dispute_status, DISPUTE_STATES["open"]))
 
     def get_payment_path(self) -> str:
         return reverse("wagtail_client_billing:pay", args=[self.token])
