@@ -53,6 +53,11 @@ SDK_PARAMS = {
     "GET /v1/customers/{id}": "_customer_retrieve_params.CustomerRetrieveParams",
     "GET /v1/payment_intents/{id}":
         "_payment_intent_retrieve_params.PaymentIntentRetrieveParams",
+    "POST /v1/refunds": "_refund_create_params.RefundCreateParams",
+    "GET /v1/refunds/{id}": "_refund_retrieve_params.RefundRetrieveParams",
+    "GET /v1/refunds": "_refund_list_params.RefundListParams",
+    "GET /v1/charges/{id}": "_charge_retrieve_params.ChargeRetrieveParams",
+    "GET /v1/disputes/{id}": "_dispute_retrieve_params.DisputeRetrieveParams",
 }  # fmt: skip
 
 

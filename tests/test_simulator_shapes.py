@@ -84,6 +84,10 @@ NULL_IN_THIS_STATE: dict[str, str] = {
         "threshold, pause or pending update)",
     ),  # fmt: skip
     "data.object": "an event's object is checked on its own, against its kind's example",
+    # A charge paid by a plain card, from Checkout:
+    "source": "null for a charge made with a payment method (not a legacy source)",
+    "payment_method_details.card.wallet": "null unless paid with a wallet (Apple Pay...)",
+    "payment_method_details.card.installments": "null unless paid in installments",
 }
 
 
@@ -248,6 +252,35 @@ def test_checkout_session_shapes_in_every_state(stripe_client, stripe_simulator,
                      "customer")  # fmt: skip
         canceled = raw(client.v1.subscriptions.cancel(complete.subscription))
         assert_shape(canceled, "subscription")
+
+
+def test_charge_refund_and_dispute_shapes(stripe_client, stripe_simulator):
+    client = stripe_client(stripe_account=stripe_client().v1.accounts.create().id)
+    session = client.v1.checkout.sessions.create(params=SESSION)
+    intent = stripe_simulator.complete_checkout(session.id)["payment_intent"]
+    charge_id = client.v1.payment_intents.retrieve(intent).latest_charge
+    assert_shape(raw(client.v1.charges.retrieve(charge_id)), "charge")
+
+    stripe_simulator.delay_next_refunds()
+    refund = raw(client.v1.refunds.create(params={"payment_intent": intent, "amount": 100}))
+    assert_shape(refund, "refund")
+    stripe_simulator.settle_refund(refund["id"])
+    assert_shape(raw(client.v1.refunds.retrieve(refund["id"])), "refund")
+    for item in raw(client.v1.refunds.list())["data"]:
+        assert_shape(item, "refund")
+    refunded = raw(client.v1.charges.retrieve(charge_id))
+    assert_shape(refunded, "charge")
+    assert refunded["refunds"]["data"] and refunded["refunds"]["data"][0]["object"] == "refund"
+
+    dispute = stripe_simulator.create_dispute(intent)
+    assert_shape(dispute, "dispute")
+    stripe_simulator.close_dispute(dispute["id"], won=True)
+    assert_shape(raw(client.v1.disputes.retrieve(dispute["id"])), "dispute")
+    for event in stripe_simulator.events():
+        assert_event_shape(event)
+    kinds = {event["type"] for event in stripe_simulator.events()}
+    assert {"refund.created", "charge.refunded", "refund.updated", "charge.dispute.created",
+            "charge.dispute.closed"} <= kinds  # fmt: skip
 
 
 def test_webhook_endpoint_shapes(stripe_client):

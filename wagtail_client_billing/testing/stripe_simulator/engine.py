@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import objects
+from . import objects, payments
 from .errors import StripeError
 from .faults import FaultInjector
 from .store import Record, Scope, Store
@@ -181,6 +181,7 @@ class Engine:
                     description=(params.get("payment_intent_data") or {}).get("description"),
                 )
                 self.store.add("payment_intent", intent, scope)
+                payments.add_charge(self, intent, scope, email=email)
                 data["payment_intent"] = intent["id"]
             else:
                 customer = data["customer"]
@@ -227,6 +228,8 @@ class Engine:
                     intent.data.update(status="succeeded", amount_received=intent.data["amount"])
             elif intent:
                 intent.data.update(status="requires_payment_method")
+            if intent:
+                payments.settle_charge(self, intent.data, succeed)
             event_type = f"checkout.session.async_payment_{'succeeded' if succeed else 'failed'}"
             self.emit(event_type, data, record.scope, self._info(record))
             return data

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .commands_billing import BillingCommands
 from .control import command
 from .engine import Engine
 from .faults import Fault
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("wagtail_client_billing.stripe_simulator")
 
 
-class StripeSimulator:
+class StripeSimulator(BillingCommands):
     """A local stand-in for api.stripe.com, its hosted pages and its webhooks."""
 
     def __init__(
