@@ -177,7 +177,7 @@ def apply(stripe_refund: Any, *, request: BillingRequest, user: Any = None) -> R
     updated, the request's refunded total, and once, the audit entry and the notification."""
     field = stripe_api.field_of
     stripe_id, status = field(stripe_refund, "id"), field(stripe_refund, "status") or ""
-    key = (field(stripe_refund, "metadata") or {}).get("wagtail_client_billing_refund")
+    key = field(field(stripe_refund, "metadata"), "wagtail_client_billing_refund")
     with transaction.atomic():
         BillingRequest.objects.filter(pk=request.pk).update(refunded_amount=F("refunded_amount"))
         row = Refund.objects.filter(stripe_id=stripe_id).first()
