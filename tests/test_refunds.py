@@ -316,3 +316,22 @@ def test_a_dispute_is_shown_told_once_and_never_reopened(agency, sites, connecti
     assert request.dispute_status == "lost"
     assert "dispute lost" in agency.get(inspect_url(request)).content.decode()
     assert notifications(OutgoingEmail.Kind.DISPUTED) == 1
+
+
+# What the agency adds up ------------------------------------------------------------------
+
+
+def test_totals_chart_and_export_count_refunds(agency, sites, connection, stripe):
+    from tests.test_overview import OVERVIEW, csv_rows
+
+    request = paid(agency, sites, stripe)
+    post_refund(agency, request, amount="10", nonce="partial")
+    page = agency.get(OVERVIEW).content.decode()
+    paid_box = page[page.index('data-total="paid_this_month"') :]
+    assert "€39.90" in paid_box[:600] and "net of €10.00 refunded" in paid_box[:600]
+    assert "Partially refunded" in page
+    (row,) = csv_rows(agency.get(f"{OVERVIEW}?export=csv"))
+    assert row["Status"] == "Partially refunded" and row["Refunded"] == "10.00"
+    assert row["Amount"] == "49.90"
+    home = agency.get(reverse("wagtailadmin_home")).content.decode()
+    assert "€39.90" in home  # the dashboard's paid total and chart are net too

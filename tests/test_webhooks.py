@@ -660,12 +660,19 @@ def test_handled_event_types_are_the_documented_ones():
     assert endpoints.handled_event_types() == (
         "account.application.deauthorized",
         "account.updated",
+        "charge.dispute.closed",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.refunded",
         "checkout.session.async_payment_failed",
         "checkout.session.async_payment_succeeded",
         "checkout.session.completed",
         "checkout.session.expired",
         "customer.subscription.deleted",
         "customer.subscription.updated",
+        "refund.created",
+        "refund.failed",
+        "refund.updated",
     )
 
 

@@ -216,6 +216,14 @@ def create_webhook_endpoint(
     return endpoint.id, endpoint.secret or ""
 
 
+def update_webhook_endpoint_events(mode: str, endpoint_id: str, *, events: Iterable[str]) -> None:
+    """Set the event types an endpoint sends (its URL and secret stay)."""
+    with translate_errors():
+        get_client(mode).v1.webhook_endpoints.update(
+            endpoint_id, {"enabled_events": cast(Any, sorted(events))}
+        )
+
+
 def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
     """The webhook endpoints registered on the platform account."""
     with translate_errors():

@@ -38,7 +38,7 @@ def user_link() -> models.ForeignKey:
     )
 
 
-TOTALLED = ["mode", "site", "currency", "amount"]  # reports.totals' columns
+TOTALLED = ["mode", "site", "currency", "amount", "refunded_amount"]  # reports.totals' columns
 
 
 # Stripe's subscription statuses; the context tells translators whose adjective it is.
@@ -225,6 +225,10 @@ class BillingRequest(models.Model):
     @property
     def amount_major(self):  # -> Decimal
         return money.to_major(self.amount, self.currency)
+
+    @property
+    def refunded_major(self):  # -> Decimal
+        return money.to_major(self.refunded_amount, self.currency)
 
     @property
     def currency_code(self) -> str:

@@ -44,7 +44,8 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "amount_major",
         "currency_code",
         "get_billing_type_display",
-        "get_status_display",
+        "get_status_label",
+        "refunded_major",
         "created_at",
         "expires_at",
         "paid_at",
@@ -56,7 +57,8 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "amount_major": gettext_lazy("Amount"),
         "currency_code": gettext_lazy("Currency"),
         "get_billing_type_display": gettext_lazy("Billing type"),
-        "get_status_display": gettext_lazy("Status"),
+        "get_status_label": gettext_lazy("Status"),
+        "refunded_major": gettext_lazy("Refunded"),
         "get_mode_display": gettext_lazy("Mode"),
     }
     model = BillingRequest
