@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.formats import localize_input
 from django.utils.translation import gettext as _
@@ -14,6 +14,7 @@ from django.views.generic import FormView
 from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTemplateMixin
 
 from .. import billing, connections, stripe_api
+from ..billing.refunds import Payment
 from ..forms import RefundForm
 from ..icons import ICON
 from ..models import BillingRequest, Refund
@@ -31,14 +32,14 @@ class RefundView(BaseObjectMixin, WagtailAdminTemplateMixin, FormView):
     header_icon = ICON
     form_class = RefundForm
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not is_agency_admin(request.user):
             return forbidden(request)
         return super().dispatch(request, *args, **kwargs)
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)
-        self.payment = None
+        self.payment: Payment | None = None
 
     def get_object(self) -> BillingRequest:
         return get_object_or_404(BillingRequest.objects.select_related("site"), pk=self.pk)
