@@ -83,11 +83,10 @@ class RefundView(BaseObjectMixin, WagtailAdminTemplateMixin, FormView):
 
     def get_initial(self) -> dict[str, Any]:
         payment = self.payment
-        remaining = to_major(payment.remaining, payment.currency) if payment else None
-        remaining = (
-            localize_input(remaining) if remaining is not None else None
-        )  # "49,90" in French
-        return {"nonce": connections.new_idempotency_nonce(), "amount": remaining}
+        # What remains, as the reader writes amounts ("49,90" in French).
+        amount = to_major(payment.remaining, payment.currency) if payment else None
+        initial = localize_input(amount) if amount is not None else ""
+        return {"nonce": connections.new_idempotency_nonce(), "amount": initial}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "payment": self.payment}
