@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from . import (  # noqa: F401 - they register routes
     api_checkout,
     api_connect,
+    api_invoices,
     api_other,
     api_payments,
     control,
