@@ -344,6 +344,10 @@ def test_invoice_and_invoice_payment_shapes(stripe_client, stripe_simulator):
             assert_shape(payment, "invoice_payment")
             assert payment["payment"]["payment_intent"].startswith("pi_")
     assert isinstance(invoice["parent"]["subscription_details"], dict)
+    stripe_simulator.fail_renewals(session["customer"])  # a failed renewal, then a paid one
+    stripe_simulator.advance_clock(31 * 86400)
+    stripe_simulator.update_payment_method(session["customer"])
+    assert_shape(raw(client.v1.subscriptions.retrieve(session["subscription"])), "subscription")
     for invoice in raw(client.v1.invoices.list())["data"]:
         assert_shape(invoice, "invoice")
     for event in stripe_simulator.events():

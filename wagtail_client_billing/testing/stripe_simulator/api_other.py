@@ -217,11 +217,19 @@ def update_subscription(req: ApiRequest) -> tuple[int, dict[str, Any]]:
             previous["metadata"] = dict(data["metadata"])
             data["metadata"].update(metadata(params["metadata"]))
         if "cancel_at_period_end" in params:
-            previous["cancel_at_period_end"] = data["cancel_at_period_end"]
             flag = as_bool(params["cancel_at_period_end"], "cancel_at_period_end")
-            data["cancel_at_period_end"] = flag
+            for key in ("cancel_at_period_end", "cancel_at", "canceled_at"):
+                previous[key] = data[key]
+            previous["cancellation_details"] = dict(data["cancellation_details"])
             period_end = data["items"]["data"][0]["current_period_end"]
-            data["cancel_at"] = period_end if flag else None
+            # As at Stripe: canceled_at is when the cancellation was asked for; the
+            # subscription ends (status canceled) when the clock passes cancel_at.
+            data.update(
+                cancel_at_period_end=flag,
+                cancel_at=period_end if flag else None,
+                canceled_at=req.engine.now() if flag else None,
+            )
+            data["cancellation_details"]["reason"] = "cancellation_requested" if flag else None
         if previous:
             req.engine.emit("customer.subscription.updated", data, record.scope, req.info, previous)
         return 200, data

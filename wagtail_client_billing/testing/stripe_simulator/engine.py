@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import checkout_flow, objects
+from . import checkout_flow, objects, renewals
 from .errors import StripeError
 from .faults import FaultInjector
 from .store import Record, Scope, Store
@@ -198,7 +198,8 @@ class Engine:
             return data
 
     def tick(self) -> None:
-        """Apply what simulated time has made due: expiries and delayed settlements."""
+        """Apply what simulated time has made due: expiries, delayed settlements and
+        subscription renewals (or ends)."""
         with self.lock:
             now = self.store.clock.time()
             for record in list(self.store.iter("checkout.session")):
@@ -207,6 +208,7 @@ class Engine:
             due = [(sid, ok) for sid, (at, ok) in self.store.settlements.items() if at <= now]
             for session_id, succeed in due:
                 self.settle_async(session_id, succeed)
+            renewals.due(self)
 
     # Connect ---------------------------------------------------------------------
 

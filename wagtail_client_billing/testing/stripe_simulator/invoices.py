@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 RETRY_SECONDS = 3 * 86400
 
 
+def new_invoice_id() -> str:
+    """An id for an invoice about to be issued (a subscription names it first)."""
+    return new_id("in")
+
+
 def next_number(engine: Engine, scope: Scope) -> str:
     """The next invoice number of the account: ``ABCD1234-0001``, ``ABCD1234-0002``..."""
     prefix, count = engine.store.invoice_numbers.get(scope, (random_token(8).upper(), 0))

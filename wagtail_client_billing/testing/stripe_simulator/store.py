@@ -113,6 +113,8 @@ class Store:
         self.held_refunds = 0
         # Per account: the made-up invoice number prefix and the last number used.
         self.invoice_numbers: dict[Scope, tuple[str, int]] = {}
+        # Customers and subscriptions whose card is declined at renewal (fail_renewals).
+        self.failing_cards: set[str] = set()
         self.platform_ids = {False: new_id("acct"), True: new_id("acct")}
 
     def clear(self) -> None:
@@ -126,6 +128,7 @@ class Store:
             self.settlements.clear()
             self.held_refunds = 0
             self.invoice_numbers.clear()
+            self.failing_cards.clear()
             self.clock.reset()
 
     def add(self, kind: str, data: dict[str, Any], scope: Scope, **extra: Any) -> Record:
