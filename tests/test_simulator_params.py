@@ -61,6 +61,7 @@ SDK_PARAMS = {
     "GET /v1/invoices/{id}": "_invoice_retrieve_params.InvoiceRetrieveParams",
     "GET /v1/invoices": "_invoice_list_params.InvoiceListParams",
     "GET /v1/invoice_payments": "_invoice_payment_list_params.InvoicePaymentListParams",
+    "POST /v1/billing_portal/sessions": "billing_portal._session_create_params.SessionCreateParams",
 }  # fmt: skip
 
 

@@ -96,6 +96,7 @@ NULL_IN_THIS_STATE: dict[str, str] = {
         "null unless Checkout collected an address or shipping (checked with an address below)",
     ),
     "from_invoice": "null unless the invoice revises another",
+    "flow": "null unless a portal session is made with flow_data",
     "last_finalization_error": "null: finalization succeeded",
     "parent": "null on a one-time payment's invoice (checked on subscription invoices)",
     "parent.quote_details": "null: the invoice comes from a subscription, not a quote",
@@ -350,6 +351,10 @@ def test_invoice_and_invoice_payment_shapes(stripe_client, stripe_simulator):
     assert_shape(raw(client.v1.subscriptions.retrieve(session["subscription"])), "subscription")
     for invoice in raw(client.v1.invoices.list())["data"]:
         assert_shape(invoice, "invoice")
+    portal = client.v1.billing_portal.sessions.create(
+        params={"customer": session["customer"], "return_url": "https://client.example/"}
+    )
+    assert_shape(raw(portal), "billing_portal.session")
     for event in stripe_simulator.events():
         assert_event_shape(event)
 

@@ -4,6 +4,7 @@ cancellation at the period's end; through the real stripe SDK."""
 from __future__ import annotations
 
 import pytest
+import requests
 import stripe
 
 from wagtail_client_billing.testing.stripe_simulator import RemoteSimulator
@@ -196,3 +197,99 @@ def test_undoing_cancel_at_period_end_keeps_it_renewing(client, stripe_simulator
 
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 2
+
+
+# The billing portal ----------------------------------------------------------------------
+
+RETURN_URL = "https://client.example/billing/"
+
+
+def portal(client, customer, **params):
+    """A billing portal session for ``customer``, back to RETURN_URL."""
+    return client.v1.billing_portal.sessions.create(
+        params={"customer": customer, "return_url": RETURN_URL, **params}
+    )
+
+
+def test_a_portal_session_opens_a_hosted_portal(client, stripe_simulator):
+    sub = subscribe(client, stripe_simulator)
+
+    session = portal(client, sub.customer, locale="fr")
+
+    assert (session.object, session.customer, session.return_url) == (
+        "billing_portal.session", sub.customer, RETURN_URL
+    )  # fmt: skip
+    assert session.id.startswith("bps_") and session.configuration.startswith("bpc_")
+    assert session.locale == "fr" and session.livemode is False
+    assert portal(client, sub.customer).configuration == session.configuration
+    page = requests.get(session.url, timeout=5)
+    assert page.status_code == 200 and "<html lang='fr'>" in page.text
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    for text in ("125.00 EUR / month", "active", "Renews", "Visa •••• 4242", invoice.number,
+                 f"<a href='{RETURN_URL}'>Return to client.example</a>",
+                 ">Update payment method</button>", ">Cancel subscription</button>"):  # fmt: skip
+        assert text in page.text
+    assert requests.get(session.url + "x", timeout=5).status_code == 404
+
+
+def test_the_client_fixes_the_card_in_the_portal(client, stripe_simulator):
+    sub = subscribe(client, stripe_simulator)
+    start, end = period(sub)
+    stripe_simulator.fail_renewals(sub.customer)
+    stripe_simulator.advance_clock(end - start + 1)
+    url = portal(client, sub.customer).url
+    http = requests.Session()
+    page = http.get(url, timeout=5).text
+    assert "Your last payment failed" in page and "Visa •••• 4242 (declined)" in page
+    seen = len(stripe_simulator.events())
+
+    answer = http.post(url, data={"action": "update_payment_method"}, allow_redirects=False,
+                       timeout=5)  # fmt: skip
+
+    path = url.removeprefix(stripe_simulator.url)
+    assert (answer.status_code, answer.headers["Location"]) == (303, f"{path}?done=card")
+    assert "Your payment method was updated." in http.get(url + "?done=card", timeout=5).text
+    assert types(stripe_simulator, seen) == ["invoice.paid", "customer.subscription.updated"]
+    renewed = client.v1.subscriptions.retrieve(sub.id)
+    assert renewed.status == "active"
+    assert client.v1.invoices.retrieve(renewed.latest_invoice).status == "paid"
+    assert "(declined)" not in http.get(url, timeout=5).text
+
+
+def test_the_client_cancels_at_period_end_in_the_portal(client, stripe_simulator):
+    sub = subscribe(client, stripe_simulator)
+    start, end = period(sub)
+    url = portal(client, sub.customer).url
+    seen = len(stripe_simulator.events())
+
+    answer = requests.post(url, data={"action": "cancel", "subscription": sub.id}, timeout=5)
+
+    assert "will be canceled at the end of the period" in answer.text
+    assert "Cancels" in answer.text and ">Cancel subscription</button>" not in answer.text
+    assert types(stripe_simulator, seen) == ["customer.subscription.updated"]
+    updated = client.v1.subscriptions.retrieve(sub.id)
+    assert (updated.cancel_at_period_end, updated.cancel_at) == (True, end)
+    stripe_simulator.advance_clock(end - start + 1)
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+    assert "Canceled" in requests.get(url, timeout=5).text
+
+
+def test_bad_portal_session_requests(client, stripe_client, stripe_simulator):
+    sub = subscribe(client, stripe_simulator)
+    sessions = client.v1.billing_portal.sessions
+
+    def refused(params):
+        with pytest.raises(stripe.InvalidRequestError) as excinfo:
+            sessions.create(params=params)
+        return excinfo.value
+
+    assert refused({"return_url": RETURN_URL}).code == "parameter_missing"
+    error = refused({"customer": "cus_nope"})
+    assert (error.code, error.param) == ("resource_missing", "customer")
+    flow = {"type": "payment_method_update"}
+    assert refused({"customer": sub.customer, "flow_data": flow}).param == "flow_data"
+    assert refused({"customer": sub.customer, "return_url": "nope"}).code == "url_invalid"
+    assert refused({"customer": sub.customer, "bogus": "1"}).code == "parameter_unknown"
+    platform = stripe_client().v1.billing_portal.sessions  # the customer is the account's
+    with pytest.raises(stripe.InvalidRequestError):
+        platform.create(params={"customer": sub.customer})

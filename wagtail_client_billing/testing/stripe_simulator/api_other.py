@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import objects
+from . import objects, renewals
 from .api_connect import _check_url
 from .errors import StripeError, missing_param
 from .forms import as_bool, as_list, as_str, metadata
@@ -218,18 +218,7 @@ def update_subscription(req: ApiRequest) -> tuple[int, dict[str, Any]]:
             data["metadata"].update(metadata(params["metadata"]))
         if "cancel_at_period_end" in params:
             flag = as_bool(params["cancel_at_period_end"], "cancel_at_period_end")
-            for key in ("cancel_at_period_end", "cancel_at", "canceled_at"):
-                previous[key] = data[key]
-            previous["cancellation_details"] = dict(data["cancellation_details"])
-            period_end = data["items"]["data"][0]["current_period_end"]
-            # As at Stripe: canceled_at is when the cancellation was asked for; the
-            # subscription ends (status canceled) when the clock passes cancel_at.
-            data.update(
-                cancel_at_period_end=flag,
-                cancel_at=period_end if flag else None,
-                canceled_at=req.engine.now() if flag else None,
-            )
-            data["cancellation_details"]["reason"] = "cancellation_requested" if flag else None
+            previous.update(renewals.cancel_at_period_end(req.engine, data, flag))
         if previous:
             req.engine.emit("customer.subscription.updated", data, record.scope, req.info, previous)
         return 200, data

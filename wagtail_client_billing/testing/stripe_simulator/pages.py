@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from ... import money
-from . import pages_billing
+from . import pages_billing, pages_portal
 from .errors import StripeError
 from .responses import Response, page, redirect
 
@@ -35,6 +35,8 @@ def handle(sim: StripeSimulator, method: str, path: str, query: str, body: bytes
     if match := ONBOARDING.match(path):
         return _onboarding(sim, method, match["account"], match["token"], form)
     if (response := pages_billing.handle(sim, method, path, form)) is not None:
+        return response
+    if (response := pages_portal.handle(sim, method, path, query, form)) is not None:
         return response
     if path == "/":
         return page("Stripe simulator", f"<h1>Stripe simulator</h1><p>API at {sim.url}/v1/</p>")

@@ -87,6 +87,23 @@ def renew(engine: Engine, record: Record) -> None:
         set_status(engine, record, "active")
 
 
+def cancel_at_period_end(engine: Engine, sub: dict[str, Any], flag: bool) -> dict[str, Any]:
+    """Set (or undo) ``cancel_at_period_end``; return the ``previous_attributes``.
+
+    As at Stripe, ``canceled_at`` is when the cancellation was asked for; the
+    subscription ends (status ``canceled``) when the clock passes ``cancel_at``.
+    """
+    previous = {key: sub[key] for key in ("cancel_at_period_end", "cancel_at", "canceled_at")}
+    previous["cancellation_details"] = dict(sub["cancellation_details"])
+    sub.update(
+        cancel_at_period_end=flag,
+        cancel_at=_period_end(sub) if flag else None,
+        canceled_at=engine.now() if flag else None,
+    )
+    sub["cancellation_details"]["reason"] = "cancellation_requested" if flag else None
+    return previous
+
+
 def set_status(engine: Engine, record: Record, status: str) -> None:
     """Change a subscription's status, with ``customer.subscription.updated``."""
     data = record.data

@@ -24,6 +24,7 @@ from . import (  # noqa: F401 - they register routes
     api_invoices,
     api_other,
     api_payments,
+    api_portal,
     control,
     pages,
 )

@@ -115,6 +115,8 @@ class Store:
         self.invoice_numbers: dict[Scope, tuple[str, int]] = {}
         # Customers and subscriptions whose card is declined at renewal (fail_renewals).
         self.failing_cards: set[str] = set()
+        # Per account: the id of its (one, default) billing portal configuration.
+        self.portal_configurations: dict[Scope, str] = {}
         self.platform_ids = {False: new_id("acct"), True: new_id("acct")}
 
     def clear(self) -> None:
@@ -129,6 +131,7 @@ class Store:
             self.held_refunds = 0
             self.invoice_numbers.clear()
             self.failing_cards.clear()
+            self.portal_configurations.clear()
             self.clock.reset()
 
     def add(self, kind: str, data: dict[str, Any], scope: Scope, **extra: Any) -> Record:
