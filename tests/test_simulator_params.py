@@ -58,6 +58,10 @@ SDK_PARAMS = {
     "GET /v1/refunds": "_refund_list_params.RefundListParams",
     "GET /v1/charges/{id}": "_charge_retrieve_params.ChargeRetrieveParams",
     "GET /v1/disputes/{id}": "_dispute_retrieve_params.DisputeRetrieveParams",
+    "GET /v1/invoices/{id}": "_invoice_retrieve_params.InvoiceRetrieveParams",
+    "GET /v1/invoices": "_invoice_list_params.InvoiceListParams",
+    "GET /v1/invoice_payments": "_invoice_payment_list_params.InvoicePaymentListParams",
+    "POST /v1/billing_portal/sessions": "billing_portal._session_create_params.SessionCreateParams",
 }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from . import payments
+from . import payments, renewals
 from .control import command
 from .engine import RequestInfo
 from .store import new_id
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class BillingCommands:
-    """Refunds, disputes (and, later, renewals and the billing portal) for tests."""
+    """Refunds, disputes, failing renewals and the billing portal's card update."""
 
     engine: Engine
 
@@ -71,3 +71,25 @@ class BillingCommands:
         """The bank decides a dispute, ``won`` or lost; emits ``charge.dispute.closed``."""
         with self.engine.lock:
             return copy.deepcopy(payments.close_dispute(self.engine, dispute_id, won))
+
+    @command()
+    def fail_renewals(self, customer_or_subscription: str, fail: bool = True) -> None:
+        """The card of a customer (``cus_``) or of one subscription (``sub_``) is declined
+        at the next renewals (``invoice.payment_failed``, the subscription ``past_due``);
+        ``fail=False`` makes it pay again (without paying what is open: see
+        ``update_payment_method``)."""
+        with self.engine.lock:
+            if fail:
+                self.engine.store.failing_cards.add(customer_or_subscription)
+            else:
+                self.engine.store.failing_cards.discard(customer_or_subscription)
+
+    @command()
+    def update_payment_method(self, customer: str) -> list[dict[str, Any]]:
+        """What "Update payment method" in the billing portal does: the customer's card
+        works again and each open invoice of its subscriptions is paid now
+        (``invoice.paid``; past-due subscriptions back to ``active``). Returns them."""
+        with self.engine.lock:
+            if self.engine.store.find(customer, "customer") is None:
+                raise ValueError(f"No such customer: {customer!r}")
+            return copy.deepcopy(renewals.update_payment_method(self.engine, customer))

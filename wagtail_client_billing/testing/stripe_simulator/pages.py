@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from ... import money
-from . import pages_billing
+from . import pages_billing, pages_portal
 from .errors import StripeError
 from .responses import Response, page, redirect
 
@@ -35,6 +35,8 @@ def handle(sim: StripeSimulator, method: str, path: str, query: str, body: bytes
     if match := ONBOARDING.match(path):
         return _onboarding(sim, method, match["account"], match["token"], form)
     if (response := pages_billing.handle(sim, method, path, form)) is not None:
+        return response
+    if (response := pages_portal.handle(sim, method, path, query, form)) is not None:
         return response
     if path == "/":
         return page("Stripe simulator", f"<h1>Stripe simulator</h1><p>API at {sim.url}/v1/</p>")
@@ -76,6 +78,7 @@ def _checkout_page(sim: StripeSimulator, session_id: str, error: str = "") -> Re
         f"{problem}<form method='post'>"
         f"<label for='email'>Email</label>"
         f"<input id='email' name='email' type='email' value='{esc(email)}' required{readonly}>"
+        f"{pages_billing.collected_fields(record.extra['params'])}"
         f"<button class='primary' type='submit' name='action' value='pay'>Pay</button>"
         f"<button type='submit' name='action' value='delayed'>Pay with delayed method</button>"
         f"<button type='submit' name='action' value='cancel' formnovalidate>Cancel</button>"
@@ -97,9 +100,13 @@ def _checkout_submit(sim: StripeSimulator, session_id: str, form: dict[str, str]
         if cancel_url:
             return redirect(cancel_url)
         return page("Checkout", "<h1>Payment cancelled</h1><p>You can close this page.</p>")
+    params = record.extra["params"]
+    collected, missing = pages_billing.collected(params, form)
+    if missing and record.data["status"] == "open":
+        return _checkout_page(sim, session_id, f"Please fill in: {', '.join(missing)}.")
     try:
         data = engine.complete_checkout(
-            session_id, delayed=action == "delayed", email=form.get("email") or None
+            session_id, delayed=action == "delayed", email=form.get("email") or None, **collected
         )
     except StripeError:
         return _checkout_page(sim, session_id)

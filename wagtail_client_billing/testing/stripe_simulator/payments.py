@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ... import money
 from . import objects_payments
 from .errors import StripeError, no_such
-from .store import Record, Scope
+from .store import Record, Scope, new_id
 
 if TYPE_CHECKING:
     from .engine import Engine, RequestInfo
@@ -38,11 +38,14 @@ def stripe_amount(minor: int, currency: str) -> str:
 
 
 def add_charge(
-    engine: Engine, intent: dict[str, Any], scope: Scope, *, email: str | None
-) -> dict[str, Any]:
-    """Store the charge of ``intent`` (id ``intent.latest_charge``), succeeded or pending."""
-    status = {"succeeded": "succeeded", "processing": "pending"}[intent["status"]]
-    charge_id = intent["latest_charge"]
+    engine: Engine, intent: dict[str, Any], scope: Scope, *, email: str | None,
+    status: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Store a charge of ``intent`` and make it the intent's ``latest_charge``:
+    succeeded, pending (a delayed payment) or, with ``status="failed"``, declined."""
+    status = status or {"succeeded": "succeeded", "processing": "pending"}[intent["status"]]
+    charge_id = intent["latest_charge"] or new_id("ch")
+    intent["latest_charge"] = charge_id
     data = objects_payments.charge(
         charge_id=charge_id,
         livemode=scope.livemode,
@@ -59,6 +62,8 @@ def add_charge(
         receipt_url=f"{engine.base_url()}/receipts/payment/{charge_id}",
     )
     engine.store.add("charge", data, scope)
+    if status == "failed":
+        _decline(data)
     return data
 
 
@@ -70,15 +75,28 @@ def settle_charge(engine: Engine, intent: dict[str, Any], succeed: bool) -> None
     if succeed:
         record.data.update(status="succeeded", paid=True, captured=True)
         record.data["amount_captured"] = record.data["amount"]
+        record.data["balance_transaction"] = new_id("txn")
     else:
-        record.data.update(
-            status="failed",
-            failure_code="charge_declined",
-            failure_message="The bank declined the payment.",
-        )
-        record.data["outcome"].update(
-            network_status="declined_by_network", type="issuer_declined", reason="generic_decline"
-        )
+        _decline(record.data)
+
+
+def _decline(data: dict[str, Any]) -> None:
+    """A charge the card's bank declined."""
+    data.update(
+        status="failed",
+        paid=False,
+        captured=False,
+        amount_captured=0,
+        balance_transaction=None,
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+    )
+    data["outcome"].update(
+        network_status="declined_by_network",
+        type="issuer_declined",
+        reason="generic_decline",
+        seller_message="The bank did not return any further details with this decline.",
+    )
 
 
 def charge_to_refund(

@@ -45,10 +45,10 @@ button.primary { background: #635bff; color: white; border: 0; border-radius: 6p
 """
 
 
-def page(title: str, body: str, status: int = 200) -> Response:
+def page(title: str, body: str, status: int = 200, lang: str = "en") -> Response:
     """A hosted page: ``body`` in the simulator's plain HTML frame."""
     document = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='{html.escape(lang)}'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
         f"<body>{body}</body></html>"

@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 from . import (  # noqa: F401 - they register routes
     api_checkout,
     api_connect,
+    api_invoices,
     api_other,
     api_payments,
+    api_portal,
     control,
     pages,
 )

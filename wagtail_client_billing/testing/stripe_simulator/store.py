@@ -111,6 +111,12 @@ class Store:
         self.settlements: dict[str, tuple[float, bool]] = {}
         # How many of the next refunds stay ``pending`` until settled.
         self.held_refunds = 0
+        # Per account: the made-up invoice number prefix and the last number used.
+        self.invoice_numbers: dict[Scope, tuple[str, int]] = {}
+        # Customers and subscriptions whose card is declined at renewal (fail_renewals).
+        self.failing_cards: set[str] = set()
+        # Per account: the id of its (one, default) billing portal configuration.
+        self.portal_configurations: dict[Scope, str] = {}
         self.platform_ids = {False: new_id("acct"), True: new_id("acct")}
 
     def clear(self) -> None:
@@ -123,6 +129,9 @@ class Store:
             self.idempotency_in_flight.clear()
             self.settlements.clear()
             self.held_refunds = 0
+            self.invoice_numbers.clear()
+            self.failing_cards.clear()
+            self.portal_configurations.clear()
             self.clock.reset()
 
     def add(self, kind: str, data: dict[str, Any], scope: Scope, **extra: Any) -> Record:
