@@ -185,12 +185,14 @@ def test_each_overview_ordering_is_served_by_an_index(sites, agency_client, orde
 def test_totals_filter_by_status_and_date_through_indexes(sites, agency_client):
     plans = plans_for(agency_client, OVERVIEW)
     totals = [(sql, plan) for sql, plan in plans if "GROUP BY" in sql.upper()]
-    assert len(totals) == 3  # paid this month, pending now, expired this month
+    # Paid this month, pending now, expired this month, recurring revenue.
+    assert len(totals) == 4
     for sql, plan in totals:
         assert_no_seq_scan(sql, plan)
         assert "status" in index_conditions(plan), sql
     conditions = " ".join(index_conditions(plan) for _, plan in totals)
     assert "paid_at" in conditions and "expired_at" in conditions
+    assert "subscription_status" in conditions  # the live subscriptions' partial index
 
 
 def test_an_editors_dashboard_reads_their_sites_payments_through_indexes(sites, client):
