@@ -225,3 +225,11 @@ def test_recurring_revenue_counts_a_year_as_twelve_months(agency, sites, connect
     assert "€59.90 / month" in box and "2 subscriptions" in box
     home = agency.get(reverse("wagtailadmin_home")).content.decode()
     assert "€59.90 / month" in home
+
+
+def test_the_history_says_how_it_was_canceled(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    agency.post(cancel_url(request), {"when": "period_end"})
+    history = reverse("wagtail_client_billing_requests:history", args=[request.pk])
+    page = agency.get(history).content.decode()
+    assert "Subscription canceled at the end of the period already paid" in page

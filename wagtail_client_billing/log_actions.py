@@ -66,6 +66,15 @@ class RefundFormatter(LogFormatter):
         return f"{message} ({reason})" if reason else message
 
 
+class CancelSubscriptionFormatter(LogFormatter):
+    label = _("Cancel subscription")
+
+    def format_message(self, log_entry: Any) -> str:
+        if (log_entry.data or {}).get("when") == "now":
+            return gettext("Subscription canceled now")
+        return gettext("Subscription canceled at the end of the period already paid")
+
+
 # (action, label, message)
 ACTIONS = [
     (ACTION_CONNECT, _("Connect client billing account"), _("Client billing account connected")),
@@ -81,11 +90,7 @@ ACTIONS = [
     (tracking.ACTION_EMAIL_TRACKED, _("Email event"), _("The email service reported a problem")),
     (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
     (billing.ACTION_DISPUTED, _("Dispute"), _("The client disputed the payment with their bank")),
-    (
-        billing.ACTION_SUBSCRIPTION_CANCELED,
-        _("Cancel subscription"),
-        _("Subscription canceled"),
-    ),
+
 ]
 
 
@@ -97,3 +102,4 @@ def register(actions: LogActionRegistry) -> None:
     actions.register_action(email_settings.ACTION_TEST)(TestEmailFormatter)
     actions.register_action(billing.ACTION_RESEND)(ResendFormatter)
     actions.register_action(billing.ACTION_REFUND)(RefundFormatter)
+    actions.register_action(billing.ACTION_SUBSCRIPTION_CANCELED)(CancelSubscriptionFormatter)
