@@ -12,13 +12,11 @@ from .. import billing, connections, stripe_api
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
+from .errors import EventIgnored as EventIgnored
+from .invoices import invoice_changed
 
 Handler = Callable[[WebhookEvent, Any], None]
 Status = BillingRequest.Status
-
-
-class EventIgnored(Exception):
-    """Raised by a handler: store the event as ignored, with the message as its note."""
 
 
 def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]:
@@ -159,4 +157,10 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.expired": checkout_expired,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
+    "invoice.created": invoice_changed,
+    "invoice.finalized": invoice_changed,
+    "invoice.paid": invoice_changed,
+    "invoice.payment_failed": invoice_changed,
+    "invoice.updated": invoice_changed,
+    "invoice.voided": invoice_changed,
 }

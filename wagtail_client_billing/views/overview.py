@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from .. import reports
-from ..exports import SafeCSVExportMixin
+from ..exports import InvoiceNumberExportMixin, SafeCSVExportMixin
 from ..icons import ICON
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
@@ -30,7 +30,9 @@ class OverviewFilterSet(BillingRequestFilterSet):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
 
 
-class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
+class OverviewView(
+    AgencyAdminRequiredMixin, SafeCSVExportMixin, InvoiceNumberExportMixin, IndexView
+):
     template_name = "wagtail_client_billing/overview/index.html"
     results_template_name = "wagtail_client_billing/overview/index_results.html"
     page_title = gettext_lazy("Client billing overview")
@@ -49,6 +51,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "expires_at",
         "paid_at",
         "get_mode_display",
+        "invoice_number",
     ]
     # The other columns are headed by their model field's verbose name.
     export_headings = {
@@ -58,6 +61,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_billing_type_display": gettext_lazy("Billing type"),
         "get_status_display": gettext_lazy("Status"),
         "get_mode_display": gettext_lazy("Mode"),
+        "invoice_number": gettext_lazy("Invoice number"),
     }
     model = BillingRequest
     header_icon = ICON
