@@ -211,8 +211,10 @@ def test_create_request_reads_the_settings_in_its_one_look_up(sites, connection)
     with CaptureQueriesContext(database) as after:
         billing.create_request(site=sites[0], details=request_details(email="b@example.com"))
     assert len(after) == len(before)
-    look_up = after.captured_queries[0]["sql"]
+    look_up, *others = (query["sql"] for query in after.captured_queries)
     assert "invoice_footer" in look_up and "collect_tax_id" in look_up
+    settings_table = AgencyBillingSettings._meta.db_table
+    assert not [sql for sql in others if settings_table in sql]  # read once, in the look-up
 
 
 def test_without_a_settings_row_invoices_are_made():
