@@ -102,6 +102,15 @@ def french_world(web, sites, connection, stripe, settings):
     paid = BillingRequest.objects.get()
     stripe.complete_checkout(paid.checkout_session_id)
     assert deliver(web, last_event(stripe, "checkout.session.completed")).status_code == 200
+    # A one-time payment, partly refunded by the agency, then disputed by the client.
+    assert add(web, sites[0], **details).status_code == 302
+    refunded = BillingRequest.objects.latest("pk")
+    stripe.complete_checkout(refunded.checkout_session_id)
+    assert deliver(web, last_event(stripe, "checkout.session.completed")).status_code == 200
+    refunded.refresh_from_db()
+    billing.refund(refunded, amount=1000, reason="requested_by_customer", key="fr", user=boss)
+    stripe.create_dispute(refunded.payment_intent_id)
+    assert deliver(web, last_event(stripe, "charge.dispute.created")).status_code == 200
     make = billing.create_request
     pending = make(site=sites[0], details=request_details(**details, amount=1990))
     expired = make(site=sites[0], details=request_details(**details, amount=2990))
@@ -117,7 +126,7 @@ def french_world(web, sites, connection, stripe, settings):
     queue_billing_email(ended)  # queued, then found ended when its turn comes
     mail_outbox.send_pending_emails(sites[0].pk)
     requests = {"paid": paid, "pending": pending, "expired": expired, "deleted": deleted}
-    requests["ended"] = ended
+    requests["ended"], requests["refunded"] = ended, refunded
     for request in requests.values():
         request.refresh_from_db()
     return {"boss": boss, "editor": editor, "requests": requests}
@@ -146,6 +155,7 @@ def admin_pages(world) -> dict[str, list[str]]:
     agency_pages = [
         *editor_pages,
         requests_url("overview"),
+        requests_url("refund", requests["refunded"].pk),
         reverse("wagtail_client_billing_agency:index"),
         reverse("wagtail_client_billing_agency:connect"),
         reverse("wagtail_client_billing_agency:unlink", args=["test"]),
@@ -182,6 +192,9 @@ def test_no_english_on_any_french_page_or_email(web, french_world):
     response = web.get("/billing/pay/no-such-link/", HTTP_HOST="acme.test")
     found.update({"client unknown link": english_in(text_of(response.content.decode()))})
     assert outbox.outbox, "the French world sends emails"
+    subjects = [message.subject for message in outbox.outbox]
+    assert any(s.startswith("Remboursé 10,00") for s in subjects), subjects
+    assert any(s.startswith("Paiement contesté") for s in subjects), subjects
     for message in outbox.outbox:
         alternatives = getattr(message, "alternatives", [])
         bodies = [message.subject, message.body, *(body for body, _ in alternatives)]
@@ -245,14 +258,17 @@ def test_webhook_secrets_not_configured_agree_in_the_plural(web, french_world, s
 
 def test_the_event_page_and_the_history_agree_on_the_time_in_paris(web, french_world):
     web.force_login(french_world["boss"])
-    event = WebhookEvent.objects.get(type="checkout.session.completed")
+    paid = french_world["requests"]["paid"]
+    session = paid.checkout_session_id
+    event = WebhookEvent.objects.get(
+        type="checkout.session.completed", payload__data__object__id=session
+    )
     paris = timezone.localtime(event.received_at, timezone=_paris())
     expected = paris.strftime("%H:%M")
     page = web.get(reverse("wagtail_client_billing_events:inspect", args=[event.pk]))
     said = text_of(page.content.decode())
     received = re.search(r"Reçu (.+?\d\d:\d\d)", said).group(1)
     assert received.endswith(expected), (received, expected)
-    paid = french_world["requests"]["paid"]
     history = text_of(web.get(requests_url("history", paid.pk)).content.decode())
     inspect = text_of(web.get(requests_url("inspect", paid.pk)).content.decode())
     assert f"Événements Stripe {received} ·" in inspect, inspect

@@ -164,3 +164,17 @@ def test_running_it_again_makes_no_second_endpoint(simulator):
         "(WAGTAIL_CLIENT_BILLING['STRIPE_TEST_WEBHOOK_SECRET']).\n"
     )
     assert err == ""
+
+
+@pytest.mark.django_db
+def test_an_endpoint_of_an_older_version_is_given_the_new_event_types(simulator):
+    url = "https://agency.example/billing/stripe/webhook/"
+    old_events = ["checkout.session.completed", "checkout.session.expired"]
+    stripe_api.create_webhook_endpoint("test", url=url, events=old_events, connect=True)
+    out, _ = run("--url", url)
+    (endpoint,) = stripe_api.list_webhook_endpoints("test")
+    assert "it now also sends" in out and "refund.created" in out
+    assert "charge.dispute.created" in endpoint["enabled_events"]
+    assert set(endpoint["enabled_events"]) == set(endpoints.handled_event_types())
+    again, _ = run("--url", url)
+    assert "nothing was changed" in again  # already current

@@ -136,7 +136,13 @@ def test_subscription_session_and_paying_it_creates_a_subscription(stripe_client
     customer = client.v1.customers.retrieve(session.customer)
     assert customer.email == "client@example.com"
     types = [event["type"] for event in stripe_simulator.events()]
-    assert types == ["customer.subscription.created", "checkout.session.completed"]
+    assert types == [
+        "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",  # the first invoice: see test_simulator_invoices.py
+        "checkout.session.completed",
+    ]
 
 
 def test_cancelling_a_subscription_emits_deleted(stripe_client, stripe_simulator):

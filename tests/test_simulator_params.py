@@ -53,6 +53,15 @@ SDK_PARAMS = {
     "GET /v1/customers/{id}": "_customer_retrieve_params.CustomerRetrieveParams",
     "GET /v1/payment_intents/{id}":
         "_payment_intent_retrieve_params.PaymentIntentRetrieveParams",
+    "POST /v1/refunds": "_refund_create_params.RefundCreateParams",
+    "GET /v1/refunds/{id}": "_refund_retrieve_params.RefundRetrieveParams",
+    "GET /v1/refunds": "_refund_list_params.RefundListParams",
+    "GET /v1/charges/{id}": "_charge_retrieve_params.ChargeRetrieveParams",
+    "GET /v1/disputes/{id}": "_dispute_retrieve_params.DisputeRetrieveParams",
+    "GET /v1/invoices/{id}": "_invoice_retrieve_params.InvoiceRetrieveParams",
+    "GET /v1/invoices": "_invoice_list_params.InvoiceListParams",
+    "GET /v1/invoice_payments": "_invoice_payment_list_params.InvoicePaymentListParams",
+    "POST /v1/billing_portal/sessions": "billing_portal._session_create_params.SessionCreateParams",
 }  # fmt: skip
 
 

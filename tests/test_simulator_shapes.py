@@ -22,6 +22,8 @@ ALLOWED_EXTRA = {
     "controller": {"is_controller", "fees", "losses", "requirement_collection",
                    "stripe_dashboard"},
     "data": {"previous_attributes"},
+    # An invoice payment names what paid it (Stripe's example shows only the type).
+    "payment": {"payment_intent"},
 }  # fmt: skip
 
 
@@ -84,6 +86,29 @@ NULL_IN_THIS_STATE: dict[str, str] = {
         "threshold, pause or pending update)",
     ),  # fmt: skip
     "data.object": "an event's object is checked on its own, against its kind's example",
+    # A charge paid by a plain card, from Checkout:
+    "source": "null for a charge made with a payment method (not a legacy source)",
+    "payment_method_details.card.wallet": "null unless paid with a wallet (Apple Pay...)",
+    "payment_method_details.card.installments": "null unless paid in installments",
+    # Invoices of a one-time payment or of a subscription, paid by card:
+    **dict.fromkeys(
+        ("customer_address", "customer_shipping", "shipping_details", "shipping_cost"),
+        "null unless Checkout collected an address or shipping (checked with an address below)",
+    ),
+    "from_invoice": "null unless the invoice revises another",
+    "flow": "null unless a portal session is made with flow_data",
+    "last_finalization_error": "null: finalization succeeded",
+    "parent": "null on a one-time payment's invoice (checked on subscription invoices)",
+    "parent.quote_details": "null: the invoice comes from a subscription, not a quote",
+    "lines.data[*].parent.invoice_item_details": "null on a subscription item's line",
+    "lines.data[*].parent.subscription_item_details": "null on a one-time item's line",
+    **dict.fromkeys(
+        (
+            "lines.data[*].parent.invoice_item_details.proration_details.credited_items",
+            "lines.data[*].parent.subscription_item_details.proration_details.credited_items",
+        ),
+        "null: no proration",
+    ),
 }
 
 
@@ -248,6 +273,90 @@ def test_checkout_session_shapes_in_every_state(stripe_client, stripe_simulator,
                      "customer")  # fmt: skip
         canceled = raw(client.v1.subscriptions.cancel(complete.subscription))
         assert_shape(canceled, "subscription")
+
+
+def test_charge_refund_and_dispute_shapes(stripe_client, stripe_simulator):
+    client = stripe_client(stripe_account=stripe_client().v1.accounts.create().id)
+    session = client.v1.checkout.sessions.create(params=SESSION)
+    intent = stripe_simulator.complete_checkout(session.id)["payment_intent"]
+    charge_id = client.v1.payment_intents.retrieve(intent).latest_charge
+    assert_shape(raw(client.v1.charges.retrieve(charge_id)), "charge")
+
+    stripe_simulator.delay_next_refunds()
+    refund = raw(client.v1.refunds.create(params={"payment_intent": intent, "amount": 100}))
+    assert_shape(refund, "refund")
+    stripe_simulator.settle_refund(refund["id"])
+    assert_shape(raw(client.v1.refunds.retrieve(refund["id"])), "refund")
+    for item in raw(client.v1.refunds.list())["data"]:
+        assert_shape(item, "refund")
+    refunded = raw(client.v1.charges.retrieve(charge_id))
+    assert_shape(refunded, "charge")
+    assert refunded["refunds"]["data"] and refunded["refunds"]["data"][0]["object"] == "refund"
+
+    dispute = stripe_simulator.create_dispute(intent)
+    assert_shape(dispute, "dispute")
+    stripe_simulator.close_dispute(dispute["id"], won=True)
+    assert_shape(raw(client.v1.disputes.retrieve(dispute["id"])), "dispute")
+    for event in stripe_simulator.events():
+        assert_event_shape(event)
+    kinds = {event["type"] for event in stripe_simulator.events()}
+    assert {"refund.created", "charge.refunded", "refund.updated", "charge.dispute.created",
+            "charge.dispute.closed"} <= kinds  # fmt: skip
+
+
+def test_invoice_and_invoice_payment_shapes(stripe_client, stripe_simulator):
+    client = stripe_client(stripe_account=stripe_client().v1.accounts.create().id)
+    invoicing = {"enabled": True, "invoice_data": {"footer": "F", "custom_fields": [
+        {"name": "VAT", "value": "FR1"}]}}  # fmt: skip
+    one_time = client.v1.checkout.sessions.create(
+        params={
+            **SESSION,
+            "invoice_creation": invoicing,
+            "tax_id_collection": {"enabled": True},
+            "billing_address_collection": "required",
+        }  # fmt: skip
+    )
+    assert_shape(raw(one_time), "checkout.session")
+    address = {"line1": "1 rue X", "postal_code": "75001", "city": "Paris", "country": "FR"}
+    stripe_simulator.complete_checkout(one_time.id, address=address, tax_id="FR2", name="C")
+    subscription = client.v1.checkout.sessions.create(
+        params={
+            **SESSION,
+            "mode": "subscription",
+            "line_items": [
+                {
+                    **SESSION["line_items"][0],
+                    "price_data": {
+                        **SESSION["line_items"][0]["price_data"],
+                        "recurring": {"interval": "month"},
+                    },
+                }
+            ],
+        }  # fmt: skip
+    )
+    stripe_simulator.complete_checkout(subscription.id)
+    for session_id in (one_time.id, subscription.id):
+        session = raw(client.v1.checkout.sessions.retrieve(session_id))
+        assert_shape(session, "checkout.session")
+        invoice = raw(client.v1.invoices.retrieve(session["invoice"]))
+        assert_shape(invoice, "invoice")
+        payments = raw(client.v1.invoice_payments.list(params={"invoice": invoice["id"]}))
+        for payment in payments["data"]:
+            assert_shape(payment, "invoice_payment")
+            assert payment["payment"]["payment_intent"].startswith("pi_")
+    assert isinstance(invoice["parent"]["subscription_details"], dict)
+    stripe_simulator.fail_renewals(session["customer"])  # a failed renewal, then a paid one
+    stripe_simulator.advance_clock(31 * 86400)
+    stripe_simulator.update_payment_method(session["customer"])
+    assert_shape(raw(client.v1.subscriptions.retrieve(session["subscription"])), "subscription")
+    for invoice in raw(client.v1.invoices.list())["data"]:
+        assert_shape(invoice, "invoice")
+    portal = client.v1.billing_portal.sessions.create(
+        params={"customer": session["customer"], "return_url": "https://client.example/"}
+    )
+    assert_shape(raw(portal), "billing_portal.session")
+    for event in stripe_simulator.events():
+        assert_event_shape(event)
 
 
 def test_webhook_endpoint_shapes(stripe_client):

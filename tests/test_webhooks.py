@@ -660,6 +660,10 @@ def test_handled_event_types_are_the_documented_ones():
     assert endpoints.handled_event_types() == (
         "account.application.deauthorized",
         "account.updated",
+        "charge.dispute.closed",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.refunded",
         "checkout.session.async_payment_failed",
         "checkout.session.async_payment_succeeded",
         "checkout.session.completed",
@@ -672,6 +676,9 @@ def test_handled_event_types_are_the_documented_ones():
         "invoice.payment_failed",
         "invoice.updated",
         "invoice.voided",
+        "refund.created",
+        "refund.failed",
+        "refund.updated",
     )
 
 

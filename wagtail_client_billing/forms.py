@@ -18,7 +18,7 @@ from django_countries import countries
 from . import money
 from .billing.invoicing import MAX_FIELDS, MAX_NAME, MAX_VALUE
 from .connections import new_idempotency_nonce
-from .models import AgencyBillingSettings, BillingRequest, StripeConnection
+from .models import AgencyBillingSettings, BillingRequest, Refund, StripeConnection
 from .models.agency import Mode
 from .money import CURRENCIES
 
@@ -203,6 +203,23 @@ class AmountField(forms.CharField):
         return amount
 
 
+def too_many_decimals(error: money.TooManyDecimals) -> str:
+    """Why an amount has too many decimals for its currency, in words."""
+    places = error.currency.display_decimals
+    params = {"currency": error.currency.code.upper(), "places": places, "all": places}
+    if places == 0:
+        message = _("%(currency)s amounts must be whole numbers.")
+    elif error.currency.step > 1:
+        params["places"] = places - 1
+        message = _(
+            "%(currency)s amounts can have at most %(places)s decimal places "
+            "(the last of its %(all)s decimals must be 0)."
+        )
+    else:
+        message = _("%(currency)s amounts can have at most %(places)s decimal places.")
+    return message % params
+
+
 class BillingRequestForm(FreshNonceMixin, forms.Form):
     """ "Add billing request": what the client is asked to pay and where to go after."""
 
@@ -253,19 +270,7 @@ class BillingRequestForm(FreshNonceMixin, forms.Form):
             minor = money.to_minor(amount, currency)
             money.check_amount(minor, currency)
         except money.TooManyDecimals as error:
-            places = error.currency.display_decimals
-            params = {"currency": code, "places": places, "all": places}
-            if places == 0:
-                message = _("%(currency)s amounts must be whole numbers.")
-            elif error.currency.step > 1:
-                params["places"] = places - 1
-                message = _(
-                    "%(currency)s amounts can have at most %(places)s decimal places "
-                    "(the last of its %(all)s decimals must be 0)."
-                )
-            else:
-                message = _("%(currency)s amounts can have at most %(places)s decimal places.")
-            self.add_error("amount", message % params)
+            self.add_error("amount", too_many_decimals(error))
         except (money.AmountTooSmall, money.AmountTooLarge) as error:
             if isinstance(error, money.AmountTooSmall):
                 bound = _("The minimum Stripe accepts in %(currency)s is %(limit)s.")
@@ -347,3 +352,37 @@ class InvoiceSettingsForm(forms.ModelForm):
         if problems:
             raise forms.ValidationError(problems)
         return "\n".join(cleaned)
+
+
+class RefundForm(FreshNonceMixin, forms.Form):
+    """ "Refund": how much of the payment to give back (at most what remains), and why."""
+
+    amount = AmountField(label=_("Amount to refund"))
+    reason = forms.ChoiceField(
+        label=_("Reason"),
+        choices=Refund.Reason.choices,
+        initial=Refund.Reason.REQUESTED_BY_CUSTOMER,
+        help_text=_("Stripe keeps it with the refund; the client does not see it."),
+    )
+    nonce = NonceField(max_length=64)
+
+    def __init__(self, *args: Any, currency: str, remaining: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency, self.remaining = currency, remaining
+        self.fields["amount"].help_text = _("At most %(remaining)s.") % {
+            "remaining": money.format_money(remaining, currency)
+        }
+
+    def clean_amount(self) -> int:
+        try:
+            minor = money.to_minor(self.cleaned_data["amount"], self.currency)
+        except money.TooManyDecimals as error:
+            raise forms.ValidationError(too_many_decimals(error)) from None
+        if minor <= 0:
+            raise forms.ValidationError(_("Enter an amount greater than zero."))
+        if minor > self.remaining:
+            raise forms.ValidationError(
+                _("At most %(remaining)s can be refunded.")
+                % {"remaining": money.format_money(self.remaining, self.currency)}
+            )
+        return minor

@@ -11,6 +11,8 @@ from wagtail.log_actions import LogActionRegistry, LogFormatter
 from . import billing
 from .connections import ACTION_CONNECT, ACTION_ONBOARDED, ACTION_SWITCH_MODE, ACTION_UNLINK
 from .mail import outbox, tracking
+from .models import Refund
+from .money import format_money
 from .views import email_settings
 
 
@@ -49,6 +51,21 @@ class TestEmailFormatter(LogFormatter):
         return _("Test email sent to %(to)s") % data
 
 
+class RefundFormatter(LogFormatter):
+    label = _("Refund")
+
+    def format_message(self, log_entry: Any) -> str:
+        data = log_entry.data or {}
+        amount = format_money(data.get("refunded") or 0, data.get("currency") or "")
+        reason = Refund.Reason(data["reason"]).label if data.get("reason") in Refund.Reason else ""
+        if data.get("dashboard"):
+            message = gettext("Refunded %(amount)s in Stripe's dashboard")
+        else:
+            message = gettext("Refunded %(amount)s")
+        message %= {"amount": amount}
+        return f"{message} ({reason})" if reason else message
+
+
 # (action, label, message)
 ACTIONS = [
     (ACTION_CONNECT, _("Connect client billing account"), _("Client billing account connected")),
@@ -63,6 +80,7 @@ ACTIONS = [
     (outbox.ACTION_EMAIL_FAILED, _("Email failed"), _("The email could not be sent")),
     (tracking.ACTION_EMAIL_TRACKED, _("Email event"), _("The email service reported a problem")),
     (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
+    (billing.ACTION_DISPUTED, _("Dispute"), _("The client disputed the payment with their bank")),
 ]
 
 
@@ -73,3 +91,4 @@ def register(actions: LogActionRegistry) -> None:
     actions.register_action(email_settings.ACTION_EDIT)(EmailSettingsEditFormatter)
     actions.register_action(email_settings.ACTION_TEST)(TestEmailFormatter)
     actions.register_action(billing.ACTION_RESEND)(ResendFormatter)
+    actions.register_action(billing.ACTION_REFUND)(RefundFormatter)

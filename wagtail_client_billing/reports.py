@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -18,9 +18,12 @@ Status = BillingRequest.Status
 
 @dataclass(frozen=True)
 class Total:
+    """Per currency: the amount net of refunds, what was refunded, how many requests."""
+
     currency: str
     amount: int
     count: int
+    refunded: int = 0
 
 
 def month_start(now: datetime | None = None) -> datetime:
@@ -30,8 +33,14 @@ def month_start(now: datetime | None = None) -> datetime:
 
 def _totals(queryset: QuerySet, condition: Q) -> list[Total]:
     per_currency = queryset.filter(condition).values("currency").order_by("currency")
-    rows = per_currency.annotate(amount=Sum("amount"), count=Count("*"))  # index-only
-    return [Total(row["currency"], row["amount"] or 0, row["count"]) for row in rows]
+    rows = per_currency.annotate(  # index-only
+        amount=Sum("amount"), refunded=Sum("refunded_amount"), count=Count("*")
+    )
+    return [
+        Total(row["currency"], (row["amount"] or 0) - (row["refunded"] or 0), row["count"],
+              row["refunded"] or 0)
+        for row in rows
+    ]  # fmt: skip
 
 
 def totals(queryset: QuerySet, now: datetime | None = None) -> dict[str, list[Total]]:
@@ -57,14 +66,15 @@ def _month_index(day: date) -> int:
 def paid_per_month(
     queryset: QuerySet, months: int = 12, now: datetime | None = None
 ) -> dict[str, list[tuple[date, int]]]:
-    """Paid amounts per currency for each of the last ``months`` months (1 query)."""
+    """Paid amounts net of refunds per currency for each of the last ``months`` months (1
+    query)."""
     end = month_start(now)
     first = _month_index(end.date()) - (months - 1)
     labels = [date((first + i) // 12, (first + i) % 12 + 1, 1) for i in range(months)]
     start = end.replace(year=labels[0].year, month=labels[0].month)
     paid = queryset.filter(status=Status.PAID, paid_at__gte=start).order_by()
     per_month = paid.annotate(month=TruncMonth("paid_at")).values("currency", "month")
-    rows = per_month.annotate(amount=Sum("amount"))
+    rows = per_month.annotate(amount=Sum(F("amount") - F("refunded_amount")))
     series: dict[str, list[int]] = {}
     for row in rows:
         month = row["month"]

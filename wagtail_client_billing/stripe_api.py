@@ -216,6 +216,14 @@ def create_webhook_endpoint(
     return endpoint.id, endpoint.secret or ""
 
 
+def update_webhook_endpoint_events(mode: str, endpoint_id: str, *, events: Iterable[str]) -> None:
+    """Set the event types an endpoint sends (its URL and secret stay)."""
+    with translate_errors():
+        get_client(mode).v1.webhook_endpoints.update(
+            endpoint_id, {"enabled_events": cast(Any, sorted(events))}
+        )
+
+
 def list_webhook_endpoints(mode: str) -> list[dict[str, Any]]:
     """The webhook endpoints registered on the platform account."""
     with translate_errors():
@@ -305,3 +313,35 @@ def expire_checkout_session(mode: str, *, account_id: str, session_id: str) -> C
         if current.status == "open":
             raise
         return current
+
+
+def create_refund(
+    mode: str,
+    *,
+    account_id: str,
+    payment_intent: str,
+    amount: int,
+    reason: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> stripe.Refund:
+    """Give ``amount`` of a payment back; the key makes a retry return the same refund."""
+    params: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
+    params |= {"metadata": metadata} | ({"reason": reason} if reason else {})
+    with translate_errors():
+        return get_client(mode).v1.refunds.create(
+            cast(Any, params), options=_options(account_id, idempotency_key)
+        )
+
+
+def invoice_payment_intent(mode: str, *, account_id: str, invoice_id: str) -> str:
+    """The payment intent that paid an invoice (a subscription's payment), or ""."""
+    with translate_errors():
+        payments = get_client(mode).v1.invoice_payments.list(
+            {"invoice": invoice_id, "status": "paid"}, options=_options(account_id)
+        )
+    for invoice_payment in payments.data:
+        intent = id_of(field_of(field_of(invoice_payment, "payment"), "payment_intent"))
+        if intent:
+            return intent
+    return ""

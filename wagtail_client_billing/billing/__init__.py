@@ -21,11 +21,16 @@ from .errors import PendingTwin as PendingTwin
 from .errors import RenewalInProgress as RenewalInProgress
 from .reconciliation import reconcile as reconcile
 from .reconciliation import reconcile_one as reconcile_one
+from .refunds import RefundTooLarge as RefundTooLarge
+from .refunds import latest_payment as latest_payment
+from .refunds import refund as refund
 from .states import ACTION_CREATE as ACTION_CREATE
 from .states import ACTION_DELETED as ACTION_DELETED
+from .states import ACTION_DISPUTED as ACTION_DISPUTED
 from .states import ACTION_EXPIRED as ACTION_EXPIRED
 from .states import ACTION_PAID as ACTION_PAID
 from .states import ACTION_PAYMENT_FAILED as ACTION_PAYMENT_FAILED
+from .states import ACTION_REFUND as ACTION_REFUND
 from .states import ACTION_RENEW as ACTION_RENEW
 from .states import ACTION_RESEND as ACTION_RESEND
 from .states import end_with_expired_session as end_with_expired_session

@@ -36,8 +36,7 @@ def delete_request(request: BillingRequest, *, user: Any = None) -> BillingReque
             request.mode, account_id=request.account_id, session_id=request.checkout_session_id
         )
         if stripe_api.is_paid(session):
-            subscription_id = stripe_api.id_of(session.subscription)
-            mark_paid(request, subscription_id=subscription_id, source="delete", user=user)
+            mark_paid(request, session=session, source="delete", user=user)
             return BillingRequest.objects.get(pk=request.pk)
     return mark_deleted(request.pk, source="delete") or BillingRequest.objects.get(pk=request.pk)
 

@@ -48,8 +48,7 @@ def reconcile_one(request: BillingRequest) -> None:
     )
     BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=timezone.now())
     if stripe_api.is_paid(session):
-        subscription_id = stripe_api.id_of(session.subscription)
-        states.mark_paid(request, subscription_id=subscription_id, source="reconciliation")
+        states.mark_paid(request, session=session, source="reconciliation")
     elif session.status == "expired":
         # A delete whose process died after Stripe expired the session ends as Deleted.
         states.end_with_expired_session(request, source="reconciliation")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from wagtail.log_actions import get_active_log_context
 from wagtail.models import ModelLogEntry
 
-from .. import connections, signals
+from .. import connections, signals, stripe_api
 from ..mail.queue import notify, paid_key
 from ..models import BillingRequest, OutgoingEmail
 
@@ -29,6 +29,8 @@ ACTION_DELETED = "wagtail_client_billing.request.deleted"
 ACTION_PAYMENT_FAILED = "wagtail_client_billing.request.payment_failed"
 ACTION_RESEND = "wagtail_client_billing.request.resend"
 ACTION_RENEW = "wagtail_client_billing.request.renew"
+ACTION_REFUND = "wagtail_client_billing.request.refund"
+ACTION_DISPUTED = "wagtail_client_billing.request.disputed"
 
 
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
@@ -70,25 +72,33 @@ def record(request: BillingRequest, action: str, *, user: Any = None, **data: An
     ModelLogEntry.objects.bulk_create([log_entry(request, action, user=user, **data)])
 
 
-def paid_values(subscription_id: str = "") -> dict[str, Any]:
-    """What becoming Paid writes besides its status and late flag (also ``events.paid``)."""
+def paid_values(session: Any = None) -> dict[str, Any]:
+    """What becoming Paid writes besides its status and late flag (also ``events.paid``):
+    the payment, customer and subscription of Stripe's Checkout ``session``, if known (the
+    payment is what a refund gives back)."""
     values: dict[str, Any] = {"paid_at": timezone.now(), "payment_state": ""}
-    if subscription_id:
-        values |= {"subscription_id": subscription_id, "subscription_status": "active"}
+    found = {name: stripe_api.id_of(stripe_api.field_of(session, name)) for name in PAID_REFERENCES}
+    values |= {f"{name}_id": found[name] for name in PAID_REFERENCES if found[name]}
+    if found["subscription"]:
+        values["subscription_status"] = "active"
     return values
+
+
+PAID_REFERENCES = ("payment_intent", "customer", "subscription")
 
 
 def mark_paid(
     request: BillingRequest,
     *,
-    subscription_id: str = "",
+    session: Any = None,
     source: str,
     user: Any = None,
     account_linked: bool | None = None,
 ) -> BillingRequest | None:
     """Pending (or, late, Expired/Deleted) -> Paid: ``request`` with what was written, if
-    this call won. ``account_linked``: whether its account is linked, if the caller knows."""
-    extra = paid_values(subscription_id)
+    this call won. ``session``: Stripe's Checkout Session that says so. ``account_linked``:
+    whether its account is linked, if the caller knows."""
+    extra = paid_values(session)
     if account_linked is None:
         account_linked = connections.account_is_linked(request)
     # Money taken for a request whose account is gone is applied, and flagged.

@@ -20,6 +20,7 @@ class RegisteredEndpoint:
     secret: str  # Stripe shows it only once
     events: tuple[str, ...]
     existing: bool = False  # already there: nothing was created (and no secret is known)
+    added: tuple[str, ...] = ()  # event types an existing endpoint was given (a new version's)
 
 
 def handled_event_types() -> tuple[str, ...]:
@@ -50,7 +51,15 @@ def register_webhook_endpoint(mode: str, url: str, *, connect: bool) -> Register
     # with a secret this site does not know (a failed delivery each time).
     for endpoint in stripe_api.list_webhook_endpoints(mode):
         if endpoint.get("url") == url and endpoint.get("status") != "disabled":
-            return RegisteredEndpoint(id=endpoint["id"], secret="", events=events, existing=True)
+            enabled = endpoint.get("enabled_events") or []
+            added = () if "*" in enabled else tuple(e for e in events if e not in enabled)
+            if added:  # an upgrade handles more: the endpoint must send them
+                stripe_api.update_webhook_endpoint_events(
+                    mode, endpoint["id"], events=sorted({*enabled, *added})
+                )
+            return RegisteredEndpoint(
+                id=endpoint["id"], secret="", events=events, existing=True, added=added
+            )
     endpoint_id, secret = stripe_api.create_webhook_endpoint(
         mode, url=url, events=events, connect=connect
     )

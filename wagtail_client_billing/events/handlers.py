@@ -12,8 +12,8 @@ from .. import billing, connections, stripe_api
 from ..mail.queue import notify
 from ..models import BillingRequest, OutgoingEmail, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
-from .errors import EventIgnored as EventIgnored
-from .invoices import invoice_changed
+from . import invoices, refunds
+from .ignored import EventIgnored as EventIgnored
 
 Handler = Callable[[WebhookEvent, Any], None]
 Status = BillingRequest.Status
@@ -107,9 +107,7 @@ def checkout_completed(event: WebhookEvent, session: stripe_api.CheckoutSession)
     subscription_id = stripe_api.id_of(field_of(session, "subscription"))
     if stripe_api.is_paid(session, event_type=event.type):
         linked = account_linked(event, request)
-        billing.mark_paid(
-            request, subscription_id=subscription_id, source=event.stripe_id, account_linked=linked
-        )
+        billing.mark_paid(request, session=session, source=event.stripe_id, account_linked=linked)
         return
     BillingRequest.objects.filter(pk=request.pk, status=Status.PENDING).update(
         payment_state=BillingRequest.PaymentState.PROCESSING,
@@ -157,10 +155,6 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.expired": checkout_expired,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
-    "invoice.created": invoice_changed,
-    "invoice.finalized": invoice_changed,
-    "invoice.paid": invoice_changed,
-    "invoice.payment_failed": invoice_changed,
-    "invoice.updated": invoice_changed,
-    "invoice.voided": invoice_changed,
+    **refunds.HANDLERS,
+    **invoices.HANDLERS,
 }

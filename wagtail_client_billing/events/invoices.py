@@ -14,10 +14,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import connections, stripe_api
+from .. import stripe_api
 from ..models import BillingRequest, Invoice, WebhookEvent
 from ..stripe_api import field_of
-from .errors import EventIgnored
+from .ignored import EventIgnored
 
 REQUEST_KEY = "wagtail_client_billing_request"  # billing.checkout_params's metadata
 #: How far along an invoice is (Stripe: draft -> open -> paid, void or uncollectible).
@@ -37,7 +37,9 @@ def invoice_changed(event: WebhookEvent, invoice: Any) -> None:
     rank = PROGRESS.get(values["status"], 0)
     behind = [status for status, later in PROGRESS.items() if later <= rank]
     moving = rows.filter(Q(status__in=behind) | ~Q(status__in=list(PROGRESS)))
-    if moving.update(**values):
+    # What an event lacks is kept (a number, a link, the intent ``billing.refunds`` asked for).
+    known = {name: value for name, value in values.items() if value not in ("", None)}
+    if moving.update(**known):
         return
     if not Invoice.objects.filter(stripe_id=invoice_id).exists():
         try:
@@ -45,7 +47,7 @@ def invoice_changed(event: WebhookEvent, invoice: Any) -> None:
                 Invoice.objects.create(billing_request=request, stripe_id=invoice_id, **values)
             return
         except IntegrityError:
-            if moving.update(**values):
+            if moving.update(**known):
                 return
     stored = Invoice.objects.filter(stripe_id=invoice_id).values_list("billing_request", "status")
     for owner, status in stored:
@@ -59,11 +61,9 @@ def invoice_changed(event: WebhookEvent, invoice: Any) -> None:
 
 def request_of(event: WebhookEvent, invoice: Any, invoice_id: str) -> BillingRequest:
     """The request of the event's account and mode that ``invoice`` belongs to."""
-    linked = event.linked_connection
-    if linked is None:
-        raise EventIgnored(f"no account is linked in {event.mode} mode")
+    account = event.account or ""  # as requests store it ("" in direct mode)
     requests = BillingRequest.objects.exclude(status=BillingRequest.CREATING).filter(
-        mode=event.mode, account_id=connections.request_account(linked)
+        mode=event.mode, account_id=account
     )
     one_time = requests.filter(billing_type=BillingRequest.BillingType.ONE_TIME)
     recurring = requests.exclude(billing_type=BillingRequest.BillingType.ONE_TIME)
@@ -85,7 +85,7 @@ def request_of(event: WebhookEvent, invoice: Any, invoice_id: str) -> BillingReq
     if found is None:
         raise EventIgnored(
             f"invoice {invoice_id} ({what}) is of no {event.mode}-mode billing request "
-            f"of account {linked.account_id}"
+            f"of account {account or '(the platform)'}"
         )
     return found
 
@@ -151,3 +151,13 @@ def moment(value: Any) -> datetime | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 253402300800:
         return datetime.fromtimestamp(value, tz=UTC)
     return None
+
+
+HANDLERS = {
+    "invoice.created": invoice_changed,
+    "invoice.finalized": invoice_changed,
+    "invoice.paid": invoice_changed,
+    "invoice.payment_failed": invoice_changed,
+    "invoice.updated": invoice_changed,
+    "invoice.voided": invoice_changed,
+}

@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Model
 
 from .. import signals, stripe_api
-from ..billing.states import ACTION_PAID, announce, log_entry, paid_values
+from ..billing.states import ACTION_PAID, PAID_REFERENCES, announce, log_entry, paid_values
 from ..db import insert_columns, insert_values
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
@@ -37,17 +37,18 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any]) -> bool:
     """Store a new ``event`` as processed and make its request Paid, as the general path
     would; False (nothing written) unless it is that case, on PostgreSQL."""
     session = data["data"]["object"]
-    subscription = session.get("subscription")
+    references = [session.get(name) for name in PAID_REFERENCES]
     if (
         connection.vendor != "postgresql"
         or event.type not in MONEY_EVENTS
         or HANDLERS.get(event.type) is not checkout_completed  # a project's own handler
         or not isinstance(session.get("id"), str)
-        or not isinstance(subscription, str | None)
+        or not all(isinstance(reference, str | None) for reference in references)
         or not stripe_api.is_paid(cast(Any, SimpleNamespace(**session)), event_type=event.type)
     ):
         return False
-    paid = {"status": Status.PAID, **paid_values(subscription or ""), "late_payment": False}
+    values = paid_values(SimpleNamespace(**session))
+    paid = {"status": Status.PAID, **values, "late_payment": False}
     event.status, event.attempts = WebhookEvent.Status.PROCESSED, 1
     event.processed_at = paid["paid_at"]
     try:

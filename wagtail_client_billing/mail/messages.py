@@ -141,6 +141,9 @@ def notification(email: OutgoingEmail, recipients: list[str]) -> EmailMessage:
     request = email.billing_request
     with translation.override(settings.LANGUAGE_CODE):
         context = {"billing_request": request, "kind": email.kind, "site": request.site}
+        if email.kind == OutgoingEmail.Kind.REFUNDED:  # its key: "refund-<the refund's pk>"
+            refunds = request.refunds.select_related("created_by")
+            context["refund"] = refunds.filter(pk=email.key.rpartition("-")[2]).first()
         subject, body = (
             render_to_string(f"wagtail_client_billing/notifications/{template}", context)
             for template in ("subject.txt", "body.txt")

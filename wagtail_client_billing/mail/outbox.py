@@ -39,7 +39,9 @@ EmailStatus = OutgoingEmail.Status
 ACTION_EMAIL_FAILED = "wagtail_client_billing.email.failed"
 EMAIL_TASK_GROUP = "wagtail_client_billing.email"
 BILLING_KINDS = (Kind.REQUEST, Kind.REMINDER)
-NOTIFICATION_KINDS = (Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED)
+NOTIFICATION_KINDS = (
+    Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED, Kind.REFUNDED, Kind.DISPUTED
+)  # fmt: skip
 
 # Before attempts 2 to 5; the fifth failure is final.
 RETRY_DELAYS = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60))

@@ -139,7 +139,7 @@ def paid_key(pk: int) -> str:
 
 def notify(kind: str, billing_request: BillingRequest, key: str) -> bool:
     """Record a notification once under ``key`` and send it after commit; False if known."""
-    payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED)
+    payment = kind in (Kind.PAID, Kind.PAYMENT_FAILED, Kind.REFUNDED, Kind.DISPUTED)
     if payment and not AgencyBillingSettings.load().notify_payments:
         return False
     if not insert_once(notification(kind, billing_request, key), "key"):

@@ -90,7 +90,10 @@ class AgencyBillingSettings(BaseGenericSetting):
     notify_payments = models.BooleanField(
         _("Email me when money arrives"),
         default=True,
-        help_text=_("An email when a billing request is paid or a subscription payment fails."),
+        help_text=_(
+            "An email when a billing request is paid, refunded or disputed, or a subscription "
+            "payment fails."
+        ),
     )
     notification_recipients = models.TextField(
         _("Notification recipients"),

@@ -23,6 +23,8 @@ class OutgoingEmail(models.Model):
         PAID = "paid", _("Payment received")
         PAYMENT_FAILED = "payment_failed", _("Subscription payment failed")
         NEW_LINK_ASKED = "new_link_asked", _("Client asked for a new link")
+        REFUNDED = "refunded", _("Refund made")
+        DISPUTED = "disputed", _("Payment disputed")
 
     class Status(models.TextChoices):
         NOT_SENT = "", _("Not sent")

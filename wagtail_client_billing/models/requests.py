@@ -38,7 +38,7 @@ def user_link() -> models.ForeignKey:
     )
 
 
-TOTALLED = ["mode", "site", "currency", "amount"]  # reports.totals' columns
+TOTALLED = ["mode", "site", "currency", "amount", "refunded_amount"]  # reports.totals' columns
 
 
 # Stripe's subscription statuses; the context tells translators whose adjective it is.
@@ -51,6 +51,16 @@ SUBSCRIPTION_STATUSES = {
     "canceled": pgettext_lazy("subscription status", "canceled"),
     "unpaid": pgettext_lazy("subscription status", "unpaid"),
     "paused": pgettext_lazy("subscription status", "paused"),
+}
+
+
+REFUND_STATES = {"refunded": _("Refunded"), "partially_refunded": _("Partially refunded")}
+DISPUTE_STATES = {
+    "open": _("disputed by the client"),
+    "won": _("dispute won"),
+    "lost": _("dispute lost: the money went back to the client"),
+    "warning_closed": _("dispute inquiry closed"),
+    "prevented": _("dispute prevented"),
 }
 
 
@@ -217,6 +227,10 @@ class BillingRequest(models.Model):
         return money.to_major(self.amount, self.currency)
 
     @property
+    def refunded_major(self):  # -> Decimal
+        return money.to_major(self.refunded_amount, self.currency)
+
+    @property
     def currency_code(self) -> str:
         return self.currency.upper()
 
@@ -229,6 +243,24 @@ class BillingRequest(models.Model):
         agreeing with "abonnement", not with the request's "Payé")."""
         status = SUBSCRIPTION_STATUSES.get(self.subscription_status)
         return str(status) if status else self.subscription_status.replace("_", " ")
+
+    @property
+    def refund_state(self) -> str:
+        """ "refunded" (a one-time payment given back in full), "partially_refunded", or ""."""
+        if self.refunded_amount <= 0 or self.status != self.Status.PAID:
+            return ""
+        full = not self.is_recurring and self.refunded_amount >= self.amount
+        return "refunded" if full else "partially_refunded"
+
+    def get_status_label(self) -> str:
+        """The status as its tag says it: Paid, or what refunds made of it."""
+        return str(REFUND_STATES.get(self.refund_state) or self.get_status_display())
+
+    def get_dispute_display(self) -> str:
+        """ "" (none), or the client's dispute with their bank, in words."""
+        if not self.dispute_status:
+            return ""
+        return str(DISPUTE_STATES.get(self.dispute_status, DISPUTE_STATES["open"]))
 
     def get_payment_path(self) -> str:
         return reverse("wagtail_client_billing:pay", args=[self.token])

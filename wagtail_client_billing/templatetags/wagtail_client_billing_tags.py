@@ -16,9 +16,18 @@ register = template.Library()
 
 
 @register.simple_tag
-def money(value: Any) -> str:
-    """Anything with an ``amount`` and a ``currency``, formatted for the active language."""
+def money(value: Any, currency: str | None = None) -> str:
+    """Anything with an ``amount`` and a ``currency`` (or an amount in minor units and its
+    currency), formatted for the active language."""
+    if currency is not None:
+        return format_money(value, currency)
     return format_money(value.amount, value.currency)
+
+
+@register.filter
+def money_in(amount: int, currency: str) -> str:
+    """An amount in minor units and its currency, formatted for the active language."""
+    return format_money(amount, currency)
 
 
 @register.filter

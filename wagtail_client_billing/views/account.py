@@ -340,6 +340,15 @@ def register_webhook(request: HttpRequest, mode: str) -> None:
         )
         return
     endpoint = endpoints.register_webhook_endpoint(mode, url, connect=not billing_settings().direct)
+    if endpoint.existing and endpoint.added:
+        added = _(
+            "Stripe already sends events to %(url)s (endpoint %(id)s): it now also sends "
+            "%(events)s, which this version handles. Its signing secret is unchanged."
+        )
+        messages.success(
+            request, added % {"url": url, "id": endpoint.id, "events": ", ".join(endpoint.added)}
+        )
+        return
     if endpoint.existing:
         already = _(
             "Stripe already sends events to %(url)s (endpoint %(id)s): nothing was changed. "

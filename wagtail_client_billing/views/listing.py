@@ -109,7 +109,9 @@ def status_tone(instance: BillingRequest) -> str:
     """The colour of a request's status tag: its status, or a pending one's payment state."""
     if instance.status == Status.PENDING and instance.payment_state:
         return instance.payment_state  # processing, failed
-    return instance.status
+    if instance.dispute_status and instance.dispute_status not in ("won", "warning_closed"):
+        return "disputed"
+    return instance.refund_state or instance.status
 
 
 class StatusColumn(StatusTagColumn):
@@ -124,7 +126,11 @@ class StatusColumn(StatusTagColumn):
         }
 
     def get_value(self, instance: BillingRequest) -> str:
-        status, parts = instance.status, [instance.get_status_display()]
+        status, parts = instance.status, [instance.get_status_label()]
+        if instance.refund_state:
+            parts.append(format_money(instance.refunded_amount, instance.currency))
+        if instance.dispute_status:
+            parts.append(instance.get_dispute_display())
         if status == Status.PENDING and instance.payment_state:
             parts.append(instance.get_payment_state_display())
         if instance.subscription_status and status == Status.PAID:

@@ -36,7 +36,7 @@ from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
 from ..models.agency import Mode
 from ..permissions import billing_request_policy, forbidden, is_agency_admin
-from . import overview
+from . import overview, refunds
 from .email_settings import EmailSettingsView, SendTestEmailView
 from .listing import (
     URL_NAME,
@@ -179,6 +179,8 @@ def stripe_events_for(billing_request: BillingRequest) -> QuerySet:
     match = Q(payload__data__object__id=billing_request.checkout_session_id)
     if billing_request.subscription_id:
         match |= Q(payload__data__object__id=billing_request.subscription_id)
+    if billing_request.payment_intent_id:  # its refunds, charges and disputes
+        match |= Q(payload__data__object__payment_intent=billing_request.payment_intent_id)
     return WebhookEvent.objects.filter(match).order_by("received_at", "pk")
 
 
@@ -200,7 +202,18 @@ class InspectView(RequestViewMixin, generic.InspectView):
             "renewal": billing.renewal_of(self.object),
             "account_linked": connections.account_is_linked(self.object),
             "can_see_events": is_agency_admin(self.request.user),
+            "refunds": self.object.refunds.select_related("created_by"),
+            "refundable": self._refundable(),
         }
+
+    def _refundable(self) -> bool:
+        """Whether the Refund button applies: an agency admin, money left, the account linked."""
+        if self.object.status != BillingRequest.Status.PAID:
+            return False
+        if not is_agency_admin(self.request.user):
+            return False
+        payment = billing.latest_payment(self.object)
+        return bool(payment and payment.remaining > 0)
 
 
 class HistoryView(RequestViewMixin, generic.HistoryView):
@@ -339,6 +352,7 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
             path("overview/results/", overview.overview_results, name="overview_results"),
             path("resend/<int:pk>/", ResendView.as_view(), name="resend"),
             path("renew/<int:pk>/", RenewView.as_view(), name="renew"),
+            path("refund/<int:pk>/", refunds.RefundView.as_view(), name="refund"),
             path("email-settings/", EmailSettingsView.as_view(), name="email_settings"),
             path("email-settings/test/", SendTestEmailView.as_view(), name="email_settings_test"),
         ]

@@ -64,6 +64,12 @@ class Command(BaseCommand):
                 f"Stripe did not register the endpoint: {error.user_message}"
             ) from error
         secret_setting = setting_key(f"STRIPE_{mode.upper()}_WEBHOOK_SECRET")
+        if endpoint.existing and endpoint.added:
+            self.stdout.write(
+                f"Stripe already sends {mode}-mode events to {url} (endpoint {endpoint.id}): "
+                f"it now also sends {', '.join(endpoint.added)}. Its signing secret is unchanged."
+            )
+            return
         if endpoint.existing:
             self.stdout.write(
                 f"Stripe already sends {mode}-mode events to {url} (endpoint {endpoint.id}): "

@@ -1,9 +1,11 @@
 """A local Stripe simulator for tests and demos: the real ``stripe`` SDK talks to it.
 
 It speaks the part of Stripe's REST API this app uses (Connect accounts and account
-links, Checkout Sessions, events, webhook endpoints, subscriptions), hosts clickable
-onboarding and checkout pages, delivers signed webhooks with retries, and injects
-faults. Standard library only; no Django. See ``docs/simulator.md``.
+links, Checkout Sessions, events, webhook endpoints, subscriptions that renew on the
+moved clock, charges, refunds, disputes, invoices, billing portal sessions), hosts
+clickable onboarding, checkout, invoice, receipt and customer portal pages, delivers
+signed webhooks with retries, and injects faults. Standard library only; no Django.
+See ``docs/simulator.md``.
 
     from wagtail_client_billing.testing.stripe_simulator import StripeSimulator
 """

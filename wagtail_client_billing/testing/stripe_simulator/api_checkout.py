@@ -13,6 +13,7 @@ from typing import Any, cast
 from ... import money
 from . import objects
 from .api_connect import _check_url, check_email
+from .checkout_options import invoicing_options
 from .errors import StripeError, missing_param, no_such
 from .forms import as_dict, as_enum, as_int, as_list, as_str, metadata
 from .routes import ApiRequest, created_filter, get_or_404, paginate, route
@@ -267,6 +268,7 @@ def create_session(req: ApiRequest) -> tuple[int, dict[str, Any]]:
         )
     if "locale" in params:
         clean["locale"] = as_str(params["locale"], "locale")
+    clean.update(invoicing_options(params, mode))
     expires_at = _expires_at(req)
     items, currency, total = _line_items(req, mode)
     engine = req.engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import objects
+from . import objects, renewals
 from .api_connect import _check_url
 from .errors import StripeError, missing_param
 from .forms import as_bool, as_list, as_str, metadata
@@ -217,11 +217,8 @@ def update_subscription(req: ApiRequest) -> tuple[int, dict[str, Any]]:
             previous["metadata"] = dict(data["metadata"])
             data["metadata"].update(metadata(params["metadata"]))
         if "cancel_at_period_end" in params:
-            previous["cancel_at_period_end"] = data["cancel_at_period_end"]
             flag = as_bool(params["cancel_at_period_end"], "cancel_at_period_end")
-            data["cancel_at_period_end"] = flag
-            period_end = data["items"]["data"][0]["current_period_end"]
-            data["cancel_at"] = period_end if flag else None
+            previous.update(renewals.cancel_at_period_end(req.engine, data, flag))
         if previous:
             req.engine.emit("customer.subscription.updated", data, record.scope, req.info, previous)
         return 200, data

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import objects
+from . import checkout_flow, objects, renewals
 from .errors import StripeError
 from .faults import FaultInjector
 from .store import Record, Scope, Store
@@ -149,9 +149,12 @@ class Engine:
         self.emit("checkout.session.expired", record.data, record.scope, request)
 
     def complete_checkout(
-        self, session_id: str, *, delayed: bool = False, email: str | None = None
-    ) -> dict[str, Any]:
-        """Pay an open session as the hosted page's Pay button does."""
+        self, session_id: str, *, delayed: bool = False, email: str | None = None,
+        name: str | None = None, address: dict[str, Any] | None = None,
+        tax_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Pay an open session as the hosted page's Pay button does (``address`` and
+        ``tax_id`` as the page asks for them when the session collects them)."""
         with self.lock:
             record = self.session(session_id)
             self.expire_if_due(record)
@@ -159,53 +162,22 @@ class Engine:
             if data["status"] != "open":
                 raise StripeError(f"This Checkout Session is {data['status']}; it cannot be paid.")
             info = self._info(record)
-            now = self.now()
             email = email or data["customer_email"] or "customer@example.com"
-            scope = record.scope
-            params = record.extra["params"]
             data.update(
                 status="complete",
                 url=None,
                 payment_status="unpaid" if delayed else "paid",
-                customer_details=objects.customer_details(email),
+                customer_details=checkout_flow.payer_details(
+                    email, name=name, address=address, tax_id=tax_id
+                ),
             )
-            if data["mode"] == "payment":
-                intent = objects.payment_intent(
-                    livemode=scope.livemode,
-                    created=now,
-                    amount=data["amount_total"],
-                    currency=data["currency"],
-                    status="processing" if delayed else "succeeded",
-                    customer_id=data["customer"],
-                    metadata=(params.get("payment_intent_data") or {}).get("metadata") or {},
-                    description=(params.get("payment_intent_data") or {}).get("description"),
-                )
-                self.store.add("payment_intent", intent, scope)
-                data["payment_intent"] = intent["id"]
-            else:
-                customer = data["customer"]
-                if customer is None:
-                    customer_obj = objects.customer(
-                        livemode=scope.livemode, created=now, email=email, currency=data["currency"]
-                    )
-                    self.store.add("customer", customer_obj, scope)
-                    customer = customer_obj["id"]
-                sub = objects.subscription(
-                    livemode=scope.livemode,
-                    created=now,
-                    customer_id=customer,
-                    items=record.extra["line_items"],
-                    metadata=(params.get("subscription_data") or {}).get("metadata") or {},
-                )
-                self.store.add("subscription", sub, scope, api_version=info.api_version)
-                data.update(customer=customer, subscription=sub["id"])
-                self.emit("customer.subscription.created", sub, scope, info)
+            checkout_flow.complete(self, record, delayed=delayed, info=info)
             if delayed:
                 record.extra["awaiting_settlement"] = True
                 if self.async_settle_delay is not None:
                     due = self.store.clock.time() + self.async_settle_delay
                     self.store.settlements[session_id] = (due, self.async_settle_succeeds)
-            self.emit("checkout.session.completed", data, scope, info)
+            self.emit("checkout.session.completed", data, record.scope, info)
             return data
 
     def settle_async(self, session_id: str, succeed: bool = True) -> dict[str, Any]:
@@ -218,21 +190,16 @@ class Engine:
                 )
             self.store.settlements.pop(session_id, None)
             data = record.data
-            intent = data["payment_intent"] and self.store.find(
-                data["payment_intent"], "payment_intent"
-            )
             if succeed:
                 data["payment_status"] = "paid"
-                if intent:
-                    intent.data.update(status="succeeded", amount_received=intent.data["amount"])
-            elif intent:
-                intent.data.update(status="requires_payment_method")
+            checkout_flow.settle(self, record, succeed, self._info(record))
             event_type = f"checkout.session.async_payment_{'succeeded' if succeed else 'failed'}"
             self.emit(event_type, data, record.scope, self._info(record))
             return data
 
     def tick(self) -> None:
-        """Apply what simulated time has made due: expiries and delayed settlements."""
+        """Apply what simulated time has made due: expiries, delayed settlements and
+        subscription renewals (or ends)."""
         with self.lock:
             now = self.store.clock.time()
             for record in list(self.store.iter("checkout.session")):
@@ -241,6 +208,7 @@ class Engine:
             due = [(sid, ok) for sid, (at, ok) in self.store.settlements.items() if at <= now]
             for session_id, succeed in due:
                 self.settle_async(session_id, succeed)
+            renewals.due(self)
 
     # Connect ---------------------------------------------------------------------
 

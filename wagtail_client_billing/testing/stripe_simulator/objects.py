@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import checkout_options
 from .store import new_id
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "stripe_objects"
@@ -172,13 +173,6 @@ def checkout_session(
     currency: str, amount: int, params: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """A new, open Checkout Session."""
-    invoice_creation = None
-    if mode == "payment":
-        invoice_data = dict.fromkeys(
-            ("account_tax_ids", "custom_fields", "description", "footer", "issuer",
-             "rendering_options")
-        )  # fmt: skip
-        invoice_creation = {"enabled": False, "invoice_data": {**invoice_data, "metadata": {}}}
     return build(
         "checkout.session",
         id=session_id,
@@ -204,7 +198,8 @@ def checkout_session(
         if params.get("payment_method_types")
         else {"id": new_id("pmc"), "parent": None},
         customer_creation="if_required" if mode == "payment" else "always",
-        invoice_creation=invoice_creation,
+        invoice_creation=checkout_options.session_invoice_creation(params, mode),
+        billing_address_collection=params.get("billing_address_collection"),
     )
 
 

@@ -14,33 +14,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from ... import money
+from . import pages_billing, pages_portal
 from .errors import StripeError
-from .responses import Response, html_response, redirect
+from .responses import Response, page, redirect
 
 if TYPE_CHECKING:
     from .simulator import StripeSimulator
 
 CHECKOUT = re.compile(r"^/c/pay/(?P<id>cs_(test|live)_[A-Za-z0-9]+)$")
 ONBOARDING = re.compile(r"^/setup/s/(?P<account>acct_[A-Za-z0-9]+)/(?P<token>[A-Za-z0-9]+)$")
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; color: #1a1f36; }
-.mode { background: #ffde92; padding: .25rem .5rem; border-radius: 4px; font-size: .8rem; }
-.amount { font-size: 2rem; font-weight: 600; margin: .5rem 0 1.5rem; }
-label, input, button { display: block; width: 100%; box-sizing: border-box; margin: .4rem 0; }
-input { padding: .5rem; } button { padding: .7rem; font-size: 1rem; cursor: pointer; }
-button.primary { background: #635bff; color: white; border: 0; border-radius: 6px; }
-.notice { padding: 1rem; background: #f6f8fa; border-radius: 6px; }
-"""
-
-
-def _page(title: str, body: str, status: int = 200) -> Response:
-    document = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{body}</body></html>"
-    )
-    return html_response(status, document)
 
 
 def handle(sim: StripeSimulator, method: str, path: str, query: str, body: bytes) -> Response:
@@ -52,16 +34,20 @@ def handle(sim: StripeSimulator, method: str, path: str, query: str, body: bytes
         return _checkout_page(sim, match["id"])
     if match := ONBOARDING.match(path):
         return _onboarding(sim, method, match["account"], match["token"], form)
+    if (response := pages_billing.handle(sim, method, path, form)) is not None:
+        return response
+    if (response := pages_portal.handle(sim, method, path, query, form)) is not None:
+        return response
     if path == "/":
-        return _page("Stripe simulator", f"<h1>Stripe simulator</h1><p>API at {sim.url}/v1/</p>")
-    return _page("Not found", "<h1>Not found</h1><p>This page does not exist.</p>", 404)
+        return page("Stripe simulator", f"<h1>Stripe simulator</h1><p>API at {sim.url}/v1/</p>")
+    return page("Not found", "<h1>Not found</h1><p>This page does not exist.</p>", 404)
 
 
 def _checkout_page(sim: StripeSimulator, session_id: str, error: str = "") -> Response:
     engine = sim.engine
     record = engine.store.find(session_id, "checkout.session")
     if record is None:
-        return _page("Not found", "<h1>Not found</h1><p>No such Checkout Session.</p>", 404)
+        return page("Not found", "<h1>Not found</h1><p>No such Checkout Session.</p>", 404)
     engine.expire_if_due(record)
     data = record.data
     esc = html.escape
@@ -83,7 +69,7 @@ def _checkout_page(sim: StripeSimulator, session_id: str, error: str = "") -> Re
             "expired": "This Checkout Session has expired. The payment link no longer works.",
             "complete": "This Checkout Session is complete. Thank you, nothing more to pay.",
         }[data["status"]]
-        return _page("Checkout", f"{head}<p class='notice' role='status'>{notice}</p>")
+        return page("Checkout", f"{head}<p class='notice' role='status'>{notice}</p>")
     email = data["customer_email"] or ""
     readonly = " readonly" if email else ""
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data["expires_at"]))
@@ -92,19 +78,20 @@ def _checkout_page(sim: StripeSimulator, session_id: str, error: str = "") -> Re
         f"{problem}<form method='post'>"
         f"<label for='email'>Email</label>"
         f"<input id='email' name='email' type='email' value='{esc(email)}' required{readonly}>"
+        f"{pages_billing.collected_fields(record.extra['params'])}"
         f"<button class='primary' type='submit' name='action' value='pay'>Pay</button>"
         f"<button type='submit' name='action' value='delayed'>Pay with delayed method</button>"
         f"<button type='submit' name='action' value='cancel' formnovalidate>Cancel</button>"
         f"</form><p><small>Expires {expires}.</small></p>"
     )
-    return _page("Checkout", head + form)
+    return page("Checkout", head + form)
 
 
 def _checkout_submit(sim: StripeSimulator, session_id: str, form: dict[str, str]) -> Response:
     engine = sim.engine
     record = engine.store.find(session_id, "checkout.session")
     if record is None:
-        return _page("Not found", "<h1>Not found</h1><p>No such Checkout Session.</p>", 404)
+        return page("Not found", "<h1>Not found</h1><p>No such Checkout Session.</p>", 404)
     action = form.get("action", "pay")
     if action == "cancel":
         if engine.expire_if_due(record) or record.data["status"] != "open":
@@ -112,10 +99,14 @@ def _checkout_submit(sim: StripeSimulator, session_id: str, form: dict[str, str]
         cancel_url = record.data["cancel_url"]
         if cancel_url:
             return redirect(cancel_url)
-        return _page("Checkout", "<h1>Payment cancelled</h1><p>You can close this page.</p>")
+        return page("Checkout", "<h1>Payment cancelled</h1><p>You can close this page.</p>")
+    params = record.extra["params"]
+    collected, missing = pages_billing.collected(params, form)
+    if missing and record.data["status"] == "open":
+        return _checkout_page(sim, session_id, f"Please fill in: {', '.join(missing)}.")
     try:
         data = engine.complete_checkout(
-            session_id, delayed=action == "delayed", email=form.get("email") or None
+            session_id, delayed=action == "delayed", email=form.get("email") or None, **collected
         )
     except StripeError:
         return _checkout_page(sim, session_id)
@@ -130,14 +121,14 @@ def _onboarding(
         link = engine.store.account_links.get(token)
         record = engine.store.find(account_id, "account")
         if link is None or link["account"] != account_id or record is None:
-            return _page("Not found", "<h1>Not found</h1><p>This link is not valid.</p>", 404)
+            return page("Not found", "<h1>Not found</h1><p>This link is not valid.</p>", 404)
         expired = engine.now() >= link["expires_at"]
         used = link["state"] == "used" or (method == "GET" and link["state"] != "new")
         if expired or used:
             # Stripe sends expired and already-visited links to refresh_url for a new one.
             if link["refresh_url"]:
                 return redirect(link["refresh_url"])
-            return _page("Link expired", "<h1>This link has expired</h1>", 410)
+            return page("Link expired", "<h1>This link has expired</h1>", 410)
         if method == "GET":
             link["state"] = "visited"
         else:
@@ -147,7 +138,7 @@ def _onboarding(
     if method != "GET":
         if link["return_url"]:
             return redirect(link["return_url"])
-        return _page("Onboarding", "<h1>Done</h1><p>You can close this page.</p>")
+        return page("Onboarding", "<h1>Done</h1><p>You can close this page.</p>")
     data = record.data
     esc = html.escape
     mode = "" if record.scope.livemode else "<span class='mode'>TEST MODE</span>"
@@ -162,4 +153,4 @@ def _onboarding(
         "<button type='submit' name='action' value='leave'>Return without completing</button>"
         "</form>"
     )
-    return _page("Stripe onboarding", body)
+    return page("Stripe onboarding", body)

@@ -18,7 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import api_checkout, api_connect, api_other, control, pages  # noqa: F401 - they register routes
+from . import (  # noqa: F401 - they register routes
+    api_checkout,
+    api_connect,
+    api_invoices,
+    api_other,
+    api_payments,
+    api_portal,
+    control,
+    pages,
+)
 from .engine import DEFAULT_API_VERSION, RequestInfo
 from .errors import StripeError, api_error
 from .forms import flatten, parse_form

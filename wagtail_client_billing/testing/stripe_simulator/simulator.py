@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .commands_billing import BillingCommands
 from .control import command
 from .engine import Engine
 from .faults import Fault
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("wagtail_client_billing.stripe_simulator")
 
 
-class StripeSimulator:
+class StripeSimulator(BillingCommands):
     """A local stand-in for api.stripe.com, its hosted pages and its webhooks."""
 
     def __init__(
@@ -319,11 +320,18 @@ class StripeSimulator:
 
     @command()
     def complete_checkout(
-        self, session_id: str, *, delayed: bool = False, email: str | None = None
-    ) -> dict[str, Any]:
-        """Pay a session as its hosted page's Pay (or delayed) button does."""
+        self, session_id: str, *, delayed: bool = False, email: str | None = None,
+        name: str | None = None, address: dict[str, Any] | None = None,
+        tax_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Pay a session as its hosted page's Pay (or delayed) button does; ``name``,
+        ``address`` (``line1``, ``postal_code``, ``city``, ``country``...) and ``tax_id``
+        (an EU VAT number) as typed where the session collects them."""
         with self.engine.lock:
-            data = self.engine.complete_checkout(session_id, delayed=delayed, email=email)
+            data = self.engine.complete_checkout(
+                session_id, delayed=delayed, email=email, name=name, address=address,
+                tax_id=tax_id,
+            )  # fmt: skip
             return copy.deepcopy(data)
 
     @command()

@@ -18,6 +18,10 @@ from typing import Any
 _ALPHABET = string.ascii_letters + string.digits
 
 
+# Prefixes whose ids are as long as Stripe's (``pi_3Pg...``: 24 characters after ``_``).
+LONG_IDS = frozenset({"ch", "dp", "evt", "in", "pi", "re", "sub", "we"})
+
+
 def random_token(length: int) -> str:
     """A random base62 string, as Stripe's ids use."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
@@ -29,7 +33,7 @@ def new_id(prefix: str, livemode: bool = False) -> str:
         return f"cs_{'live' if livemode else 'test'}_a1{random_token(56)}"
     if prefix in {"cus", "req", "si", "prod"}:
         return f"{prefix}_{random_token(14)}"
-    return f"{prefix}_1{random_token(23 if prefix in {'evt', 'pi', 'sub', 'we'} else 15)}"
+    return f"{prefix}_1{random_token(23 if prefix in LONG_IDS else 15)}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,14 @@ class Store:
         self.idempotency_in_flight: set[tuple[str, str, str]] = set()
         # session id -> simulated time at which a delayed payment settles, and how.
         self.settlements: dict[str, tuple[float, bool]] = {}
+        # How many of the next refunds stay ``pending`` until settled.
+        self.held_refunds = 0
+        # Per account: the made-up invoice number prefix and the last number used.
+        self.invoice_numbers: dict[Scope, tuple[str, int]] = {}
+        # Customers and subscriptions whose card is declined at renewal (fail_renewals).
+        self.failing_cards: set[str] = set()
+        # Per account: the id of its (one, default) billing portal configuration.
+        self.portal_configurations: dict[Scope, str] = {}
         self.platform_ids = {False: new_id("acct"), True: new_id("acct")}
 
     def clear(self) -> None:
@@ -116,6 +128,10 @@ class Store:
             self.idempotency.clear()
             self.idempotency_in_flight.clear()
             self.settlements.clear()
+            self.held_refunds = 0
+            self.invoice_numbers.clear()
+            self.failing_cards.clear()
+            self.portal_configurations.clear()
             self.clock.reset()
 
     def add(self, kind: str, data: dict[str, Any], scope: Scope, **extra: Any) -> Record:
