@@ -606,3 +606,98 @@ def test_the_export_reads_the_invoice_numbers_in_its_one_query(client, sites, co
         )
         add_invoice(request, number=f"AGCY-01{number}")
     assert statements() == few
+
+
+# Through the simulator: what Stripe got, and its invoices coming back -------------------------
+
+
+def session_at_stripe(sim, request: BillingRequest) -> dict[str, Any]:
+    return sim.get_object(request.checkout_session_id, "checkout.session")
+
+
+def test_stripe_gets_the_invoice_settings_with_the_session(sites, connection, stripe):
+    AgencyBillingSettings.objects.update(
+        invoice_footer="Payable within 30 days.",
+        invoice_custom_fields="VAT number: FR12345678901",
+        collect_tax_id=True,
+        collect_billing_address=True,
+    )
+    request = billing.create_request(site=sites[0], details=request_details())
+
+    session = session_at_stripe(stripe, request)
+    invoicing = session["invoice_creation"]
+    assert invoicing["enabled"] is True
+    assert invoicing["invoice_data"]["footer"] == "Payable within 30 days."
+    assert invoicing["invoice_data"]["custom_fields"] == [
+        {"name": "VAT number", "value": "FR12345678901"}
+    ]
+    assert invoicing["invoice_data"]["metadata"]["wagtail_client_billing_request"] == str(
+        request.pk
+    )
+    # (The simulator's session has no tax_id_collection field; checkout_params is tested above.)
+    assert session["billing_address_collection"] == "required"
+
+
+def test_stripe_gets_no_invoice_request_when_turned_off(sites, connection, stripe):
+    AgencyBillingSettings.objects.update(create_invoices=False)
+    request = billing.create_request(site=sites[0], details=request_details())
+    session = session_at_stripe(stripe, request)
+    assert not (session["invoice_creation"] or {}).get("enabled")
+    assert session["billing_address_collection"] is None
+
+
+def deliver_all(client, sim, types: tuple[str, ...] | None = None) -> list[WebhookEvent]:
+    """Every event the simulator emitted (of ``types``), oldest first, to our webhook."""
+    events = [e for e in sim.events() if types is None or e["type"] in types]
+    for event in events:
+        assert deliver(client, event).status_code == 200
+    return [WebhookEvent.objects.get(stripe_id=event["id"]) for event in events]
+
+
+def test_a_paid_one_time_request_gets_stripes_invoice(client, sites, connection, stripe):
+    request = billing.create_request(site=sites[0], details=request_details())
+    stripe.complete_checkout(request.checkout_session_id)
+
+    stored = deliver_all(client, stripe)
+
+    assert {e.type: e.status for e in stored if e.type.startswith("invoice.")} == {
+        "invoice.created": STATUS.PROCESSED,
+        "invoice.finalized": STATUS.PROCESSED,
+        "invoice.paid": STATUS.PROCESSED,
+    }
+    request.refresh_from_db()
+    invoice = Invoice.objects.get(billing_request=request)
+    at_stripe = stripe.get_object(invoice.stripe_id, "invoice")
+    assert request.status == BillingRequest.Status.PAID
+    assert (invoice.number, invoice.status) == (at_stripe["number"], "paid")
+    assert invoice.amount_paid == 4990 and invoice.currency == "eur"
+    assert invoice.invoice_pdf == at_stripe["invoice_pdf"]
+    assert invoice.hosted_invoice_url == at_stripe["hosted_invoice_url"]
+    assert at_stripe["footer"] is None  # the default settings have no footer
+    page = paid_page(client, request)
+    assert f"Invoice {invoice.number}:" in page and invoice.invoice_pdf in page
+
+
+def test_the_invoice_events_in_reverse_order_leave_it_paid(client, sites, connection, stripe):
+    request = billing.create_request(site=sites[0], details=request_details())
+    stripe.complete_checkout(request.checkout_session_id)
+    events = [e for e in stripe.events() if e["type"].startswith("invoice.")]
+    for event in reversed(events):  # paid, then finalized (open), then created (draft)
+        deliver(client, event)
+    invoice = Invoice.objects.get()
+    assert invoice.status == "paid" and invoice.number and invoice.invoice_pdf
+
+
+def test_a_subscriptions_first_invoice_before_checkouts_event(client, sites, connection, stripe):
+    monthly = billing.create_request(site=sites[0], details=request_details(billing_type="monthly"))
+    stripe.complete_checkout(monthly.checkout_session_id)
+
+    invoices = deliver_all(client, stripe, ("invoice.created", "invoice.finalized", "invoice.paid"))
+    assert {event.status for event in invoices} == {STATUS.PROCESSED}
+    deliver_all(client, stripe, ("checkout.session.completed",))
+
+    monthly.refresh_from_db()
+    invoice = Invoice.objects.get(billing_request=monthly)
+    assert monthly.subscription_id and invoice.status == "paid"
+    assert invoice.billing_reason == "subscription_create"
+    assert invoice.period_end > invoice.period_start
