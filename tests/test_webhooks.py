@@ -668,6 +668,7 @@ def test_handled_event_types_are_the_documented_ones():
         "checkout.session.async_payment_succeeded",
         "checkout.session.completed",
         "checkout.session.expired",
+        "customer.subscription.created",
         "customer.subscription.deleted",
         "customer.subscription.updated",
         "invoice.created",

@@ -81,6 +81,11 @@ ACTIONS = [
     (tracking.ACTION_EMAIL_TRACKED, _("Email event"), _("The email service reported a problem")),
     (billing.ACTION_RENEW, _("Renew billing request"), _("Renewed as a new billing request")),
     (billing.ACTION_DISPUTED, _("Dispute"), _("The client disputed the payment with their bank")),
+    (
+        billing.ACTION_SUBSCRIPTION_CANCELED,
+        _("Cancel subscription"),
+        _("Subscription canceled"),
+    ),
 ]
 
 

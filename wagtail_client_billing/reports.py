@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -14,6 +14,9 @@ from .models import BillingRequest
 from .money import format_money
 
 Status = BillingRequest.Status
+# Subscriptions that bring money (or still try to), and those whose last payment failed.
+RECURRING = ("active", "trialing", "past_due")
+AT_RISK = ("past_due", "unpaid")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,39 @@ def totals(queryset: QuerySet, now: datetime | None = None) -> dict[str, list[To
         "pending": _totals(queryset, Q(status=Status.PENDING)),
         "expired_this_month": _totals(queryset, Q(status=Status.EXPIRED, expired_at__gte=start)),
     }
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """Per currency: the subscriptions' monthly revenue (MRR: a yearly one counts a twelfth),
+    how many bring it, and how many are at risk (their last payment failed)."""
+
+    currency: str
+    amount: int
+    count: int
+    at_risk: int
+
+
+def recurring(queryset: QuerySet) -> list[Recurring]:
+    """Monthly recurring revenue and subscriptions at risk, per currency (1 query, from the
+    partial index of live subscriptions)."""
+    bringing, failing = Q(subscription_status__in=RECURRING), Q(subscription_status__in=AT_RISK)
+    monthly = Case(
+        When(billing_type="yearly", then=F("amount") / 12),
+        default=F("amount"),
+        output_field=BigIntegerField(),
+    )
+    live = queryset.filter(status=Status.PAID, subscription_status__in=RECURRING + AT_RISK)
+    rows = (
+        live.values("currency")
+        .order_by("currency")
+        .annotate(
+            mrr=Sum(monthly, filter=bringing),
+            count=Count("pk", filter=bringing),
+            at_risk=Count("pk", filter=failing),
+        )
+    )
+    return [Recurring(r["currency"], r["mrr"] or 0, r["count"], r["at_risk"]) for r in rows]
 
 
 def latest_payments(queryset: QuerySet, limit: int = 5) -> list[BillingRequest]:

@@ -345,3 +345,41 @@ def invoice_payment_intent(mode: str, *, account_id: str, invoice_id: str) -> st
         if intent:
             return intent
     return ""
+
+
+def cancel_subscription(
+    mode: str, *, account_id: str, subscription_id: str, at_period_end: bool
+) -> Subscription:
+    """Cancel a subscription now, or at the end of its period (it renews no more)."""
+    subscriptions = get_client(mode).v1.subscriptions
+    key = f"wcb-cancel-{subscription_id}-{'end' if at_period_end else 'now'}"
+    with translate_errors():
+        if at_period_end:
+            return subscriptions.update(
+                subscription_id, {"cancel_at_period_end": True}, options=_options(account_id, key)
+            )
+        return subscriptions.cancel(subscription_id, options=_options(account_id))
+
+
+def create_portal_session(
+    mode: str, *, account_id: str, customer: str, return_url: str, locale: str
+) -> str:
+    """A customer portal session for the client (update the card, see invoices): its URL."""
+    params: dict[str, Any] = {"customer": customer, "return_url": return_url, "locale": locale}
+    with translate_errors():
+        session = get_client(mode).v1.billing_portal.sessions.create(
+            cast(Any, params), options=_options(account_id)
+        )
+    return session.url
+
+
+def subscription_period_end(subscription: Any) -> int | None:
+    """When the subscription's current period ends (on its item since API 2025-03-31, on the
+    subscription itself before): a Unix time, or None."""
+    items = field_of(field_of(subscription, "items"), "data") or []
+    for item in items:
+        end = field_of(item, "current_period_end")
+        if isinstance(end, int):
+            return end
+    end = field_of(subscription, "current_period_end")
+    return end if isinstance(end, int) else None

@@ -33,6 +33,7 @@ from .states import ACTION_PAYMENT_FAILED as ACTION_PAYMENT_FAILED
 from .states import ACTION_REFUND as ACTION_REFUND
 from .states import ACTION_RENEW as ACTION_RENEW
 from .states import ACTION_RESEND as ACTION_RESEND
+from .states import ACTION_SUBSCRIPTION_CANCELED as ACTION_SUBSCRIPTION_CANCELED
 from .states import end_with_expired_session as end_with_expired_session
 from .states import mark_expired as mark_expired
 from .states import mark_paid as mark_paid

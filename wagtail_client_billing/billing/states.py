@@ -31,6 +31,7 @@ ACTION_RESEND = "wagtail_client_billing.request.resend"
 ACTION_RENEW = "wagtail_client_billing.request.renew"
 ACTION_REFUND = "wagtail_client_billing.request.refund"
 ACTION_DISPUTED = "wagtail_client_billing.request.disputed"
+ACTION_SUBSCRIPTION_CANCELED = "wagtail_client_billing.request.subscription_canceled"
 
 
 def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from wagtail.log_actions import log
 
 from .. import billing, connections, stripe_api
-from ..mail.queue import notify
-from ..models import BillingRequest, OutgoingEmail, StripeConnection, WebhookEvent
+from ..billing import subscriptions
+from ..models import BillingRequest, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
 from . import invoices, refunds
 from .ignored import EventIgnored as EventIgnored
@@ -134,15 +134,17 @@ def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscript
         raise EventIgnored("the subscription object has no valid id or status")
     requests = BillingRequest.objects.filter(subscription_id=subscription_id, mode=event.mode)
     if not requests.exists():
-        raise EventIgnored(f"no billing request has subscription {subscription_id!r}")
-    # Only the change into past_due tells the agency, not Stripe's retries.
-    newly_past_due = (
-        list(requests.exclude(subscription_status="past_due")) if status == "past_due" else []
-    )
-    requests.update(subscription_status=status)
-    for request in newly_past_due:
-        key = f"past-due-{request.pk}-{event.stripe_id}"
-        notify(OutgoingEmail.Kind.PAYMENT_FAILED, request, key=key)
+        # Before the session's completion named it: the request its metadata names, of the
+        # event's account and mode, paid through no other subscription.
+        pk = field_of(field_of(subscription, "metadata"), "wagtail_client_billing_request")
+        requests = BillingRequest.objects.filter(
+            pk=int(pk) if isinstance(pk, str) and pk.isdigit() else 0,
+            mode=event.mode, account_id=event.account or "", subscription_id="",
+        )  # fmt: skip
+        if not requests.update(subscription_id=subscription_id):
+            raise EventIgnored(f"no billing request has subscription {subscription_id!r}")
+        requests = BillingRequest.objects.filter(subscription_id=subscription_id, mode=event.mode)
+    subscriptions.apply(subscription, requests, event_id=event.stripe_id)
 
 
 #: ``endpoints`` subscribes to exactly these.
@@ -153,6 +155,7 @@ HANDLERS: dict[str, Handler] = {
     stripe_api.EVENT_ASYNC_SUCCEEDED: checkout_completed,
     "checkout.session.async_payment_failed": async_payment_failed,
     "checkout.session.expired": checkout_expired,
+    "customer.subscription.created": subscription_changed,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
     **refunds.HANDLERS,

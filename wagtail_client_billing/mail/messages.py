@@ -69,6 +69,32 @@ def billing_email(
     return message
 
 
+def subscription_email(
+    request: BillingRequest, kind: str, email_settings: SiteEmailSettings
+) -> EmailMultiAlternatives:
+    """To a paying client: their subscription's renewal failed (with the link to fix the
+    card in Stripe's customer portal), or it was canceled; in the site's language."""
+    name = request.site.site_name or request.site.hostname
+    with translation.override(email_settings.language(request.site)):
+        context = {
+            "billing_request": request,
+            "kind": kind,
+            "site_name": name,
+            "amount": format_money(request.amount, request.currency),
+            "manage_url": request.get_manage_url(),
+            "contact_email": email_settings.contact_address,
+        }
+        subject, text, html = (
+            render_to_string(f"wagtail_client_billing/email/subscription/{template}", context)
+            for template in ("subject.txt", "body.txt", "body.html")
+        )
+    message = _from_site(email_settings, name, subject, text, to=request.email)
+    message.attach_alternative(html, "text/html")
+    message.metadata = {"billing_request": str(request.pk), "billing_email": str(kind)}  # type: ignore[attr-defined]
+    message.tags = ["wagtail-client-billing", f"billing-{str(kind)}"]  # type: ignore[attr-defined]
+    return message
+
+
 def test_email(email_settings: SiteEmailSettings, to: str) -> EmailMultiAlternatives:
     """A short test email from the site, as its billing emails are sent."""
     name = email_settings.site.site_name or email_settings.site.hostname

@@ -39,6 +39,7 @@ EmailStatus = OutgoingEmail.Status
 ACTION_EMAIL_FAILED = "wagtail_client_billing.email.failed"
 EMAIL_TASK_GROUP = "wagtail_client_billing.email"
 BILLING_KINDS = (Kind.REQUEST, Kind.REMINDER)
+SUBSCRIPTION_KINDS = (Kind.CARD_FAILED, Kind.SUBSCRIPTION_CANCELED)  # to a paying client
 NOTIFICATION_KINDS = (
     Kind.PAID, Kind.PAYMENT_FAILED, Kind.NEW_LINK_ASKED, Kind.REFUNDED, Kind.DISPUTED
 )  # fmt: skip
@@ -76,7 +77,7 @@ def report_lost_sends(now: datetime | None = None) -> int:
     now = now or timezone.now()
     lost = OutgoingEmail.objects.filter(status=EmailStatus.SENDING, due_at__lte=now)
     reasons = {
-        BILLING_KINDS: gettext_noop(
+        BILLING_KINDS + SUBSCRIPTION_KINDS: gettext_noop(
             "Sending was interrupted (the worker stopped): the email may not have arrived. "
             "Resend it if the client did not get it."
         ),
@@ -199,6 +200,9 @@ class _Batch:
     def message(self, email: OutgoingEmail) -> tuple[EmailMessage, _Connection]:
         """The message and the connection it goes over; ``_NotSent`` if it must not go."""
         request = email.billing_request
+        if email.kind in SUBSCRIPTION_KINDS:  # to the client, whatever the request's status
+            message = messages.subscription_email(request, email.kind, self.email_settings)
+            return message, self.site
         if email.kind not in BILLING_KINDS:
             # The site's contact for a client's question, else the agency's people.
             ask = email.kind == Kind.NEW_LINK_ASKED
@@ -306,7 +310,7 @@ def _failed(email: OutgoingEmail, failure: EmailFailed, now: datetime) -> None:
         logger.info("Email %s will be retried at %s: %s", email.key, retry_at.isoformat(), reason)
         return
     _finish(email, EmailStatus.FAILED, error=reason)
-    if email.kind in BILLING_KINDS:
+    if email.kind in BILLING_KINDS + SUBSCRIPTION_KINDS:
         data = {"email": str(email.kind), "error": reason}
         log(email.billing_request, ACTION_EMAIL_FAILED, data=data)
     logger.warning("Email %s failed: %s", email.key, reason)

@@ -92,6 +92,18 @@ def queue_billing_email(request: BillingRequest) -> None:
     _enqueue("send_billing_email", request.pk, f"wcb-email-{request.pk}")
 
 
+def tell_client(kind: str, request: BillingRequest, key: str) -> bool:
+    """Queue an email to the client about their subscription, once under ``key``."""
+    email = OutgoingEmail(
+        key=key, kind=kind, site_id=request.site_id, billing_request=request,
+        recipient=request.email, status=EmailStatus.QUEUED,
+    )  # fmt: skip
+    if not insert_once(email, "key"):
+        return False
+    enqueue_pending_emails(request.site_id)
+    return True
+
+
 def queue_due_reminders(now: datetime | None = None) -> int:
     """Queue one reminder (once: its key) per Pending request near expiry whose email went out."""
     hours = billing_settings().reminder_hours_before_expiry

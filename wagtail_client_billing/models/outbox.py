@@ -25,6 +25,9 @@ class OutgoingEmail(models.Model):
         NEW_LINK_ASKED = "new_link_asked", _("Client asked for a new link")
         REFUNDED = "refunded", _("Refund made")
         DISPUTED = "disputed", _("Payment disputed")
+        # To the client, after a subscription's payment:
+        CARD_FAILED = "card_failed", _("Subscription payment failed: update your card")
+        SUBSCRIPTION_CANCELED = "canceled", _("Subscription canceled")
 
     class Status(models.TextChoices):
         NOT_SENT = "", _("Not sent")

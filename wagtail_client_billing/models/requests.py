@@ -188,6 +188,16 @@ class BillingRequest(models.Model):
                 fields=["status", "expired_at"], include=TOTALLED, name="wcb_req_status_expired"
             ),
             models.Index(fields=["site", "status", "paid_at"], name="wcb_req_site_status_paid"),
+            # Recurring revenue and subscriptions at risk (reports.recurring): live ones only.
+            models.Index(
+                fields=["mode", "currency"],
+                include=["site", "amount", "billing_type", "subscription_status"],
+                name="wcb_req_live_subscriptions",
+                condition=models.Q(
+                    status="paid",
+                    subscription_status__in=["active", "trialing", "past_due", "unpaid"],
+                ),
+            ),
             # The expiry sweep and the reconciliation look for pending requests by time.
             models.Index(
                 fields=["expires_at"],
@@ -267,3 +277,8 @@ class BillingRequest(models.Model):
 
     def get_payment_url(self) -> str:
         return self.site.root_url.rstrip("/") + self.get_payment_path()
+
+    def get_manage_url(self) -> str:
+        """The client's link to their subscription (Stripe's customer portal), on the site."""
+        path = reverse("wagtail_client_billing:manage", args=[self.token])
+        return self.site.root_url.rstrip("/") + path

@@ -25,6 +25,7 @@ class BillingDashboardPanel(Component):
             **super().get_context_data(parent_context),
             **reports.totals(requests),
             "latest": reports.latest_payments(requests),
+            "recurring": reports.recurring(requests),
             "chart": reports.chart(reports.paid_per_month(requests)),
             "mode": mode,
         }

@@ -85,7 +85,9 @@ class OverviewView(
         # The totals count the active mode's requests only (the listing shows both).
         mode = AgencyBillingSettings.load(request_or_site=self.request).active_mode
         totals = reports.totals(base.filter(mode=mode))
-        return {**super().get_context_data(**kwargs), "mode": mode, "totals": totals}
+        recurring = reports.recurring(base.filter(mode=mode))
+        context = super().get_context_data(**kwargs)
+        return {**context, "mode": mode, "totals": totals, "recurring": recurring}
 
 
 overview = OverviewView.as_view()

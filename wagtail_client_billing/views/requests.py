@@ -36,7 +36,7 @@ from ..mail.messages import language_of_site
 from ..models import BillingRequest, WebhookEvent
 from ..models.agency import Mode
 from ..permissions import billing_request_policy, forbidden, is_agency_admin
-from . import overview, refunds
+from . import overview, refunds, subscriptions
 from .email_settings import EmailSettingsView, SendTestEmailView
 from .listing import (
     URL_NAME,
@@ -204,6 +204,8 @@ class InspectView(RequestViewMixin, generic.InspectView):
             "can_see_events": is_agency_admin(self.request.user),
             "refunds": self.object.refunds.select_related("created_by"),
             "refundable": self._refundable(),
+            "can_cancel": is_agency_admin(self.request.user)
+            and subscriptions.cancelable(self.object),
         }
 
     def _refundable(self) -> bool:
@@ -353,6 +355,11 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
             path("resend/<int:pk>/", ResendView.as_view(), name="resend"),
             path("renew/<int:pk>/", RenewView.as_view(), name="renew"),
             path("refund/<int:pk>/", refunds.RefundView.as_view(), name="refund"),
+            path(
+                "cancel-subscription/<int:pk>/",
+                subscriptions.CancelSubscriptionView.as_view(),
+                name="cancel_subscription",
+            ),
             path("email-settings/", EmailSettingsView.as_view(), name="email_settings"),
             path("email-settings/test/", SendTestEmailView.as_view(), name="email_settings_test"),
         ]

@@ -1,0 +1,227 @@
+"""Subscriptions after Paid: kept true by Stripe's webhooks on the simulator's moved clock
+(renewals, a failed renewal, the client fixing the card in the customer portal), canceled
+by the agency now or at the period's end, counted as recurring revenue."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from wagtail.models import ModelLogEntry
+
+from tests.factories import grant_billing, make_user
+from tests.test_billing_requests import CommittingClient, add, deliver
+from wagtail_client_billing import billing, stripe_api
+from wagtail_client_billing.models import BillingRequest, OutgoingEmail
+
+pytestmark = pytest.mark.django_db
+
+Kind = OutgoingEmail.Kind
+DAY = 24 * 3600
+
+
+@pytest.fixture
+def agency(django_capture_on_commit_callbacks):
+    client = Client()
+    client.force_login(make_user("agency-admin", superuser=True))
+    return CommittingClient(client, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def editor(sites, django_capture_on_commit_callbacks):
+    client = Client()
+    user = make_user("acme-editor")
+    grant_billing(user, sites[0])
+    client.force_login(user)
+    return CommittingClient(client, django_capture_on_commit_callbacks)
+
+
+class Events:
+    """Delivers the simulator's events to our webhook, each once, in Stripe's order."""
+
+    def __init__(self, client, stripe) -> None:
+        self.client, self.stripe = client, stripe
+        self.seen: set[str] = set()
+
+    def deliver_new(self) -> list[str]:
+        delivered = []
+        for event in self.stripe.events():
+            if event["id"] not in self.seen:
+                self.seen.add(event["id"])
+                assert deliver(self.client, event).status_code == 200
+                delivered.append(event["type"])
+        return delivered
+
+
+def subscribed(agency, sites, stripe, billing_type="monthly", **changes) -> BillingRequest:
+    """A monthly (or yearly) request of Acme, paid through Checkout and its webhooks."""
+    add(agency, sites[0], billing_type=billing_type, **changes)
+    request = BillingRequest.objects.latest("pk")
+    stripe.complete_checkout(request.checkout_session_id)
+    Events(agency, stripe).deliver_new()
+    request.refresh_from_db()
+    assert request.status == BillingRequest.Status.PAID
+    return request
+
+
+def inspect(client, request) -> str:
+    url = reverse("wagtail_client_billing_requests:inspect", args=[request.pk])
+    return client.get(url).content.decode()
+
+
+def cancel_url(request) -> str:
+    return reverse("wagtail_client_billing_requests:cancel_subscription", args=[request.pk])
+
+
+def at_stripe(request):
+    return stripe_api.get_client("test").v1.subscriptions.retrieve(
+        request.subscription_id, options={"stripe_account": request.account_id}
+    )
+
+
+def test_a_paid_subscription_shows_its_next_payment_and_the_clients_page(
+    agency, sites, connection, stripe
+):
+    request = subscribed(agency, sites, stripe)
+    assert request.customer_id.startswith("cus_") and request.subscription_status == "active"
+    period_end = stripe_api.subscription_period_end(at_stripe(request))
+    assert request.current_period_end == datetime.datetime.fromtimestamp(period_end, datetime.UTC)
+    page = inspect(agency, request)
+    assert "Next payment" in page and request.get_manage_url() in page
+    assert "Cancel subscription" in page
+
+
+def test_renewals_on_the_moved_clock_move_the_next_payment(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    events = Events(agency, stripe)
+    events.deliver_new()
+    first_end = request.current_period_end
+    stripe.advance_clock(32 * DAY)
+    delivered = events.deliver_new()
+    assert "invoice.paid" in delivered and "customer.subscription.updated" in delivered
+    request.refresh_from_db()
+    assert request.current_period_end > first_end + datetime.timedelta(days=27)
+    assert request.subscription_status == "active"
+
+
+def test_a_failed_renewal_tells_the_agency_and_the_client_who_fixes_the_card(
+    agency, sites, connection, stripe
+):
+    request = subscribed(agency, sites, stripe)
+    events = Events(agency, stripe)
+    events.deliver_new()
+    stripe.fail_renewals(request.customer_id)
+    stripe.advance_clock(32 * DAY)
+    assert "invoice.payment_failed" in events.deliver_new()
+    request.refresh_from_db()
+    assert request.subscription_status == "past_due"
+    assert OutgoingEmail.objects.filter(kind=Kind.PAYMENT_FAILED).count() == 1
+    (card,) = OutgoingEmail.objects.filter(kind=Kind.CARD_FAILED)
+    assert card.recipient == "client@example.com" and card.status == OutgoingEmail.Status.SENT
+    (to_client,) = [
+        m for m in mail.outbox if m.to == ["client@example.com"] and "did not go" in m.subject
+    ]
+    assert request.get_manage_url() in to_client.body
+    assert (
+        "at risk"
+        in agency.get(reverse("wagtail_client_billing_requests:overview")).content.decode()
+    )
+
+    # The client opens the link: Stripe's customer portal, on the connected account.
+    response = agency.get(request.get_manage_url(), HTTP_HOST="acme.test")
+    assert response.status_code == 302 and response["Location"].startswith(stripe.url)
+    stripe.update_payment_method(request.customer_id)  # the portal's button
+    assert "invoice.paid" in events.deliver_new()
+    request.refresh_from_db()
+    assert request.subscription_status == "active"
+    # Stripe's further updates of the same subscription tell no one again.
+    assert OutgoingEmail.objects.filter(kind=Kind.CARD_FAILED).count() == 1
+
+
+def test_cancel_at_the_period_end_then_it_ends_on_the_clock(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    events = Events(agency, stripe)
+    events.deliver_new()
+    page = agency.get(cancel_url(request)).content.decode()
+    assert "At the end of the period already paid" in page
+    response = agency.post(cancel_url(request), {"when": "period_end"}, follow=True)
+    assert "The subscription ends on" in response.content.decode()
+    request.refresh_from_db()
+    assert request.cancel_at_period_end and request.subscription_status == "active"
+    assert at_stripe(request).cancel_at_period_end is True
+    assert "Ends on" in inspect(agency, request)
+    entry = ModelLogEntry.objects.get(action=billing.ACTION_SUBSCRIPTION_CANCELED)
+    assert entry.data["when"] == "period_end" and entry.user.username == "agency-admin"
+    (told,) = [m for m in mail.outbox if "is canceled" in m.subject]
+    assert told.to == ["client@example.com"] and "stays active until" in told.body
+
+    events.deliver_new()
+    stripe.advance_clock(32 * DAY)
+    assert "customer.subscription.deleted" in events.deliver_new()
+    request.refresh_from_db()
+    assert request.subscription_status == "canceled"
+    assert "Cancel subscription" not in inspect(agency, request)
+    # A late copy of an older update does not bring it back to life.
+    stale = dict(stripe.events("customer.subscription.updated")[0], id="evt_stale_copy")
+    assert deliver(agency, stale).status_code == 200
+    request.refresh_from_db()
+    assert request.subscription_status == "canceled"
+
+
+def test_cancel_now_and_a_second_cancel_says_so(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    response = agency.post(cancel_url(request), {"when": "now"}, follow=True)
+    assert "The subscription is canceled" in response.content.decode()
+    request.refresh_from_db()
+    assert request.subscription_status == "canceled"
+    assert at_stripe(request).status == "canceled"
+    response = agency.post(cancel_url(request), {"when": "now"}, follow=True)
+    assert "already canceled" in response.content.decode()
+    assert ModelLogEntry.objects.filter(action=billing.ACTION_SUBSCRIPTION_CANCELED).count() == 1
+
+
+def test_stripe_down_during_a_cancel_changes_nothing(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    stripe.fail_next("POST", f"/v1/subscriptions/{request.subscription_id}", status=500)
+    response = agency.post(cancel_url(request), {"when": "period_end"}, follow=True)
+    assert "Stripe had a problem" in response.content.decode()
+    request.refresh_from_db()
+    assert not request.cancel_at_period_end
+    assert at_stripe(request).cancel_at_period_end is False
+    assert not ModelLogEntry.objects.filter(action=billing.ACTION_SUBSCRIPTION_CANCELED).exists()
+
+
+def test_site_editors_cannot_cancel(editor, agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    assert editor.get(cancel_url(request)).status_code == 403
+    assert editor.post(cancel_url(request), {"when": "now"}).status_code == 403
+    assert cancel_url(request) not in inspect(editor, request)
+    assert at_stripe(request).status == "active"
+
+
+def test_the_clients_subscription_link_says_why_when_it_cannot_open(
+    agency, sites, connection, stripe
+):
+    add(agency, sites[0])
+    pending = BillingRequest.objects.get()
+    response = agency.get(pending.get_manage_url(), HTTP_HOST="acme.test")
+    assert response.status_code == 410 and "no subscription to manage" in response.content.decode()
+    assert agency.get("/billing/manage/nope/", HTTP_HOST="acme.test").status_code == 404
+
+    request = subscribed(agency, sites, stripe, email="monthly@example.com")
+    stripe.fail_next("POST", "/v1/billing_portal/sessions", status=500)
+    response = agency.get(request.get_manage_url(), HTTP_HOST="acme.test")
+    assert response.status_code == 503 and "try again" in response.content.decode()
+
+
+def test_recurring_revenue_counts_a_year_as_twelve_months(agency, sites, connection, stripe):
+    subscribed(agency, sites, stripe)  # EUR 49.90 a month
+    subscribed(agency, sites, stripe, billing_type="yearly", amount="120", email="y@example.com")
+    page = agency.get(reverse("wagtail_client_billing_requests:overview")).content.decode()
+    box = page[page.index('data-total="recurring"') :][:800]
+    assert "€59.90 / month" in box and "2 subscriptions" in box
+    home = agency.get(reverse("wagtailadmin_home")).content.decode()
+    assert "€59.90 / month" in home

@@ -1,0 +1,91 @@
+"""A paid monthly or yearly request's subscription: kept as Stripe says it is (status, next
+payment, ending), canceled from the admin, a failed renewal told to the client with the
+link to their customer portal."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+
+from .. import connections, stripe_api
+from ..mail.queue import notify, tell_client
+from ..models import BillingRequest, OutgoingEmail
+from .errors import BillingError
+from .states import ACTION_SUBSCRIPTION_CANCELED, record
+
+Status = BillingRequest.Status
+#: Stripe's statuses after which a subscription never bills again: never moved back from.
+ENDED = ("canceled", "incomplete_expired")
+
+
+def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
+    """Store what Stripe says of ``subscription`` on its ``requests``; a change into past
+    due tells the agency and the client (once per event). How many requests it changed."""
+    status = stripe_api.field_of(subscription, "status")
+    if not isinstance(status, str) or not status:
+        raise ValueError("the subscription object has no status")
+    values: dict[str, Any] = {
+        "subscription_status": status,
+        "cancel_at_period_end": bool(stripe_api.field_of(subscription, "cancel_at_period_end")),
+    }
+    if (end := stripe_api.subscription_period_end(subscription)) is not None:
+        values["current_period_end"] = datetime.datetime.fromtimestamp(end, tz=datetime.UTC)
+    live = requests.exclude(subscription_status__in=ENDED)
+    into_past_due = status == "past_due"
+    newly_past_due = list(live.exclude(subscription_status="past_due")) if into_past_due else []
+    changed = live.update(**values)
+    for request in newly_past_due:  # only the change into past_due, not Stripe's retries
+        key = f"{request.pk}-{event_id or 'now'}"
+        notify(OutgoingEmail.Kind.PAYMENT_FAILED, request, key=f"past-due-{key}")
+        if request.customer_id:
+            tell_client(OutgoingEmail.Kind.CARD_FAILED, request, key=f"card-failed-{key}")
+    return changed
+
+
+def cancel(request: BillingRequest, *, at_period_end: bool, user: Any = None) -> BillingRequest:
+    """Cancel ``request``'s subscription at Stripe, now or at the end of its period: the
+    request as Stripe left it, with the audit entry and the client's email."""
+    if request.status != Status.PAID or not request.subscription_id:
+        raise BillingError(_("Only a paid subscription can be canceled."))
+    if request.subscription_status in ENDED:
+        raise BillingError(_("This subscription is already canceled."))
+    if at_period_end and request.cancel_at_period_end:
+        raise BillingError(_("This subscription already ends at the end of its period."))
+    if not connections.account_is_linked(request):
+        raise BillingError(
+            _("The Stripe account of this subscription is no longer linked: cancel it there.")
+        )
+    subscription = stripe_api.cancel_subscription(
+        request.mode,
+        account_id=request.account_id,
+        subscription_id=request.subscription_id,
+        at_period_end=at_period_end,
+    )
+    with transaction.atomic():
+        rows = BillingRequest.objects.filter(pk=request.pk)
+        apply(subscription, rows)
+        request.refresh_from_db()
+        when = "period_end" if at_period_end else "now"
+        record(request, ACTION_SUBSCRIPTION_CANCELED, user=user, when=when)
+        tell_client(OutgoingEmail.Kind.SUBSCRIPTION_CANCELED, request, key=f"canceled-{request.pk}")
+    return request
+
+
+def portal_url(request: BillingRequest, *, return_url: str, locale: str) -> str:
+    """A Stripe customer portal session for ``request``'s client; ``BillingError`` if the
+    subscription cannot be managed here (not paid, no customer, account unlinked)."""
+    if request.status != Status.PAID or not request.customer_id or not request.is_recurring:
+        raise BillingError(_("There is no subscription to manage here."))
+    if not connections.account_is_linked(request):
+        raise BillingError(_("This subscription can no longer be managed here."))
+    return stripe_api.create_portal_session(
+        request.mode,
+        account_id=request.account_id,
+        customer=request.customer_id,
+        return_url=return_url,
+        locale=locale,
+    )
