@@ -166,6 +166,9 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 13: no second webhook endpoint; each site's client language": 66,
     "issue 13: screens that guide (the site chooser, the hidden Deleted count, the form's "
     "alerts, the site's address, the currency's default and order, status colours)": 190,
+    "issue 14: invoices and receipts (billing/invoicing.py, events/invoices.py, the "
+    "settings form and view, the invoice template tags, the paid page's invoice, the "
+    "export's invoice number)": 386,
     "issue 14: refunds and disputes (billing/refunds.py, events/refunds.py, views/refunds.py, "
     "the refund form), the schema after Paid (models/payments.py, the invoice settings), "
     "totals net of refunds, endpoints given new event types": 790,

@@ -394,14 +394,14 @@ def test_an_event_stored_but_never_applied_is_applied_by_its_redelivery(client, 
 
 
 def test_an_unknown_type_is_stored_and_ignored(client, connection):
-    event = make_event("invoice.paid", {"id": "in_1", "object": "invoice"})
+    event = make_event("payout.paid", {"id": "po_1", "object": "payout"})
 
     response = deliver(client, event)
 
     assert response.status_code == 200
     stored = WebhookEvent.objects.get()
     assert (stored.type, stored.status, stored.note) == (
-        "invoice.paid",
+        "payout.paid",
         STATUS.IGNORED,
         "no handler",
     )
@@ -671,6 +671,12 @@ def test_handled_event_types_are_the_documented_ones():
         "customer.subscription.created",
         "customer.subscription.deleted",
         "customer.subscription.updated",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "invoice.updated",
+        "invoice.voided",
         "refund.created",
         "refund.failed",
         "refund.updated",
@@ -699,7 +705,7 @@ def test_one_log_line_per_event_without_secrets(client, connection, handlers, ca
     deliveries = [
         event,
         event,  # duplicate
-        make_event("invoice.paid", {"id": "in_1"}),
+        make_event("payout.paid", {"id": "po_1"}),
         make_event("test.fails", {"id": "x_1"}),
     ]
     forged = "t=1,v1=" + "ab" * 32

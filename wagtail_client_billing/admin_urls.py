@@ -11,6 +11,7 @@ urlpatterns = [
     path("connect/", account.connect, name="connect"),
     path("mode/", account.switch_mode, name="switch_mode"),
     path("notifications/", account.notifications, name="notifications"),
+    path("invoices/", account.invoice_settings, name="invoice_settings"),
     path(
         "notifications/<int:pk>/send-again/",
         account.send_notification_again,

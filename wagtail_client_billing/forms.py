@@ -10,12 +10,13 @@ from babel.numbers import get_currency_name, get_territory_currencies
 from django import forms
 from django.core.validators import URLValidator, validate_email
 from django.utils.formats import get_format
-from django.utils.text import capfirst
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
 from . import money
+from .billing.invoicing import MAX_FIELDS, MAX_NAME, MAX_VALUE
 from .connections import new_idempotency_nonce
 from .models import AgencyBillingSettings, BillingRequest, Refund, StripeConnection
 from .models.agency import Mode
@@ -301,6 +302,56 @@ class NotificationSettingsForm(forms.ModelForm):
                     _("%(address)s is not a valid email address.") % {"address": address}
                 ) from None
         return "\n".join(addresses)
+
+
+class InvoiceSettingsForm(forms.ModelForm):
+    """ "Invoices and receipts": what Stripe prints on invoices and asks for in Checkout,
+    checked against Stripe's limits so that no billing request fails on them later."""
+
+    class Meta:
+        model = AgencyBillingSettings
+        fields = [
+            "create_invoices",
+            "invoice_footer",
+            "invoice_custom_fields",
+            "collect_tax_id",
+            "collect_billing_address",
+        ]
+        widgets = {
+            "invoice_footer": forms.Textarea(attrs={"rows": 3}),
+            "invoice_custom_fields": forms.Textarea(attrs={"rows": 4}),
+        }
+
+    def clean_invoice_custom_fields(self) -> str:
+        lines = [line.strip() for line in self.cleaned_data["invoice_custom_fields"].splitlines()]
+        lines = [line for line in lines if line]
+        if len(lines) > MAX_FIELDS:
+            raise forms.ValidationError(
+                _("Stripe prints at most %(max)s fields: there are %(count)s lines.")
+                % {"max": MAX_FIELDS, "count": len(lines)}
+            )
+        cleaned, problems = [], []
+        for number, line in enumerate(lines, start=1):
+            name, colon, value = (part.strip() for part in line.partition(":"))
+            params = {"number": number, "line": Truncator(line).chars(50), "max": MAX_NAME}
+            if not colon or not name or not value:
+                message = _("Line %(number)s (“%(line)s”): write it as “Name: value”.")
+            elif len(name) > MAX_NAME:
+                message = _(
+                    "Line %(number)s (“%(line)s”): the name can have at most %(max)s characters."
+                )
+            elif len(value) > MAX_VALUE:
+                params["max"] = MAX_VALUE
+                message = _(
+                    "Line %(number)s (“%(line)s”): the value can have at most %(max)s characters."
+                )
+            else:
+                cleaned.append(f"{name}: {value}")
+                continue
+            problems.append(forms.ValidationError(message % params))
+        if problems:
+            raise forms.ValidationError(problems)
+        return "\n".join(cleaned)
 
 
 class RefundForm(FreshNonceMixin, forms.Form):

@@ -24,6 +24,8 @@ from ..db import insert_columns, insert_values
 from ..mail.queue import queue_billing_email
 from ..models import AgencyBillingSettings, BillingRequest, StripeConnection
 from . import errors
+from .invoicing import COLUMNS as INVOICING_COLUMNS
+from .invoicing import Invoicing
 from .states import ACTION_CREATE, ACTION_RENEW, announce, log_entry
 
 logger = logging.getLogger("wagtail_client_billing.billing")
@@ -78,7 +80,9 @@ def ready_connection() -> StripeConnection:
     return connection
 
 
-def checkout_params(request: BillingRequest) -> dict[str, Any]:
+def checkout_params(request: BillingRequest, invoicing: Invoicing | None = None) -> dict[str, Any]:
+    """The Checkout Session's parameters; ``invoicing`` None: the settings as they are now."""
+    invoicing = invoicing or Invoicing.current()
     price_data: dict[str, Any] = {
         "currency": request.currency,
         "unit_amount": request.amount,
@@ -98,6 +102,7 @@ def checkout_params(request: BillingRequest) -> dict[str, Any]:
         "cancel_url": request.cancel_url,
         "expires_at": int(request.expires_at.timestamp()),
         object_data: {"metadata": metadata},
+        **invoicing.checkout_params(recurring=request.is_recurring, metadata=metadata),
     }
 
 
@@ -114,8 +119,11 @@ def create_request(
     committed as ``CREATING`` (not listed, swept or emailed), then made Pending. Stripe refusing:
     the row goes. No answer: the same form (nonce) resumes it with the same idempotency key."""
     # The active mode's linked account (as requests store it) and whether it can charge, this
-    # form's row's status, the latest pending twin's pk: one query when all is well.
-    mode, account_id, ready, earlier, twin = _looked_up(site, details, nonce, allow_twin)
+    # form's row's status, the latest pending twin's pk, the invoice settings: one query when
+    # all is well.
+    mode, account_id, ready, earlier, twin, *invoicing = _looked_up(
+        site, details, nonce, allow_twin
+    )
     if earlier not in (None, CREATING):  # this very form, sent twice (a timed-out one resumes)
         raise errors.AlreadySubmitted(BillingRequest.objects.get(form_nonce=nonce))
     if renewal := renewal_of(renewed_from):
@@ -131,7 +139,7 @@ def create_request(
         session = stripe_api.create_checkout_session(
             request.mode,
             account_id=request.account_id,
-            params=checkout_params(request),
+            params=checkout_params(request, Invoicing.of_row(invoicing)),
             idempotency_key=checkout_idempotency_key(request),
         )
     except stripe_api.StripeNoAnswer:
@@ -147,17 +155,19 @@ def create_request(
 
 
 def _looked_up(site: Site, details: RequestDetails, nonce: str | None, allow_twin: bool) -> Any:
-    """One row, linked connection or not (NULLs); the twin unless allowed ("Send another one").
-    Names are ours, values are parameters."""
+    """One row, linked connection or not (NULLs); the twin unless allowed ("Send another one");
+    the invoice settings (NULLs without a settings row). Names are ours, values are parameters."""
     quote, table = database.ops.quote_name, BillingRequest._meta.db_table
     same = {"site_id": site.pk, "status": Status.PENDING, **asdict(details)}
     twin = "expires_at > %s" + "".join(f" AND {quote(name)} = %s" for name in same)
+    invoicing = ", ".join(f"s.{quote(name)}" for name in INVOICING_COLUMNS)
     sql = (
         "SELECT c.mode, CASE WHEN c.direct THEN '' ELSE c.account_id END, c.charges_enabled, "  # noqa: S608
         f"(SELECT status FROM {quote(table)} WHERE form_nonce = %s), "
-        f"(SELECT id FROM {quote(table)} WHERE %s AND {twin} ORDER BY created_at DESC LIMIT 1) "
-        f"FROM (SELECT 1) AS one LEFT JOIN {quote(CONNECTIONS)} AS c ON c.unlinked_at IS NULL "
-        f"AND c.mode = (SELECT active_mode FROM {quote(SETTINGS)} ORDER BY id LIMIT 1)"
+        f"(SELECT id FROM {quote(table)} WHERE %s AND {twin} ORDER BY created_at DESC LIMIT 1), "
+        f"{invoicing} FROM (SELECT 1) AS one LEFT JOIN {quote(SETTINGS)} AS s "
+        f"ON s.id = (SELECT MIN(id) FROM {quote(SETTINGS)}) "
+        f"LEFT JOIN {quote(CONNECTIONS)} AS c ON c.unlinked_at IS NULL AND c.mode = s.active_mode"
     )
     now = database.ops.adapt_datetimefield_value(timezone.now())
     with database.cursor() as cursor:

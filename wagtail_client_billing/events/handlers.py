@@ -12,7 +12,7 @@ from .. import billing, connections, stripe_api
 from ..billing import subscriptions
 from ..models import BillingRequest, StripeConnection, WebhookEvent
 from ..stripe_api import field_of
-from . import refunds
+from . import invoices, refunds
 from .ignored import EventIgnored as EventIgnored
 
 Handler = Callable[[WebhookEvent, Any], None]
@@ -159,4 +159,5 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
     **refunds.HANDLERS,
+    **invoices.HANDLERS,
 }

@@ -20,7 +20,7 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from .. import billing, connections, stripe_api
 from ..conf import billing_settings
 from ..events import endpoints
-from ..forms import ConnectForm, NotificationSettingsForm
+from ..forms import ConnectForm, InvoiceSettingsForm, NotificationSettingsForm
 from ..icons import ICON
 from ..mail.messages import agency_recipients
 from ..mail.queue import send_again, unsent
@@ -119,6 +119,8 @@ class IndexView(AgencyPageMixin, TemplateView):
             .select_related("billing_request", "billing_request__site")
             .order_by("-created_at", "-pk")[:20],
             notifications_form=NotificationSettingsForm(instance=settings_row),
+            invoices_form=kwargs.pop("invoices_form", None)
+            or InvoiceSettingsForm(instance=settings_row),
             notification_recipients=agency_recipients(),
             modes=modes,
             active_mode=settings_row.active_mode,
@@ -127,6 +129,23 @@ class IndexView(AgencyPageMixin, TemplateView):
             webhook_url=webhook_url(self.request),
             **kwargs,
         )
+
+
+class InvoiceSettingsView(IndexView):
+    """Save "Invoices and receipts"; refused: the page again, with what was typed and why."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        settings_row = AgencyBillingSettings.load(request_or_site=request)
+        form = InvoiceSettingsForm(request.POST, instance=settings_row)
+        if not form.is_valid():
+            messages.error(request, _("The invoice settings were not saved: see below why."))
+            return self.render_to_response(self.get_context_data(invoices_form=form))
+        # Only the form's fields: a mode switched meanwhile is not written back.
+        form.save(commit=False).save(update_fields=list(form.fields))
+        messages.success(request, _("Invoice settings saved."))
+        return redirect(reverse(INDEX_URL) + "#wcb-invoices")
 
 
 class ConnectView(AgencyPageMixin, FormView):
@@ -258,6 +277,7 @@ def unlink_report(outcome: billing.UnlinkOutcome, *, withdrew: bool) -> tuple[in
 
 
 index = IndexView.as_view()
+invoice_settings = InvoiceSettingsView.as_view()
 connect = outside_transactions(ConnectView.as_view())
 # Withdrawing calls Stripe once per request.
 unlink = outside_transactions(UnlinkView.as_view())

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from .. import reports
-from ..exports import SafeCSVExportMixin
+from ..exports import InvoiceNumberExportMixin, SafeCSVExportMixin
 from ..icons import ICON
 from ..models import AgencyBillingSettings, BillingRequest
 from ..models.agency import Mode
@@ -30,7 +30,9 @@ class OverviewFilterSet(BillingRequestFilterSet):
         fields = ["site", "mode", *BillingRequestFilterSet.Meta.fields]
 
 
-class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
+class OverviewView(
+    AgencyAdminRequiredMixin, SafeCSVExportMixin, InvoiceNumberExportMixin, IndexView
+):
     template_name = "wagtail_client_billing/overview/index.html"
     results_template_name = "wagtail_client_billing/overview/index_results.html"
     page_title = gettext_lazy("Client billing overview")
@@ -50,6 +52,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "expires_at",
         "paid_at",
         "get_mode_display",
+        "invoice_number",
     ]
     # The other columns are headed by their model field's verbose name.
     export_headings = {
@@ -60,6 +63,7 @@ class OverviewView(AgencyAdminRequiredMixin, SafeCSVExportMixin, IndexView):
         "get_status_label": gettext_lazy("Status"),
         "refunded_major": gettext_lazy("Refunded"),
         "get_mode_display": gettext_lazy("Mode"),
+        "invoice_number": gettext_lazy("Invoice number"),
     }
     model = BillingRequest
     header_icon = ICON

@@ -15,7 +15,7 @@ from wagtail.models import Site
 from .. import billing, connections
 from ..mail import queue as outbox_queue
 from ..mail.messages import language_of_site
-from ..models import BillingRequest, SiteEmailSettings
+from ..models import BillingRequest, Invoice, SiteEmailSettings
 
 Status = BillingRequest.Status
 TEMPLATES = "wagtail_client_billing/public/"
@@ -62,10 +62,18 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
             if billing_request.checkout_url:
                 return HttpResponseRedirect(billing_request.checkout_url)
         if status == Status.PAID:
+            context["invoice"] = latest_invoice(billing_request)
             return render(request, TEMPLATES + "paid.html", context)
         # Withdrawn; expired, or pending past its time before the sweep caught up.
         page = "withdrawn.html" if status == Status.DELETED else "expired.html"
         return render(request, TEMPLATES + page, context, status=410)
+
+
+def latest_invoice(billing_request: BillingRequest) -> Invoice | None:
+    """The invoice the paid page links: the latest one with a link (a subscription has one
+    per payment), never a voided one."""
+    invoices = billing_request.invoices.exclude(status="void")
+    return invoices.exclude(invoice_pdf="", hosted_invoice_url="").first()
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
