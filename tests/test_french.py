@@ -16,6 +16,7 @@ from tests.factories import grant_billing, grant_email_settings, make_user, requ
 from tests.test_billing_requests import CommittingClient, add, deliver, last_event, make_french
 from tests.test_translations import PO_FILE, entries
 from wagtail_client_billing import billing
+from wagtail_client_billing.billing import subscriptions
 from wagtail_client_billing.forms import ConnectForm
 from wagtail_client_billing.mail import outbox as mail_outbox
 from wagtail_client_billing.mail.queue import queue_billing_email
@@ -123,6 +124,15 @@ def french_world(web, sites, connection, stripe, settings):
         status=Status.PENDING, expired_at=None, expires_at=timezone.now() + timedelta(hours=5)
     )
     BillingRequest.objects.filter(pk__in=[expired.pk, ended.pk]).update(status=Status.EXPIRED)
+    # Last (Stripe's clock moves on a month): the subscription's renewal fails (the client
+    # is told), then the agency cancels it.
+    paid.refresh_from_db()
+    stripe.fail_renewals(paid.customer_id)
+    stripe.advance_clock(32 * 24 * 3600)
+    for event in stripe.events("customer.subscription.updated"):
+        assert deliver(web, event).status_code == 200
+    paid.refresh_from_db()
+    subscriptions.cancel(paid, at_period_end=True, user=boss)
     queue_billing_email(ended)  # queued, then found ended when its turn comes
     mail_outbox.send_pending_emails(sites[0].pk)
     requests = {"paid": paid, "pending": pending, "expired": expired, "deleted": deleted}
@@ -156,6 +166,7 @@ def admin_pages(world) -> dict[str, list[str]]:
         *editor_pages,
         requests_url("overview"),
         requests_url("refund", requests["refunded"].pk),
+        requests_url("cancel_subscription", requests["paid"].pk),
         reverse("wagtail_client_billing_agency:index"),
         reverse("wagtail_client_billing_agency:connect"),
         reverse("wagtail_client_billing_agency:unlink", args=["test"]),
@@ -189,12 +200,17 @@ def test_no_english_on_any_french_page_or_email(web, french_world):
         response = web.get(pending.get_payment_path(), HTTP_HOST="acme.test")
         assert response.status_code == 200, state
         found[f"client {state}"] = english_in(text_of(response.content.decode()))
+    response = web.get(pending.get_manage_url(), HTTP_HOST="acme.test")  # no subscription
+    assert response.status_code == 410
+    found["client manage, nothing to manage"] = english_in(text_of(response.content.decode()))
     response = web.get("/billing/pay/no-such-link/", HTTP_HOST="acme.test")
     found.update({"client unknown link": english_in(text_of(response.content.decode()))})
     assert outbox.outbox, "the French world sends emails"
     subjects = [message.subject for message in outbox.outbox]
     assert any(s.startswith("Remboursé 10,00") for s in subjects), subjects
     assert any(s.startswith("Paiement contesté") for s in subjects), subjects
+    assert any("n'a pas abouti" in s for s in subjects), subjects  # the card to update
+    assert any(s.startswith("Votre abonnement à") for s in subjects), subjects  # canceled
     for message in outbox.outbox:
         alternatives = getattr(message, "alternatives", [])
         bodies = [message.subject, message.body, *(body for body, _ in alternatives)]
@@ -234,9 +250,10 @@ def test_a_subscription_status_agrees_in_french(web, french_world):
     paid = french_world["requests"]["paid"]
     listing = requests_url("index") + f"?site={paid.site_id}"
     said = text_of(web.get(listing).content.decode())
-    assert "Payé · actif" in said
+    # The world's subscription is past due (its renewal failed): an adjective of "abonnement".
+    assert "Payé · en retard de paiement" in said
     said = text_of(web.get(requests_url("inspect", paid.pk)).content.decode())
-    assert "Abonnement : actif" in said or "Abonnement: actif" in said, said
+    assert "Statut en retard de paiement" in said, said
 
 
 def test_countries_are_sorted_as_french_readers_sort_them(db):
