@@ -233,3 +233,32 @@ def test_the_history_says_how_it_was_canceled(agency, sites, connection, stripe)
     history = reverse("wagtail_client_billing_requests:history", args=[request.pk])
     page = agency.get(history).content.decode()
     assert "Subscription canceled at the end of the period already paid" in page
+
+
+def test_a_subscriptions_latest_payment_is_refunded(agency, sites, connection, stripe):
+    from wagtail_client_billing.models import Refund
+
+    request = subscribed(agency, sites, stripe)
+    events = Events(agency, stripe)
+    stripe.advance_clock(32 * DAY)  # a renewal: the latest payment is the second invoice
+    events.deliver_new()
+    latest = request.invoices.filter(status="paid").first()
+    assert latest.billing_reason == "subscription_cycle"
+    refund_url = reverse("wagtail_client_billing_requests:refund", args=[request.pk])
+    data = {"amount": "10", "reason": "requested_by_customer", "nonce": "sub-refund"}
+    response = agency.post(refund_url, data, follow=True)
+    assert "€10.00 refunded." in response.content.decode()
+    latest.refresh_from_db()
+    refund = Refund.objects.get()
+    assert refund.payment_intent_id == latest.payment_intent_id != ""  # asked of Stripe once
+    api = stripe_api.get_client("test").v1
+    made = api.refunds.retrieve(refund.stripe_id, options={"stripe_account": request.account_id})
+    assert made.payment_intent == latest.payment_intent_id and made.amount == 1000
+    request.refresh_from_db()
+    assert request.get_status_label() == "Partially refunded"
+
+    # A refund of that renewal made in Stripe's Dashboard finds the request by its payment.
+    stripe.refund(latest.payment_intent_id, amount=500)
+    events.deliver_new()
+    request.refresh_from_db()
+    assert request.refunded_amount == 1500 and Refund.objects.count() == 2
