@@ -262,3 +262,12 @@ def test_a_subscriptions_latest_payment_is_refunded(agency, sites, connection, s
     events.deliver_new()
     request.refresh_from_db()
     assert request.refunded_amount == 1500 and Refund.objects.count() == 2
+
+
+def test_the_clients_paid_page_links_their_subscription(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert "Manage your subscription" in page and request.get_manage_url() in page
+    agency.post(cancel_url(request), {"when": "now"})
+    page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert "Manage your subscription" not in page
