@@ -37,6 +37,12 @@ COPIED_COLUMNS = [
     "delete_requested_at",
     "reconciled_at",
     "client_asked_at",
+    "payment_intent_id",
+    "customer_id",
+    "refunded_amount",
+    "dispute_status",
+    "current_period_end",
+    "cancel_at_period_end",
 ]
 
 
@@ -83,6 +89,12 @@ class AnchorRequest(models.Model):
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
     client_asked_at = models.DateTimeField(null=True, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    customer_id = models.CharField(max_length=255, blank=True)
+    refunded_amount = models.BigIntegerField(default=0)
+    dispute_status = models.CharField(max_length=32, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
