@@ -335,3 +335,31 @@ def test_totals_chart_and_export_count_refunds(agency, sites, connection, stripe
     assert row["Amount"] == "49.90"
     home = agency.get(reverse("wagtailadmin_home")).content.decode()
     assert "€39.90" in home  # the dashboard's paid total and chart are net too
+
+
+def test_money_moved_after_unlinking_is_still_recorded(agency, sites, connection, stripe):
+    from wagtail_client_billing import connections
+
+    request = paid(agency, sites, stripe)
+    connections.unlink(connection, reason="deauthorized at Stripe")
+    stripe.refund(request.payment_intent_id, amount=700)
+    stripe.create_dispute(request.payment_intent_id)
+    deliver_all(agency, stripe, "refund.created")
+    deliver_all(agency, stripe, "charge.dispute.created")
+    request.refresh_from_db()
+    assert request.refunded_amount == 700 and request.dispute_status == "needs_response"
+    # The Refund button is gone: the account that took the payment is no longer ours.
+    assert refund_url(request) not in agency.get(inspect_url(request)).content.decode()
+
+
+def test_the_request_page_lists_its_refund_dispute_and_invoice_events(
+    agency, sites, connection, stripe
+):
+    request = paid(agency, sites, stripe)
+    deliver_all(agency, stripe, "invoice.paid")
+    post_refund(agency, request, amount="1", nonce="one")
+    deliver_all(agency, stripe, "refund.created")
+    page = agency.get(inspect_url(request)).content.decode()
+    events = page[page.index("data-wcb-stripe-events") :]
+    for event_type in ("checkout.session.completed", "invoice.paid", "refund.created"):
+        assert event_type in events

@@ -52,9 +52,19 @@ def match_connection(event: WebhookEvent) -> tuple[StripeConnection | None, str]
 MONEY_EVENTS = frozenset({stripe_api.EVENT_COMPLETED, stripe_api.EVENT_ASYNC_SUCCEEDED})
 
 
-def money_for_own_request(event: WebhookEvent, session: Any) -> bool:
-    """Whether ``event`` reports money for a request of its own account and mode (not another's)."""
-    session_id = field_of(session, "id")
+def money_for_own_request(event: WebhookEvent, obj: Any) -> bool:
+    """Whether ``event`` reports money taken, given back, disputed or invoiced for a request
+    of its own account and mode (not another's): applied even if that account is gone."""
+    if event.type in refunds.HANDLERS or event.type in invoices.HANDLERS:
+        try:
+            if event.type in refunds.HANDLERS:
+                refunds.request_for_payment(event, obj)
+            else:
+                invoices.request_of(event, obj, field_of(obj, "id"))
+        except EventIgnored:
+            return False
+        return True
+    session_id = field_of(obj, "id")
     if event.type not in MONEY_EVENTS or not isinstance(session_id, str) or not session_id:
         return False
     return BillingRequest.objects.filter(

@@ -181,6 +181,9 @@ def stripe_events_for(billing_request: BillingRequest) -> QuerySet:
         match |= Q(payload__data__object__id=billing_request.subscription_id)
     if billing_request.payment_intent_id:  # its refunds, charges and disputes
         match |= Q(payload__data__object__payment_intent=billing_request.payment_intent_id)
+    invoices = list(billing_request.invoices.values_list("stripe_id", flat=True))
+    if invoices:
+        match |= Q(payload__data__object__id__in=invoices)
     return WebhookEvent.objects.filter(match).order_by("received_at", "pk")
 
 
@@ -215,7 +218,8 @@ class InspectView(RequestViewMixin, generic.InspectView):
         if not is_agency_admin(self.request.user):
             return False
         payment = billing.latest_payment(self.object)
-        return bool(payment and payment.remaining > 0)
+        remains = bool(payment and payment.remaining > 0)
+        return remains and connections.account_is_linked(self.object)
 
 
 class HistoryView(RequestViewMixin, generic.HistoryView):
