@@ -363,3 +363,32 @@ def test_the_request_page_lists_its_refund_dispute_and_invoice_events(
     events = page[page.index("data-wcb-stripe-events") :]
     for event_type in ("checkout.session.completed", "invoice.paid", "refund.created"):
         assert event_type in events
+
+
+def test_an_unconfirmed_refund_is_looked_up_later_never_made_twice(
+    agency, sites, connection, stripe
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    request = paid(agency, sites, stripe)
+    # Two refunds left unconfirmed, the forms never sent again: Stripe made the first
+    # (its answer was lost), never got the second.
+    stripe.hang_next("POST", "/v1/refunds", seconds=3)
+    post_refund(agency, request, amount="5", nonce="answer-lost")
+    stripe.wait_idle()
+    stripe.fail_next("POST", "/v1/refunds", status=500)
+    post_refund(agency, request, amount="7", nonce="never-made")
+    request.refresh_from_db()
+    assert request.refunded_amount == 1200  # both held meanwhile
+    assert billing.settle_unconfirmed() == 0  # too early: the forms may come back
+
+    later = timezone.now() + timedelta(minutes=6)
+    assert billing.settle_unconfirmed(now=later) == 2
+    made, never = Refund.objects.get(key="answer-lost"), Refund.objects.get(key="never-made")
+    assert made.status == Refund.Status.SUCCEEDED and made.stripe_id
+    assert never.status == Refund.Status.FAILED and "never confirmed" in never.error
+    assert len(refunds_at_stripe(request)) == 1  # nothing was asked of Stripe again
+    request.refresh_from_db()
+    assert request.refunded_amount == 500

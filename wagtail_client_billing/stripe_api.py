@@ -383,3 +383,12 @@ def subscription_period_end(subscription: Any) -> int | None:
             return end
     end = field_of(subscription, "current_period_end")
     return end if isinstance(end, int) else None
+
+
+def list_refunds(mode: str, *, account_id: str, payment_intent: str) -> list[Any]:
+    """The refunds of a payment, as Stripe has them (at most 100: far more than any has)."""
+    with translate_errors():
+        refunds = get_client(mode).v1.refunds.list(
+            {"payment_intent": payment_intent, "limit": 100}, options=_options(account_id)
+        )
+    return list(refunds.data)

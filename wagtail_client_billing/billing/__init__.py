@@ -24,6 +24,7 @@ from .reconciliation import reconcile_one as reconcile_one
 from .refunds import RefundTooLarge as RefundTooLarge
 from .refunds import latest_payment as latest_payment
 from .refunds import refund as refund
+from .refunds import settle_unconfirmed as settle_unconfirmed
 from .states import ACTION_CREATE as ACTION_CREATE
 from .states import ACTION_DELETED as ACTION_DELETED
 from .states import ACTION_DISPUTED as ACTION_DISPUTED

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Sum
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import connections, stripe_api
 from ..mail.queue import notify
@@ -213,3 +216,37 @@ def update_total(request: BillingRequest) -> int:
     BillingRequest.objects.filter(pk=request.pk).update(refunded_amount=total)
     request.refunded_amount = total
     return total
+
+
+#: A refund Stripe has not confirmed by then is looked for at Stripe (never asked again).
+UNCONFIRMED_AFTER = timedelta(minutes=5)
+NEVER_MADE = gettext_noop("Stripe never confirmed this refund: nothing was refunded.")
+
+
+def settle_unconfirmed(*, now: datetime | None = None) -> int:
+    """Refunds left ``sending`` (Stripe down or slow, the form not sent again): Stripe's own
+    refund of that key, if it made one, is recorded; else nothing was refunded and the amount
+    is free again. Never makes a refund. How many were settled."""
+    cutoff = (now or timezone.now()) - UNCONFIRMED_AFTER
+    stale = Refund.objects.filter(status=Refund.Status.SENDING, created_at__lte=cutoff)
+    settled = 0
+    for refund in stale.select_related("billing_request")[:100]:
+        request = refund.billing_request
+        try:
+            made = stripe_api.list_refunds(
+                request.mode, account_id=request.account_id, payment_intent=refund.payment_intent_id
+            )
+        except stripe_api.StripeFailure as error:
+            logger.warning("Could not look up refund %s at Stripe: %s", refund.key, error)
+            continue
+        key = "wagtail_client_billing_refund"
+        found = [r for r in made if stripe_api.field_of(r.metadata, key) == refund.key]
+        if found:
+            apply(found[0], request=request)
+        else:
+            with transaction.atomic():
+                sending = Refund.objects.filter(pk=refund.pk, status=Refund.Status.SENDING)
+                sending.update(status=Refund.Status.FAILED, error=NEVER_MADE)
+                update_total(request)
+        settled += 1
+    return settled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .requests import user_link
@@ -57,6 +58,11 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return self.stripe_id or self.key
+
+    @property
+    def error_display(self) -> str:
+        """Why it failed, in the reader's language where the words are the app's own."""
+        return gettext(self.error) if self.error else ""
 
 
 class Invoice(models.Model):
