@@ -392,3 +392,16 @@ def test_an_unconfirmed_refund_is_looked_up_later_never_made_twice(
     assert len(refunds_at_stripe(request)) == 1  # nothing was asked of Stripe again
     request.refresh_from_db()
     assert request.refunded_amount == 500
+
+
+def test_a_late_pending_event_never_holds_a_failed_refund_again(agency, sites, connection, stripe):
+    request = paid(agency, sites, stripe)
+    stripe.delay_next_refunds(1)
+    post_refund(agency, request, amount="20", nonce="bank-says-no")
+    refund = Refund.objects.get()
+    stripe.settle_refund(refund.stripe_id, succeed=False)
+    deliver_all(agency, stripe, "refund.updated")  # failed
+    deliver_all(agency, stripe, "refund.created")  # pending, late
+    refund.refresh_from_db()
+    request.refresh_from_db()
+    assert refund.status == Refund.Status.FAILED and request.refunded_amount == 0

@@ -195,7 +195,7 @@ def apply(stripe_refund: Any, *, request: BillingRequest, user: Any = None) -> R
                 currency=field(stripe_refund, "currency") or request.currency,
                 reason=field(stripe_refund, "reason") or "", status=status,
             )  # fmt: skip
-        elif status and (row.status != status or new):
+        elif status and (row.status != status or new) and _forward(row.status, status):
             Refund.objects.filter(pk=row.pk).update(stripe_id=stripe_id, status=status, error="")
             row.stripe_id, row.status = stripe_id, status
         update_total(request)
@@ -207,6 +207,15 @@ def apply(stripe_refund: Any, *, request: BillingRequest, user: Any = None) -> R
             )  # fmt: skip
             notify(OutgoingEmail.Kind.REFUNDED, request, key=f"refund-{row.pk}")
     return row
+
+
+#: A refund's statuses in the order Stripe moves them: an older event never takes it back
+#: (a failed refund's late "pending" must not hold its amount again).
+PROGRESS = {"sending": 0, "pending": 1, "requires_action": 1, "succeeded": 2}
+
+
+def _forward(current: str, new: str) -> bool:
+    return PROGRESS.get(new, 3) >= PROGRESS.get(current, 3)
 
 
 def update_total(request: BillingRequest) -> int:
