@@ -209,7 +209,7 @@ def test_the_clients_subscription_link_says_why_when_it_cannot_open(
     pending = BillingRequest.objects.get()
     response = agency.get(pending.get_manage_url(), HTTP_HOST="acme.test")
     assert response.status_code == 410 and "no subscription to manage" in response.content.decode()
-    assert agency.get("/billing/manage/nope/", HTTP_HOST="acme.test").status_code == 404
+    assert agency.get("/billing/manage/nope/x/", HTTP_HOST="acme.test").status_code == 404
 
     request = subscribed(agency, sites, stripe, email="monthly@example.com")
     stripe.fail_next("POST", "/v1/billing_portal/sessions", status=500)
@@ -271,3 +271,19 @@ def test_the_clients_paid_page_links_their_subscription(agency, sites, connectio
     agency.post(cancel_url(request), {"when": "now"})
     page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
     assert "Manage your subscription" not in page
+
+
+def test_the_pay_links_token_alone_does_not_open_the_clients_portal(
+    editor, agency, sites, connection, stripe
+):
+    request = subscribed(agency, sites, stripe)
+    # An editor of the site sees the pay link (its token), not the subscription link.
+    page = inspect(editor, request)
+    assert request.token in page and request.get_manage_url() not in page
+    assert request.manage_key not in page
+    for guess in (request.token, "0" * 40, request.token[:40]):
+        url = f"/billing/manage/{request.token}/{guess}/"
+        assert editor.get(url, HTTP_HOST="acme.test").status_code == 404
+    assert request.get_manage_url() in inspect(agency, request)
+    response = agency.get(request.get_manage_url(), HTTP_HOST="acme.test")
+    assert response.status_code == 302

@@ -12,5 +12,5 @@ urlpatterns = [
     path("stripe/webhook/", stripe_webhook, name="stripe_webhook"),
     path("pay/<str:token>/", pay, name="pay"),
     path("pay/<str:token>/new-link/", ask_for_new_link, name="ask_for_new_link"),
-    path("manage/<str:token>/", manage, name="manage"),
+    path("manage/<str:token>/<str:key>/", manage, name="manage"),
 ]

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
@@ -38,6 +39,7 @@ def user_link() -> models.ForeignKey:
     )
 
 
+MANAGE_SALT = "wagtail_client_billing.manage"
 TOTALLED = ["mode", "site", "currency", "amount", "refunded_amount"]  # reports.totals' columns
 
 
@@ -278,7 +280,13 @@ class BillingRequest(models.Model):
     def get_payment_url(self) -> str:
         return self.site.root_url.rstrip("/") + self.get_payment_path()
 
+    @property
+    def manage_key(self) -> str:
+        """The secret of the client's subscription link: not the pay link's token (which
+        the site's editors see), so only the client and the agency can open the portal."""
+        return salted_hmac(MANAGE_SALT, self.token, algorithm="sha256").hexdigest()[:40]
+
     def get_manage_url(self) -> str:
         """The client's link to their subscription (Stripe's customer portal), on the site."""
-        path = reverse("wagtail_client_billing:manage", args=[self.token])
+        path = reverse("wagtail_client_billing:manage", args=[self.token, self.manage_key])
         return self.site.root_url.rstrip("/") + path

@@ -1,11 +1,13 @@
-"""The client's subscription link: ``/billing/manage/<token>/`` on the request's own site
-opens Stripe's customer portal (update the card, see invoices, cancel)."""
+"""The client's subscription link: ``/billing/manage/<token>/<key>/`` on the request's own
+site opens Stripe's customer portal (update the card, see invoices, cancel). The key is
+the request's own HMAC: the pay link's token alone (editors see it) does not open it."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import translation
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from wagtail.models import Site
 
@@ -21,10 +23,10 @@ def stripe_locale(language: str) -> str:
 
 
 @never_cache
-def manage(request: HttpRequest, token: str) -> HttpResponse:
+def manage(request: HttpRequest, token: str, key: str) -> HttpResponse:
     """Off to the client's customer portal at Stripe, or a page saying why not."""
     billing_request = _requests_by_token(token).select_related("site").first()
-    if billing_request is None:
+    if billing_request is None or not constant_time_compare(key, billing_request.manage_key):
         return not_found(request)
     current_site = Site.find_for_request(request)
     if current_site is not None and current_site.pk != billing_request.site_id:
