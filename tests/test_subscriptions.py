@@ -287,3 +287,14 @@ def test_the_pay_links_token_alone_does_not_open_the_clients_portal(
     assert request.get_manage_url() in inspect(agency, request)
     response = agency.get(request.get_manage_url(), HTTP_HOST="acme.test")
     assert response.status_code == 302
+
+
+def test_a_secret_key_rotation_keeps_the_emailed_links(agency, sites, connection, stripe, settings):
+    request = subscribed(agency, sites, stripe)
+    emailed = request.get_manage_url()
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+    assert request.get_manage_url() != emailed
+    assert agency.get(emailed, HTTP_HOST="acme.test").status_code == 302
+    settings.SECRET_KEY_FALLBACKS = []
+    assert agency.get(emailed, HTTP_HOST="acme.test").status_code == 404

@@ -284,7 +284,16 @@ class BillingRequest(models.Model):
     def manage_key(self) -> str:
         """The secret of the client's subscription link: not the pay link's token (which
         the site's editors see), so only the client and the agency can open the portal."""
-        return salted_hmac(MANAGE_SALT, self.token, algorithm="sha256").hexdigest()[:40]
+        return self.manage_keys()[0]
+
+    def manage_keys(self) -> list[str]:
+        """The key under ``SECRET_KEY``, then under each of ``SECRET_KEY_FALLBACKS`` (links
+        emailed before a key rotation keep working)."""
+        secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+        return [
+            salted_hmac(MANAGE_SALT, self.token, secret=secret, algorithm="sha256").hexdigest()[:40]
+            for secret in secrets
+        ]
 
     def get_manage_url(self) -> str:
         """The client's link to their subscription (Stripe's customer portal), on the site."""

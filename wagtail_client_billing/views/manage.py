@@ -26,7 +26,9 @@ def stripe_locale(language: str) -> str:
 def manage(request: HttpRequest, token: str, key: str) -> HttpResponse:
     """Off to the client's customer portal at Stripe, or a page saying why not."""
     billing_request = _requests_by_token(token).select_related("site").first()
-    if billing_request is None or not constant_time_compare(key, billing_request.manage_key):
+    if billing_request is None or not any(
+        constant_time_compare(key, known) for known in billing_request.manage_keys()
+    ):
         return not_found(request)
     current_site = Site.find_for_request(request)
     if current_site is not None and current_site.pk != billing_request.site_id:
