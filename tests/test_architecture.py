@@ -177,7 +177,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 14: money moved after unlinking still recorded; unconfirmed refunds settled "
     "from Stripe's word (billing/refunds.settle_unconfirmed)": 65,
     "issue 14: a refund's status only forward; the subscription link's own key (an HMAC "
-    "under SECRET_KEY and its fallbacks)": 30,
+    "under SECRET_KEY and its fallbacks); refunds of payments made before this version": 45,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 

@@ -405,3 +405,17 @@ def test_a_late_pending_event_never_holds_a_failed_refund_again(agency, sites, c
     refund.refresh_from_db()
     request.refresh_from_db()
     assert refund.status == Refund.Status.FAILED and request.refunded_amount == 0
+
+
+def test_a_payment_made_before_this_version_kept_its_intent_is_refunded(
+    agency, sites, connection, stripe
+):
+    request = paid(agency, sites, stripe)
+    intent = request.payment_intent_id
+    BillingRequest.objects.filter(pk=request.pk).update(payment_intent_id="")  # as upgraded
+    assert refund_url(request) in agency.get(inspect_url(request)).content.decode()
+    response = post_refund(agency, request, amount="3", nonce="after-upgrade")
+    assert "€3.00 refunded." in response.content.decode()
+    request.refresh_from_db()
+    assert request.payment_intent_id == intent  # asked of Stripe once, then kept
+    assert Refund.objects.get().payment_intent_id == intent

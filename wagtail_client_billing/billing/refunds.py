@@ -60,9 +60,9 @@ def latest_payment(request: BillingRequest) -> Payment | None:
     if request.status != Status.PAID:
         return None
     if not request.is_recurring:
-        if not request.payment_intent_id:
+        if not request.payment_intent_id and not request.checkout_session_id:
             return None
-        intent = request.payment_intent_id
+        intent = request.payment_intent_id  # "" if paid before this version kept it
         return Payment(intent, request.amount, request.currency, held(intent))
     invoice = request.invoices.filter(status="paid", amount_paid__gt=0).first()
     if invoice is None:
@@ -72,15 +72,25 @@ def latest_payment(request: BillingRequest) -> Payment | None:
 
 
 def _payment_intent(request: BillingRequest, payment: Payment) -> Payment:
-    """``payment`` with its intent: a subscription invoice's is asked of Stripe once, then kept."""
+    """``payment`` with its intent: a subscription invoice's, or a one-time payment's made
+    before this version kept it, is asked of Stripe once, then kept."""
     if payment.intent:
         return payment
-    intent = stripe_api.invoice_payment_intent(
-        request.mode, account_id=request.account_id, invoice_id=payment.invoice
-    )
+    if payment.invoice:
+        intent = stripe_api.invoice_payment_intent(
+            request.mode, account_id=request.account_id, invoice_id=payment.invoice
+        )
+        request.invoices.filter(stripe_id=payment.invoice).update(payment_intent_id=intent)
+    else:
+        session = stripe_api.retrieve_checkout_session(
+            request.mode,
+            account_id=request.account_id,
+            session_id=request.checkout_session_id or "",
+        )
+        intent = stripe_api.id_of(session.payment_intent)
+        BillingRequest.objects.filter(pk=request.pk).update(payment_intent_id=intent)
     if not intent:
-        raise BillingError(_("Stripe has no payment for this invoice to refund."))
-    request.invoices.filter(stripe_id=payment.invoice).update(payment_intent_id=intent)
+        raise BillingError(_("Stripe has no payment of this request to refund."))
     return Payment(intent, payment.amount, payment.currency, held(intent), payment.invoice)
 
 
