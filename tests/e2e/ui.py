@@ -400,6 +400,7 @@ def refund(page: Page, w: dict[str, str], amount: str = "", remaining: str = "",
     form writes it, unless ``amount`` is typed) -> Refund; back on the request's page,
     which lists the refunds."""
     page.get_by_role("link", name=w["refund"], exact=True).click()
+    expect(page.get_by_role("heading", name=w["refund"], exact=True)).to_be_visible()
     amount_field = field(page, w["amount_to_refund"])
     if remaining:
         expect(amount_field).to_have_value(remaining)  # starts at what remains
@@ -415,6 +416,7 @@ def cancel_subscription(page: Page, w: dict[str, str], shot=None) -> None:
     """On a subscription's page: Cancel subscription -> at the end of the period (the
     default) -> Cancel subscription; back on the request's page, told when it ends."""
     page.get_by_role("link", name=w["cancel_subscription"], exact=True).click()
+    expect(page.get_by_role("heading", name=w["cancel_subscription"], exact=True)).to_be_visible()
     expect(page.get_by_label(w["at_period_end"])).to_be_checked()
     if shot:
         shot(page, "cancel-subscription.png")
