@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 from playwright.sync_api import Page, expect
 
-from .harness import PASSWORD, MailServer, Stack
+from .harness import PASSWORD, MailServer, Stack, text_of
 
 REQUESTS = "/admin/client-billing/requests/"
 ALL_STATUSES = "?status=pending&status=paid&status=expired&status=deleted"
@@ -74,6 +75,39 @@ WORDS = {
         "asked": "client asked for a new link",
         "history": "History",
         "stripe_events": "Stripe events",
+        # After the payment: refunds, invoices, subscriptions.
+        "refund": "Refund",
+        "amount_to_refund": "Amount to refund",
+        "refund_typed": "10.00",
+        "refund_shown": "€10.00",
+        "rest_typed": "39.90",
+        "refunded_message": "{amount} refunded.",
+        "refunded_total": "{amount} refunded",
+        "partially_refunded": "Partially refunded",
+        "refunded": "Refunded",
+        "refunds": "Refunds",
+        "invoice_pdf": "Invoice PDF",
+        "hosted_invoice": "Invoice page and receipt",
+        "paid_invoice": "Invoice {number}:",
+        "download_pdf": "download it (PDF)",
+        "see_receipt": "see it with your receipt",
+        "monthly_typed": "29.00",
+        "monthly_shown": "€29.00",
+        "subscription": "Subscription",
+        "active": "active",
+        "past_due": "past due",
+        "next_payment": "Next payment",
+        "ends_on": "Ends on",
+        "cancel_subscription": "Cancel subscription",
+        "at_period_end": "At the end of the period already paid",
+        "ends_message": "The subscription ends on ",
+        "card_failed_subject": "Your payment to {site} did not go through",
+        "update_card": "Update your card here",
+        "canceled_subject": "Your subscription to {site} is canceled",
+        "stays_active": "It stays active until",
+        "recurring": "Recurring revenue",
+        "per_month": "{amount} / month",
+        "at_risk": "1 at risk (payment failed)",
     },
     "fr": {
         "settings": "Paramètres",
@@ -134,6 +168,39 @@ WORDS = {
         "asked": "le client a demandé un nouveau lien",
         "history": "Historique",
         "stripe_events": "Événements Stripe",
+        "refund": "Rembourser",
+        "amount_to_refund": "Montant à rembourser",
+        # Typed and shown as in French (a decimal comma, the euro sign after).
+        "refund_typed": "10,00",
+        "refund_shown": "10,00\u00a0€",
+        "rest_typed": "39,90",
+        "refunded_message": "{amount} remboursés.",
+        "refunded_total": "{amount} remboursés",
+        "partially_refunded": "Remboursé en partie",
+        "refunded": "Remboursé",
+        "refunds": "Remboursements",
+        "invoice_pdf": "Facture PDF",
+        "hosted_invoice": "Page de la facture et reçu",
+        "paid_invoice": "Facture {number} :",
+        "download_pdf": "la télécharger (PDF)",
+        "see_receipt": "la voir avec votre reçu",
+        "monthly_typed": "29,00",
+        "monthly_shown": "29,00\u00a0€",
+        "subscription": "Abonnement",
+        "active": "actif",
+        "past_due": "en retard de paiement",
+        "next_payment": "Prochain paiement",
+        "ends_on": "Se termine le",
+        "cancel_subscription": "Résilier l'abonnement",
+        "at_period_end": "À la fin de la période déjà payée",
+        "ends_message": "L'abonnement se termine le ",
+        "card_failed_subject": "Votre paiement à {site} n'a pas abouti",
+        "update_card": "Mettez à jour votre carte ici",
+        "canceled_subject": "Votre abonnement à {site} est résilié",
+        "stays_active": "Il reste actif jusqu'au",
+        "recurring": "Revenu récurrent",
+        "per_month": "{amount} / mois",
+        "at_risk": "1 à risque (paiement échoué)",
     },
 }
 
@@ -307,3 +374,59 @@ def check_chart(page: Page) -> None:
     assert all(value.replace(".", "", 1).isdigit() for value in values), values
     heights = bars.evaluate_all("rects => rects.map(r => r.getBBox().height)")
     assert heights[-1] == max(heights) > 0, heights
+
+
+def open_request(page: Page, email: str) -> None:
+    """From the listing: the request's page (its email is the link)."""
+    row(page, email).get_by_role("link", name=email).first.click()
+
+
+def wait_for_text(page: Page, selector: str, text: str, timeout: float = 60) -> None:
+    """Reload the page until ``selector`` shows ``text`` (a webhook's or task's effect)."""
+    wanted = " ".join(text.split())
+    deadline = time.monotonic() + timeout
+    while True:
+        content = " ".join(" ".join(page.locator(selector).all_text_contents()).split())
+        if wanted in content:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} reads {content!r}, not {wanted!r}.")
+        time.sleep(0.5)
+        page.reload()
+
+
+def refund(page: Page, w: dict[str, str], amount: str = "", remaining: str = "", shot=None) -> None:
+    """On a paid request's page: Refund -> the amount (what remains, ``remaining`` as the
+    form writes it, unless ``amount`` is typed) -> Refund; back on the request's page,
+    which lists the refunds."""
+    page.get_by_role("link", name=w["refund"], exact=True).click()
+    expect(page.get_by_role("heading", name=w["refund"], exact=True)).to_be_visible()
+    amount_field = field(page, w["amount_to_refund"])
+    if remaining:
+        expect(amount_field).to_have_value(remaining)  # starts at what remains
+    if amount:
+        amount_field.fill(amount)
+    if shot:
+        shot(page, "refund-form.png")
+    page.get_by_role("button", name=w["refund"], exact=True).click()
+    expect(page.locator("[data-wcb-refunds]")).to_be_visible()
+
+
+def cancel_subscription(page: Page, w: dict[str, str], shot=None) -> None:
+    """On a subscription's page: Cancel subscription -> at the end of the period (the
+    default) -> Cancel subscription; back on the request's page, told when it ends."""
+    page.get_by_role("link", name=w["cancel_subscription"], exact=True).click()
+    expect(page.get_by_role("heading", name=w["cancel_subscription"], exact=True)).to_be_visible()
+    expect(page.get_by_label(w["at_period_end"])).to_be_checked()
+    if shot:
+        shot(page, "cancel-subscription.png")
+    page.get_by_role("button", name=w["cancel_subscription"], exact=True).click()
+    expect(page.get_by_text(w["ends_message"])).to_be_visible()
+
+
+def manage_link(message: EmailMessage) -> str:
+    """The /billing/manage/<token>/ link (the client's subscription page) in an email."""
+    match = re.search(r"https?://\S+/billing/manage/[\w-]+/", text_of(message))
+    if match is None:
+        raise AssertionError(f"No subscription link in:\n{text_of(message)}")
+    return match.group(0)

@@ -91,6 +91,15 @@ class RefundView(BaseObjectMixin, WagtailAdminTemplateMixin, FormView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "payment": self.payment}
 
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        """Home > Client billing > the request > this page, whose title the header shows."""
+        return [
+            *self.breadcrumbs_items,
+            {"url": url("index"), "label": _("Client billing")},
+            {"url": url("inspect", self.object.pk), "label": self.object.email},
+            {"url": "", "label": self.get_page_title()},
+        ]
+
     def form_valid(self, form: RefundForm) -> HttpResponse:
         data = form.cleaned_data
         return self._refund(form, amount=data["amount"], reason=data["reason"])

@@ -51,6 +51,15 @@ class CancelSubscriptionView(BaseObjectMixin, WagtailAdminTemplateMixin, FormVie
     def get_object(self) -> BillingRequest:
         return get_object_or_404(BillingRequest.objects.select_related("site"), pk=self.pk)
 
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        """Home > Client billing > the request > this page, whose title the header shows."""
+        return [
+            *self.breadcrumbs_items,
+            {"url": url("index"), "label": _("Client billing")},
+            {"url": url("inspect", self.object.pk), "label": self.object.email},
+            {"url": "", "label": self.get_page_title()},
+        ]
+
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not cancelable(self.object):
             messages.warning(request, _("This subscription cannot be canceled (any more)."))
