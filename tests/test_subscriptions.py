@@ -298,3 +298,26 @@ def test_a_secret_key_rotation_keeps_the_emailed_links(agency, sites, connection
     assert agency.get(emailed, HTTP_HOST="acme.test").status_code == 302
     settings.SECRET_KEY_FALLBACKS = []
     assert agency.get(emailed, HTTP_HOST="acme.test").status_code == 404
+
+
+def test_a_failed_renewals_two_updates_in_either_order_end_past_due(
+    agency, sites, connection, stripe
+):
+    request = subscribed(agency, sites, stripe)
+    Events(agency, stripe).deliver_new()
+    before = {event["id"] for event in stripe.events("customer.subscription.updated")}
+    stripe.fail_renewals(request.customer_id)
+    stripe.advance_clock(32 * DAY)
+    renewal, failure = [
+        e for e in stripe.events("customer.subscription.updated") if e["id"] not in before
+    ]
+    assert (renewal["data"]["object"]["status"], failure["data"]["object"]["status"]) == (
+        "active",
+        "past_due",
+    )
+    assert deliver(agency, failure).status_code == 200  # the newer one first,
+    assert deliver(agency, renewal).status_code == 200  # then the renewal's "active"
+    request.refresh_from_db()
+    assert request.subscription_status == "past_due"  # Stripe's word, read again
+    assert OutgoingEmail.objects.filter(kind=Kind.PAYMENT_FAILED).count() == 1
+    assert OutgoingEmail.objects.filter(kind=Kind.CARD_FAILED).count() == 1

@@ -392,3 +392,11 @@ def list_refunds(mode: str, *, account_id: str, payment_intent: str) -> list[Any
             {"payment_intent": payment_intent, "limit": 100}, options=_options(account_id)
         )
     return list(refunds.data)
+
+
+def retrieve_subscription(mode: str, *, account_id: str, subscription_id: str) -> Subscription:
+    """A subscription as Stripe has it now."""
+    with translate_errors():
+        return get_client(mode).v1.subscriptions.retrieve(
+            subscription_id, options=_options(account_id)
+        )

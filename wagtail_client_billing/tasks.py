@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import billing
+from . import billing, stripe_api
+from .billing import subscriptions
 from .mail import outbox
 from .mail.queue import enqueue_pending_emails, queue_due_reminders
 from .models import BillingRequest
@@ -32,6 +33,17 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
     if result.more:  # the batch hit its size or time limit: the rest in a new task
         enqueue_pending_emails(site_id)
     return result
+
+
+def refresh_subscription(request_id: int) -> None:
+    """Task: apply a request's subscription as Stripe has it now (after its events)."""
+    request = BillingRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        return
+    try:
+        subscriptions.refresh(request)
+    except stripe_api.StripeFailure as error:  # the next event (or Stripe's retry) refreshes
+        logger.warning("Could not read the subscription of request %s: %s", request_id, error)
 
 
 def expire_and_reconcile() -> dict[str, int]:

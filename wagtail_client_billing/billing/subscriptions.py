@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from .. import connections, stripe_api
-from ..mail.queue import notify, tell_client
+from ..mail.queue import enqueue_task, notify, tell_client
 from ..models import BillingRequest, OutgoingEmail
 from .errors import BillingError
 from .states import ACTION_SUBSCRIPTION_CANCELED, record
@@ -38,12 +38,33 @@ def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
     into_past_due = status == "past_due"
     newly_past_due = list(live.exclude(subscription_status="past_due")) if into_past_due else []
     changed = live.update(**values)
+    # Once per failed invoice (its id), whether the event or the refresh saw it first.
+    failed = stripe_api.id_of(stripe_api.field_of(subscription, "latest_invoice")) or event_id
     for request in newly_past_due:  # only the change into past_due, not Stripe's retries
-        key = f"{request.pk}-{event_id or 'now'}"
+        key = f"{request.pk}-{failed or 'now'}"
         notify(OutgoingEmail.Kind.PAYMENT_FAILED, request, key=f"past-due-{key}")
         if request.customer_id:
             tell_client(OutgoingEmail.Kind.CARD_FAILED, request, key=f"card-failed-{key}")
     return changed
+
+
+def refresh_later(requests: QuerySet) -> None:
+    """After the commit, read the subscription of each of ``requests`` again at Stripe
+    (``tasks.refresh_subscription``): two events of one second (a renewal's "active", its
+    failure's "past_due") may arrive in either order; Stripe's own word settles it."""
+    for pk in requests.values_list("pk", flat=True):
+        enqueue_task("refresh_subscription", pk, f"wcb-subscription-{pk}")
+
+
+def refresh(request: BillingRequest) -> None:
+    """Apply the subscription as Stripe has it now (a task: never in a transaction)."""
+    if not request.subscription_id:
+        return
+    subscription = stripe_api.retrieve_subscription(
+        request.mode, account_id=request.account_id, subscription_id=request.subscription_id
+    )
+    with transaction.atomic():
+        apply(subscription, BillingRequest.objects.filter(pk=request.pk))
 
 
 def cancel(request: BillingRequest, *, at_period_end: bool, user: Any = None) -> BillingRequest:
