@@ -425,8 +425,8 @@ def cancel_subscription(page: Page, w: dict[str, str], shot=None) -> None:
 
 
 def manage_link(message: EmailMessage) -> str:
-    """The /billing/manage/<token>/ link (the client's subscription page) in an email."""
-    match = re.search(r"https?://\S+/billing/manage/[\w-]+/", text_of(message))
+    """The /billing/manage/<token>/<key>/ link (the client's subscription page) in an email."""
+    match = re.search(r"https?://\S+/billing/manage/[\w-]+/[0-9a-f]+/", text_of(message))
     if match is None:
         raise AssertionError(f"No subscription link in:\n{text_of(message)}")
     return match.group(0)
