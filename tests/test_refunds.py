@@ -419,3 +419,13 @@ def test_a_payment_made_before_this_version_kept_its_intent_is_refunded(
     request.refresh_from_db()
     assert request.payment_intent_id == intent  # asked of Stripe once, then kept
     assert Refund.objects.get().payment_intent_id == intent
+
+
+def test_the_clients_paid_page_says_what_was_refunded(agency, sites, connection, stripe):
+    request = paid(agency, sites, stripe)
+    post_refund(agency, request, amount="10", nonce="part")
+    page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert "€10.00 of it was refunded to you." in page
+    post_refund(agency, request, amount="39.90", nonce="rest")
+    page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
+    assert "This payment was refunded to you in full." in page

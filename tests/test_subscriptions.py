@@ -15,6 +15,7 @@ from wagtail.models import ModelLogEntry
 from tests.factories import grant_billing, make_user
 from tests.test_billing_requests import CommittingClient, add, deliver
 from wagtail_client_billing import billing, stripe_api
+from wagtail_client_billing.billing import subscriptions
 from wagtail_client_billing.models import BillingRequest, OutgoingEmail
 
 pytestmark = pytest.mark.django_db
@@ -87,8 +88,8 @@ def test_a_paid_subscription_shows_its_next_payment_and_the_clients_page(
 ):
     request = subscribed(agency, sites, stripe)
     assert request.customer_id.startswith("cus_") and request.subscription_status == "active"
-    period_end = stripe_api.subscription_period_end(at_stripe(request))
-    assert request.current_period_end == datetime.datetime.fromtimestamp(period_end, datetime.UTC)
+    end = subscriptions.period_end(at_stripe(request))
+    assert request.current_period_end == datetime.datetime.fromtimestamp(end, datetime.UTC)
     page = inspect(agency, request)
     assert "Next payment" in page and request.get_manage_url() in page
     assert "Cancel subscription" in page
@@ -321,3 +322,10 @@ def test_a_failed_renewals_two_updates_in_either_order_end_past_due(
     assert request.subscription_status == "past_due"  # Stripe's word, read again
     assert OutgoingEmail.objects.filter(kind=Kind.PAYMENT_FAILED).count() == 1
     assert OutgoingEmail.objects.filter(kind=Kind.CARD_FAILED).count() == 1
+
+
+def test_the_listing_says_when_a_canceled_subscription_ends(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    agency.post(cancel_url(request), {"when": "period_end"})
+    listing = agency.get(reverse("wagtail_client_billing_requests:index") + f"?site={sites[0].pk}")
+    assert "Paid · active · ends on" in listing.content.decode()

@@ -373,18 +373,6 @@ def create_portal_session(
     return session.url
 
 
-def subscription_period_end(subscription: Any) -> int | None:
-    """When the subscription's current period ends (on its item since API 2025-03-31, on the
-    subscription itself before): a Unix time, or None."""
-    items = field_of(field_of(subscription, "items"), "data") or []
-    for item in items:
-        end = field_of(item, "current_period_end")
-        if isinstance(end, int):
-            return end
-    end = field_of(subscription, "current_period_end")
-    return end if isinstance(end, int) else None
-
-
 def list_refunds(mode: str, *, account_id: str, payment_intent: str) -> list[Any]:
     """The refunds of a payment, as Stripe has them (at most 100: far more than any has)."""
     with translate_errors():

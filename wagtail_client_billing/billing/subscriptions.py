@@ -32,7 +32,7 @@ def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
         "subscription_status": status,
         "cancel_at_period_end": bool(stripe_api.field_of(subscription, "cancel_at_period_end")),
     }
-    if (end := stripe_api.subscription_period_end(subscription)) is not None:
+    if (end := period_end(subscription)) is not None:
         values["current_period_end"] = datetime.datetime.fromtimestamp(end, tz=datetime.UTC)
     live = requests.exclude(subscription_status__in=ENDED)
     into_past_due = status == "past_due"
@@ -65,6 +65,18 @@ def refresh(request: BillingRequest) -> None:
     )
     with transaction.atomic():
         apply(subscription, BillingRequest.objects.filter(pk=request.pk))
+
+
+def period_end(subscription: Any) -> int | None:
+    """When the subscription's current period ends (on its item since API 2025-03-31, on the
+    subscription itself before): a Unix time, or None."""
+    items = stripe_api.field_of(stripe_api.field_of(subscription, "items"), "data") or []
+    for item in items:
+        end = stripe_api.field_of(item, "current_period_end")
+        if isinstance(end, int):
+            return end
+    end = stripe_api.field_of(subscription, "current_period_end")
+    return end if isinstance(end, int) else None
 
 
 def cancel(request: BillingRequest, *, at_period_end: bool, user: Any = None) -> BillingRequest:

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -135,6 +135,9 @@ class StatusColumn(StatusTagColumn):
             parts.append(instance.get_payment_state_display())
         if instance.subscription_status and status == Status.PAID:
             parts.append(instance.get_subscription_status_display())
+            if instance.cancel_at_period_end and instance.current_period_end:
+                ends = formats.date_format(timezone.localtime(instance.current_period_end))
+                parts.append(_("ends on %(date)s") % {"date": ends})
         if instance.client_asked_at and status in (Status.EXPIRED, Status.DELETED):
             parts.append(_("client asked for a new link"))
         return " · ".join(parts)
