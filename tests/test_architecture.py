@@ -180,6 +180,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "under SECRET_KEY and its fallbacks); refunds of payments made before this version": 45,
     "issue 14: a subscription read again at Stripe after its events (tasks.refresh_subscription"
     "); the refund and cancel pages' breadcrumbs; the listing's end date": 65,
+    "issue 14: renewals whose webhooks were lost read again (subscriptions.reconcile_overdue)": 35,
 }
 MAX_PACKAGE_LINES = 6_648 + sum(ADDED_SINCE_THE_REDESIGN.values())
 

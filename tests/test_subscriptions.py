@@ -329,3 +329,21 @@ def test_the_listing_says_when_a_canceled_subscription_ends(agency, sites, conne
     agency.post(cancel_url(request), {"when": "period_end"})
     listing = agency.get(reverse("wagtail_client_billing_requests:index") + f"?site={sites[0].pk}")
     assert "Paid · active · ends on" in listing.content.decode()
+
+
+def test_a_renewal_whose_webhooks_were_lost_is_read_again(agency, sites, connection, stripe):
+    request = subscribed(agency, sites, stripe)
+    first_end = request.current_period_end
+    stripe.advance_clock(32 * DAY)  # renewed at Stripe; none of its events delivered
+    now = first_end + datetime.timedelta(hours=2)
+    assert subscriptions.reconcile_overdue(now=now) == 1
+    request.refresh_from_db()
+    assert request.current_period_end > first_end + datetime.timedelta(days=27)
+    assert subscriptions.reconcile_overdue(now=now) == 0  # now current: not read again
+    # Stripe down: logged, tried again an hour later, not every minute.
+    BillingRequest.objects.filter(pk=request.pk).update(current_period_end=first_end)
+    stripe.fail_next("GET", f"/v1/subscriptions/{request.subscription_id}", status=500)
+    later = now + datetime.timedelta(hours=2)
+    assert subscriptions.reconcile_overdue(now=later) == 0
+    assert subscriptions.reconcile_overdue(now=later + datetime.timedelta(minutes=1)) == 0
+    assert subscriptions.reconcile_overdue(now=later + datetime.timedelta(hours=2)) == 1

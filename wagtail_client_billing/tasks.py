@@ -52,6 +52,7 @@ def expire_and_reconcile() -> dict[str, int]:
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)
     billing.settle_unconfirmed()  # refunds Stripe never confirmed
+    subscriptions.reconcile_overdue()  # renewals whose webhooks never came
     reminders = queue_due_reminders()
     outbox.report_lost_sends()
     site_ids = outbox.sites_with_due_emails()  # retries too: their ``due_at`` has come

@@ -5,10 +5,13 @@ link to their customer portal."""
 from __future__ import annotations
 
 import datetime
+import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import connections, stripe_api
@@ -17,6 +20,7 @@ from ..models import BillingRequest, OutgoingEmail
 from .errors import BillingError
 from .states import ACTION_SUBSCRIPTION_CANCELED, record
 
+logger = logging.getLogger("wagtail_client_billing.billing")
 Status = BillingRequest.Status
 #: Stripe's statuses after which a subscription never bills again: never moved back from.
 ENDED = ("canceled", "incomplete_expired")
@@ -64,7 +68,35 @@ def refresh(request: BillingRequest) -> None:
         request.mode, account_id=request.account_id, subscription_id=request.subscription_id
     )
     with transaction.atomic():
-        apply(subscription, BillingRequest.objects.filter(pk=request.pk))
+        rows = BillingRequest.objects.filter(pk=request.pk)
+        rows.update(reconciled_at=timezone.now())
+        apply(subscription, rows)
+
+
+#: A live subscription whose period ended this long ago without word from Stripe (its
+#: renewal's webhooks lost) is read again, at most once per RECONCILE_EVERY.
+OVERDUE_AFTER = timedelta(hours=1)
+RECONCILE_EVERY = timedelta(hours=1)
+
+
+def reconcile_overdue(*, now: datetime.datetime | None = None, limit: int = 100) -> int:
+    """Read again at Stripe the live subscriptions whose period ended with no renewal heard
+    of (``tasks.expire_and_reconcile``); how many were read."""
+    now = now or timezone.now()
+    overdue = BillingRequest.objects.filter(
+        status=Status.PAID,
+        subscription_status__in=("active", "trialing", "past_due", "unpaid"),
+        current_period_end__lte=now - OVERDUE_AFTER,
+    ).filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY))
+    done = 0
+    for request in overdue.order_by("current_period_end", "pk")[:limit]:
+        try:
+            refresh(request)
+            done += 1
+        except stripe_api.StripeFailure as error:
+            logger.warning("Could not read the subscription of request %s: %s", request.pk, error)
+            BillingRequest.objects.filter(pk=request.pk).update(reconciled_at=now)
+    return done
 
 
 def period_end(subscription: Any) -> int | None:
