@@ -178,7 +178,7 @@ ADDED_SINCE_THE_REDESIGN = {
     "from Stripe's word (billing/refunds.settle_unconfirmed)": 65,
     "issue 14: a refund's status only forward; the subscription link's own key (an HMAC "
     "under SECRET_KEY and its fallbacks); refunds of payments made before this version": 45,
-    "issue 14: a subscription read again at Stripe after its events (tasks.refresh_subscription"
+    "issue 14: a subscription read again at Stripe after its events (subscriptions.refresh"
     "); the refund and cancel pages' breadcrumbs; the listing's end date": 65,
     "issue 14: renewals whose webhooks were lost read again (subscriptions.reconcile_overdue)": 35,
 }

@@ -306,6 +306,7 @@ def test_a_failed_renewals_two_updates_in_either_order_end_past_due(
 ):
     request = subscribed(agency, sites, stripe)
     Events(agency, stripe).deliver_new()
+    assert subscriptions.reconcile_overdue() == 1  # read once after its first events
     before = {event["id"] for event in stripe.events("customer.subscription.updated")}
     stripe.fail_renewals(request.customer_id)
     stripe.advance_clock(32 * DAY)
@@ -319,7 +320,11 @@ def test_a_failed_renewals_two_updates_in_either_order_end_past_due(
     assert deliver(agency, failure).status_code == 200  # the newer one first,
     assert deliver(agency, renewal).status_code == 200  # then the renewal's "active"
     request.refresh_from_db()
-    assert request.subscription_status == "past_due"  # Stripe's word, read again
+    assert request.subscription_status == "active"  # the last event handled, for now
+    assert subscriptions.reconcile_overdue() == 1  # the every-minute task reads it again
+    request.refresh_from_db()
+    assert request.subscription_status == "past_due"  # Stripe's word
+    assert subscriptions.reconcile_overdue() == 0  # once
     assert OutgoingEmail.objects.filter(kind=Kind.PAYMENT_FAILED).count() == 1
     assert OutgoingEmail.objects.filter(kind=Kind.CARD_FAILED).count() == 1
 

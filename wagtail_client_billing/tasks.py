@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import billing, stripe_api
+from . import billing
 from .billing import subscriptions
 from .mail import outbox
 from .mail.queue import enqueue_pending_emails, queue_due_reminders
@@ -35,24 +35,13 @@ def _send_batch(site_id: int) -> outbox.BatchResult:
     return result
 
 
-def refresh_subscription(request_id: int) -> None:
-    """Task: apply a request's subscription as Stripe has it now (after its events)."""
-    request = BillingRequest.objects.filter(pk=request_id).first()
-    if request is None:
-        return
-    try:
-        subscriptions.refresh(request)
-    except stripe_api.StripeFailure as error:  # the next event (or Stripe's retry) refreshes
-        logger.warning("Could not read the subscription of request %s: %s", request_id, error)
-
-
 def expire_and_reconcile() -> dict[str, int]:
     """Task, every minute: expire, ask Stripe about lost outcomes, queue reminders, send."""
     billing.abandon_stalled_creations()
     expired = billing.expire_overdue()
     reconciled = billing.reconcile(extra_ids=expired)
     billing.settle_unconfirmed()  # refunds Stripe never confirmed
-    subscriptions.reconcile_overdue()  # renewals whose webhooks never came
+    subscriptions.reconcile_overdue()  # after their events, or renewals never heard of
     reminders = queue_due_reminders()
     outbox.report_lost_sends()
     site_ids = outbox.sites_with_due_emails()  # retries too: their ``due_at`` has come

@@ -197,7 +197,8 @@ def test_invoice_refunds_subscription(stack: Stack, new_page, screenshots, langu
     assert sim.get_object(subscription_id, "subscription")["status"] == "past_due"
     # The request's page shows it past due, and the overview the subscription at risk,
     # whichever order the renewal's two events came in (the app reads Stripe's word again).
-    ui.wait_for_text(admin, '[data-wcb-subscription="past_due"]', w["past_due"], 30)
+    # (The every-minute task reads the subscription again: up to a minute and a bit.)
+    ui.wait_for_text(admin, '[data-wcb-subscription="past_due"]', w["past_due"], 100)
     admin.goto(overview)
     expect(admin.locator("[data-wcb-recurring]")).to_contain_text(w["at_risk"])
 

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import connections, stripe_api
-from ..mail.queue import enqueue_task, notify, tell_client
+from ..mail.queue import notify, tell_client
 from ..models import BillingRequest, OutgoingEmail
 from .errors import BillingError
 from .states import ACTION_SUBSCRIPTION_CANCELED, record
@@ -52,12 +52,11 @@ def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
     return changed
 
 
-def refresh_later(requests: QuerySet) -> None:
-    """After the commit, read the subscription of each of ``requests`` again at Stripe
-    (``tasks.refresh_subscription``): two events of one second (a renewal's "active", its
-    failure's "past_due") may arrive in either order; Stripe's own word settles it."""
-    for pk in requests.values_list("pk", flat=True):
-        enqueue_task("refresh_subscription", pk, f"wcb-subscription-{pk}")
+def read_again_soon(requests: QuerySet) -> None:
+    """Have the every-minute task read the subscription of ``requests`` again at Stripe
+    (``reconcile_overdue``): two events of one second (a renewal's "active", its failure's
+    "past_due") may arrive in either order; Stripe's own word settles it."""
+    requests.update(reconciled_at=None)
 
 
 def refresh(request: BillingRequest) -> None:
@@ -80,16 +79,17 @@ RECONCILE_EVERY = timedelta(hours=1)
 
 
 def reconcile_overdue(*, now: datetime.datetime | None = None, limit: int = 100) -> int:
-    """Read again at Stripe the live subscriptions whose period ended with no renewal heard
-    of (``tasks.expire_and_reconcile``); how many were read."""
+    """Read again at Stripe the live subscriptions that just had events, or whose period
+    ended with no renewal heard of (``tasks.expire_and_reconcile``); how many were read."""
     now = now or timezone.now()
-    overdue = BillingRequest.objects.filter(
-        status=Status.PAID,
-        subscription_status__in=("active", "trialing", "past_due", "unpaid"),
-        current_period_end__lte=now - OVERDUE_AFTER,
-    ).filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - RECONCILE_EVERY))
+    live = BillingRequest.objects.filter(
+        status=Status.PAID, subscription_status__in=("active", "trialing", "past_due", "unpaid")
+    ).exclude(subscription_id="")
+    ended = Q(current_period_end__lte=now - OVERDUE_AFTER, reconciled_at__lte=now - RECONCILE_EVERY)
+    due = live.filter(Q(reconciled_at__isnull=True) | ended)
     done = 0
-    for request in overdue.order_by("current_period_end", "pk")[:limit]:
+    first = (F("reconciled_at").asc(nulls_first=True), "current_period_end", "pk")
+    for request in due.order_by(*first)[:limit]:
         try:
             refresh(request)
             done += 1

@@ -155,7 +155,7 @@ def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscript
             raise EventIgnored(f"no billing request has subscription {subscription_id!r}")
         requests = BillingRequest.objects.filter(subscription_id=subscription_id, mode=event.mode)
     subscriptions.apply(subscription, requests, event_id=event.stripe_id)
-    subscriptions.refresh_later(requests)
+    subscriptions.read_again_soon(requests)
 
 
 #: ``endpoints`` subscribes to exactly these.

@@ -33,12 +33,6 @@ def _async_task(task: str, argument: int, name: str, **options: Any) -> None:
     async_task(path, argument, task_name=task_name, group=EMAIL_TASK_GROUP, **options)
 
 
-def enqueue_task(task: str, argument: int, name: str) -> None:
-    """Hand ``wagtail_client_billing.tasks.<task>(argument)`` to django-q2 with the
-    caller's transaction (see ``_enqueue``)."""
-    _enqueue(task, argument, name)
-
-
 def _enqueue(task: str, argument: int, name: str) -> None:
     """Hand a task to django-q2 once the caller's transaction commits: with its ORM broker
     on our database, in that transaction (one commit, not two); else after the commit."""
