@@ -28,7 +28,7 @@ ENDED = ("canceled", "incomplete_expired")
 
 def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
     """Store what Stripe says of ``subscription`` on its ``requests``; a change into past
-    due tells the agency and the client (once per event). How many requests it changed."""
+    due tells the agency and the client (once per failed invoice). How many it changed."""
     status = stripe_api.field_of(subscription, "status")
     if not isinstance(status, str) or not status:
         raise ValueError("the subscription object has no status")
@@ -42,7 +42,7 @@ def apply(subscription: Any, requests: QuerySet, *, event_id: str = "") -> int:
     into_past_due = status == "past_due"
     newly_past_due = list(live.exclude(subscription_status="past_due")) if into_past_due else []
     changed = live.update(**values)
-    # Once per failed invoice (its id), whether the event or the refresh saw it first.
+    # Once per failed invoice (its id), whether an event or a reading again saw it first.
     failed = stripe_api.id_of(stripe_api.field_of(subscription, "latest_invoice")) or event_id
     for request in newly_past_due:  # only the change into past_due, not Stripe's retries
         key = f"{request.pk}-{failed or 'now'}"
@@ -60,7 +60,7 @@ def read_again_soon(requests: QuerySet) -> None:
 
 
 def refresh(request: BillingRequest) -> None:
-    """Apply the subscription as Stripe has it now (a task: never in a transaction)."""
+    """Apply the subscription as Stripe has it now (the task's: never in a transaction)."""
     if not request.subscription_id:
         return
     subscription = stripe_api.retrieve_subscription(
