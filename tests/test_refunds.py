@@ -429,3 +429,33 @@ def test_the_clients_paid_page_says_what_was_refunded(agency, sites, connection,
     post_refund(agency, request, amount="39.90", nonce="rest")
     page = agency.get(request.get_payment_path(), HTTP_HOST="acme.test").content.decode()
     assert "This payment was refunded to you in full." in page
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"amount": "12"},
+        {"amount": 10**20},
+        {"currency": "euros"},
+        {"status": "x" * 40},
+        {"reason": "because"},
+        {"id": "re_" + "x" * 300},
+    ],
+)
+def test_a_malformed_refund_is_ignored_saying_why_never_failed(
+    agency, sites, connection, stripe, changes
+):
+    from wagtail_client_billing.models import WebhookEvent
+
+    request = paid(agency, sites, stripe)
+    stripe.refund(request.payment_intent_id, amount=100)
+    event = last_event(stripe, "refund.created")
+    event = {
+        **event,
+        "id": "evt_malformed",
+        "data": {"object": {**event["data"]["object"], **changes}},
+    }
+    assert deliver(agency, event).status_code == 200
+    stored = WebhookEvent.objects.get(stripe_id="evt_malformed")
+    assert stored.status == WebhookEvent.Status.IGNORED and "refund object" in stored.note
+    assert not Refund.objects.exists()

@@ -102,13 +102,12 @@ def reconcile_overdue(*, now: datetime.datetime | None = None, limit: int = 100)
 def period_end(subscription: Any) -> int | None:
     """When the subscription's current period ends (on its item since API 2025-03-31, on the
     subscription itself before): a Unix time, or None."""
-    items = stripe_api.field_of(stripe_api.field_of(subscription, "items"), "data") or []
-    for item in items:
-        end = stripe_api.field_of(item, "current_period_end")
-        if isinstance(end, int):
-            return end
-    end = stripe_api.field_of(subscription, "current_period_end")
-    return end if isinstance(end, int) else None
+    items = stripe_api.field_of(stripe_api.field_of(subscription, "items"), "data")
+    items = items if isinstance(items, list) else []
+    ends = [stripe_api.field_of(item, "current_period_end") for item in items]
+    ends = [*ends, stripe_api.field_of(subscription, "current_period_end")]
+    # A Unix time a database can hold (a signed body may carry any number).
+    return next((end for end in ends if type(end) is int and 0 < end < 2**37), None)
 
 
 def cancel(request: BillingRequest, *, at_period_end: bool, user: Any = None) -> BillingRequest:

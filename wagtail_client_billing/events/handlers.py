@@ -140,7 +140,9 @@ def checkout_expired(event: WebhookEvent, session: stripe_api.CheckoutSession) -
 
 def subscription_changed(event: WebhookEvent, subscription: stripe_api.Subscription) -> None:
     subscription_id, status = field_of(subscription, "id"), field_of(subscription, "status") or ""
-    if not isinstance(subscription_id, str) or not isinstance(status, str):
+    if not isinstance(subscription_id, str) or not isinstance(status, str) or not status:
+        raise EventIgnored("the subscription object has no valid id or status")
+    if len(subscription_id) > 255 or len(status) > 32:
         raise EventIgnored("the subscription object has no valid id or status")
     requests = BillingRequest.objects.filter(subscription_id=subscription_id, mode=event.mode)
     if not requests.exists():
