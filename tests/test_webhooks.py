@@ -599,15 +599,16 @@ def test_a_failing_handler_answers_500_keeps_the_traceback_and_its_retry_applies
     assert onboarding_entries() == 1
 
 
-def test_an_account_object_stripe_api_cannot_read_fails_the_event(client, connection):
-    account = account_object()
-    account["requirements"]["currently_due"] = 3  # not a list: account_state() breaks
-    response = deliver(client, make_event("account.updated", account))
+def test_a_handler_that_raises_fails_the_event(client, connection, handlers):
+    def broken(event, account):
+        raise TypeError("this handler could not read the account")
+
+    handlers["account.updated"] = broken
+    response = deliver(client, account_updated_event())
     assert response.status_code == 500
     stored = WebhookEvent.objects.get()
     assert stored.status == STATUS.FAILED
-    assert "TypeError" in stored.error
-    assert "account_state" in stored.error
+    assert "TypeError: this handler could not read the account" in stored.error
 
 
 def test_process_event_reprocesses_a_failed_event(client, connection, handlers):
@@ -782,3 +783,14 @@ def test_the_simulator_delivers_to_the_live_endpoint(live_server, billing_stripe
     assert connection.status == StripeConnection.Status.READY
     assert WebhookEvent.objects.get(stripe_id=delivery.event_id).status == STATUS.PROCESSED
     assert onboarding_entries() == 1
+
+
+@pytest.mark.parametrize(
+    "requirements",
+    [{"currently_due": 3}, {"past_due": "external_account"}, 7, {"currently_due": [1, None]}],
+)
+def test_an_account_update_with_odd_requirements_never_fails(client, connection, requirements):
+    account = {**account_object(), "requirements": requirements}
+    assert deliver(client, make_event("account.updated", account)).status_code == 200
+    assert WebhookEvent.objects.get().status == STATUS.PROCESSED
+    assert StripeConnection.objects.get().requirements_due == []

@@ -140,9 +140,17 @@ def _reason(error: stripe.StripeError) -> str:
 def account_state(account: Any) -> AccountState:
     """An account object (from the API or a webhook body, which may lack any field)."""
     account = account.to_dict() if hasattr(account, "to_dict") else dict(account)
-    requirements = account.get("requirements") or {}
-    currently_due = list(requirements.get("currently_due") or [])
-    past_due = [item for item in requirements.get("past_due") or [] if item not in currently_due]
+    requirements = account.get("requirements")
+    requirements = requirements if isinstance(requirements, dict) else {}
+
+    def codes(name: str) -> list[str]:  # a signed body may hold anything here
+        listed = requirements.get(name)
+        return (
+            [code for code in listed if isinstance(code, str)] if isinstance(listed, list) else []
+        )
+
+    currently_due = codes("currently_due")
+    past_due = [item for item in codes("past_due") if item not in currently_due]
     return AccountState(
         id=account["id"],
         details_submitted=bool(account.get("details_submitted")),
