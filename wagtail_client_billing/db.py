@@ -19,6 +19,14 @@ def insert_values(obj: Model, fields: list[Field]) -> list[Any]:
     return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
 
 
+def insert_select(obj: Model, source: str = "") -> tuple[str, list[Any]]:
+    """``INSERT INTO <table> (<columns>) SELECT <obj's values><source>`` and those values:
+    a row that goes in with another statement's (``source``: `` FROM <cte>``, a WHERE...)."""
+    fields, columns = insert_columns(type(obj))
+    table, marks = connection.ops.quote_name(obj._meta.db_table), ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {table} ({columns}) SELECT {marks}{source}", insert_values(obj, fields)
+
+
 def insert_once(obj: Model, unique_field: str) -> bool:
     """INSERT ``obj`` unless a row has its ``unique_field``: ``ON CONFLICT DO NOTHING
     RETURNING``, one statement with no savepoint (elsewhere a savepoint and the error)."""

@@ -20,8 +20,13 @@ from wagtail.models import Site
 
 from .. import connections, signals, stripe_api
 from ..conf import REQUEST_TTL_MAX, REQUEST_TTL_MIN, billing_settings
-from ..db import insert_columns, insert_values
-from ..mail.queue import queue_billing_email
+from ..db import insert_select
+from ..mail.queue import (
+    billing_email,
+    billing_email_task,
+    enqueue_billing_email,
+    queue_billing_email,
+)
 from ..models import AgencyBillingSettings, BillingRequest, StripeConnection
 from . import errors
 from .invoicing import COLUMNS as INVOICING_COLUMNS
@@ -249,9 +254,13 @@ def _finish_creation(
     request.status, request.checkout_session_id = Status.PENDING, session.id
     request.checkout_url = cast(str, session.url)  # Stripe gives an open session's
     request.expires_at = datetime.fromtimestamp(session.expires_at, tz=UTC)
-    if _make_pending(request, log_entry(request, ACTION_CREATE, user=user)):
+    made, queued = _make_pending(request, log_entry(request, ACTION_CREATE, user=user))
+    if made:
         transaction.on_commit(lambda: announce(signals.billing_request_created, request))
-        transaction.on_commit(lambda: queue_billing_email(request))
+        if queued is None:
+            transaction.on_commit(lambda: queue_billing_email(request))
+        elif not queued:  # its outbox row went in with it: only django-q2's task now
+            transaction.on_commit(lambda: enqueue_billing_email(request.pk))
         return request
     if not connections.account_is_linked(request):
         # Unlinked while Stripe made the session, too early for the unlink to withdraw it.
@@ -274,40 +283,51 @@ def _finish_creation(
     )
 
 
-def _make_pending(request: BillingRequest, entry: Model) -> bool:
+def _make_pending(request: BillingRequest, entry: Model) -> tuple[bool, bool | None]:
     """Whether this call stored the session and made the ``CREATING`` row Pending, its account
     still linked (that connection's row locked: ``connections.unlink_unless_pending`` counts
-    under the lock), and inserted the audit ``entry`` with it: on PostgreSQL one statement, the
-    ``UPDATE ... RETURNING`` feeding the INSERT; else one transaction."""
+    under the lock), and inserted the audit ``entry`` with it; and whether the request's
+    email went with them: on PostgreSQL one statement, the ``UPDATE ... RETURNING`` feeding
+    the audit entry's, the email's outbox row's and (with django-q2's ORM broker on this
+    database) its task's INSERTs (True: all in; False: the outbox row in, the task still to
+    hand over); elsewhere one transaction and None (the email queued after the commit)."""
     quote, postgres = database.ops.quote_name, database.vendor == "postgresql"
     fields = [field for field in BillingRequest._meta.concrete_fields if field.name in SESSION]
-    columns, names = insert_columns(type(entry))
-    sets = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
     lock, made = (" FOR UPDATE", " FROM made") if postgres else ("", "")
+    sets = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
     update = (  # names are ours, values are parameters
         f"UPDATE {quote(BillingRequest._meta.db_table)} SET {sets} WHERE id = %s AND status = %s "  # noqa: S608
         f"AND EXISTS (SELECT 1 FROM {quote(CONNECTIONS)} WHERE mode = %s AND unlinked_at IS NULL "
         f"AND CASE WHEN direct THEN '' ELSE account_id END = %s{lock}) RETURNING id"
     )
-    insert = (
-        f"INSERT INTO {quote(entry._meta.db_table)} "
-        f"({names}) "
-        f"SELECT {', '.join(['%s'] * len(columns))}{made}"
-    )
+    insert, values = insert_select(entry, made)
     params = [field.get_db_prep_save(getattr(request, field.attname), database) for field in fields]
     params += [request.pk, CREATING, request.mode, request.account_id]
-    values = insert_values(entry, columns)
     with database.cursor() as cursor:
-        if postgres:
-            sql = f"WITH made AS ({update}), logged AS ({insert}) SELECT id FROM made"  # noqa: S608
-            cursor.execute(sql, params + values)
-            return cursor.fetchone() is not None
-        with transaction.atomic():
-            cursor.execute(update, params)
-            if cursor.fetchone() is None:
-                return False
-            cursor.execute(insert, values)
-    return True
+        if not postgres:
+            with transaction.atomic():
+                cursor.execute(update, params)
+                if cursor.fetchone() is None:
+                    return False, None
+                cursor.execute(insert, values)
+            return True, None
+        email_sql, email_values = insert_select(billing_email(request), made)
+        sql = (
+            f"WITH made AS ({update}), logged AS ({insert}), "
+            f"email AS ({email_sql} ON CONFLICT (key) DO NOTHING RETURNING id)"
+        )
+        params += values + email_values
+        if (task := billing_email_task(request.pk)) is not None:
+            task_sql, task_values = insert_select(task, " WHERE EXISTS (SELECT 1 FROM email)")
+            sql += f", task AS ({task_sql})"
+            params += task_values
+        sql += " SELECT (SELECT count(*) FROM email) FROM made"  # names ours, values parameters
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False, None
+    # The email's key was taken (never for a new row): queued again the usual way.
+    return True, (task is not None) if row[0] else None
 
 
 def _expire_unsent_session(request: BillingRequest, session: stripe_api.CheckoutSession) -> None:

@@ -10,11 +10,10 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Model
 
 from .. import signals, stripe_api
 from ..billing.states import ACTION_PAID, PAID_REFERENCES, announce, log_entry, paid_values
-from ..db import insert_columns, insert_values
+from ..db import insert_select
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
     AgencyBillingSettings,
@@ -73,7 +72,7 @@ def _store_and_pay(
     request Pending, of the event's mode and of the linked account (as the general path's
     ``match_connection`` and ``account_linked`` decide); the request as written."""
     requests, connections = (quote(m._meta.db_table) for m in (BillingRequest, StripeConnection))
-    store_sql, values = _insert(event)
+    store_sql, values = insert_select(event)
     changes = ", ".join(f"{quote(name)} = %s" for name in paid)
     columns = ", ".join(f"{quote(str(field.column))}" for field in REQUEST_FIELDS)
     sql = f"""
@@ -114,8 +113,8 @@ def _record_and_notify(event: WebhookEvent, request: BillingRequest) -> None:
     email = notification(OutgoingEmail.Kind.PAID, request, key=paid_key(request.pk))
     task = email_task(request.site_id)
     wants = AgencyBillingSettings._meta
-    entry_sql, entry_values = _insert(entry)
-    email_sql, email_values = _insert(email)
+    entry_sql, entry_values = insert_select(entry)
+    email_sql, email_values = insert_select(email)
     sql = f"""
         WITH entry AS ({entry_sql}), email AS (
             {email_sql} WHERE COALESCE(
@@ -125,7 +124,7 @@ def _record_and_notify(event: WebhookEvent, request: BillingRequest) -> None:
     """  # noqa: S608 (names are ours, values parameters)
     params = [*entry_values, *email_values, wants.get_field("notify_payments").get_default()]
     if task is not None:
-        task_sql, task_values = _insert(task)
+        task_sql, task_values = insert_select(task)
         sql += f", task AS ({task_sql} WHERE EXISTS (SELECT 1 FROM email))"  # noqa: S608
         params += task_values
     with connection.cursor() as cursor:
@@ -133,13 +132,6 @@ def _record_and_notify(event: WebhookEvent, request: BillingRequest) -> None:
         (notified,) = cursor.fetchone()
     if notified and task is None:
         enqueue_pending_emails(request.site_id)  # after the commit
-
-
-def _insert(obj: Model) -> tuple[str, list[Any]]:
-    """``INSERT INTO <table> (<columns>) SELECT <obj's values>``, and those values."""
-    fields, columns = insert_columns(type(obj))
-    table, marks = quote(obj._meta.db_table), ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {table} ({columns}) SELECT {marks}", insert_values(obj, fields)
 
 
 def quote(name: str) -> str:

@@ -57,17 +57,31 @@ class _Package:
         return 0
 
 
-def email_task(site_id: int) -> Model | None:
-    """``enqueue_pending_emails(site_id)``'s row in django-q2's ORM broker (unsaved), built
-    by django-q2's own ``async_task``, for a caller to insert with its own writes; None
-    unless that broker is on our database."""
+def _task_row(task: str, argument: int, name: str) -> Model | None:
+    """The task's row in django-q2's ORM broker (unsaved), built by django-q2's own
+    ``async_task``, for a caller to insert with its own writes; None unless that broker is
+    on our database."""
     from django_q.models import OrmQ
 
     if not _orm_broker_here():
         return None
     package = _Package()
-    _async_task("send_pending_emails", site_id, _site_task(site_id), broker=package)
+    _async_task(task, argument, name, broker=package)
     return OrmQ(key=package.list_key, payload=package.payload, lock=timezone.now())
+
+
+def email_task(site_id: int) -> Model | None:
+    """``enqueue_pending_emails(site_id)``'s row in django-q2's ORM broker (``_task_row``)."""
+    return _task_row("send_pending_emails", site_id, _site_task(site_id))
+
+
+def billing_email_task(request_id: int) -> Model | None:
+    """``queue_billing_email``'s task row in django-q2's ORM broker (``_task_row``)."""
+    return _task_row("send_billing_email", request_id, _request_task(request_id))
+
+
+def _request_task(request_id: int) -> str:
+    return f"wcb-email-{request_id}"
 
 
 def _site_task(site_id: int) -> str:
@@ -81,15 +95,24 @@ def enqueue_pending_emails(site_id: int) -> None:
 def queue_billing_email(request: BillingRequest) -> None:
     """Queue the request's email now (creation or Resend) and hand it to django-q2: inserted
     once, or (sent or failed before) queued again."""
-    email = OutgoingEmail(
-        key=f"request-{request.pk}", kind=Kind.REQUEST, site_id=request.site_id,
-        billing_request=request, recipient=request.email, status=EmailStatus.QUEUED,
-    )  # fmt: skip
+    email = billing_email(request)
     if not insert_once(email, "key"):
         OutgoingEmail.objects.filter(key=email.key).update(
             recipient=email.recipient, status=EmailStatus.QUEUED, error="", attempts=0, due_at=None
         )
-    _enqueue("send_billing_email", request.pk, f"wcb-email-{request.pk}")
+    enqueue_billing_email(request.pk)
+
+
+def billing_email(request: BillingRequest) -> OutgoingEmail:
+    """The request's email's outbox row, unsaved (its key makes it once per request)."""
+    return OutgoingEmail(
+        key=f"request-{request.pk}", kind=Kind.REQUEST, site_id=request.site_id,
+        billing_request=request, recipient=request.email, status=EmailStatus.QUEUED,
+    )  # fmt: skip
+
+
+def enqueue_billing_email(request_id: int) -> None:
+    _enqueue("send_billing_email", request_id, _request_task(request_id))
 
 
 def tell_client(kind: str, request: BillingRequest, key: str) -> bool:
