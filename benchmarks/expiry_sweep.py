@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, help=f"overdue requests (default {DEFAULT_ROWS:,})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
-    parser.add_argument("--batch-size", type=int, default=5000, help="the sweep's batch size")
+    parser.add_argument("--batch-size", type=int, help="the sweep's batch size (the app's)")
     parser.add_argument("--repeat", type=int, default=1, help="measure R times, keep the best")
     args = parser.parse_args(argv)
     args.rows = args.rows or (QUICK_ROWS if args.quick else DEFAULT_ROWS)
@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         set_up_django(sqlite_dir)
         from django.db import connection
 
+        from wagtail_client_billing.billing.sweep import BATCH_SIZE
+
+        args.batch_size = args.batch_size or BATCH_SIZE
         old_name = create_database(sqlite_dir)
         try:
             database = describe_database()

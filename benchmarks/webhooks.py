@@ -133,7 +133,7 @@ def seed(site: Any, account_id: str, events: int) -> list[int]:
                 site=site,
                 email=f"client{number}@example.com",
                 currency="eur",
-                amount=4990 + number,
+                amount=amount_of(number),
                 description="Website maintenance",
                 success_url="https://acme.test/thanks/",
                 cancel_url="https://acme.test/cancel/",
@@ -154,8 +154,14 @@ def seed(site: Any, account_id: str, events: int) -> list[int]:
     )
 
 
+def amount_of(number: int) -> int:
+    """The amount of the ``number``th request (and of its session: Stripe's amount_total)."""
+    return 4990 + number
+
+
 def event_bodies(template: dict[str, Any], request_ids: list[int]) -> list[bytes]:
-    """One event per request: the template with its own event id, session and request."""
+    """One event per request: the template with its own event id, session, request and
+    amount."""
     bodies = []
     for number, request_id in enumerate(request_ids):
         event = copy.deepcopy(template)
@@ -164,6 +170,7 @@ def event_bodies(template: dict[str, Any], request_ids: list[int]) -> list[bytes
         session["id"] = f"cs_test_bench_{number:07d}"
         session["client_reference_id"] = f"wcb-{request_id}"
         session["metadata"]["wagtail_client_billing_request"] = str(request_id)
+        session["amount_subtotal"] = session["amount_total"] = amount_of(number)
         if session.get("payment_intent"):
             session["payment_intent"] = f"pi_bench_{number:07d}"
         bodies.append(json.dumps(event).encode())

@@ -155,6 +155,8 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 12: the webhook's one transaction, db.py's one-statement inserts, the sweep's "
     "one PostgreSQL statement per batch (billing/sweep.py)": 230,
     "issue 12: create_request in 5 statements (billing/creation.py's look-up and make-pending)": 60,
+    "issue 12: the paid webhook in one statement (events/paid.py: the entry, the notification "
+    "and its task computed from the paid row; db.insert_select's computed columns)": 30,
     "issue 12: create_request in 3 statements (the email's outbox row and its django-q2 task "
     "go in with the transition: billing/creation.py, mail/queue.py)": 30,
     "issue 12: the email batch's one commit per email, one SMTP deadline thread": 45,

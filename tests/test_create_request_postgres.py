@@ -8,6 +8,7 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models.signals import post_save
+from django.urls import reverse
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
@@ -59,6 +60,7 @@ def task_of(row: OrmQ) -> tuple:
 def test_a_request_its_entry_its_email_and_its_task_commit_in_three_statements(site, orm_broker):
     user = make_user("editor")
     ContentType.objects.get_for_model(BillingRequest)  # cached in a running project
+    reverse("wagtailadmin_home")  # the admin's viewsets registered, as in a running project
     request, statements = statements_of(
         lambda: billing.create_request(
             site=site, details=request_details(), nonce="form-1", user=user

@@ -19,12 +19,18 @@ def insert_values(obj: Model, fields: list[Field]) -> list[Any]:
     return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
 
 
-def insert_select(obj: Model, source: str = "") -> tuple[str, list[Any]]:
+def insert_select(
+    obj: Model, source: str = "", computed: dict[str, str] | None = None
+) -> tuple[str, list[Any]]:
     """``INSERT INTO <table> (<columns>) SELECT <obj's values><source>`` and those values:
-    a row that goes in with another statement's (``source``: `` FROM <cte>``, a WHERE...)."""
+    a row that goes in with another statement's (``source``: `` FROM <cte>``, a WHERE...);
+    ``computed``: SQL expressions (of ``source``'s rows) for some fields, by attname."""
+    computed = computed or {}
     fields, columns = insert_columns(type(obj))
-    table, marks = connection.ops.quote_name(obj._meta.db_table), ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {table} ({columns}) SELECT {marks}{source}", insert_values(obj, fields)
+    table = connection.ops.quote_name(obj._meta.db_table)
+    marks = ", ".join(computed.get(field.attname, "%s") for field in fields)
+    values = insert_values(obj, [field for field in fields if field.attname not in computed])
+    return f"INSERT INTO {table} ({columns}) SELECT {marks}{source}", values
 
 
 def insert_once(obj: Model, unique_field: str) -> bool:

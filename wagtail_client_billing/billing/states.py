@@ -43,9 +43,11 @@ def announce(signal: Signal, request: BillingRequest, **kwargs: Any) -> None:
             logger.error(message, receiver, request.pk, exc_info=result)
 
 
+LOGGED = ("email", "amount", "currency", "billing_type")  # with the site, in every entry
+
+
 def log_data(request: BillingRequest, **extra: Any) -> dict[str, Any]:
-    fields = ("email", "amount", "currency", "billing_type")
-    return {"site": request.site_id, **{name: getattr(request, name) for name in fields}, **extra}
+    return {"site": request.site_id, **{name: getattr(request, name) for name in LOGGED}, **extra}
 
 
 def _transition(pk: int, to: str, from_statuses: tuple[str, ...], **values: Any) -> bool:

@@ -17,12 +17,17 @@ from ..models import BillingRequest
 from ..money import format_money
 from .states import ACTION_EXPIRED, Status, announce
 
+#: Rows per batch (one statement, one transaction). Larger batches cost less per row (100,000
+#: overdue: 2.2x a raw UPDATE in batches of 5,000, 1.86x in 20,000, 1.80x in one), smaller ones
+#: hold their row locks for less time: a webhook for one of these waits at most a batch (about
+#: 2 s for 20,000 on the development machine).
+BATCH_SIZE = 20_000
 #: log_data's keys and their columns
 SWEPT = {key: key for key in ("email", "amount", "currency", "billing_type")} | {"site": "site_id"}
 Labels = dict[tuple[int, str], str]
 
 
-def expire_overdue(*, now: datetime | None = None, batch_size: int = 5000) -> list[int]:
+def expire_overdue(*, now: datetime | None = None, batch_size: int = BATCH_SIZE) -> list[int]:
     """Flip every Pending request past ``expires_at`` to Expired, oldest first, in batches
     of one ``UPDATE ... RETURNING`` (on PostgreSQL feeding the audit entries' INSERT in the
     same statement): only the rows this sweep flipped get an entry and a signal."""

@@ -1,19 +1,28 @@
-"""The common webhook in two statements (PostgreSQL): a new paid Checkout event for a
-Pending request of the linked account. One statement stores the event and makes the
-request Paid, the next writes its audit entry, its notification and the notification's
-django-q2 task; one commit. Any other case (or any doubt) writes nothing here and takes
-the general path (``processing.store_and_apply``), which decides exactly as before."""
+"""The common webhook in one statement (PostgreSQL): a new paid Checkout event for a
+Pending request of the linked account. The statement stores the event, makes the request
+Paid and writes its audit entry, its notification and the notification's django-q2 task;
+it commits by itself. Any other case (or any doubt) writes nothing here and takes the
+general path (``processing.store_and_apply``), which decides exactly as before."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from types import SimpleNamespace
 from typing import Any, cast
 
 from django.db import DatabaseError, connection, transaction
+from psycopg.types.json import Jsonb
 
 from .. import signals, stripe_api
-from ..billing.states import ACTION_PAID, PAID_REFERENCES, announce, log_entry, paid_values
-from ..db import insert_select
+from ..billing.states import (
+    ACTION_PAID,
+    LOGGED,
+    PAID_REFERENCES,
+    announce,
+    log_entry,
+    paid_values,
+)
+from ..db import insert_columns, insert_select
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
     AgencyBillingSettings,
@@ -28,21 +37,23 @@ Status = BillingRequest.Status
 REQUEST_FIELDS = BillingRequest._meta.concrete_fields
 
 
-class _NotHere(Exception):
-    """Roll back: the general path decides."""
-
-
-def apply_paid(event: WebhookEvent, data: dict[str, Any]) -> bool:
+def apply_paid(event: WebhookEvent, data: dict[str, Any], body: str | None = None) -> bool:
     """Store a new ``event`` as processed and make its request Paid, as the general path
-    would; False (nothing written) unless it is that case, on PostgreSQL."""
+    would; False (nothing written) unless it is that case, on PostgreSQL. ``body``: the
+    event's JSON as received (stored as it is, not encoded again)."""
     session = data["data"]["object"]
     references = [session.get(name) for name in PAID_REFERENCES]
+    metadata = session.get("metadata")
+    site = metadata.get("site") if isinstance(metadata, dict) else None
+    amount, currency = session.get("amount_total"), session.get("currency")
     if (
         connection.vendor != "postgresql"
         or event.type not in MONEY_EVENTS
         or HANDLERS.get(event.type) is not checkout_completed  # a project's own handler
         or not isinstance(session.get("id"), str)
         or not all(isinstance(reference, str | None) for reference in references)
+        or not (isinstance(site, str) and site.isascii() and site.isdigit() and len(site) < 19)
+        or not (type(amount) is int and isinstance(currency, str) and len(currency) == 3)
         or not stripe_api.is_paid(cast(Any, SimpleNamespace(**session)), event_type=event.type)
     ):
         return False
@@ -50,36 +61,67 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any]) -> bool:
     paid = {"status": Status.PAID, **values, "late_payment": False}
     event.status, event.attempts = WebhookEvent.Status.PROCESSED, 1
     event.processed_at = paid["paid_at"]
+    # The request as the session describes it (checked against the row in the statement).
+    described = BillingRequest(site_id=int(site), email="", amount=amount, currency=currency)
     try:
-        with transaction.atomic():
-            request = _store_and_pay(event, session["id"], paid)
-            if request is None:
-                raise _NotHere
-            _record_and_notify(event, request)
-            transaction.on_commit(
-                lambda: announce(signals.billing_request_paid, request, late=False)
-            )
-    except (_NotHere, DatabaseError, UnicodeEncodeError):  # the general path tells why
+        # One statement: atomic by itself (a savepoint only inside a caller's transaction).
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            request = _pay_and_record(event, session["id"], paid, described, body)
+    except (DatabaseError, UnicodeEncodeError):  # the general path tells why
+        request = None
+    if request is None:
         event.pk = None
         return False
+    transaction.on_commit(lambda: announce(signals.billing_request_paid, request, late=False))
     return True
 
 
-def _store_and_pay(
-    event: WebhookEvent, session_id: str, paid: dict[str, Any]
+def _pay_and_record(
+    event: WebhookEvent,
+    session_id: str,
+    paid: dict[str, Any],
+    described: BillingRequest,
+    body: str | None,
 ) -> BillingRequest | None:
-    """The event inserted and its request made Paid in one statement, if it is new and its
-    request Pending, of the event's mode and of the linked account (as the general path's
-    ``match_connection`` and ``account_linked`` decide); the request as written."""
+    """One statement: the event inserted and its request made Paid if it is new and the
+    request Pending, of the event's mode, of the linked account (as the general path's
+    ``match_connection`` and ``account_linked`` decide) and as the session describes it
+    (site, amount, currency); with it the Paid audit entry, the agency's notification (if
+    it wants them) and, with django-q2's ORM broker on this database, its task: what
+    ``billing.mark_paid`` writes for an on-time payment. The request as written."""
     requests, connections = (quote(m._meta.db_table) for m in (BillingRequest, StripeConnection))
-    store_sql, values = insert_select(event)
+    wants = AgencyBillingSettings._meta
+    store_sql, store_values = insert_select(event)
+    if body is not None:  # valid JSON (parsed): PostgreSQL reads it, no need to encode it again
+        payload = [field.attname for field in insert_columns(WebhookEvent)[0]].index("payload")
+        store_values[payload] = Jsonb(event.payload, dumps=lambda _: body)
+    # The entry's label is "<email> · <amount>": the amount formatted here, the email read.
+    entry = log_entry(described, ACTION_PAID, source=event.stripe_id, late=False)
+    logged = ", ".join(f"'{name}', p.{quote(name)}" for name in LOGGED)
+    names = {  # SQL of the paid row ``p``: names are ours, values parameters
+        "object_id": "p.id::text",
+        "label": "p.email || (SELECT label FROM given)",
+        "data": f"jsonb_build_object('site', p.site_id, {logged}, "  # noqa: S608
+        "'source', (SELECT source FROM given), 'late', false)",
+    }
+    entry_sql, entry_values = insert_select(entry, " FROM paid p", names)
+    email = notification(OutgoingEmail.Kind.PAID, described, key="")
+    key = paid_key(0).removesuffix("0")  # the key of request p.id
+    notify = f"SELECT notify_payments FROM {quote(wants.db_table)} ORDER BY id LIMIT 1"  # noqa: S608
+    email_sql, email_values = insert_select(
+        email,
+        f" FROM paid p WHERE COALESCE(({notify}), %s)",
+        {"key": f"'{key}' || p.id", "site_id": "p.site_id", "billing_request_id": "p.id"},
+    )
+    task = email_task(described.site_id)
     changes = ", ".join(f"{quote(name)} = %s" for name in paid)
     columns = ", ".join(f"{quote(str(field.column))}" for field in REQUEST_FIELDS)
     sql = f"""
-        WITH target AS (
+        WITH given (label, source) AS (SELECT %s::text, %s::text), target AS (
             SELECT r.id FROM {requests} r
             JOIN {connections} c ON c.mode = r.mode AND c.unlinked_at IS NULL
             WHERE r.checkout_session_id = %s AND r.mode = %s AND r.status = %s
+              AND r.site_id = %s AND r.amount = %s AND r.currency = %s
               AND CASE WHEN c.direct THEN %s = '' AND r.account_id = ''
                        ELSE c.account_id = %s AND r.account_id = %s END
             ORDER BY r.id LIMIT 1
@@ -87,51 +129,35 @@ def _store_and_pay(
         ), stored AS (
             {store_sql} WHERE EXISTS (SELECT 1 FROM target)
             ON CONFLICT (stripe_id) DO NOTHING RETURNING id
+        ), paid AS (
+            UPDATE {requests} SET {changes}
+            WHERE id IN (SELECT id FROM target) AND EXISTS (SELECT 1 FROM stored)
+            RETURNING {columns}
+        ), entry AS ({entry_sql}), email AS (
+            {email_sql} ON CONFLICT (key) DO NOTHING RETURNING id
         )
-        UPDATE {requests} SET {changes}
-        WHERE id IN (SELECT id FROM target) AND EXISTS (SELECT 1 FROM stored)
-        RETURNING (SELECT id FROM stored), {columns}
     """  # noqa: S608 (names are ours, values parameters)
     account = event.account
-    params = [session_id, event.mode, Status.PENDING, account, account, account, *values]
+    params = [entry.label, event.stripe_id, session_id, event.mode, Status.PENDING]
+    params += [described.site_id, described.amount, described.currency, account, account, account]
+    params += [*store_values, *paid.values(), *entry_values, *email_values]
+    params.append(wants.get_field("notify_payments").get_default())
+    if task is not None:
+        task_sql, task_values = insert_select(task, " WHERE EXISTS (SELECT 1 FROM email)")
+        sql += f", task AS ({task_sql})"
+        params += task_values
+    sql += " SELECT (SELECT id FROM stored), (SELECT count(*) FROM email), p.* FROM paid p"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *paid.values()])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    event.pk = row[0]
-    return BillingRequest.from_db(
-        connection.alias, [field.attname for field in REQUEST_FIELDS], row[1:]
-    )
-
-
-def _record_and_notify(event: WebhookEvent, request: BillingRequest) -> None:
-    """The Paid audit entry, the agency's notification (if it wants them) and, with
-    django-q2's ORM broker on this database, its task, in one statement: what
-    ``billing.mark_paid`` writes for an on-time payment."""
-    entry = log_entry(request, ACTION_PAID, source=event.stripe_id, late=False)
-    email = notification(OutgoingEmail.Kind.PAID, request, key=paid_key(request.pk))
-    task = email_task(request.site_id)
-    wants = AgencyBillingSettings._meta
-    entry_sql, entry_values = insert_select(entry)
-    email_sql, email_values = insert_select(email)
-    sql = f"""
-        WITH entry AS ({entry_sql}), email AS (
-            {email_sql} WHERE COALESCE(
-                (SELECT notify_payments FROM {quote(wants.db_table)} ORDER BY id LIMIT 1), %s
-            ) ON CONFLICT (key) DO NOTHING RETURNING id
-        )
-    """  # noqa: S608 (names are ours, values parameters)
-    params = [*entry_values, *email_values, wants.get_field("notify_payments").get_default()]
-    if task is not None:
-        task_sql, task_values = insert_select(task)
-        sql += f", task AS ({task_sql} WHERE EXISTS (SELECT 1 FROM email))"  # noqa: S608
-        params += task_values
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " SELECT count(*) FROM email", params)  # noqa: S608
-        (notified,) = cursor.fetchone()
+    event.pk, notified = row[:2]
     if notified and task is None:
-        enqueue_pending_emails(request.site_id)  # after the commit
+        enqueue_pending_emails(described.site_id)  # after the commit
+    return BillingRequest.from_db(
+        connection.alias, [field.attname for field in REQUEST_FIELDS], row[2:]
+    )
 
 
 def quote(name: str) -> str:

@@ -111,7 +111,8 @@ def _event_shape_problem(data: Any) -> str:
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:  # Verify the raw bytes: Stripe signs the body exactly as sent.
-        data = parse_event(read_body(request), request.headers.get("Stripe-Signature", ""))
+        body = read_body(request)
+        data = parse_event(body, request.headers.get("Stripe-Signature", ""))
         event = WebhookEvent(
             stripe_id=data["id"], type=data["type"], account=data.get("account") or "",
             livemode=data["livemode"], api_version=(data.get("api_version") or "")[:64],
@@ -121,7 +122,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         if status in (STATUS.PROCESSED, STATUS.IGNORED):
             logger.info("%s: duplicate delivery, already %s", describe(event), status)
             return JsonResponse({"id": event.stripe_id, "status": status})
-        if status is None and apply_paid(event, data):  # the common case, in two statements
+        if status is None and apply_paid(event, data, body.decode()):  # the common case
             logger.info("%s: %s", describe(event), event.status)
             return JsonResponse({"id": event.stripe_id, "status": event.status})
         obj = build_event(data).data.object

@@ -214,6 +214,7 @@ class WebhookEventViewSet(PolicyViewSetMixin, ModelViewSet):
     add_to_settings_menu = True
     menu_order = 611  # right after "Client billing account"
     inspect_view_enabled = True
+    add_to_reference_index = False  # an event refers to nothing Wagtail shows the usage of
     index_view_class = WebhookEventIndexView
     inspect_view_class = WebhookEventInspectView
     # Events are never added or edited by hand: the policy allows "view" only.

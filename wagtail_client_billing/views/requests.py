@@ -335,6 +335,9 @@ class BillingRequestViewSet(PolicyViewSetMixin, ModelViewSet):
     delete_view_class = DeleteView
     inspect_view_enabled = True
     copy_view_enabled = False
+    # Nothing in Wagtail shows what refers to a site or a user: indexing a request's links
+    # to them cost 5 statements per save (measured: create_request 8 -> 3).
+    add_to_reference_index = False
     filterset_class = BillingRequestFilterSet
     search_fields = ["email"]
     list_per_page = 25  # the viewset passes its own to the index view
