@@ -11,8 +11,10 @@ in this process and connects a ready account on it, as the tests do.
   (the form's nonce, a pending twin, the linked account), the row inserted as
   ``creating`` and committed, the Checkout Session created with no transaction open (on
   the connected account, with an idempotency key), the row made Pending with its
-  audit-log entry (on PostgreSQL one statement), the signal and the email queued for
-  django-q2 (its ORM broker, as in production: ``bench_settings``);
+  audit-log entry, its email's outbox row and the email's django-q2 task (its ORM
+  broker, as in production: ``bench_settings``), on PostgreSQL in one statement; the
+  signal. The admin's URLs are loaded first, as in a running site (its viewsets
+  register their models then);
 - **baseline**: the same Checkout Session (the parameters ``billing.checkout_params``
   builds, with the same ``Stripe-Account`` header, an idempotency key and the same SDK
   client configuration), created by one direct ``stripe.StripeClient`` call against the
@@ -231,7 +233,7 @@ def report(result: dict[str, Any], database: str) -> None:
     print(f"  ratio                             {result['ratio']:8.2f} x the bare SDK call")
     print(
         f"  SQL statements per request        {result['statements']:8d}  "
-        "(BEGIN/COMMIT, nonce check, INSERT, UPDATE, audit log, email queue)"
+        "(the look-up, the INSERT; after Stripe, Pending with its entry, email and task)"
     )
 
 
