@@ -375,5 +375,6 @@ def renew_request(
 
 
 def renewal_of(request: BillingRequest | None) -> BillingRequest | None:
-    renewals = BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING)
-    return renewals.first() if request is not None else None
+    if request is None:  # not a renewal: no queryset to build
+        return None
+    return BillingRequest.objects.filter(renewed_from=request).exclude(status=CREATING).first()
