@@ -158,7 +158,8 @@ ADDED_SINCE_THE_REDESIGN = {
     "issue 12: the paid webhook in one statement (events/paid.py: the entry, the notification "
     "and its task computed from the paid row; db.insert_select's computed columns)": 30,
     "issue 12: create_request in 3 statements (the email's outbox row and its django-q2 task "
-    "go in with the transition: billing/creation.py, mail/queue.py)": 30,
+    "go in with the transition: billing/creation.py, mail/queue.py; renewal_of's early "
+    "return)": 32,
     "issue 12: the email batch's one commit per email, one SMTP deadline thread": 45,
     "issue 12: the paid webhook in two statements (events/paid.py; mail/queue.py's "
     "notification row and django-q2 task row built for a caller's statement)": 215,
