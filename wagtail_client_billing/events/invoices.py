@@ -41,14 +41,13 @@ def invoice_changed(event: WebhookEvent, invoice: Any) -> None:
     known = {name: value for name, value in values.items() if value not in ("", None)}
     if moving.update(**known):
         return
-    if not Invoice.objects.filter(stripe_id=invoice_id).exists():
-        try:
-            with transaction.atomic():  # a savepoint: another delivery may make it meanwhile
-                Invoice.objects.create(billing_request=request, stripe_id=invoice_id, **values)
+    try:
+        with transaction.atomic():  # a savepoint: another delivery may make it meanwhile
+            Invoice.objects.create(billing_request=request, stripe_id=invoice_id, **values)
+        return
+    except IntegrityError:  # made (and committed: the unique index waited) since the UPDATE
+        if moving.update(**known):
             return
-        except IntegrityError:
-            if moving.update(**known):
-                return
     stored = Invoice.objects.filter(stripe_id=invoice_id).values_list("billing_request", "status")
     for owner, status in stored:
         if owner != request.pk:
