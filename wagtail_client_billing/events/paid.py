@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from django.db import DatabaseError, connection, transaction
-from psycopg.types.json import Jsonb
 
 from .. import signals, stripe_api
 from ..billing.states import (
@@ -93,6 +92,8 @@ def _pay_and_record(
     wants = AgencyBillingSettings._meta
     store_sql, store_values = insert_select(event)
     if body is not None:  # valid JSON (parsed): PostgreSQL reads it, no need to encode it again
+        from psycopg.types.json import Jsonb  # PostgreSQL only: SQLite installs lack psycopg
+
         payload = [field.attname for field in insert_columns(WebhookEvent)[0]].index("payload")
         store_values[payload] = Jsonb(event.payload, dumps=lambda _: body)
     # The entry's label is "<email> · <amount>": the amount formatted here, the email read.
