@@ -15,7 +15,7 @@ from .. import signals
 from ..db import insert_columns, insert_rows
 from ..models import BillingRequest
 from ..money import format_money
-from .states import ACTION_EXPIRED, Status, announce
+from .states import ACTION_EXPIRED, LOGGED, Status, announce
 
 #: Rows per batch (one statement, one transaction). Larger batches cost less per row (100,000
 #: overdue: 2.2x a raw UPDATE in batches of 5,000, 1.86x in 20,000, 1.80x in one), smaller ones
@@ -23,7 +23,7 @@ from .states import ACTION_EXPIRED, Status, announce
 #: 2 s for 20,000 on the development machine).
 BATCH_SIZE = 20_000
 #: log_data's keys and their columns
-SWEPT = {key: key for key in ("email", "amount", "currency", "billing_type")} | {"site": "site_id"}
+SWEPT = {key: key for key in LOGGED} | {"site": "site_id"}
 Labels = dict[tuple[int, str], str]
 
 

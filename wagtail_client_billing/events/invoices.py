@@ -73,12 +73,13 @@ def request_of(event: WebhookEvent, invoice: Any, invoice_id: str) -> BillingReq
     )
     if subscription:
         found = recurring.filter(subscription_id=subscription).first()
-        if found is None and (pk := request_pk(field_of(details, "metadata"))):
+        pk = metadata_id(field_of(field_of(details, "metadata"), REQUEST_KEY))
+        if found is None and pk:
             # The first invoice may come before checkout.session.completed names the subscription.
             found = recurring.filter(pk=pk, subscription_id__in=("", subscription)).first()
         what = f"subscription {subscription}"
     else:
-        pk = request_pk(field_of(invoice, "metadata"))
+        pk = metadata_id(field_of(field_of(invoice, "metadata"), REQUEST_KEY))
         found = one_time.filter(pk=pk).first() if pk else None
         what = f"one-time billing request {pk}" if pk else "no billing request in its metadata"
     if found is None:
@@ -89,12 +90,10 @@ def request_of(event: WebhookEvent, invoice: Any, invoice_id: str) -> BillingReq
     return found
 
 
-def request_pk(metadata: Any) -> int | None:
-    """The request's pk in ``metadata`` (ours), or None."""
-    value = field_of(metadata, REQUEST_KEY) if metadata is not None else None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None
+def metadata_id(value: Any) -> int | None:
+    """A row id in Checkout's metadata (text, ours), if a database can hold it; else None."""
+    ok = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19
+    return int(value) if ok else None
 
 
 def invoice_values(invoice: Any) -> dict[str, Any]:

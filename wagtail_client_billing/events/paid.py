@@ -31,6 +31,7 @@ from ..models import (
     WebhookEvent,
 )
 from .handlers import HANDLERS, MONEY_EVENTS, checkout_completed
+from .invoices import metadata_id
 
 Status = BillingRequest.Status
 REQUEST_FIELDS = BillingRequest._meta.concrete_fields
@@ -43,7 +44,7 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any], body: str | None = Non
     session = data["data"]["object"]
     references = [session.get(name) for name in PAID_REFERENCES]
     metadata = session.get("metadata")
-    site = metadata.get("site") if isinstance(metadata, dict) else None
+    site_id = metadata_id(metadata.get("site") if isinstance(metadata, dict) else None)
     amount, currency = session.get("amount_total"), session.get("currency")
     if (
         connection.vendor != "postgresql"
@@ -51,7 +52,7 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any], body: str | None = Non
         or HANDLERS.get(event.type) is not checkout_completed  # a project's own handler
         or not isinstance(session.get("id"), str)
         or not all(isinstance(reference, str | None) for reference in references)
-        or not (isinstance(site, str) and site.isascii() and site.isdigit() and len(site) < 19)
+        or site_id is None
         or not (type(amount) is int and isinstance(currency, str) and len(currency) == 3)
         or not stripe_api.is_paid(cast(Any, SimpleNamespace(**session)), event_type=event.type)
     ):
@@ -61,7 +62,7 @@ def apply_paid(event: WebhookEvent, data: dict[str, Any], body: str | None = Non
     event.status, event.attempts = WebhookEvent.Status.PROCESSED, 1
     event.processed_at = paid["paid_at"]
     # The request as the session describes it (checked against the row in the statement).
-    described = BillingRequest(site_id=int(site), email="", amount=amount, currency=currency)
+    described = BillingRequest(site_id=site_id, email="", amount=amount, currency=currency)
     try:
         # One statement: atomic by itself (a savepoint only inside a caller's transaction).
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
