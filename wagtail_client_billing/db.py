@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Field, Model
 
 
 def insert_columns(model: type[Model]) -> tuple[list[Field], str]:
     """The fields an INSERT writes (all but the automatic key) and their quoted columns."""
+    return _insert_columns(connection.alias, model)
+
+
+@cache  # per database and model: the text is the same for every row (the webhook's hot path)
+def _insert_columns(alias: str, model: type[Model]) -> tuple[list[Field], str]:
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    return fields, ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    quote = connections[alias].ops.quote_name
+    return fields, ", ".join(quote(str(field.column)) for field in fields)
 
 
 def insert_values(obj: Model, fields: list[Field]) -> list[Any]:
     """``obj``'s values for ``fields``, prepared as ``save`` prepares them for an INSERT."""
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    database = connections[connection.alias]  # not the per-attribute proxy
+    return [field.get_db_prep_save(field.pre_save(obj, True), database) for field in fields]
 
 
 def insert_select(
@@ -25,12 +33,27 @@ def insert_select(
     """``INSERT INTO <table> (<columns>) SELECT <obj's values><source>`` and those values:
     a row that goes in with another statement's (``source``: `` FROM <cte>``, a WHERE...);
     ``computed``: SQL expressions (of ``source``'s rows) for some fields, by attname."""
-    computed = computed or {}
-    fields, columns = insert_columns(type(obj))
-    table = connection.ops.quote_name(obj._meta.db_table)
-    marks = ", ".join(computed.get(field.attname, "%s") for field in fields)
-    values = insert_values(obj, [field for field in fields if field.attname not in computed])
-    return f"INSERT INTO {table} ({columns}) SELECT {marks}{source}", values
+    sql, given = insert_select_sql(type(obj), source, tuple((computed or {}).items()))
+    return sql, insert_values(obj, given)
+
+
+def insert_select_sql(
+    model: type[Model], source: str = "", computed: tuple[tuple[str, str], ...] = ()
+) -> tuple[str, list[Field]]:
+    """``insert_select``'s statement (made once) and the fields it takes values of."""
+    return _insert_select(connection.alias, model, source, computed)
+
+
+@cache
+def _insert_select(
+    alias: str, model: type[Model], source: str, computed: tuple[tuple[str, str], ...]
+) -> tuple[str, list[Field]]:
+    expressions = dict(computed)
+    fields, columns = _insert_columns(alias, model)
+    table = connections[alias].ops.quote_name(model._meta.db_table)
+    marks = ", ".join(expressions.get(field.attname, "%s") for field in fields)
+    given = [field for field in fields if field.attname not in expressions]
+    return f"INSERT INTO {table} ({columns}) SELECT {marks}{source}", given
 
 
 def insert_once(obj: Model, unique_field: str) -> bool:

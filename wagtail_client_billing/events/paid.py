@@ -7,10 +7,13 @@ general path (``processing.store_and_apply``), which decides exactly as before."
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import cache
 from types import SimpleNamespace
 from typing import Any, cast
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import Field, Model
+from wagtail.models import ModelLogEntry
 
 from .. import signals, stripe_api
 from ..billing.states import (
@@ -21,7 +24,7 @@ from ..billing.states import (
     log_entry,
     paid_values,
 )
-from ..db import insert_columns, insert_select
+from ..db import insert_columns, insert_select_sql, insert_values
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
     AgencyBillingSettings,
@@ -89,9 +92,7 @@ def _pay_and_record(
     (site, amount, currency); with it the Paid audit entry, the agency's notification (if
     it wants them) and, with django-q2's ORM broker on this database, its task: what
     ``billing.mark_paid`` writes for an on-time payment. The request as written."""
-    requests, connections = (quote(m._meta.db_table) for m in (BillingRequest, StripeConnection))
-    wants = AgencyBillingSettings._meta
-    store_sql, store_values = insert_select(event)
+    store_values = insert_values(event, insert_select_sql(WebhookEvent)[1])
     if body is not None:  # valid JSON (parsed): PostgreSQL reads it, no need to encode it again
         from psycopg.types.json import Jsonb  # PostgreSQL only: SQLite installs lack psycopg
 
@@ -99,6 +100,42 @@ def _pay_and_record(
         store_values[payload] = Jsonb(event.payload, dumps=lambda _: body)
     # The entry's label is "<email> · <amount>": the amount formatted here, the email read.
     entry = log_entry(described, ACTION_PAID, source=event.stripe_id, late=False)
+    email = notification(OutgoingEmail.Kind.PAID, described, key="")
+    task = email_task(described.site_id)
+    sql, (entry_fields, email_fields, task_fields) = _statement(
+        connection.alias, tuple(paid), task.__class__ if task is not None else None
+    )
+    account = event.account
+    params = [entry.label, event.stripe_id, session_id, event.mode, Status.PENDING]
+    params += [described.site_id, described.amount, described.currency, account, account, account]
+    params += [*store_values, *paid.values(), *insert_values(entry, entry_fields)]
+    params += insert_values(email, email_fields)
+    params.append(AgencyBillingSettings._meta.get_field("notify_payments").get_default())
+    if task is not None:
+        params += insert_values(task, task_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event.pk, notified = row[:2]
+    if notified and task is None:
+        enqueue_pending_emails(described.site_id)  # after the commit
+    return BillingRequest.from_db(
+        connection.alias, [field.attname for field in REQUEST_FIELDS], row[2:]
+    )
+
+
+@cache  # the same text for every event (building it cost more than PostgreSQL's parsing)
+def _statement(
+    alias: str, changed: tuple[str, ...], tasks: type[Model] | None
+) -> tuple[str, tuple[list[Field], list[Field], list[Field]]]:
+    """``_pay_and_record``'s statement (``changed``: the paid columns it sets) and the
+    fields whose values follow the entry's, the notification's and the task's INSERTs."""
+    quote = connections[alias].ops.quote_name
+    requests, stripe_connections = (
+        quote(model._meta.db_table) for model in (BillingRequest, StripeConnection)
+    )
     logged = ", ".join(f"'{name}', p.{quote(name)}" for name in LOGGED)
     names = {  # SQL of the paid row ``p``: names are ours, values parameters
         "object_id": "p.id::text",
@@ -106,22 +143,22 @@ def _pay_and_record(
         "data": f"jsonb_build_object('site', p.site_id, {logged}, "  # noqa: S608
         "'source', (SELECT source FROM given), 'late', false)",
     }
-    entry_sql, entry_values = insert_select(entry, " FROM paid p", names)
-    email = notification(OutgoingEmail.Kind.PAID, described, key="")
+    entry_sql, entry_fields = insert_select_sql(ModelLogEntry, " FROM paid p", tuple(names.items()))
     key = paid_key(0).removesuffix("0")  # the key of request p.id
-    notify = f"SELECT notify_payments FROM {quote(wants.db_table)} ORDER BY id LIMIT 1"  # noqa: S608
-    email_sql, email_values = insert_select(
-        email,
+    wants = quote(AgencyBillingSettings._meta.db_table)
+    notify = f"SELECT notify_payments FROM {wants} ORDER BY id LIMIT 1"  # noqa: S608
+    email_sql, email_fields = insert_select_sql(
+        OutgoingEmail,
         f" FROM paid p WHERE COALESCE(({notify}), %s)",
-        {"key": f"'{key}' || p.id", "site_id": "p.site_id", "billing_request_id": "p.id"},
+        (("key", f"'{key}' || p.id"), ("site_id", "p.site_id"), ("billing_request_id", "p.id")),
     )
-    task = email_task(described.site_id)
-    changes = ", ".join(f"{quote(name)} = %s" for name in paid)
+    store_sql = insert_select_sql(WebhookEvent)[0]
+    changes = ", ".join(f"{quote(name)} = %s" for name in changed)
     columns = ", ".join(f"{quote(str(field.column))}" for field in REQUEST_FIELDS)
     sql = f"""
         WITH given (label, source) AS (SELECT %s::text, %s::text), target AS (
             SELECT r.id FROM {requests} r
-            JOIN {connections} c ON c.mode = r.mode AND c.unlinked_at IS NULL
+            JOIN {stripe_connections} c ON c.mode = r.mode AND c.unlinked_at IS NULL
             WHERE r.checkout_session_id = %s AND r.mode = %s AND r.status = %s
               AND r.site_id = %s AND r.amount = %s AND r.currency = %s
               AND CASE WHEN c.direct THEN %s = '' AND r.account_id = ''
@@ -139,28 +176,9 @@ def _pay_and_record(
             {email_sql} ON CONFLICT (key) DO NOTHING RETURNING id
         )
     """  # noqa: S608 (names are ours, values parameters)
-    account = event.account
-    params = [entry.label, event.stripe_id, session_id, event.mode, Status.PENDING]
-    params += [described.site_id, described.amount, described.currency, account, account, account]
-    params += [*store_values, *paid.values(), *entry_values, *email_values]
-    params.append(wants.get_field("notify_payments").get_default())
-    if task is not None:
-        task_sql, task_values = insert_select(task, " WHERE EXISTS (SELECT 1 FROM email)")
+    task_fields: list[Field] = []
+    if tasks is not None:
+        task_sql, task_fields = insert_select_sql(tasks, " WHERE EXISTS (SELECT 1 FROM email)")
         sql += f", task AS ({task_sql})"
-        params += task_values
     sql += " SELECT (SELECT id FROM stored), (SELECT count(*) FROM email), p.* FROM paid p"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    event.pk, notified = row[:2]
-    if notified and task is None:
-        enqueue_pending_emails(described.site_id)  # after the commit
-    return BillingRequest.from_db(
-        connection.alias, [field.attname for field in REQUEST_FIELDS], row[2:]
-    )
-
-
-def quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return sql, (entry_fields, email_fields, task_fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -46,15 +47,22 @@ class _Package:
     """A broker for ``async_task`` that keeps the signed package instead of queuing it."""
 
     def __init__(self) -> None:
-        from django_q.brokers import get_broker
         from django_q.conf import Conf
 
-        self.list_key = get_broker().list_key or Conf.CLUSTER_NAME
+        self.list_key = _list_key(Conf.CLUSTER_NAME, Conf.BROKER_CLASS)
         self.payload = ""
 
     def enqueue(self, package: str) -> int:
         self.payload = package
         return 0
+
+
+@cache  # a broker object per task cost more than the task's row
+def _list_key(cluster: str, broker_class: str | None) -> str:
+    """The queue django-q2's broker for ``cluster`` puts tasks in."""
+    from django_q.brokers import get_broker
+
+    return get_broker(cluster).list_key or cluster
 
 
 def _task_row(task: str, argument: int, name: str) -> Model | None:
