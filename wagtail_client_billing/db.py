@@ -94,9 +94,10 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]]) -> None:
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
     defaults = {field.attname: field.get_default() for field in fields}
+    database = connections[connection.alias]  # as insert_values: not the proxy, once per value
     values = [
         [
-            field.get_db_prep_save(row.get(field.attname, defaults[field.attname]), connection)
+            field.get_db_prep_save(row.get(field.attname, defaults[field.attname]), database)
             for field in fields
         ]
         for row in rows

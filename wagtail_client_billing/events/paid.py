@@ -24,7 +24,7 @@ from ..billing.states import (
     log_entry,
     paid_values,
 )
-from ..db import insert_columns, insert_select_sql, insert_values
+from ..db import insert_select_sql, insert_values
 from ..mail.queue import email_task, enqueue_pending_emails, notification, paid_key
 from ..models import (
     AgencyBillingSettings,
@@ -92,11 +92,11 @@ def _pay_and_record(
     (site, amount, currency); with it the Paid audit entry, the agency's notification (if
     it wants them) and, with django-q2's ORM broker on this database, its task: what
     ``billing.mark_paid`` writes for an on-time payment. The request as written."""
-    store_values = insert_values(event, insert_select_sql(WebhookEvent)[1])
+    store_values = insert_values(event, stored := insert_select_sql(WebhookEvent)[1])
     if body is not None:  # valid JSON (parsed): PostgreSQL reads it, no need to encode it again
         from psycopg.types.json import Jsonb  # PostgreSQL only: SQLite installs lack psycopg
 
-        payload = [field.attname for field in insert_columns(WebhookEvent)[0]].index("payload")
+        payload = stored.index(WebhookEvent._meta.get_field("payload"))
         store_values[payload] = Jsonb(event.payload, dumps=lambda _: body)
     # The entry's label is "<email> · <amount>": the amount formatted here, the email read.
     entry = log_entry(described, ACTION_PAID, source=event.stripe_id, late=False)
@@ -133,9 +133,8 @@ def _statement(
     """``_pay_and_record``'s statement (``changed``: the paid columns it sets) and the
     fields whose values follow the entry's, the notification's and the task's INSERTs."""
     quote = connections[alias].ops.quote_name
-    requests, stripe_connections = (
-        quote(model._meta.db_table) for model in (BillingRequest, StripeConnection)
-    )
+    requests = quote(BillingRequest._meta.db_table)
+    stripe_connections = quote(StripeConnection._meta.db_table)
     logged = ", ".join(f"'{name}', p.{quote(name)}" for name in LOGGED)
     names = {  # SQL of the paid row ``p``: names are ours, values parameters
         "object_id": "p.id::text",

@@ -59,7 +59,7 @@ class _Package:
 
 @cache  # a broker object per task cost more than the task's row
 def _list_key(cluster: str, broker_class: str | None) -> str:
-    """The queue django-q2's broker for ``cluster`` puts tasks in."""
+    """django-q2's queue for ``cluster`` (``broker_class``: a key of the cache only)."""
     from django_q.brokers import get_broker
 
     return get_broker(cluster).list_key or cluster
