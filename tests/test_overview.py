@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -79,6 +80,29 @@ def test_totals_per_currency_mixed_months_and_statuses(sites):
     assert paid == {"eur": (7500, 2), "usd": (900, 1)}
     assert pending == {"eur": (1200, 1), "jpy": (5000, 1)}
     assert expired == {"eur": (300, 1)}
+
+
+def test_pending_now_counts_only_links_that_can_still_be_paid(agency_client, sites):
+    """Past its expiry a Pending request waits minutes for the sweep to expire it: its link
+    can no longer be paid, so it is not money the client still owes, on either page."""
+    acme, _ = sites
+    make_request(acme, status="pending", amount=1200)
+    overdue = make_request(acme, status="pending", amount=99900)
+    BillingRequest.objects.filter(pk=overdue.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    totals = reports.totals(BillingRequest.objects.all())
+    assert [(t.currency, t.amount, t.count) for t in totals["pending"]] == [("eur", 1200, 1)]
+    page = totals_section(agency_client.get(OVERVIEW).content.decode())
+    pending = page[page.index('data-total="pending"') : page.index('data-total="expired')]
+    assert "€12.00" in pending and "€999.00" not in pending
+    panel = agency_client.get(reverse("wagtailadmin_home")).content.decode()
+    panel = panel[panel.index("data-wcb-mode") :]
+    assert "€12.00" in panel and "€999.00" not in panel
+    # The listing still shows it Pending until the sweep expires it.
+    listing = agency_client.get(f"{OVERVIEW}?status=pending").content.decode()
+    assert "€999.00" in listing
 
 
 def test_paid_per_month_covers_twelve_months(sites):
@@ -219,6 +243,36 @@ def add_rows(sites, start, count):
             for i in range(start, start + count)
         ]
     )
+
+
+def test_a_long_listing_counts_up_to_10_000_and_says_so(agency_client, sites):
+    """Past 10,000 requests the paginator's count stops (a million cost what 10,000 do);
+    the page says "more than", and its last reachable page points to the filters."""
+    add_rows(sites, 0, 10_020)  # 10,020 listed, 5,010 a site
+    with CaptureQueriesContext(connection) as captured:
+        page = agency_client.get(OVERVIEW).content.decode()
+    assert "More than 10,000 billing requests" in page and "Page 1 of 400" in page
+    assert "data-wcb-capped" not in page  # there are further pages
+    counts = [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert any("LIMIT 10001" in sql for sql in counts), counts  # the count reads no further
+    last = agency_client.get(f"{OVERVIEW}?p=400").content.decode()
+    assert len(re.findall(r"c\d+@example\.com\s*</a>", last)) == 25
+    assert "The list stops after 10,000 billing requests: filter or search it" in last
+    filtered = agency_client.get(f"{OVERVIEW}?status=pending&status=paid&status=expired")
+    assert "There are more than 10,000 matches" in filtered.content.decode()
+    french = Client()
+    french.force_login(make_user("agence", agency=True, language="fr"))
+    page = french.get(f"{OVERVIEW}?p=400").content.decode()
+    assert "Plus de 10\xa0000 demandes de facturation" in page
+    assert "La liste s'arrête après 10\xa0000 demandes de facturation" in page
+
+    # Below the cap: Wagtail's own exact count, in the site's listing and the overview.
+    site_listing = reverse("wagtail_client_billing_requests:index") + f"?site={sites[0].pk}"
+    page = agency_client.get(site_listing).content.decode()
+    assert "5010 billing requests" in page and "Page 1 of 201" in page
+    page = agency_client.get(f"{OVERVIEW}?status=pending").content.decode()
+    assert "There are 3,340 matches" in page and "data-wcb-capped" not in page
+    assert "More than" not in page
 
 
 def queries_for(client, url):
