@@ -177,7 +177,7 @@ class CappedPaginator(WagtailPaginator):
     def counted(self) -> int:
         """The rows, counted up to one beyond the cap (no ORDER BY: any rows will do)."""
         if not isinstance(self.object_list, QuerySet):
-            return super().count
+            return len(self.object_list)
         return self.object_list.order_by()[: self.cap + 1].count()
 
     @cached_property
