@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Sending every event to {args.webhook_url}, signed with {secret}", flush=True)
     print(f"Control API: {sim.url}/_simulator/health  (Ctrl-C to stop)", flush=True)
     try:
-        done.wait()
+        # Waking up twice a second: the kernel may hand Ctrl-C (SIGINT) to one of the
+        # server's threads, which cannot interrupt a wait without a timeout here; Python
+        # raises KeyboardInterrupt in this thread at its next wake-up.
+        while not done.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
