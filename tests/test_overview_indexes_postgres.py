@@ -122,8 +122,13 @@ def assert_no_seq_scan(sql: str, plan: dict[str, Any]) -> None:
 
 
 def page_plan(plans: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
-    """The statement that fetched the page of rows (it has a LIMIT)."""
-    [page] = [(sql, plan) for sql, plan in plans if "LIMIT" in sql.upper()]
+    """The statement that fetched the page of rows (a LIMIT, not the paginator's count,
+    which has one too: it stops at CappedPaginator.cap)."""
+    [page] = [
+        (sql, plan)
+        for sql, plan in plans
+        if "LIMIT" in sql.upper() and not sql.upper().startswith("SELECT COUNT(")
+    ]
     return page
 
 
