@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # SIGINT too, explicitly: a shell starting us in the background (``&`` in a script,
+    # a test runner started so) passes SIGINT on as ignored, and Python then keeps it so.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
     print(f"Stripe simulator listening on {sim.url}", flush=True)
     if args.webhook_url:
         # A secret the user gave is theirs already; print only one made up for them.
@@ -87,13 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Sending every event to {args.webhook_url}, signed with {secret}", flush=True)
     print(f"Control API: {sim.url}/_simulator/health  (Ctrl-C to stop)", flush=True)
     try:
-        # Waking up twice a second: the kernel may hand Ctrl-C (SIGINT) to one of the
-        # server's threads, which cannot interrupt a wait without a timeout here; Python
-        # raises KeyboardInterrupt in this thread at its next wake-up.
+        # Waking up twice a second: the kernel may hand the signal to one of the server's
+        # threads, which cannot interrupt an untimed wait; Python runs the handler in this
+        # thread at its next wake-up.
         while not done.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         sim.stop()
     return 0
