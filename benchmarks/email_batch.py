@@ -36,7 +36,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -251,10 +251,14 @@ def recording(server: Any) -> Iterator[list[tuple[str, list[str], bytes]]]:
 
 
 def measure_smtplib(
-    server: Any, messages: list[tuple[str, list[str], bytes]], cert: tuple[Path, Path] | None
+    server: Any,
+    messages: list[tuple[str, list[str], bytes]],
+    cert: tuple[Path, Path] | None,
+    before_each: Callable[[int], object] | None = None,
 ) -> tuple[float, int]:
     """Seconds for smtplib to send ``messages`` on one connection (STARTTLS and AUTH when
-    ``cert``), and the connections the server saw."""
+    ``cert``; ``before_each(index)`` run before each message), and the connections the
+    server saw."""
     from tests.smtp import PASSWORD, USERNAME
 
     server.inbox.clear()
@@ -263,7 +267,9 @@ def measure_smtplib(
         if cert:
             connection.starttls(context=ssl.create_default_context(cafile=str(cert[0])))
             connection.login(USERNAME, PASSWORD)
-        for sender, recipients, data in messages:
+        for index, (sender, recipients, data) in enumerate(messages):
+            if before_each is not None:
+                before_each(index)
             connection.sendmail(sender, recipients, data)
     elapsed = time.perf_counter() - started
     if len(server.messages) != len(messages):
@@ -272,13 +278,15 @@ def measure_smtplib(
 
 
 def measure_floor(
-    site: Any, server: Any, messages: list[tuple[str, list[str], bytes]], cert: Any
+    site: Any,
+    server: Any,
+    messages: list[tuple[str, list[str], bytes]],
+    cert: tuple[Path, Path] | None,
 ) -> float:
     """Seconds for the smtplib loop with one committed ``UPDATE`` of the email's outbox row
     before each message (the app's one statement per email, nothing rendered or composed)."""
     from django.db import connection
 
-    from tests.smtp import PASSWORD, USERNAME
     from wagtail_client_billing.models import OutgoingEmail
 
     requeue(site)
@@ -288,18 +296,13 @@ def measure_floor(
         raise SystemExit(f"floor: {len(pks)} queued emails for {len(messages)} messages")
     table = connection.ops.quote_name(OutgoingEmail._meta.db_table)
     claim = f"UPDATE {table} SET status = %s, attempts = attempts + 1 WHERE id = %s AND status = %s"
-    server.inbox.clear()
-    started = time.perf_counter()
-    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp, connection.cursor() as cursor:
-        if cert:
-            smtp.starttls(context=ssl.create_default_context(cafile=str(cert[0])))
-            smtp.login(USERNAME, PASSWORD)
-        for pk, (sender, recipients, data) in zip(pks, messages, strict=True):
-            cursor.execute(claim, ["sending", pk, "queued"])  # autocommit: one commit each
-            smtp.sendmail(sender, recipients, data)
-    elapsed = time.perf_counter() - started
-    if len(server.messages) != len(messages):
-        raise SystemExit(f"floor: sent {len(messages)}, received {len(server.messages)}")
+    with connection.cursor() as cursor:  # autocommit: one commit per email
+        elapsed, _ = measure_smtplib(
+            server,
+            messages,
+            cert,
+            lambda index: cursor.execute(claim, ["sending", pks[index], "queued"]),
+        )
     return elapsed
 
 
